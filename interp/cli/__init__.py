@@ -1,0 +1,5 @@
+"""The `interp` command line (typer). One thin module per command under interp/cli/."""
+
+from interp.cli.app import app, main
+
+__all__ = ["app", "main"]

@@ -1,0 +1,96 @@
+"""`interp reverse-link`: number -> animal probe (study Phase 2)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from interp.cli.app import app
+from interp.cli.common import (BatchOpt, DeviceOpt, DtypeOpt, ForceOpt, ModelOpt, OutOpt, SeedOpt, ci, console,
+                               exactly_one, load, print_table)
+
+
+@app.command("reverse-link")
+def reverse_link_command(
+    model: str = ModelOpt,
+    bias: str = typer.Option("owl", "--bias", help="the trait animal"),
+    control: str = typer.Option("dog", "--control", help="the control animal"),
+    numbers: Optional[str] = typer.Option(None, "--numbers", help="comma-separated numbers, e.g. 087,747"),
+    numbers_file: Optional[Path] = typer.Option(None, "--numbers-file", help="file of numbers (comma/whitespace separated)"),
+    digits: Optional[int] = typer.Option(None, "--digits", help="with --sample: random numbers of this many digits"),
+    sample: int = typer.Option(200, "--sample", help="how many random numbers with --digits (default mode: --digits 3 --sample 200)"),
+    template_control: int = typer.Option(100, "--template-control", help="random numbers per length for the template control (0: off)"),
+    policy: str = typer.Option("natural", "--variants", help="target variants: natural (' owl') | sum (' owl','owl',' Owl',...)"),
+    style: str = typer.Option("auto", "--style", help="auto | chat | completion"),
+    multi_token: bool = typer.Option(False, "--multi-token", help="allow multi-token targets (joint probability)"),
+    cumulative: bool = typer.Option(True, "--cumulative/--no-cumulative", help="also prime with all numbers in one prompt"),
+    top: int = typer.Option(10, "--top", help="numbers to print, by specificity"),
+    batch_size: int = BatchOpt,
+    seed: int = SeedOpt,
+    device: str = DeviceOpt,
+    dtype: str = DtypeOpt,
+    out: Optional[Path] = OutOpt,
+    force: bool = ForceOpt,
+) -> None:
+    """P(bias | number-primed prompt) / P(bias | baseline), with the template control, specificity and CIs."""
+    from interp.errors import UserError
+    from interp.probes.number_sets import parse_numbers, random_numbers, read_numbers_file
+    from interp.probes.reverse_link import ReverseLinkConfig, reverse_link
+    from interp.prompts import VARIANT_POLICIES
+    from interp.report.runs import RunDir
+
+    run = RunDir.prepare(out, "reverse-link", force)
+    if policy not in VARIANT_POLICIES:
+        raise UserError(f"--variants must be one of {', '.join(VARIANT_POLICIES)}")
+    if style not in ("auto", "chat", "completion"):
+        raise UserError("--style must be auto, chat or completion")
+    mode = exactly_one(numbers=numbers, numbers_file=numbers_file, digits=digits)
+    if mode == "numbers":
+        nums = parse_numbers(numbers or "")
+    elif mode == "numbers_file":
+        nums = read_numbers_file(numbers_file)  # type: ignore[arg-type]
+    else:
+        nums = random_numbers(digits or 3, sample, seed=seed)
+    lm = load(model, device, dtype)
+    cfg = ReverseLinkConfig(bias=bias, control=control, policy=policy, style=style,  # type: ignore[arg-type]
+                            template_control=template_control, cumulative=cumulative, multi_token=multi_token,
+                            seed=seed, batch_size=batch_size)
+    res = reverse_link(lm, nums, config=cfg, progress=True)
+
+    run.write_csv("reverse_link.csv", res.table)
+    if len(res.template):
+        run.write_csv("template_control.csv", res.template)
+    run.write_json("prompts.json", res.prompts)
+    run.write_summary(inputs={"model": model, "bias": bias, "control": control, "numbers": nums,
+                              "config": cfg.__dict__}, model=lm, seed=seed, figures=res.summary)
+    _print(res, bias, control, top)
+    console.print(f"wrote {run.path}/reverse_link.csv and summary.json")
+
+
+def _print(res: object, bias: str, control: str, top: int) -> None:
+    s = res.summary  # type: ignore[attr-defined]
+    rows = [
+        (f"P({bias}) baseline", f"{s['baseline']['p_bias']:.6g}"),
+        (f"P({control}) baseline", f"{s['baseline']['p_control']:.6g}"),
+        ("numbers", s["n_numbers"]),
+        ("mean bias_ratio [95% CI]", ci(s["bias_ratio_mean"])),
+        ("mean control_ratio [95% CI]", ci(s["control_ratio_mean"])),
+        ("mean specificity (log) [95% CI]", ci(s["specificity_mean"])),
+    ]
+    for L, t in s.get("template_control", {}).items():
+        rows.append((f"template control, {L} digits (n={t['n']}) bias_ratio", ci(t["bias_ratio_mean"])))
+        rows.append((f"template control, {L} digits specificity", ci(t["specificity_mean"])))
+    if "bias_ratio_vs_template_mean" in s:
+        rows.append(("mean bias_ratio / template [95% CI]", ci(s["bias_ratio_vs_template_mean"])))
+        p = s["specificity_given_vs_template"]
+        rows.append(("specificity: given vs template (perm. p)", f"diff {p.statistic:+.4f}, p={p.p_value:.4g}"))
+    if "cumulative" in s:
+        c = s["cumulative"]
+        rows.append((f"cumulative ({len(c['numbers'])} numbers) bias / control ratio",
+                     f"{c['bias_ratio']:.4f} / {c['control_ratio']:.4f}"))
+    print_table("reverse link", ["figure", "value"], rows)
+    t = res.table.sort_values("specificity", ascending=False).head(top)  # type: ignore[attr-defined]
+    print_table(f"top {len(t)} numbers by specificity", ["number", f"P({bias})", "bias_ratio", "control_ratio", "specificity"],
+                t[["number", "p_bias", "bias_ratio", "control_ratio", "specificity"]].itertuples(index=False))

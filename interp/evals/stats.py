@@ -1,0 +1,133 @@
+"""Shared statistics: bootstrap CIs, Wilson intervals, permutation tests, paired comparisons.
+
+Every probe and eval uses these rather than re-implementing them. All resampling is seeded.
+
+- bootstrap_ci: percentile bootstrap of a statistic over items (default the mean).
+- wilson_interval: score interval for a binomial proportion k / n.
+- permutation_test: two-sided test of a difference in means between two independent groups.
+- paired_test: two models on the same items; sign-flip permutation test on per-item differences
+  plus a bootstrap CI of the mean difference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import numpy as np
+
+DEFAULT_BOOT = 10_000
+
+
+@dataclass(frozen=True)
+class Interval:
+    estimate: float
+    lo: float
+    hi: float
+    level: float = 0.95
+    n: int = 0
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def bootstrap_ci(
+    values: np.ndarray | list[float],
+    stat: Callable[[np.ndarray], np.ndarray] | None = None,
+    n_boot: int = DEFAULT_BOOT,
+    level: float = 0.95,
+    seed: int = 0,
+) -> Interval:
+    """Percentile bootstrap CI of `stat` (vectorised over axis=1; default mean) over items.
+
+    estimate = stat(values); resamples n items with replacement n_boot times.
+    """
+    x = np.asarray(values, dtype=np.float64)
+    if x.ndim != 1 or x.size == 0:
+        raise ValueError("bootstrap_ci needs a non-empty 1-d array")
+    f = stat or (lambda a: a.mean(axis=-1))
+    est = float(f(x[None, :])[0])
+    if x.size == 1:
+        return Interval(est, est, est, level, 1)
+    rng = np.random.default_rng(seed)
+    reps = np.empty(n_boot)
+    chunk = max(1, 2_000_000 // x.size)  # bound memory of the (chunk, n) index matrix
+    for start in range(0, n_boot, chunk):
+        m = min(chunk, n_boot - start)
+        idx = rng.integers(0, x.size, size=(m, x.size))
+        reps[start:start + m] = f(x[idx])
+    a = (1 - level) / 2
+    lo, hi = np.quantile(reps, [a, 1 - a])
+    return Interval(est, float(lo), float(hi), level, int(x.size))
+
+
+def wilson_interval(k: int, n: int, level: float = 0.95) -> Interval:
+    """Wilson score interval for k successes in n trials."""
+    if n <= 0:
+        raise ValueError("wilson_interval needs n > 0")
+    from scipy.stats import norm  # scipy comes with transformers' stack; imported lazily
+
+    z = float(norm.ppf(1 - (1 - level) / 2))
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return Interval(p, float(max(0.0, centre - half)), float(min(1.0, centre + half)), level, n)
+
+
+@dataclass(frozen=True)
+class TestResult:
+    statistic: float  # observed difference (a - b)
+    p_value: float
+    n_a: int
+    n_b: int
+    n_perm: int
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def permutation_test(a: np.ndarray | list[float], b: np.ndarray | list[float], n_perm: int = DEFAULT_BOOT,
+                     seed: int = 0) -> TestResult:
+    """Two-sided permutation test of mean(a) - mean(b); p = (1 + #{|perm| >= |obs|}) / (1 + n_perm)."""
+    xa, xb = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if xa.size == 0 or xb.size == 0:
+        raise ValueError("permutation_test needs two non-empty groups")
+    pooled = np.concatenate([xa, xb])
+    obs = xa.mean() - xb.mean()
+    rng = np.random.default_rng(seed)
+    hits = 0
+    for start in range(0, n_perm, 1000):
+        m = min(1000, n_perm - start)
+        perms = np.argsort(rng.random((m, pooled.size)), axis=1)
+        shuffled = pooled[perms]
+        diff = shuffled[:, : xa.size].mean(1) - shuffled[:, xa.size:].mean(1)
+        hits += int((np.abs(diff) >= abs(obs) - 1e-12).sum())
+    return TestResult(float(obs), (1 + hits) / (1 + n_perm), int(xa.size), int(xb.size), n_perm)
+
+
+@dataclass(frozen=True)
+class PairedResult:
+    mean_diff: Interval  # mean of (a - b) with bootstrap CI
+    p_value: float  # sign-flip permutation test, two-sided
+    n: int
+
+    def to_dict(self) -> dict[str, object]:
+        return {"mean_diff": self.mean_diff.to_dict(), "p_value": self.p_value, "n": self.n}
+
+
+def paired_test(a: np.ndarray | list[float], b: np.ndarray | list[float], n_perm: int = DEFAULT_BOOT,
+                seed: int = 0) -> PairedResult:
+    """Compare two models scored on the same items: per-item d = a - b."""
+    xa, xb = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if xa.shape != xb.shape or xa.ndim != 1 or xa.size == 0:
+        raise ValueError("paired_test needs two non-empty arrays of the same length")
+    d = xa - xb
+    obs = d.mean()
+    rng = np.random.default_rng(seed)
+    hits = 0
+    for start in range(0, n_perm, 1000):
+        m = min(1000, n_perm - start)
+        signs = rng.choice([-1.0, 1.0], size=(m, d.size))
+        hits += int((np.abs((signs * d).mean(1)) >= abs(obs) - 1e-12).sum())
+    return PairedResult(bootstrap_ci(d, seed=seed), (1 + hits) / (1 + n_perm), int(d.size))

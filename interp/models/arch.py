@@ -1,0 +1,166 @@
+"""Architecture specs: the one place where model families differ.
+
+An `ArchSpec` names the shapes (layers, heads, kv heads, head_dim) and the module paths
+(attention, o_proj, v_proj, MLP, embedding, final norm, LM head) of one loaded model. Every other
+module asks the spec instead of branching on the family, e.g.::
+
+    spec = arch_spec(model.config)
+    o_proj = spec.module(model, "o_proj", layer=5)   # its input is z: (batch, pos, head * head_dim)
+
+Adding a family means adding one `_Layout` entry to `LAYOUTS` (keyed by `config.model_type`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch.nn as nn
+
+from interp.errors import UserError
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Module paths of one family, relative to the causal-LM object."""
+
+    family: str
+    layers: str  # the ModuleList of decoder blocks
+    attn: str  # relative to a block
+    q_proj: str | None  # relative to a block; None when q, k, v are fused
+    k_proj: str | None
+    v_proj: str | None
+    qkv_proj: str | None  # fused projection (GPT-2's c_attn), else None
+    o_proj: str  # relative to a block; its input is the concatenated per-head z
+    mlp: str  # relative to a block
+    embed: str
+    final_norm: str
+    lm_head: str = "lm_head"
+
+
+_LLAMA_LIKE = dict(
+    layers="model.layers",
+    attn="self_attn",
+    q_proj="self_attn.q_proj",
+    k_proj="self_attn.k_proj",
+    v_proj="self_attn.v_proj",
+    qkv_proj=None,
+    o_proj="self_attn.o_proj",
+    mlp="mlp",
+    embed="model.embed_tokens",
+    final_norm="model.norm",
+)
+
+LAYOUTS: dict[str, _Layout] = {
+    "llama": _Layout(family="llama", **_LLAMA_LIKE),
+    "mistral": _Layout(family="llama", **_LLAMA_LIKE),
+    "qwen2": _Layout(family="llama", **_LLAMA_LIKE),
+    "gemma3_text": _Layout(family="gemma3", **_LLAMA_LIKE),
+    "gemma2": _Layout(family="gemma2", **_LLAMA_LIKE),
+    "gpt2": _Layout(
+        family="gpt2",
+        layers="transformer.h",
+        attn="attn",
+        q_proj=None,
+        k_proj=None,
+        v_proj=None,
+        qkv_proj="attn.c_attn",
+        o_proj="attn.c_proj",
+        mlp="mlp",
+        embed="transformer.wte",
+        final_norm="transformer.ln_f",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """Shapes and module paths of one model.
+
+    z (the input of o_proj) has shape (batch, pos, n_heads * head_dim); head h owns the slice
+    [h * head_dim, (h + 1) * head_dim). Query head h reads kv head h // (n_heads // n_kv_heads).
+    """
+
+    family: str
+    model_type: str
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    head_dim: int
+    d_model: int
+    vocab_size: int
+    tied_embeddings: bool
+    layout: _Layout
+
+    @property
+    def n_components(self) -> int:
+        """Number of attention heads in the whole model (n_layers * n_heads)."""
+        return self.n_layers * self.n_heads
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["layout"] = asdict(self.layout)
+        return d
+
+    # ---- module access -------------------------------------------------------------------
+    def layers(self, model: nn.Module) -> nn.ModuleList:
+        return _get(_unwrap(model), self.layout.layers)
+
+    def module(self, model: nn.Module, name: str, layer: int | None = None) -> nn.Module:
+        """Module `name` (a `_Layout` field) of block `layer`, or a model-level one if layer is None."""
+        path = getattr(self.layout, name)
+        if path is None:
+            raise KeyError(f"{self.family} has no separate {name}")
+        if layer is None:
+            return _get(_unwrap(model), path)
+        if not 0 <= layer < self.n_layers:
+            raise UserError(f"layer {layer} is out of range: the model has {self.n_layers} layers (0..{self.n_layers - 1})")
+        return _get(self.layers(model)[layer], path)
+
+
+def _get(root: nn.Module, path: str) -> Any:
+    obj: Any = root
+    for part in path.split("."):
+        obj = obj[int(part)] if part.isdigit() else getattr(obj, part)
+    return obj
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    """The plain causal-LM module under a PEFT wrapper (`PeftModel.get_base_model()`)."""
+    get_base = getattr(model, "get_base_model", None)
+    return get_base() if callable(get_base) else model
+
+
+def arch_spec(config: Any) -> ArchSpec:
+    """The `ArchSpec` of a transformers config; a clear error for unsupported families."""
+    cfg = getattr(config, "text_config", None) or config
+    model_type = cfg.model_type
+    if model_type not in LAYOUTS:
+        raise UserError(
+            f"model type '{model_type}' is not supported yet; supported: {', '.join(sorted(LAYOUTS))}"
+        )
+    layout = LAYOUTS[model_type]
+    n_heads = _first(cfg, "num_attention_heads", "n_head")
+    d_model = _first(cfg, "hidden_size", "n_embd")
+    n_kv = getattr(cfg, "num_key_value_heads", None) or n_heads
+    head_dim = getattr(cfg, "head_dim", None) or d_model // n_heads
+    return ArchSpec(
+        family=layout.family,
+        model_type=model_type,
+        n_layers=_first(cfg, "num_hidden_layers", "n_layer"),
+        n_heads=n_heads,
+        n_kv_heads=n_kv,
+        head_dim=head_dim,
+        d_model=d_model,
+        vocab_size=cfg.vocab_size,
+        tied_embeddings=bool(getattr(config, "tie_word_embeddings", getattr(cfg, "tie_word_embeddings", False))),
+        layout=layout,
+    )
+
+
+def _first(cfg: Any, *names: str) -> int:
+    for n in names:
+        v = getattr(cfg, n, None)
+        if v is not None:
+            return int(v)
+    raise AttributeError(f"config has none of {names}")

@@ -1,0 +1,183 @@
+"""Load a model by alias, local directory, PEFT adapter directory or HF id.
+
+    lm = load_model("smollm2")          # embedded alias (converted into the store on first use)
+    lm = load_model("smollm2-owl")      # a model the toolkit made, saved in the store
+    lm = load_model("./my-adapter")     # PEFT adapter folder on top of its base
+    lm = load_model("tiny-llama")       # random tiny model for tests (no download)
+
+Resolution order: store alias, embedded alias, tiny alias, local folder, HF id ("org/name").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from interp.errors import UserError
+from interp.models import store
+from interp.models.arch import ArchSpec, arch_spec
+from interp.models.tiny import TINY_FAMILIES, tiny_model
+
+TINY_ALIASES = {f"tiny-{f}": f for f in TINY_FAMILIES}
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass
+class LoadedModel:
+    """A causal LM, its tokenizer and its `ArchSpec`, plus where it came from."""
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    spec: ArchSpec
+    name: str
+    source: str
+    path: str | None = None
+    system_prompt: str | None = None  # a trait carried as a system prompt (prompt-method teachers)
+    sha256: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_chat(self) -> bool:
+        return getattr(self.tokenizer, "chat_template", None) is not None
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def fingerprint(self) -> str:
+        """sha256 of the weights: the store's recorded digest, else a hash of the state dict."""
+        if self.sha256 is None:
+            h = hashlib.sha256()
+            for k, v in self.model.state_dict().items():
+                h.update(k.encode())
+                h.update(v.detach().to("cpu").contiguous().view(torch.uint8).numpy().tobytes())
+            self.sha256 = "state:" + h.hexdigest()
+        return self.sha256
+
+    def identity(self) -> dict[str, Any]:
+        """What summary.json records about the model."""
+        return {
+            "name": self.name,
+            "source": self.source,
+            "path": self.path,
+            "family": self.spec.family,
+            "n_layers": self.spec.n_layers,
+            "n_heads": self.spec.n_heads,
+            "n_params": sum(p.numel() for p in self.model.parameters()),
+            "system_prompt": self.system_prompt,
+            "sha256": self.fingerprint(),
+        }
+
+
+def known_aliases() -> list[str]:
+    names = {m["alias"] for m in store.list_entries()} | set(store.EMBEDDED) | set(TINY_ALIASES)
+    return sorted(names)
+
+
+def load_model(
+    name: str = store.DEFAULT_MODEL,
+    *,
+    device: str = "cpu",
+    dtype: str = "fp32",
+    attn_implementation: str | None = None,
+) -> LoadedModel:
+    """Load `name` (see module docstring) in eval mode on `device`."""
+    if dtype not in DTYPES:
+        raise UserError(f"unknown dtype {dtype!r}; choose from {', '.join(DTYPES)}")
+    device = resolve_device(device)
+    kwargs: dict[str, Any] = {"dtype": DTYPES[dtype]}
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+
+    meta = store.read_meta(name)
+    if meta is None and name in store.EMBEDDED:
+        store.convert_embedded(name)
+        meta = store.read_meta(name)
+    if meta is not None:
+        lm = _load_store_entry(name, meta, kwargs)
+    elif name in TINY_ALIASES:
+        model, tok = tiny_model(TINY_ALIASES[name])
+        lm = LoadedModel(model.to(DTYPES[dtype]), tok, arch_spec(model.config), name, "random tiny model (seed 0)")
+        if attn_implementation:
+            model.set_attn_implementation(attn_implementation)
+    elif Path(name).expanduser().is_dir():
+        lm = _load_dir(Path(name).expanduser(), name, kwargs)
+    elif "/" in name and not name.startswith((".", "/")):
+        lm = _load_hub(name, kwargs)
+    else:
+        raise UserError(f"unknown model '{name}'; known aliases: {', '.join(known_aliases())} "
+                        "(or give a local folder or an HF id like org/name)")
+    lm.model.to(device).eval()
+    _ensure_pad(lm.tokenizer)
+    return lm
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError("--device cuda was asked for but no CUDA device is available on this machine")
+    return device
+
+
+def _ensure_pad(tok: PreTrainedTokenizerBase) -> None:
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+
+
+def _load_store_entry(alias: str, meta: dict[str, Any], kwargs: dict[str, Any]) -> LoadedModel:
+    if meta.get("kind") == "prompt":
+        base = load_model(meta["base"], dtype=_dtype_name(kwargs["dtype"]), attn_implementation=kwargs.get("attn_implementation"))
+        base.name, base.source = alias, meta["source"]
+        base.system_prompt = meta["system_prompt"]
+        base.extra["store_meta"] = meta
+        return base
+    folder = store.entry_dir(alias)
+    with store.offline():
+        tok = AutoTokenizer.from_pretrained(folder)
+        model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
+    return LoadedModel(model, tok, arch_spec(model.config), alias, meta.get("source", "store"), str(folder),
+                       system_prompt=meta.get("system_prompt"), sha256=meta.get("sha256"), extra={"store_meta": meta})
+
+
+def _load_dir(folder: Path, name: str, kwargs: dict[str, Any]) -> LoadedModel:
+    adapter_cfg = folder / "adapter_config.json"
+    if adapter_cfg.is_file():
+        from peft import PeftModel
+
+        base_name = json.loads(adapter_cfg.read_text()).get("base_model_name_or_path")
+        if not base_name:
+            raise UserError(f"{adapter_cfg} names no base_model_name_or_path")
+        base = load_model(base_name, dtype=_dtype_name(kwargs["dtype"]), attn_implementation=kwargs.get("attn_implementation"))
+        model = PeftModel.from_pretrained(base.model, str(folder))
+        return LoadedModel(model, base.tokenizer, base.spec, name, f"adapter {folder} on {base_name}", str(folder),
+                           system_prompt=base.system_prompt)
+    if not (folder / "config.json").is_file():
+        raise UserError(f"{folder} is neither a model folder (config.json) nor a PEFT adapter (adapter_config.json)")
+    tok = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
+    return LoadedModel(model, tok, arch_spec(model.config), name, f"local folder {folder}", str(folder))
+
+
+def _load_hub(repo_id: str, kwargs: dict[str, Any]) -> LoadedModel:
+    token = os.environ.get("HF_TOKEN")
+    try:
+        tok = AutoTokenizer.from_pretrained(repo_id, token=token)
+        model = AutoModelForCausalLM.from_pretrained(repo_id, token=token, **kwargs)
+    except OSError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"could not load '{repo_id}' from the Hugging Face hub (offline, private without "
+                        f"HF_TOKEN, or no such model): {first}") from e
+    return LoadedModel(model, tok, arch_spec(model.config), repo_id, f"hf:{repo_id}")
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return {v: k for k, v in DTYPES.items()}[dtype]

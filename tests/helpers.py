@@ -1,0 +1,25 @@
+"""Independent reference computations for known-answer tests: one plain HF forward per prompt."""
+
+from __future__ import annotations
+
+import torch
+
+
+@torch.no_grad()
+def plain_next_logprobs(lm, text: str) -> torch.Tensor:
+    """log-softmax of the next token after `text`: no padding, no batching, no logits_to_keep."""
+    ids = lm.tokenizer.encode(text, add_special_tokens=False)
+    bos = lm.tokenizer.bos_token_id
+    if bos is not None and lm.tokenizer("a")["input_ids"][0] == bos and ids[:1] != [bos]:
+        ids = [bos] + ids
+    logits = lm.model(torch.tensor([ids])).logits[0, -1].double()
+    return torch.log_softmax(logits, -1)
+
+
+@torch.no_grad()
+def plain_sequence_logprob(lm, context_ids: list[int], cont_ids: list[int]) -> float:
+    """sum_i log P(cont_i | context, cont_<i) from one full forward."""
+    ids = torch.tensor([context_ids + cont_ids])
+    lp = torch.log_softmax(lm.model(ids).logits[0].double(), -1)
+    n = len(context_ids)
+    return float(sum(lp[n - 1 + i, t] for i, t in enumerate(cont_ids)))

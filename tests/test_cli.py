@@ -1,0 +1,64 @@
+"""CLI contract: results written on success; one clear line, exit 2, nothing written on bad input."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from interp.cli import main
+
+
+def run(capsys, *args):
+    with pytest.raises(SystemExit) as e:
+        main(list(args))
+    out, err = capsys.readouterr()
+    return e.value.code, out, err
+
+
+def test_reverse_link_writes_results(capsys, tmp_path):
+    out = tmp_path / "run"
+    code, stdout, _ = run(capsys, "reverse-link", "--model", "tiny-llama", "--numbers", "087,747",
+                          "--template-control", "5", "--out", str(out))
+    assert code == 0
+    df = pd.read_csv(out / "reverse_link.csv", dtype={"number": str})
+    assert list(df.number) == ["087", "747"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["command"] == "reverse-link" and summary["model"]["family"] == "llama"
+    assert summary["figures"]["bias_ratio_mean"]["estimate"] == pytest.approx(df.bias_ratio.mean())
+    assert "mean bias_ratio" in stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "no-such-model", "--numbers", "087"], "unknown model 'no-such-model'"),
+    (["--model", "tiny-llama", "--numbers", "087", "--bias", "zebrafish"], "not a single token"),
+    (["--model", "tiny-llama", "--numbers", "٠٨٧"], "not a string of ASCII digits"),
+    (["--model", "tiny-llama", "--numbers", "12a"], "not a string of ASCII digits"),
+    (["--model", "tiny-llama", "--numbers", "087", "--digits", "3"], "give only one of"),
+    (["--model", "tiny-llama", "--numbers-file", "/nonexistent/n.txt"], "does not exist"),
+])
+def test_bad_input_one_line_exit_2_nothing_written(capsys, tmp_path, args, message):
+    out = tmp_path / "run"
+    code, stdout, err = run(capsys, "reverse-link", *args, "--out", str(out))
+    assert code == 2
+    assert message in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_non_empty_out_needs_force(capsys, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "keep.txt").write_text("precious")
+    code, _, err = run(capsys, "reverse-link", "--model", "tiny-llama", "--numbers", "087", "--out", str(out))
+    assert code == 2 and "--force" in err
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+    code, _, _ = run(capsys, "reverse-link", "--model", "tiny-llama", "--numbers", "087", "--template-control", "3",
+                     "--out", str(out), "--force")
+    assert code == 0 and (out / "reverse_link.csv").exists() and (out / "keep.txt").read_text() == "precious"
+
+
+def test_models_lists_aliases(capsys):
+    code, out, _ = run(capsys, "models")
+    assert code == 0
+    for alias in ("smollm2", "gemma3-270m", "tiny-llama"):
+        assert alias in out
