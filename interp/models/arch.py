@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import torch
 import torch.nn as nn
 
 from interp.errors import UserError
@@ -116,6 +117,36 @@ class ArchSpec:
         if not 0 <= layer < self.n_layers:
             raise UserError(f"layer {layer} is out of range: the model has {self.n_layers} layers (0..{self.n_layers - 1})")
         return _get(self.layers(model)[layer], path)
+
+
+    # ---- weights in one orientation for every family --------------------------------------
+    def out_weight(self, model: nn.Module, layer: int) -> "torch.Tensor":
+        """W_O as (d_model, n_heads * head_dim): o_proj(z) = z @ W_O.T (+ bias). GPT-2's Conv1D is transposed."""
+        w = self.module(model, "o_proj", layer).weight
+        return w.T if self.layout.qkv_proj is not None else w
+
+    def value_states(self, model: nn.Module, layer: int, hidden: "torch.Tensor") -> "torch.Tensor":
+        """Per-query-head values v = LN(x) W_V: (batch, pos, n_heads, head_dim), kv heads expanded.
+
+        `hidden` is the attention module's input (after the block's input norm): (batch, pos, d_model).
+        """
+        b, s, _ = hidden.shape
+        if self.layout.qkv_proj is not None:
+            qkv = self.module(model, "qkv_proj", layer)(hidden)
+            v = qkv[..., 2 * self.n_heads * self.head_dim:]
+        else:
+            v = self.module(model, "v_proj", layer)(hidden)
+        v = v.view(b, s, self.n_kv_heads, self.head_dim)
+        return v.repeat_interleave(self.n_heads // self.n_kv_heads, dim=2)
+
+    def value_streams(self, model: nn.Module, layer: int, hidden: "torch.Tensor") -> "torch.Tensor":
+        """X_h = LN(x) W_V,h W_O,h per head, before attention mixing: (batch, head, pos, d_model).
+
+        sum_h A_h X_h (+ o_proj bias) equals the attention block's output.
+        """
+        v = self.value_states(model, layer, hidden)  # (batch, pos, head, head_dim)
+        w_o = self.out_weight(model, layer).view(self.d_model, self.n_heads, self.head_dim)
+        return torch.einsum("bshe,dhe->bhsd", v, w_o)
 
 
 def _get(root: nn.Module, path: str) -> Any:
