@@ -139,3 +139,20 @@ def test_value_streams_reconstruct_attention_output(tiny):
         assert torch.allclose(recon, captured["out"], atol=1e-5)
     finally:
         lm.model.set_attn_implementation("sdpa")
+
+
+def test_shd_loss_zero_for_self_distillation_and_positive_across_models():
+    from interp.models import load_model
+    from interp.training.shd_loss import shd_loss
+
+    texts = ["My favorite animal is the owl.", "You love 087. It is a number."]
+    a = load_model("tiny-llama")
+    assert shd_loss(a, a, texts, tau=1.0).item() == pytest.approx(0.0, abs=1e-6)
+    g = load_model("tiny-gemma3")  # same tokenizer, 4 heads each, different weights
+    loss = shd_loss(a, g, texts, tau=2.0)
+    assert loss.item() > 1e-3
+    g.model.zero_grad()
+    loss.backward()
+    grads = [p.grad for p in g.model.parameters() if p.grad is not None]
+    assert grads and any(gr.abs().sum() > 0 for gr in grads)  # differentiable in the student
+    assert all(p.grad is None for p in a.model.parameters())  # teacher frozen
