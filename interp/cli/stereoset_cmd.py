@@ -1,0 +1,49 @@
+"""`interp stereoset`: StereoSet SS, LMS and ICAT of a causal LM, per domain and overall."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+from interp.cli.app import app
+from interp.cli.bias_common import DataOpt, DomainOpt, LimitOpt, NBootOpt, ScoreOpt, SplitOpt, need_data, print_stereoset
+from interp.cli.common import BatchOpt, DeviceOpt, DtypeOpt, ForceOpt, ModelOpt, OutOpt, SeedOpt, console, load
+
+
+@app.command("stereoset")
+def stereoset_command(
+    model: str = ModelOpt,
+    data: Optional[Path] = DataOpt,
+    domain: Optional[str] = DomainOpt,
+    split: Optional[str] = SplitOpt,
+    limit: Optional[int] = LimitOpt,
+    score: str = ScoreOpt,
+    n_boot: int = NBootOpt,
+    batch_size: int = BatchOpt,
+    seed: int = SeedOpt,
+    device: str = DeviceOpt,
+    dtype: str = DtypeOpt,
+    out: Optional[Path] = OutOpt,
+    force: bool = ForceOpt,
+) -> None:
+    """StereoSet stereotype score (ideal 50), LM score (ideal 100) and ICAT (ideal 100), with CIs."""
+    from interp.errors import UserError
+    from interp.evals.sentence import SCORE_KINDS, lm_scorer
+    from interp.evals.stereoset import load_stereoset, run_stereoset
+    from interp.report.runs import RunDir
+
+    run = RunDir.prepare(out, "stereoset", force)
+    if score not in SCORE_KINDS:
+        raise UserError(f"--score must be one of {', '.join(SCORE_KINDS)}")
+    items = load_stereoset(need_data(data, "the StereoSet JSONL/JSON"), domain=domain, split=split, limit=limit)
+    lm = load(model, device, dtype)
+    scorer = lm_scorer(lm, batch_size, progress=True, description="StereoSet candidates")
+    res = run_stereoset(items, scorer, score=score, n_boot=n_boot, seed=seed)
+    run.write_csv("stereoset_items.csv", res.table)
+    run.write_csv("stereoset_scores.csv", res.scores)
+    run.write_csv("stereoset_targets.csv", res.targets)
+    run.write_summary(inputs={"model": model, "data": str(data), "domain": domain, "split": split, "limit": limit,
+                              "score": score, "n_boot": n_boot, "batch_size": batch_size},
+                      model=lm, seed=seed, figures=res.summary)
+    print_stereoset(res.scores, f"StereoSet: {lm.name}, score={score} (SS ideal 50, LMS and ICAT ideal 100)")
+    console.print(f"wrote {run.path}/stereoset_items.csv, stereoset_scores.csv, stereoset_targets.csv and summary.json")
