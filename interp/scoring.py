@@ -13,6 +13,7 @@ time (tested to 1e-5). Sequences are sorted by length before batching to bound p
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -39,8 +40,9 @@ def encode(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str]) -> list[lis
     and the text (e.g. a rendered chat template) does not already start with it."""
     add = adds_bos(tokenizer)
     out = []
-    for t in texts:
-        ids = tokenizer.encode(t, add_special_tokens=False)
+    batch = tokenizer(list(texts), add_special_tokens=False)["input_ids"] if len(texts) else []
+    for ids in batch:  # one batched tokenizer call: the same ids as tokenizer.encode per text
+        ids = list(ids)
         if add and not (ids and ids[0] == tokenizer.bos_token_id):
             ids = [tokenizer.bos_token_id] + ids
         out.append(ids)
@@ -178,3 +180,210 @@ def target_logprobs(
 
 def _device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
+
+
+# ---- trie scoring: many continuations of one prompt, each trie node computed once -----------------
+#
+# A trie over the continuations' token sequences has one node per distinct proper prefix; the root
+# (empty prefix) carries the context's last token. The context minus its last token is run once into
+# a KV cache; then every node is fed as ONE new token on top of that cache, in BFS order, all in one
+# forward (or a few chunks when the logits would not fit the memory budget) with a 4D tree attention
+# mask: node q sees the context and its own ancestors (and itself), at position (len(context) - 1 +
+# depth(q)). The node's next-token log-softmax (over the full vocabulary) scores its children, so
+#
+#     log P(c | context) = sum_i log softmax(logits(node(c_<i)))[c_i]
+#
+# exactly as one full forward per prefix would, with 1 + 10 + ... + 10^(L-1) new tokens for all
+# 10^L numbers of L digits (when each digit is one token).
+
+TRIE_LOGITS_BUDGET = 256 * 2**20  # bytes of float32 logits per forward: bounds nodes per chunk
+
+
+@dataclass
+class Trie:
+    """Nodes of a token trie in BFS order (ancestors first).
+
+    token[i]: the token node i feeds (root: the context's last token); parent[i] (-1 for the root);
+    depth[i] (root 0). leaf_path[s]: (node, next_token) pairs whose log-probs add up to sequence s.
+    """
+
+    token: list[int]
+    parent: list[int]
+    depth: list[int]
+    leaf_path: list[list[tuple[int, int]]]
+
+    @property
+    def n_nodes(self) -> int:
+        return len(self.token)
+
+
+def build_trie(root_token: int, continuations: Sequence[Sequence[int]]) -> Trie:
+    """The trie of `continuations` (each non-empty) below a root that feeds `root_token`."""
+    if not continuations or any(len(c) == 0 for c in continuations):
+        raise ValueError("build_trie needs non-empty continuations")
+    index: dict[tuple[int, ...], int] = {(): 0}
+    token, parent, depth = [root_token], [-1], [0]
+    max_len = max(len(c) for c in continuations)
+    for d in range(1, max_len):  # BFS: all prefixes of length d after those of length d - 1
+        for c in continuations:
+            if len(c) > d:
+                pre = tuple(c[:d])
+                if pre not in index:
+                    index[pre] = len(token)
+                    token.append(int(c[d - 1]))
+                    parent.append(index[pre[:-1]])
+                    depth.append(d)
+    paths = [[(index[tuple(c[:i])], int(c[i])) for i in range(len(c))] for c in continuations]
+    return Trie(token, parent, depth, paths)
+
+
+def _mask_layer_types(model: torch.nn.Module) -> tuple[list[str] | None, int | None]:
+    """(distinct attention layer types, sliding window) from the config: a model whose config lists
+    several layer types (Gemma3: sliding + full) takes one 4D mask per type, as a dict."""
+    cfg = getattr(model, "config", None)
+    types = getattr(cfg, "layer_types", None)
+    window = getattr(cfg, "sliding_window", None)
+    kinds = sorted(set(types)) if types else None
+    unknown = set(kinds or []) - {"full_attention", "sliding_attention"}
+    if unknown:
+        raise NotImplementedError(f"tree attention mask for layer types {sorted(unknown)} is not implemented")
+    return kinds, window
+
+
+def tree_mask(visible: torch.Tensor, pos_q: torch.Tensor, pos_k: torch.Tensor, dtype: torch.dtype,
+              window: int | None = None) -> torch.Tensor:
+    """Additive 4D mask (1, 1, query, key): 0 where `visible` (query, key) and, with a sliding
+    `window`, pos_q - pos_k < window (the same rule as transformers' sliding_window_overlay);
+    the dtype's minimum elsewhere."""
+    allowed = visible
+    if window is not None:
+        allowed = allowed & ((pos_q[:, None] - pos_k[None, :]) < window)
+    m = torch.zeros(allowed.shape, dtype=dtype)
+    m.masked_fill_(~allowed, torch.finfo(dtype).min)
+    return m[None, None]
+
+
+@torch.no_grad()
+def _tree_forward(model: torch.nn.Module, cache: Any, tokens: list[int], positions: torch.Tensor,
+                  visible: torch.Tensor, pos_all: torch.Tensor, keep_all: bool) -> torch.Tensor:
+    """One forward of `tokens` (batch 1) appended to `cache`, with `visible` (query, past + query)
+    as the attention pattern; returns logits (query or 1, vocab)."""
+    kinds, window = _mask_layer_types(model)
+    dtype = next(model.parameters()).dtype
+    if kinds is not None and len(kinds) > 1:
+        mask: Any = {k: tree_mask(visible, positions, pos_all, dtype, window if k == "sliding_attention" else None)
+                     for k in kinds}
+    else:
+        slide = window if kinds == ["sliding_attention"] else None
+        mask = tree_mask(visible, positions, pos_all, dtype, slide)
+    dev = _device(model)
+    if isinstance(mask, dict):
+        mask = {k: v.to(dev) for k, v in mask.items()}
+    else:
+        mask = mask.to(dev)
+    out = model(input_ids=torch.tensor([tokens], device=dev), position_ids=positions[None].to(dev),
+                attention_mask=mask, past_key_values=cache, use_cache=True, logits_to_keep=0 if keep_all else 1)
+    return out.logits[0]
+
+
+def trie_node_budget(vocab_size: int, budget_bytes: int = TRIE_LOGITS_BUDGET) -> int:
+    """Nodes per forward so that the float32 logits and their log-softmax fit `budget_bytes`."""
+    return max(16, budget_bytes // (2 * 4 * vocab_size))
+
+
+@torch.no_grad()
+def trie_logprobs(
+    lm: Any, context_ids: Sequence[int], continuations: Sequence[Sequence[int]], max_nodes: int | None = None,
+    progress: bool = False, description: str = "trie",
+) -> np.ndarray:
+    """log P(continuation | context) for every continuation: (n,) float64, each token normalised by a
+    log-softmax over the full vocabulary (see the section comment above).
+
+    One forward runs context[:-1] into a fresh full-length cache (no sliding-window eviction: the
+    tree's positions are not its storage order); the trie's nodes then go in BFS chunks of at most
+    `max_nodes` (default: `trie_node_budget`), each chunk appended to the same cache and masked so
+    a node sees only the context and its ancestors. Every node is computed exactly once.
+    """
+    from transformers import DynamicCache
+
+    model = lm.model
+    ctx = list(context_ids)
+    if not ctx:
+        raise ValueError("trie_logprobs needs a non-empty context")
+    trie = build_trie(ctx[-1], continuations)
+    n_ctx = len(ctx) - 1  # tokens in the prompt cache
+    n = trie.n_nodes
+    budget = max_nodes or trie_node_budget(int(model.config.vocab_size))
+    depth = torch.tensor(trie.depth, dtype=torch.long)
+    pos_all = torch.cat([torch.arange(n_ctx), n_ctx + depth])  # position of every cache entry
+    # ancestors-or-self of every node, as global cache indices, padded with the node itself
+    max_d = int(depth.max())
+    anc = torch.empty((n, max_d + 1), dtype=torch.long)
+    for i in range(n):
+        j, row = i, []
+        while j >= 0:
+            row.append(n_ctx + j)
+            j = trie.parent[j]
+        anc[i] = torch.tensor(row + [n_ctx + i] * (max_d + 1 - len(row)))
+    cache = DynamicCache()
+    if n_ctx:
+        vis = torch.ones((n_ctx, n_ctx), dtype=torch.bool).tril()
+        _tree_forward(model, cache, ctx[:-1], pos_all[:n_ctx], vis, pos_all[:n_ctx], keep_all=False)
+    sums = np.zeros(len(continuations), dtype=np.float64)
+    # which (sequence, step) pairs each node scores
+    wanted: list[list[tuple[int, int]]] = [[] for _ in range(n)]
+    for s, path in enumerate(trie.leaf_path):
+        for node, tok in path:
+            wanted[node].append((s, tok))
+    with progress_bar(n, description, progress) as advance:
+        for a in range(0, n, budget):
+            b = min(n, a + budget)
+            vis = torch.zeros((b - a, n_ctx + b), dtype=torch.bool)
+            vis[:, :n_ctx] = True
+            vis.scatter_(1, anc[a:b], True)
+            logits = _tree_forward(model, cache, trie.token[a:b], pos_all[n_ctx + a:n_ctx + b], vis,
+                                   pos_all[:n_ctx + b], keep_all=True)
+            lp = torch.log_softmax(logits.float(), dim=-1).double().cpu()
+            rows, seqs, toks = [], [], []
+            for i in range(a, b):
+                for s, tok in wanted[i]:
+                    rows.append(i - a)
+                    seqs.append(s)
+                    toks.append(tok)
+            vals = lp[torch.tensor(rows, dtype=torch.long), torch.tensor(toks, dtype=torch.long)].numpy()
+            np.add.at(sums, np.array(seqs, dtype=np.int64), vals)
+            del logits, lp
+            advance(b - a)
+    return sums
+
+
+def split_continuations(tokenizer: PreTrainedTokenizerBase, prompt: str, suffixes: Sequence[str]
+                        ) -> tuple[list[int], list[list[int]]]:
+    """Canonical tokenisation of prompt + suffix for every suffix, split into a shared context and
+    per-suffix continuations: context = the longest common prefix of encode(prompt) and every
+    encode(prompt + suffix) (BOS rule of `encode`), continuation = the rest. When the prompt's own
+    tokens are a prefix of every full encoding (digits after "is "), the context is encode(prompt)."""
+    ctx = encode(tokenizer, [prompt])[0]
+    full = encode(tokenizer, [prompt + s for s in suffixes])
+    k = len(ctx)
+    for f in full:
+        m = 0
+        while m < min(k, len(f)) and f[m] == ctx[m]:
+            m += 1
+        k = m
+    if k == 0:
+        raise ValueError("prompt and continuations share no tokens")
+    conts = [f[k:] for f in full]
+    if any(len(c) == 0 for c in conts):
+        raise ValueError("a suffix adds no tokens to the prompt")
+    return ctx[:k], conts
+
+
+def digit_trie_logprobs(
+    lm: Any, prompt: str, digits: int, max_nodes: int | None = None, progress: bool = False,
+) -> tuple[list[str], np.ndarray]:
+    """All 10**digits zero-padded numbers and log P(number | prompt) over their canonical tokens
+    (prompt + number tokenised as one text), via `trie_logprobs`: ([numbers], (10**digits,) float64)."""
+    numbers = [str(i).zfill(digits) for i in range(10**digits)]
+    ctx, conts = split_continuations(lm.tokenizer, prompt, numbers)
+    return numbers, trie_logprobs(lm, ctx, conts, max_nodes, progress, description=f"trie ({digits} digits)")

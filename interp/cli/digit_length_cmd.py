@@ -1,0 +1,73 @@
+"""`interp digit-length`: the digit-length sweep (study Phase 3)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from interp.cli.app import app
+from interp.cli.common import (BatchOpt, DeviceOpt, DtypeOpt, ForceOpt, ModelOpt, OutOpt, SeedOpt, ci, console, load,
+                               print_table)
+
+
+@app.command("digit-length")
+def digit_length_command(
+    model: str = ModelOpt,
+    bias: str = typer.Option("owl", "--bias", help="the trait animal"),
+    control: str = typer.Option("dog", "--control", help="the control animal"),
+    digits: str = typer.Option("1-4", "--digits", help="lengths, e.g. 1-4 or 1,3"),
+    top: int = typer.Option(15, "--top", help="increased numbers per length fed into the reverse link"),
+    template_control: int = typer.Option(100, "--template-control", help="random numbers per length for the template control"),
+    style: str = typer.Option("auto", "--style", help="auto | chat | completion"),
+    batch_size: int = BatchOpt,
+    seed: int = SeedOpt,
+    device: str = DeviceOpt,
+    dtype: str = DtypeOpt,
+    out: Optional[Path] = OutOpt,
+    force: bool = ForceOpt,
+) -> None:
+    """Per number length: top increased numbers under the trait, their reverse-link ratios vs the template control."""
+    from interp.errors import UserError
+    from interp.probes.digit_length import digit_length_sweep, parse_digit_range, plot_sweep
+    from interp.probes.numbers import NumbersConfig
+    from interp.probes.reverse_link import ReverseLinkConfig, resolve_targets
+    from interp.report.runs import RunDir
+
+    run = RunDir.prepare(out, "digit-length", force)
+    lengths = parse_digit_range(digits)
+    if style not in ("auto", "chat", "completion"):
+        raise UserError("--style must be auto, chat or completion")
+    if top < 1:
+        raise UserError("--top must be at least 1")
+    if template_control < 1:
+        raise UserError("--template-control must be at least 1 (the sweep reports ratios against it)")
+    lm = load(model, device, dtype)
+    ncfg = NumbersConfig(bias=bias, top=top, style=style, batch_size=batch_size)  # type: ignore[arg-type]
+    rcfg = ReverseLinkConfig(bias=bias, control=control, style=style, template_control=template_control,  # type: ignore[arg-type]
+                             seed=seed, batch_size=batch_size)
+    resolve_targets(lm, rcfg)  # a bad --bias / --control fails before any work
+    res = digit_length_sweep(lm, bias, control, lengths, top, ncfg, rcfg, progress=True)
+    png = plot_sweep(res.table, bias)
+    run.write_csv("digit_length.csv", res.table)
+    run.write_csv("numbers.csv", res.numbers)
+    run.write_bytes("digit_length.png", png)
+    run.write_summary(inputs={"model": model, "bias": bias, "control": control, "lengths": lengths, "top": top,
+                              "template_control": template_control, "style": style},
+                      model=lm, seed=seed, figures={"table": res.table, **res.summary})
+    rows = []
+    for r in res.table.to_dict(orient="records"):
+        rows.append((r["length"], r["n"], row_ci(r, "bias_ratio"), r.get("template_bias_ratio", "-"),
+                     row_ci(r, "bias_ratio_vs_template"), row_ci(r, "specificity"), r["top_numbers"]))
+    print_table(f"digit-length sweep: reverse link of the top {top} increased numbers (mean [95% CI])",
+                ["length", "n", "bias_ratio", "template bias_ratio", "bias_ratio / template", "specificity", "top numbers"],
+                rows)
+    console.print(f"wrote {run.path}/digit_length.csv, numbers.csv, digit_length.png and summary.json")
+
+
+def row_ci(row: dict, m: str) -> str:
+    """'mean [lo, hi]' from a table row with columns m, m_lo, m_hi ('-' when m is absent)."""
+    if m not in row:
+        return "-"
+    return ci({"estimate": row[m], "lo": row[m + "_lo"], "hi": row[m + "_hi"]})
