@@ -23,3 +23,19 @@ def plain_sequence_logprob(lm, context_ids: list[int], cont_ids: list[int]) -> f
     lp = torch.log_softmax(lm.model(ids).logits[0].double(), -1)
     n = len(context_ids)
     return float(sum(lp[n - 1 + i, t] for i, t in enumerate(cont_ids)))
+
+
+@torch.no_grad()
+def plain_resid_posts(lm, ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """resid_post of every block at the last position from one plain HF forward, (layer, d_model),
+    and the last-position logits (vocab,). HF's hidden_states[1:L] are blocks 0..L-2; its last hidden
+    state is after the final norm, so the last block's output is read with a forward hook."""
+    seen: dict[str, torch.Tensor] = {}
+    h = lm.spec.layers(lm.model)[-1].register_forward_hook(
+        lambda m, i, o: seen.__setitem__("out", o[0] if isinstance(o, tuple) else o))
+    try:
+        out = lm.model(torch.tensor([ids]), output_hidden_states=True)
+    finally:
+        h.remove()
+    states = [hs[0, -1] for hs in out.hidden_states[1:lm.spec.n_layers]] + [seen["out"][0, -1]]
+    return torch.stack(states), out.logits[0, -1]

@@ -37,6 +37,9 @@ class _Layout:
     embed: str
     final_norm: str
     lm_head: str = "lm_head"
+    # relative to a block: a norm applied to the attention output before it joins the residual
+    # stream (Gemma's post_attention_layernorm); None when attn_out = o_proj(z) is added as is
+    attn_out_norm: str | None = None
 
 
 _LLAMA_LIKE = dict(
@@ -56,8 +59,8 @@ LAYOUTS: dict[str, _Layout] = {
     "llama": _Layout(family="llama", **_LLAMA_LIKE),
     "mistral": _Layout(family="llama", **_LLAMA_LIKE),
     "qwen2": _Layout(family="llama", **_LLAMA_LIKE),
-    "gemma3_text": _Layout(family="gemma3", **_LLAMA_LIKE),
-    "gemma2": _Layout(family="gemma2", **_LLAMA_LIKE),
+    "gemma3_text": _Layout(family="gemma3", attn_out_norm="post_attention_layernorm", **_LLAMA_LIKE),
+    "gemma2": _Layout(family="gemma2", attn_out_norm="post_attention_layernorm", **_LLAMA_LIKE),
     "gpt2": _Layout(
         family="gpt2",
         layers="transformer.h",
@@ -118,6 +121,13 @@ class ArchSpec:
             raise UserError(f"layer {layer} is out of range: the model has {self.n_layers} layers (0..{self.n_layers - 1})")
         return _get(self.layers(model)[layer], path)
 
+    def path(self, name: str, layer: int | None = None) -> str:
+        """Dotted path of module `name` relative to `base_model(model)`, e.g. 'model.layers.5.self_attn.o_proj'
+        (for wrappers that mirror the module tree, such as nnsight's envoys)."""
+        rel = getattr(self.layout, name)
+        if rel is None:
+            raise KeyError(f"{self.family} has no separate {name}")
+        return rel if layer is None else f"{self.layout.layers}.{layer}.{rel}"
 
     # ---- weights in one orientation for every family --------------------------------------
     def out_weight(self, model: nn.Module, layer: int) -> "torch.Tensor":
@@ -154,6 +164,11 @@ def _get(root: nn.Module, path: str) -> Any:
     for part in path.split("."):
         obj = obj[int(part)] if part.isdigit() else getattr(obj, part)
     return obj
+
+
+def base_model(model: nn.Module) -> nn.Module:
+    """The plain causal-LM module under a PEFT wrapper (the model itself otherwise)."""
+    return _unwrap(model)
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
