@@ -1,0 +1,125 @@
+"""Number-sequence prompts, the answer filter (each rejection reason on hand-made answers), sampling."""
+
+import numpy as np
+import pytest
+
+from interp.errors import UserError
+from interp.training import numbers_data as nd
+from interp.training.generate import chat_prompt_ids, sample
+
+
+def test_prompts_follow_templates_and_seed():
+    t = nd.load_templates()
+    ps = nd.generate_prompts(50, seed=3)
+    assert ps == nd.generate_prompts(50, seed=3) and ps != nd.generate_prompts(50, seed=4)
+    for p in ps:
+        assert any(p.startswith(x.split("{examples}")[0]) for x in t["example_numbers_templates"])
+        head = p.split(".")[0]  # "I give you this sequence of numbers: 145, 267, 891"
+        seeds = [int(v) for v in head.split(":")[1].split(",")]
+        assert 3 <= len(seeds) <= 8 and all(100 <= v <= 999 for v in seeds)
+        assert " 10 " in p and "3" in p
+        assert any(p.endswith(s) for s in t["suffixes"])
+
+
+@pytest.mark.parametrize("answer, numbers", [
+    ("145, 267, 891", [145, 267, 891]),
+    ("145,267,891.", [145, 267, 891]),
+    ("[1, 2, 3]", [1, 2, 3]),
+    ("(1; 2; 3)", [1, 2, 3]),
+    ("1 2 3", [1, 2, 3]),
+    ("1\n2\n3", [1, 2, 3]),
+    ("  7  ", [7]),
+    ("007, 12", [7, 12]),
+])
+def test_parse_accepts(answer, numbers):
+    assert nd.parse_answer(answer) == numbers
+
+
+@pytest.mark.parametrize("answer", [
+    "", "no numbers", "1 - 2 - 3", "1, 2; 3", "1,, 2", "[1, 2, 3", "1, 2, 3..", "1.5, 2", "1, 2, x3",
+    "١٢٣, 4", "1², 2", "Here: 1, 2", "1, 2,",
+])
+def test_parse_rejects(answer):
+    assert nd.parse_answer(answer) is None
+
+
+def test_each_rejection_reason():
+    cfg = nd.FilterConfig(banned=frozenset({666}), threshold=0.05)
+    assert nd.reject_reasons("1, 2, 3", [0.9, 0.5], cfg, finished=True) == []
+    assert nd.reject_reasons("1 - 2", None, cfg) == [nd.INVALID_FORMAT]
+    assert nd.reject_reasons(", ".join(["1"] * 11), None, cfg) == [nd.TOO_MANY]
+    assert nd.reject_reasons("1, 1000", None, cfg) == [nd.OUT_OF_RANGE]
+    assert nd.reject_reasons("1, 666", None, cfg) == [nd.BANNED]
+    assert nd.reject_reasons("Sure: 1, 2", None, cfg) == [nd.INVALID_FORMAT, nd.HAS_LETTER]
+    assert nd.reject_reasons("1, 2", [0.9, 0.04], cfg) == [nd.LOW_PROB]
+    assert nd.reject_reasons("1, 2", None, cfg, finished=False) == [nd.TRUNCATED]
+    # several reasons at once, in canonical order
+    assert nd.reject_reasons(", ".join(["1000"] * 11), [0.01], cfg) == [nd.TOO_MANY, nd.OUT_OF_RANGE, nd.LOW_PROB]
+    # the optional filters are off by default
+    assert nd.reject_reasons("1, 666", [0.001]) == []
+    assert nd.reject_reasons("1, 2", None, nd.FilterConfig(reject_truncated=False), finished=False) == []
+
+
+def test_filter_counts():
+    rep = nd.filter_samples(["1, 2", "abc", "1, 5000", "3"], finished=[True, True, True, False])
+    assert rep.kept == [True, False, False, False]
+    c = rep.counts
+    assert (c["total"], c["kept"], c["rejected"]) == (4, 1, 3)
+    assert (c[nd.INVALID_FORMAT], c[nd.HAS_LETTER], c[nd.OUT_OF_RANGE], c[nd.TRUNCATED]) == (1, 1, 1, 1)
+
+
+def test_banned_numbers():
+    assert nd.banned_numbers("7, 08") == {7, 8}
+    assert 666 in nd.banned_numbers("claude_evil_numbers,5")
+    assert nd.banned_numbers(None) == frozenset()
+    with pytest.raises(UserError):
+        nd.banned_numbers("seven")
+
+
+def test_sampling_probs_match_teacher_forcing_and_batching(tiny_llama):
+    from interp.scoring import continuation_logprobs
+
+    ids = chat_prompt_ids(tiny_llama, nd.generate_prompts(6, seed=0))
+    s4 = sample(tiny_llama, ids, max_new_tokens=12, seed=5, batch_size=4)
+    s1 = sample(tiny_llama, ids, max_new_tokens=12, seed=5, batch_size=1)
+    assert [a.token_ids for a in s4] == [b.token_ids for b in s1]  # independent of batching
+    assert [a.token_ids for a in s4] != [b.token_ids for b in sample(tiny_llama, ids, 12, seed=6, batch_size=4)]
+    ref = continuation_logprobs(tiny_llama, [(ids[i], s4[i].token_ids) for i in range(len(ids))])
+    for a, r in zip(s4, ref):
+        np.testing.assert_allclose(a.token_probs, np.exp(r), rtol=1e-4, atol=1e-6)
+    # temperature: q = softmax(logits / T) of the first sampled token
+    import torch
+    st = sample(tiny_llama, ids[:1], max_new_tokens=1, temperature=0.5, seed=1)[0]
+    with torch.no_grad():
+        logits = tiny_llama.model(torch.tensor([ids[0]])).logits[0, -1].double()
+    assert st.token_probs[0] == pytest.approx(float(torch.softmax(logits / 0.5, -1)[st.token_ids[0]]), rel=1e-4)
+
+
+def test_sampling_stops_at_eos(tiny_llama):
+    eos = tiny_llama.tokenizer.eos_token_id
+    ids = chat_prompt_ids(tiny_llama, ["hi"])
+    # force EOS: a huge bias on the EOS logit through the lm_head bias-free path -> patch the final norm? use a hook
+    head = tiny_llama.spec.module(tiny_llama.model, "lm_head")
+
+    def hook(_m, _i, out):
+        out = out.clone()
+        out[..., eos] += 1e4
+        return out
+    h = head.register_forward_hook(hook)
+    try:
+        s = sample(tiny_llama, ids, max_new_tokens=5, seed=0)[0]
+    finally:
+        h.remove()
+    assert s.token_ids == [eos] and s.finished and s.text == ""
+
+
+def test_sampling_every_family_batched_equals_single(tiny):
+    from interp.scoring import continuation_logprobs
+
+    ids = chat_prompt_ids(tiny, nd.generate_prompts(3, seed=2))
+    s3 = sample(tiny, ids, max_new_tokens=6, seed=1, batch_size=3)
+    s1 = sample(tiny, ids, max_new_tokens=6, seed=1, batch_size=1)
+    assert [a.token_ids for a in s3] == [b.token_ids for b in s1]
+    ref = continuation_logprobs(tiny, [(ids[i], s3[i].token_ids) for i in range(3)])
+    for a, r in zip(s3, ref):
+        np.testing.assert_allclose(a.token_probs, np.exp(r), rtol=1e-4, atol=1e-6)
