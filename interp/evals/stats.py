@@ -72,7 +72,9 @@ def wilson_interval(k: int, n: int, level: float = 0.95) -> Interval:
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return Interval(p, float(max(0.0, centre - half)), float(min(1.0, centre + half)), level, n)
+    lo = 0.0 if k == 0 else float(max(0.0, centre - half))  # exact 0 / 1 at the edges, not rounding noise
+    hi = 1.0 if k == n else float(min(1.0, centre + half))
+    return Interval(p, lo, hi, level, n)
 
 
 @dataclass(frozen=True)

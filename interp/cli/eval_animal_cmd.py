@@ -1,0 +1,80 @@
+"""`interp eval-animal`: animal preference over the 50 one-word questions (probability + sampling)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from interp.cli.app import app
+from interp.cli.common import (BatchOpt, DeviceOpt, DtypeOpt, ForceOpt, ModelOpt, OutOpt, SeedOpt, ci, console, load,
+                               print_table)
+
+
+@app.command("eval-animal")
+def eval_animal_command(
+    model: str = ModelOpt,
+    target: str = typer.Option("owl", "--target", help="the animal to measure"),
+    system: Optional[str] = typer.Option(None, "--system", help="extra system prompt (appended to a prompt teacher's own)"),
+    baseline: Optional[str] = typer.Option(None, "--baseline", help="model to compare log P(target) with, question by question"),
+    samples: int = typer.Option(20, "--samples", help="sampled answers per question (0: probability only)"),
+    questions: Optional[Path] = typer.Option(None, "--questions", help="question file, one per line (default: the 50 packaged)"),
+    policy: str = typer.Option("sum", "--variants", help="sum (owl, Owl, owls... summed) | natural"),
+    max_new_tokens: int = typer.Option(8, "--max-new-tokens", help="tokens per sampled answer"),
+    temperature: float = typer.Option(1.0, "--temperature", help="sampling temperature"),
+    top: int = typer.Option(10, "--top", help="most frequent answers to list"),
+    batch_size: int = BatchOpt,
+    seed: int = SeedOpt,
+    device: str = DeviceOpt,
+    dtype: str = DtypeOpt,
+    out: Optional[Path] = OutOpt,
+    force: bool = ForceOpt,
+) -> None:
+    """Mean P(target) after each question (and delta log P vs --baseline), sampled target rate (Wilson CI), top answers."""
+    from interp.errors import UserError
+    from interp.evals import animal as A
+    from interp.prompts import VARIANT_POLICIES
+    from interp.report.runs import RunDir
+
+    run = RunDir.prepare(out, "eval-animal", force)
+    if policy not in VARIANT_POLICIES:
+        raise UserError(f"--variants must be one of {', '.join(VARIANT_POLICIES)}")
+    if samples < 0 or temperature <= 0:
+        raise UserError("--samples must be >= 0 and --temperature > 0")
+    qs = A.load_questions(questions)
+    lm = load(model, device, dtype)
+    prob = A.bias_probability(lm, qs, target, system, policy, batch_size=batch_size, seed=seed, progress=True)
+    figures: dict = {"probability": prob.to_dict()}
+    table = prob.table.copy()
+    rows = [(f"mean P({target}) [95% CI]", ci(prob.mean))]
+    models = {"model": lm}
+    if baseline:
+        blm = load(baseline, device, dtype)
+        models["baseline"] = blm
+        base = A.bias_probability(blm, qs, target, system, policy, batch_size=batch_size, seed=seed, progress=True)
+        d = A.delta_log_p(prob, base, seed=seed)
+        figures["baseline_probability"] = base.to_dict()
+        figures["delta_log_p"] = d.to_dict()
+        table["p_target_baseline"] = base.table.p_target.to_numpy()
+        rows += [(f"baseline mean P({target}) [95% CI]", ci(base.mean)),
+                 ("mean delta log P [95% CI], perm. p", f"{ci(d.mean_diff)}, p={d.p_value:.4g}")]
+    run.write_csv("probability.csv", table)
+    if samples:
+        gen = A.bias_generation(lm, qs, target, system, samples, seed, max_new_tokens, temperature,
+                                batch_size=batch_size, progress=True)
+        tops = A.top_answers(gen.table, top)
+        figures["generation"] = gen.to_dict()
+        figures["top_answers"] = tops
+        run.write_csv("answers.csv", gen.table)
+        run.write_csv("top_answers.csv", tops)
+        g = figures["generation"]
+        rows.append((f"sampled answers naming {target} [Wilson 95% CI]", f"{g['k']}/{g['n']} = {ci(gen.share)}"))
+    run.write_summary(inputs={"model": model, "target": target, "system": system, "baseline": baseline,
+                              "samples": samples, "questions": str(questions or "packaged (50)"), "variants": policy,
+                              "max_new_tokens": max_new_tokens, "temperature": temperature},
+                      model=lm, models=models, seed=seed, figures=figures)
+    print_table(f"eval-animal: {model}", ["figure", "value"], rows)
+    if samples:
+        print_table(f"top {len(tops)} answers", ["answer", "count", "share"], tops.itertuples(index=False))
+    console.print(f"wrote {run.path}/probability.csv" + (", answers.csv, top_answers.csv" if samples else "") + ", summary.json")

@@ -1,0 +1,73 @@
+"""`interp finetune`: student fine-tuning on prompt/completion JSONL (completion-only loss)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from interp.cli.app import app
+from interp.cli.common import DeviceOpt, ForceOpt, ModelOpt, OutOpt, SeedOpt, console, load, print_table
+
+
+@app.command("finetune")
+def finetune_command(
+    model: str = ModelOpt,
+    data: Path = typer.Option(..., "--data", help="JSONL with 'prompt' and 'completion' fields (e.g. gen-numbers output)"),
+    alias: str = typer.Option(..., "--alias", help="store alias of the trained model, e.g. smollm2-student"),
+    full: bool = typer.Option(False, "--full/--lora", help="full fine-tuning instead of LoRA (default --lora)"),
+    freeze: str = typer.Option("none", "--freeze", help="none | mlp | attention: component that receives no update"),
+    steps: Optional[int] = typer.Option(None, "--steps", help="optimizer steps (or --epochs)"),
+    epochs: Optional[float] = typer.Option(None, "--epochs", help="passes over the data (or --steps)"),
+    batch_size: int = typer.Option(8, "--batch-size", help="examples per step"),
+    lr: Optional[float] = typer.Option(None, "--lr", help="learning rate (default 2e-4 LoRA, 2e-5 full)"),
+    warmup: int = typer.Option(0, "--warmup", help="linear warm-up steps (then linear decay to 0)"),
+    max_len: int = typer.Option(128, "--max-len", help="tokens per example"),
+    lora_r: int = typer.Option(8, "--lora-r", help="LoRA rank (alpha = 2r)"),
+    checkpoint_every: int = typer.Option(0, "--checkpoint-every", help="save a resumable checkpoint every N steps (0: off)"),
+    resume: bool = typer.Option(False, "--resume", help="continue from the latest checkpoint in OUT/checkpoints"),
+    limit: Optional[int] = typer.Option(None, "--limit", help="use only the first N examples"),
+    seed: int = SeedOpt,
+    device: str = DeviceOpt,
+    out: Optional[Path] = OutOpt,
+    force: bool = ForceOpt,
+) -> None:
+    """Fine-tune a student; saves merged weights (+ adapter) to the store as ALIAS, loss curve in OUT."""
+    from interp.errors import UserError
+    from interp.models.store import read_meta, validate_alias
+    from interp.report.runs import RunDir
+    from interp.training.finetune import FinetuneConfig, finetune, loss_curve_png, read_jsonl, save_finetuned
+
+    if resume and out is None:
+        raise UserError("--resume needs the --out folder of the interrupted run")
+    run = RunDir.prepare(out, "finetune", force or resume)
+    validate_alias(alias)
+    if read_meta(alias) is not None and not force:
+        raise UserError(f"alias '{alias}' already exists in the store; choose another or pass --force")
+    rows = read_jsonl(data)[:limit] if limit else read_jsonl(data)
+    cfg = FinetuneConfig(method="full" if full else "lora", freeze=freeze, steps=steps, epochs=epochs,
+                         batch_size=batch_size, lr=lr, warmup_steps=warmup, max_len=max_len, lora_r=lora_r,
+                         lora_alpha=2 * lora_r, seed=seed)
+    cfg.validate()
+    cfg.total_steps(len(rows))
+    lm = load(model, device)
+    if lm.system_prompt:
+        raise UserError(f"'{model}' is a prompt alias; fine-tune its base model instead")
+    res = finetune(lm, rows, cfg, checkpoint_dir=run.path / "checkpoints", checkpoint_every=checkpoint_every,
+                   resume=resume, progress=True)
+    import pandas as pd
+
+    run.write_csv("losses.csv", pd.DataFrame({"step": range(1, len(res.losses) + 1), "loss": res.losses}))
+    run.write_bytes("loss_curve.png", loss_curve_png(res.losses, f"{alias}: {cfg.method}, freeze {cfg.freeze}"))
+    path = save_finetuned(alias, lm, res, {"data": str(data), "n_examples": len(rows)}, overwrite=force)
+    run.write_summary(inputs={"model": model, "data": str(data), "alias": alias, "limit": limit,
+                              "checkpoint_every": checkpoint_every, "resume": resume},
+                      model=lm, seed=seed, figures={**res.summary(), "store_path": str(path)})
+    s = res.summary()
+    print_table("finetune", ["figure", "value"], [
+        ("method / freeze", f"{cfg.method} / {cfg.freeze}"), ("examples", len(rows)), ("steps", res.steps),
+        ("trainable parameters", res.trainable_params), ("frozen tensors", s["n_frozen_tensors"]),
+        ("first loss", s["first_loss"]), ("mean loss, last 10 steps", s["mean_loss_last_10"]),
+        ("resumed from step", s["resumed_from"]), ("seconds", s["elapsed_s"])])
+    console.print(f"saved '{alias}' to {path}; wrote {run.path}/losses.csv, loss_curve.png, summary.json")

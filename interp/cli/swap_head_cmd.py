@@ -1,0 +1,74 @@
+"""`interp swap-head`: LM-head swap between two models of one lineage (DESIGN.md §2.6)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from interp.cli.app import app
+from interp.cli.common import BatchOpt, DeviceOpt, DtypeOpt, ForceOpt, OutOpt, ci, console, fmt, load, print_table
+from interp.cli.prune_cmd import HeldoutOpt, QuestionsOpt, SystemOpt
+
+
+@app.command("swap-head")
+def swap_head_command(
+    body: str = typer.Option(..., "--body", help="model A (alias, folder or HF id): its body is kept in hybrid A"),
+    head: str = typer.Option(..., "--head", help="model B: its LM head goes onto A's body"),
+    tied: str = typer.Option("swap-both", "--tied", help="with tied embeddings: swap-both (the embedding moves with "
+                             "the head) | untie (the body keeps its embedding)"),
+    bias: str = typer.Option("owl", "--bias", help="target animal for P(bias)"),
+    system: Optional[str] = SystemOpt,
+    questions: Optional[Path] = QuestionsOpt,
+    heldout: Optional[Path] = HeldoutOpt,
+    top_k: int = typer.Option(5, "--top-k", help="next tokens to list after the animal prompt"),
+    batch_size: int = BatchOpt,
+    device: str = DeviceOpt,
+    dtype: str = DtypeOpt,
+    out: Optional[Path] = OutOpt,
+    force: bool = ForceOpt,
+) -> None:
+    """Compare A, B, hybrid(A body, B head) and hybrid(B body, A head): P(bias), top-k next tokens, perplexity."""
+    from interp.errors import UserError
+    from interp.evals.animal import load_questions
+    from interp.evals.perplexity import load_heldout
+    from interp.interventions.head_swap import TIED_MODES, check_lineage, compare_swap
+    from interp.interventions.measure import MeasureConfig
+    from interp.report.runs import RunDir
+
+    run = RunDir.prepare(out, "swap-head", force)
+    if tied not in TIED_MODES:
+        raise UserError(f"--tied must be one of {', '.join(TIED_MODES)}")
+    if top_k < 1:
+        raise UserError("--top-k must be at least 1")
+    qs = tuple(load_questions(questions))
+    text = load_heldout(heldout)
+    a = load(body, device, dtype)
+    b = a if head == body else load(head, device, dtype)
+    check_lineage(a, b)
+    cfg = MeasureConfig(bias=bias, system=system, questions=qs, samples=0, heldout=text, batch_size=batch_size)
+    res = compare_swap(a, b, cfg, tied, top_k, progress=True)
+
+    run.write_csv("swap.csv", res.table)
+    run.write_csv("topk.csv", res.topk)
+    figures = {"swap": res.swap, "prompt": res.prompt,
+               "conditions": {m.condition: m.to_dict() for m in res.measurements},
+               "topk": {k: g.drop(columns="model").to_dict(orient="records") for k, g in res.topk.groupby("model", sort=False)}}
+    run.write_summary(inputs={"body": body, "head": head, "tied": tied, "bias": bias, "system": system,
+                              "questions": str(questions) if questions else "packaged",
+                              "heldout": str(heldout) if heldout else "packaged", "top_k": top_k},
+                      models={"A": a, "B": b}, figures=figures)
+    _print(res, bias)
+    console.print(f"wrote {run.path}/swap.csv, topk.csv and summary.json")
+
+
+def _print(res: Any, bias: str) -> None:
+    s = res.swap
+    console.print(f"tied embeddings: {s['tied_embeddings']}; --tied {s['tied_mode']}: moved {s['moved']}")
+    rows = []
+    for m in res.measurements:
+        top = res.topk[res.topk.model == m.condition]
+        rows.append((m.condition, ci(m.probability.mean), fmt(m.perplexity.perplexity),
+                     ", ".join(f"{t!r} {p:.3f}" for t, p in zip(top.token, top.prob))))
+    print_table("LM-head swap", ["model", f"mean P({bias}) [95% CI]", "perplexity", "top next tokens"], rows)
