@@ -13,7 +13,8 @@ each with a bootstrap 95% CI over the k numbers. `plot_sweep` draws both ratios 
 
 from __future__ import annotations
 
-import io
+from interp.report.plots import figure_png
+
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -105,8 +106,4 @@ def plot_sweep(table: pd.DataFrame, bias: str) -> bytes:
     ax.set_ylabel(f"mean P({bias} | primed) / P({bias} | baseline)")
     ax.set_title(f"reverse link of the top increased numbers, by length (95% CI)")
     ax.legend()
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return figure_png(fig)

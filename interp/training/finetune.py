@@ -28,8 +28,9 @@ the latest one and continues, which reproduces the uninterrupted run exactly on 
 
 from __future__ import annotations
 
+from interp.report.plots import figure_png
+
 import copy
-import io
 import json
 import math
 import time
@@ -413,8 +414,4 @@ def loss_curve_png(losses: Sequence[float], title: str = "training loss") -> byt
     ax.set_ylabel("completion loss (nats/token)")
     ax.set_title(title)
     ax.legend()
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return figure_png(fig)
