@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from interp.errors import UserError
 from interp.progress import progress_bar
 from interp.prompts import Target
 
@@ -246,7 +247,8 @@ def _mask_layer_types(model: torch.nn.Module) -> tuple[list[str] | None, int | N
     kinds = sorted(set(types)) if types else None
     unknown = set(kinds or []) - {"full_attention", "sliding_attention"}
     if unknown:
-        raise NotImplementedError(f"tree attention mask for layer types {sorted(unknown)} is not implemented")
+        raise UserError(f"the trie scorer supports full and sliding attention layers only; this model also has "
+                        f"{', '.join(sorted(unknown))} layers: use the naive scorer (--method vocab) instead")
     return kinds, window
 
 
