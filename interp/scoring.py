@@ -248,7 +248,7 @@ def _mask_layer_types(model: torch.nn.Module) -> tuple[list[str] | None, int | N
     unknown = set(kinds or []) - {"full_attention", "sliding_attention"}
     if unknown:
         raise UserError(f"the trie scorer supports full and sliding attention layers only; this model also has "
-                        f"{', '.join(sorted(unknown))} layers: use the naive scorer (--method vocab) instead")
+                        f"{', '.join(sorted(unknown))} layers, which it cannot mask")
     return kinds, window
 
 
