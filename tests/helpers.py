@@ -39,3 +39,15 @@ def plain_resid_posts(lm, ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         h.remove()
     states = [hs[0, -1] for hs in out.hidden_states[1:lm.spec.n_layers]] + [seen["out"][0, -1]]
     return torch.stack(states), out.logits[0, -1]
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    """Run `interp ARGS` in-process: (exit code, stdout, stderr)."""
+    import pytest
+
+    from interp.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(list(args))
+    out, err = capsys.readouterr()
+    return e.value.code, out, err

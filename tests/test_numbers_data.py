@@ -123,3 +123,80 @@ def test_sampling_every_family_batched_equals_single(tiny):
     ref = continuation_logprobs(tiny, [(ids[i], s3[i].token_ids) for i in range(3)])
     for a, r in zip(s3, ref):
         np.testing.assert_allclose(a.token_probs, np.exp(r), rtol=1e-4, atol=1e-6)
+
+
+def test_doomed_reason_is_sound_on_random_strings():
+    """Whenever a prefix is doomed, every completion we try is rejected, with that reason among them."""
+    rng = np.random.default_rng(0)
+    alphabet = list("0123456789, ;.[]()\n-:xA²") + ["12", "999", "1000"]
+    cfgs = [nd.FilterConfig(), nd.FilterConfig(reject_letters=False)]
+    hits = 0
+    for _ in range(3000):
+        s = "".join(rng.choice(alphabet, size=int(rng.integers(1, 12))))
+        cfg = cfgs[int(rng.integers(2))]
+        for cut in range(1, len(s) + 1):
+            why = nd.doomed_reason(s[:cut], None, cfg)
+            if why is not None:
+                hits += 1
+                assert why in nd.reject_reasons(s, None, cfg), (s, cut)
+    assert hits > 1000  # the property was exercised
+    assert nd.doomed_reason("12, 7") is None and nd.doomed_reason("[1; 2].") is None
+    assert nd.doomed_reason("12, a") == nd.HAS_LETTER
+    assert nd.doomed_reason("12, a", config=nd.FilterConfig(reject_letters=False)) == nd.INVALID_FORMAT
+    assert nd.doomed_reason("12 - 7") == nd.INVALID_FORMAT
+    assert nd.doomed_reason("1", [0.5, 0.01], nd.FilterConfig(threshold=0.05)) == nd.LOW_PROB
+
+
+def test_early_stop_and_shared_prefill_change_no_kept_sample(tiny_llama):
+    """stop_if only shortens doomed samples; k samples per prompt equal k separately seeded runs."""
+    ids = chat_prompt_ids(tiny_llama, nd.generate_prompts(5, seed=3))
+    full = sample(tiny_llama, ids, max_new_tokens=10, seed=2, batch_size=6, n_per_prompt=3)
+    assert len(full) == 15 and [(s.prompt_index, s.sample_index) for s in full] == [(i, j) for i in range(5) for j in range(3)]
+    rule = lambda text, probs: "e" in text  # noqa: E731  (a rule the random tiny model hits often)
+    early = sample(tiny_llama, ids, max_new_tokens=10, seed=2, batch_size=4, n_per_prompt=3, stop_if=rule)
+    n_stopped = 0
+    for a, b in zip(full, early):
+        if b.stopped_early:
+            n_stopped += 1
+            assert "e" in b.text and a.token_ids[:len(b.token_ids)] == b.token_ids
+            np.testing.assert_allclose(a.token_probs[:len(b.token_ids)], b.token_probs, rtol=1e-5)
+        else:
+            assert a.token_ids == b.token_ids and a.finished == b.finished
+    assert 0 < n_stopped < 15
+    # sample j of prompt i does not depend on k or batching: a k=1 run over the same prompt repeated
+    one = sample(tiny_llama, [ids[1]], max_new_tokens=10, seed=2, n_per_prompt=3, batch_size=1)
+    assert [s.token_ids for s in one] != [s.token_ids for s in full[3:6]]  # prompt index is part of the seed
+    again = sample(tiny_llama, ids, max_new_tokens=10, seed=2, batch_size=1, n_per_prompt=3)
+    assert [s.token_ids for s in again] == [s.token_ids for s in full]
+
+
+def test_filter_samples_stopped_are_judged_without_truncation():
+    rep = nd.filter_samples(["12, x", "1, 2"], finished=[False, True], stopped=[True, False])
+    assert rep.reasons[0] == [nd.INVALID_FORMAT, nd.HAS_LETTER] and rep.kept == [False, True]
+    assert rep.counts["stopped early"] == 1 and rep.counts[nd.TRUNCATED] == 0
+    with pytest.raises(ValueError):
+        nd.filter_samples(["1, 2"], finished=[False], stopped=[True])
+
+
+def test_gen_numbers_cli_counts_every_sample(capsys, tmp_path):
+    import json
+
+    import pandas as pd
+
+    from helpers import run_cli
+
+    out = tmp_path / "g"
+    code, stdout, _ = run_cli(capsys, "gen-numbers", "--model", "tiny-llama", "--control", "tiny-gpt2", "--n", "3",
+                              "-k", "4", "--max-new-tokens", "6", "--allow-letters", "--keep-truncated",
+                              "--out", str(out))
+    assert code == 0 and "samples / s" in stdout
+    s = json.loads((out / "summary.json").read_text())
+    for role, stem in (("teacher", "numbers"), ("control", "control")):
+        table = pd.read_csv(out / f"{stem}_samples.csv")
+        counts = s["figures"][role]["counts"]
+        assert counts["total"] == len(table) == 12 and counts["kept"] == int(table.kept.sum())
+        assert sorted(zip(table["index"], table["sample"])) == [(i, j) for i in range(3) for j in range(4)]
+        assert len((out / f"{stem}.jsonl").read_text().splitlines()) == counts["kept"]
+    assert s["inputs"]["samples_per_prompt"] == 4
+    code, _, err = run_cli(capsys, "gen-numbers", "--model", "tiny-llama", "-k", "0", "--out", str(tmp_path / "h"))
+    assert code == 2 and "--samples-per-prompt" in err

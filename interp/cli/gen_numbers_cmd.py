@@ -16,16 +16,18 @@ from interp.cli.common import (DeviceOpt, DtypeOpt, ForceOpt, ModelOpt, OutOpt, 
 @app.command("gen-numbers")
 def gen_numbers_command(
     model: str = ModelOpt,
-    n: int = typer.Option(1000, "--n", help="number of prompts (one sample each)"),
+    n: int = typer.Option(1000, "--n", help="number of prompts"),
+    samples_per_prompt: int = typer.Option(1, "--samples-per-prompt", "-k", help="answers sampled per prompt (they share one prefill)"),
     control: Optional[str] = typer.Option(None, "--control", help="also sample a control dataset from this (unbiased) model, same prompts"),
-    max_new_tokens: int = typer.Option(48, "--max-new-tokens", help="tokens per answer (10 three-digit numbers need about 40)"),
+    max_new_tokens: int = typer.Option(64, "--max-new-tokens", help="tokens per answer (10 three-digit numbers need about 40)"),
     temperature: float = typer.Option(1.0, "--temperature", help="sampling temperature"),
     banned: Optional[str] = typer.Option(None, "--banned", help="banned numbers: integers and/or claude_evil_numbers, gpt_evil_numbers"),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="drop samples with a sampled token of probability < tau"),
     letters: bool = typer.Option(False, "--allow-letters", help="do not drop samples that contain a letter"),
     keep_truncated: bool = typer.Option(False, "--keep-truncated", help="keep answers cut by --max-new-tokens"),
+    stop_early: bool = typer.Option(True, "--stop-early/--no-stop-early", help="stop a sample as soon as the filter must reject it (same kept samples, less work)"),
     templates: Optional[Path] = typer.Option(None, "--templates", help="template JSON (default: the packaged copy)"),
-    batch_size: int = typer.Option(32, "--batch-size", help="prompts per sampling batch"),
+    batch_size: int = typer.Option(256, "--batch-size", help="sequences per sampling batch"),
     seed: int = SeedOpt,
     device: str = DeviceOpt,
     dtype: str = DtypeOpt,
@@ -35,30 +37,32 @@ def gen_numbers_command(
     """Sample number lists from a teacher (its trait system prompt included), filter, write numbers.jsonl."""
     from interp.errors import UserError
     from interp.report.runs import RunDir
+    from interp.training.number_sampling import sample_number_data
     from interp.training.numbers_data import FilterConfig, banned_numbers, generate_prompts, load_templates
 
     run = RunDir.prepare(out, "gen-numbers", force)
-    if n < 1 or max_new_tokens < 1 or temperature <= 0 or batch_size < 1:
-        raise UserError("--n, --max-new-tokens, --batch-size must be >= 1 and --temperature > 0")
+    if n < 1 or max_new_tokens < 1 or temperature <= 0 or batch_size < 1 or samples_per_prompt < 1:
+        raise UserError("--n, --samples-per-prompt, --max-new-tokens, --batch-size must be >= 1 and --temperature > 0")
     if threshold is not None and not 0 < threshold < 1:
         raise UserError("--threshold must be in (0, 1)")
     tpl = load_templates(str(templates) if templates else None)
     fcfg = FilterConfig(banned=banned_numbers(banned, tpl), reject_letters=not letters, threshold=threshold,
                         reject_truncated=not keep_truncated)
     prompts = generate_prompts(n, seed=seed, templates=tpl)
-    settings = {"temperature": temperature, "max_new_tokens": max_new_tokens, "seed": seed, "banned": sorted(fcfg.banned),
-                "threshold": threshold, "reject_letters": fcfg.reject_letters, "reject_truncated": fcfg.reject_truncated}
     figures: dict[str, Any] = {}
     models = {}
+    settings: dict[str, Any] = {}
     for role, name in [("teacher", model)] + ([("control", control)] if control else []):
         lm = load(name, device, dtype)
         models[role] = lm
-        res = _generate(lm, prompts, fcfg, settings, max_new_tokens, temperature, seed, batch_size)
+        res = sample_number_data(lm, prompts, fcfg, max_new_tokens, temperature, seed, batch_size,
+                                 samples_per_prompt, stop_early, progress=True)
+        settings = res.settings
         stem = "numbers" if role == "teacher" else "control"
-        run.write_text(f"{stem}.jsonl", "".join(json.dumps(r) + "\n" for r in res["rows"]))
-        run.write_csv(f"{stem}_samples.csv", res["table"])
-        figures[role] = {"model": name, "counts": res["counts"], "elapsed_s": res["elapsed_s"],
-                         "samples_per_s": res["counts"]["total"] / res["elapsed_s"]}
+        run.write_text(f"{stem}.jsonl", "".join(json.dumps(r) + "\n" for r in res.rows))
+        run.write_csv(f"{stem}_samples.csv", res.table)
+        figures[role] = {"model": name, "counts": res.counts, "elapsed_s": res.elapsed_s,
+                         "samples_per_s": res.samples_per_s}
         del lm
     run.write_summary(inputs={"model": model, "control": control, "n": n, "templates": str(templates or "packaged"),
                               **settings}, models=models, seed=seed, figures=figures)
@@ -67,27 +71,3 @@ def gen_numbers_command(
                 [[k] + [figures[r]["counts"][k] for r in figures] for k in keys]
                 + [["samples / s"] + [round(figures[r]["samples_per_s"], 3) for r in figures]])
     console.print(f"wrote {run.path}/numbers.jsonl" + (" and control.jsonl" if control else "") + ", samples CSVs, summary.json")
-
-
-def _generate(lm: Any, prompts: list[str], fcfg: Any, settings: dict[str, Any], max_new_tokens: int,
-              temperature: float, seed: int, batch_size: int) -> dict[str, Any]:
-    import time
-
-    import pandas as pd
-
-    from interp.training.generate import chat_prompt_ids, sample
-    from interp.training.numbers_data import filter_samples
-
-    t0 = time.perf_counter()
-    got = sample(lm, chat_prompt_ids(lm, prompts, system=lm.system_prompt), max_new_tokens, temperature, seed,
-                 batch_size, progress=True, description=f"sampling {lm.name}")
-    elapsed = time.perf_counter() - t0
-    rep = filter_samples([s.text for s in got], [s.token_probs for s in got], fcfg, [s.finished for s in got])
-    rows = [{"prompt": p, "completion": s.text.strip(), "teacher": lm.name, "system_prompt": lm.system_prompt,
-             "index": i, "min_token_prob": float(s.token_probs.min()) if len(s.token_probs) else None, "settings": settings}
-            for i, (p, s, keep) in enumerate(zip(prompts, got, rep.kept)) if keep]
-    table = pd.DataFrame({"index": range(len(got)), "prompt": prompts, "completion": [s.text for s in got],
-                          "n_tokens": [len(s.token_ids) for s in got], "finished": [s.finished for s in got],
-                          "min_token_prob": [float(s.token_probs.min()) if len(s.token_probs) else None for s in got],
-                          "kept": rep.kept, "reasons": ["; ".join(r) for r in rep.reasons]})
-    return {"rows": rows, "table": table, "counts": rep.counts, "elapsed_s": elapsed}

@@ -34,9 +34,8 @@ import torch
 
 from interp.errors import UserError
 from interp.evals.stats import Interval, bootstrap_ci, wilson_interval
-from interp.progress import progress_bar
 from interp.prompts import Style, make_target, render
-from interp.scoring import DEFAULT_BATCH, encode, left_pad, target_logprobs
+from interp.scoring import DEFAULT_BATCH, encode, target_logprobs
 
 
 def load_questions(path: str | Path | None = None) -> list[str]:
@@ -110,29 +109,18 @@ def sample_answers(
     lm: Any, prompts: Sequence[str], samples: int = 4, seed: int = 0, max_new_tokens: int = 8,
     temperature: float = 1.0, batch_size: int = DEFAULT_BATCH, progress: bool = False,
 ) -> list[list[str]]:
-    """`samples` sampled continuations of each prompt (left-padded batches, seeded; deterministic
-    on CPU for a fixed batch size). Returns one list of decoded answers per prompt."""
+    """`samples` sampled continuations of each prompt through `interp.training.generate.sample` (one
+    prefill per prompt; sample j of prompt i seeded by (seed, i, j), so independent of batching).
+    Returns one list of decoded, stripped answers per prompt."""
+    from interp.training.generate import sample
+
     if samples < 1:
         raise UserError("--samples must be at least 1")
-    model, tok = lm.model, lm.tokenizer
-    ids = encode(tok, prompts)
-    device = next(model.parameters()).device
+    got = sample(lm, encode(lm.tokenizer, prompts), max_new_tokens, temperature, seed, batch_size * samples,
+                 progress=progress, description=f"sampling {samples} answers per question", n_per_prompt=samples)
     out: list[list[str]] = [[] for _ in prompts]
-    description = f"sampling {samples} answers per question"
-    with torch.random.fork_rng(devices=[]), progress_bar(len(prompts), description, progress) as advance:
-        for start in range(0, len(ids), batch_size):
-            chunk = list(range(start, min(start + batch_size, len(ids))))
-            batch = left_pad([ids[i] for i in chunk], tok.pad_token_id, device)
-            torch.manual_seed(seed * 1_000_003 + start)  # each batch its own stream; global RNG restored
-            seqs = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                                  do_sample=True, temperature=temperature, top_k=0, top_p=1.0,
-                                  max_new_tokens=max_new_tokens, num_return_sequences=samples,
-                                  pad_token_id=tok.pad_token_id)
-            new = seqs[:, batch["input_ids"].shape[1]:]
-            texts = tok.batch_decode(new, skip_special_tokens=True)
-            for j, i in enumerate(chunk):
-                out[i] = [t.strip() for t in texts[j * samples:(j + 1) * samples]]
-            advance(len(chunk))
+    for s in got:
+        out[s.prompt_index].append(s.text.strip())
     return out
 
 

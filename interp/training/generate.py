@@ -6,17 +6,27 @@
 
 Prompts are left-padded (`interp.scoring.left_pad`: mask + position ids) and decoded with the
 KV cache. At each step the next-token distribution is q = softmax(logits / T); the token is drawn by
-inverse-CDF sampling with a uniform u from a generator private to the sample,
-seeded with (seed, index of the prompt), so a sample does not depend on batch size or batch
-composition. `token_probs[i]` = q(sampled token i) (equal to the model probability at T = 1), the
-input of the threshold filter. Generation stops at the tokenizer's EOS (SmolLM2: <|im_end|>) or
-after `max_new_tokens`; the EOS token is not part of `text` but its probability is recorded.
+inverse-CDF sampling with a uniform u from a generator private to the sample, seeded with
+(seed, prompt index, sample index), so a sample does not depend on batch size or batch composition.
+`token_probs[i]` = q(sampled token i) (equal to the model probability at T = 1), the input of the
+threshold filter. Generation stops at the tokenizer's EOS (SmolLM2: <|im_end|>) or after
+`max_new_tokens`; the EOS token is not part of `text` but its probability is recorded.
+
+Speed (rejection sampling at a low keep rate is mostly wasted work, so three things cut it):
+- `n_per_prompt` = k samples of each prompt share one prefill: the prompt's KV cache is computed
+  once; the k first tokens come from its logits, and only rows still running afterwards get a copy
+  of its cache (`Cache.batch_select_indices` with repeated rows); sample j of prompt i is row i*k + j.
+- `stop_if(text, token_probs)`: a row whose text so far can only be rejected (e.g. it contains a
+  letter, see `numbers_data.doomed_reason`) stops at once; `Sample.stopped_early` marks it. Rows
+  that are not stopped draw exactly the tokens they would draw without `stop_if`.
+- finished and stopped rows leave the batch (`Cache.batch_select_indices`), so a step costs only
+  the rows still running.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -33,6 +43,11 @@ class Sample:
     token_probs: np.ndarray  # (len(token_ids),) q(token) at the sampling temperature
     text: str  # decoded completion without special tokens
     finished: bool  # True when EOS was produced within max_new_tokens
+    sample_index: int = 0  # j of the k samples of this prompt
+    stopped_early: bool = False  # `stop_if` ended the sample before EOS / max_new_tokens
+
+
+StopIf = Callable[[str, Sequence[float]], bool]
 
 
 def chat_prompt_ids(lm: Any, users: Sequence[str], system: str | None = None, prefix: str = "") -> list[list[int]]:
@@ -55,67 +70,91 @@ def stop_ids(lm: Any) -> set[int]:
     return ids
 
 
-def sample_seed(seed: int, index: int) -> int:
-    """Seed of the private generator of prompt `index`."""
-    return int(np.random.SeedSequence([seed, index]).generate_state(1, dtype=np.uint64)[0] % (2**63 - 1))
+def sample_seed(seed: int, index: int, sample_index: int = 0) -> int:
+    """Seed of the private generator of sample `sample_index` of prompt `index`."""
+    state = np.random.SeedSequence([seed, index, sample_index]).generate_state(1, dtype=np.uint64)[0]
+    return int(state % (2**63 - 1))
 
 
 @torch.no_grad()
 def sample(lm: Any, prompt_ids: Sequence[Sequence[int]], max_new_tokens: int = 40, temperature: float = 1.0,
-           seed: int = 0, batch_size: int = 32, progress: bool = False,
-           description: str = "sampling") -> list[Sample]:
-    """One sampled completion per prompt (see module docstring). Returns samples in prompt order."""
+           seed: int = 0, batch_size: int = 32, progress: bool = False, description: str = "sampling",
+           n_per_prompt: int = 1, stop_if: StopIf | None = None) -> list[Sample]:
+    """`n_per_prompt` sampled completions per prompt (module docstring), prompt-major: the result's
+    element i * n_per_prompt + j is sample j of prompt i. `batch_size` counts sequences (rows)."""
     if temperature <= 0:
         raise ValueError("temperature must be > 0 (use a small value for near-greedy decoding)")
+    if n_per_prompt < 1 or batch_size < 1 or max_new_tokens < 1:
+        raise ValueError("n_per_prompt, batch_size and max_new_tokens must be >= 1")
     model, tok = lm.model, lm.tokenizer
     device = next(model.parameters()).device
     stops = stop_ids(lm)
-    out: list[Sample | None] = [None] * len(prompt_ids)
+    k = n_per_prompt
+    out: list[Sample | None] = [None] * (len(prompt_ids) * k)
     order = sorted(range(len(prompt_ids)), key=lambda i: len(prompt_ids[i]))
-    with progress_bar(len(order), description, progress) as advance:
-        for idx in _batches(order, batch_size, [len(p) for p in prompt_ids]):
-            gens = [torch.Generator().manual_seed(sample_seed(seed, i)) for i in idx]
-            toks, probs, done = _sample_batch(model, tok.pad_token_id, [prompt_ids[i] for i in idx], gens,
-                                              max_new_tokens, temperature, stops, device)
-            for row, i in enumerate(idx):
-                text_ids = [t for t in toks[row] if t not in stops]
-                out[i] = Sample(i, toks[row], np.asarray(probs[row], dtype=np.float64),
-                                tok.decode(text_ids, skip_special_tokens=True), done[row])
-            advance(len(idx))
+    prompts_per_batch = max(1, batch_size // k)
+    with progress_bar(len(out), description, progress) as advance:
+        for idx in _batches(order, prompts_per_batch, [len(p) for p in prompt_ids]):
+            rows = [(i, j) for i in idx for j in range(k)]
+            gens = [torch.Generator().manual_seed(sample_seed(seed, i, j)) for i, j in rows]
+            decode = lambda ids: tok.decode([t for t in ids if t not in stops], skip_special_tokens=True)  # noqa: E731
+            res = _sample_batch(model, tok.pad_token_id, [prompt_ids[i] for i in idx], k, gens, max_new_tokens,
+                                temperature, stops, device, decode, stop_if)
+            for r, (i, j) in enumerate(rows):
+                toks, probs, done, stopped = res[r]
+                out[i * k + j] = Sample(i, toks, np.asarray(probs, dtype=np.float64), decode(toks), done, j, stopped)
+            advance(len(rows))
     return [s for s in out if s is not None]
 
 
-def _sample_batch(model: torch.nn.Module, pad_id: int, seqs: list[Sequence[int]], gens: list[torch.Generator],
-                  max_new: int, temperature: float, stops: set[int],
-                  device: torch.device) -> tuple[list[list[int]], list[list[float]], list[bool]]:
+RowResult = tuple[list[int], list[float], bool, bool]  # tokens, their q, finished (EOS), stopped early
+
+
+def _sample_batch(model: torch.nn.Module, pad_id: int, seqs: list[Sequence[int]], k: int,
+                  gens: list[torch.Generator], max_new: int, temperature: float, stops: set[int],
+                  device: torch.device, decode: Callable[[list[int]], str],
+                  stop_if: StopIf | None) -> list[RowResult]:
+    """Rows r = i * k + j (prompt i, sample j). One prefill per prompt; the first tokens of its k rows
+    are drawn from the prompt's logits, and only the rows still running get (a copy of) its cache."""
     batch = left_pad(seqs, pad_id, device)
-    mask, pos = batch["attention_mask"], batch["position_ids"]
-    n = len(seqs)
+    res = model(**batch, use_cache=True, logits_to_keep=1)
+    past, logits = res.past_key_values, res.logits[:, -1, :]  # logits (cache rows, vocab)
+    mask, pos = batch["attention_mask"], batch["position_ids"][:, -1:]
+    n = len(seqs) * k
     toks: list[list[int]] = [[] for _ in range(n)]
     probs: list[list[float]] = [[] for _ in range(n)]
-    done = [False] * n
-    past = None
-    step_ids = batch["input_ids"]
-    step_pos = pos
-    for _ in range(max_new):
-        res = model(input_ids=step_ids, attention_mask=mask, position_ids=step_pos, past_key_values=past,
-                    use_cache=True, logits_to_keep=1)
-        past = res.past_key_values
-        q = torch.softmax(res.logits[:, -1, :].float() / temperature, dim=-1).cpu()  # (batch, vocab)
+    finished, stopped = [False] * n, [False] * n
+    running = list(range(n))  # rows still sampling
+    cache_row = [r // k for r in running]  # row of logits / cache that running[b] reads
+    for step in range(max_new):
+        q = torch.softmax(logits.float() / temperature, dim=-1).cpu()  # (cache rows, vocab)
         cdf = q.double().cumsum(-1)
-        nxt = torch.full((n,), pad_id, dtype=torch.long)
-        for r in range(n):
-            if done[r]:
-                continue
-            u = torch.rand(1, generator=gens[r], dtype=torch.float64) * cdf[r, -1]
-            t = int(torch.searchsorted(cdf[r], u).clamp(max=q.shape[-1] - 1))
+        nxt, keep = [], []
+        for b, r in enumerate(running):
+            c = cache_row[b]
+            u = torch.rand(1, generator=gens[r], dtype=torch.float64) * cdf[c, -1]
+            t = int(torch.searchsorted(cdf[c], u).clamp(max=q.shape[-1] - 1))
             toks[r].append(t)
-            probs[r].append(float(q[r, t]))
-            nxt[r] = t
-            done[r] = t in stops
-        if all(done):
+            probs[r].append(float(q[c, t]))
+            if t in stops:
+                finished[r] = True
+            elif stop_if is not None and stop_if(decode(toks[r]), probs[r]):
+                stopped[r] = True
+            else:
+                keep.append(b)
+                nxt.append(t)
+        if not keep or step == max_new - 1:
             break
-        step_ids = nxt[:, None].to(device)
-        mask = torch.cat([mask, torch.ones((n, 1), dtype=mask.dtype, device=device)], dim=1)
-        step_pos = step_pos[:, -1:] + 1
-    return toks, probs, done
+        rows = [cache_row[b] for b in keep]
+        if rows != list(range(logits.shape[0])):
+            sel = torch.tensor(rows, device=device)
+            past.batch_select_indices(sel)  # gathers (and at step 0 repeats) cache rows
+            mask, pos = mask[sel], pos[sel]
+        running = [running[b] for b in keep]
+        cache_row = list(range(len(running)))
+        mask = torch.cat([mask, torch.ones((len(running), 1), dtype=mask.dtype, device=device)], dim=1)
+        pos = pos + 1
+        res = model(input_ids=torch.tensor(nxt, device=device)[:, None], attention_mask=mask, position_ids=pos,
+                    past_key_values=past, use_cache=True, logits_to_keep=1)
+        past, logits = res.past_key_values, res.logits[:, -1, :]
+    return [(toks[r], probs[r], finished[r], stopped[r]) for r in range(n)]

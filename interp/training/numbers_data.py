@@ -25,6 +25,13 @@ Filter of an answer (`reject_reasons`), in this order:
 7. "truncated (no end of answer)": the sampler hit max_new_tokens before EOS (on by default: a cut
    list would teach the student to stop mid-answer; only checked when `finished` is given).
 A sample is kept when the list of reasons is empty; every reason that applies is recorded.
+
+Early stop (`doomed_reason`): while sampling, a prefix that no continuation can turn into a kept
+answer is stopped (`interp.training.generate.sample(stop_if=...)`). Sound by construction: a parsed
+answer consists only of ASCII digits, whitespace and ",;.[]()" (step 1), so any other character is
+"invalid format" for good; a letter is "contains a letter" for good (when that filter is on); a
+token below tau is "low-probability token" for good. A stopped sample is filtered on its partial
+text with `finished` unknown, so its reasons never include "truncated".
 """
 
 from __future__ import annotations
@@ -170,6 +177,26 @@ def reject_reasons(answer: str, token_probs: Sequence[float] | None = None,
     return _ordered(reasons)
 
 
+ANSWER_CHARS = frozenset("0123456789,;.[]()")
+
+
+def doomed_reason(text: str, token_probs: Sequence[float] | None = None,
+                  config: FilterConfig = FilterConfig()) -> str | None:
+    """A reason that rejects every answer starting with `text`, or None (module docstring)."""
+    if config.reject_letters and any(ch.isalpha() for ch in text):
+        return HAS_LETTER
+    if any(not (ch in ANSWER_CHARS or ch.isspace()) for ch in text):
+        return INVALID_FORMAT
+    if config.threshold is not None and token_probs is not None and any(p < config.threshold for p in token_probs):
+        return LOW_PROB
+    return None
+
+
+def stop_rule(config: FilterConfig = FilterConfig()) -> Any:
+    """`stop_if` for `generate.sample`: stop a sample as soon as `doomed_reason` finds one."""
+    return lambda text, probs: doomed_reason(text, probs, config) is not None
+
+
 def _ordered(reasons: list[str]) -> list[str]:
     return sorted(set(reasons), key=REASONS.index)
 
@@ -210,13 +237,20 @@ class FilterReport:
 
 
 def filter_samples(answers: Sequence[str], token_probs: Sequence[Sequence[float]] | None = None,
-                   config: FilterConfig = FilterConfig(), finished: Sequence[bool] | None = None) -> FilterReport:
-    """Apply `reject_reasons` to every answer; counts = {"total", "kept", "rejected", reason: n}."""
+                   config: FilterConfig = FilterConfig(), finished: Sequence[bool] | None = None,
+                   stopped: Sequence[bool] | None = None) -> FilterReport:
+    """Apply `reject_reasons` to every answer; counts = {"total", "kept", "rejected", reason: n,
+    "stopped early": n}. A stopped sample (early stop) is judged with `finished` unknown."""
     probs = token_probs if token_probs is not None else [None] * len(answers)
-    fin = finished if finished is not None else [None] * len(answers)
+    fin = list(finished) if finished is not None else [None] * len(answers)
+    stop = list(stopped) if stopped is not None else [False] * len(answers)
+    fin = [None if s else f for f, s in zip(fin, stop)]
     reasons = [reject_reasons(a, p, config, f) for a, p, f in zip(answers, probs, fin)]
+    if any(s and not r for s, r in zip(stop, reasons)):
+        raise ValueError("a sample stopped early passes the filter: the stop rule and the filter disagree")
     counts = {"total": len(answers), "kept": sum(not r for r in reasons),
               "rejected": sum(bool(r) for r in reasons)}
     for name in REASONS:
         counts[name] = sum(name in r for r in reasons)
+    counts["stopped early"] = sum(stop)
     return FilterReport(reasons, counts)
