@@ -9,6 +9,12 @@ time (tested to 1e-5). Sequences are sorted by length before batching to bound p
     lp = next_token_logprobs(lm, ids)                       # (n_prompts, vocab) float32, log-softmax
     s = target_logprobs(lm, ids, [owl, dog])                # (n_prompts, n_targets) log P(target | prompt)
     per_tok = continuation_logprobs(lm, pairs)              # list of (len(cont),) arrays
+
+Batches back off on out-of-memory (`interp.batching.run_with_backoff`: halve, retry, down to one
+prompt). A model with an nnsight executor (`--remote`, `--serve`, or `executor.attach`) runs every
+forward as an nnsight trace (`interp.mech.nnsight_run`), which computes the log-softmax (and picks
+the wanted columns) where the weights are; the trie scorer then runs the whole trie in one forward
+with a tree mask instead of a KV cache.
 """
 
 from __future__ import annotations
@@ -20,7 +26,9 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from interp.batching import run_with_backoff
 from interp.errors import UserError
+from interp.models.executor import nnsight_executor
 from interp.progress import progress_bar
 from interp.prompts import Target
 
@@ -64,10 +72,6 @@ def left_pad(seqs: Sequence[Sequence[int]], pad_id: int, device: torch.device | 
     return {"input_ids": ids.to(device), "attention_mask": mask.to(device), "position_ids": pos.to(device)}
 
 
-def _model_tok(lm: Any) -> tuple[torch.nn.Module, PreTrainedTokenizerBase]:
-    return lm.model, lm.tokenizer
-
-
 MAX_BATCH_TOKENS = 8192  # padded tokens per forward; a long prompt gets a batch of its own
 
 
@@ -89,10 +93,22 @@ def _batches(order: list[int], size: int, lengths: Sequence[int] | None = None,
 
 
 @torch.no_grad()
-def _last_logprobs(model: torch.nn.Module, batch: dict[str, torch.Tensor], keep: int) -> torch.Tensor:
-    """log-softmax of the last `keep` positions: (batch, keep, vocab), float32 on CPU."""
-    out = model(**batch, logits_to_keep=keep, use_cache=False)
-    return torch.log_softmax(out.logits[:, -keep:, :].float(), dim=-1).cpu()
+def _last_logprobs(lm: Any, batch: dict[str, torch.Tensor], keep: int,
+                   columns: Sequence[int] | None = None) -> torch.Tensor:
+    """log-softmax of the last `keep` positions: (batch, keep, vocab or len(columns)), float32 on CPU.
+    Through nnsight when the model has an executor (module docstring), else one plain HF forward."""
+    if nnsight_executor(lm) is not None:
+        from interp.mech.nnsight_run import logprobs
+
+        return logprobs(lm, batch, keep, columns)
+    out = lm.model(**batch, logits_to_keep=keep, use_cache=False)
+    lp = torch.log_softmax(out.logits[:, -keep:, :].float(), dim=-1)
+    return (lp[..., list(columns)] if columns is not None else lp).cpu()
+
+
+def _input_device(lm: Any) -> torch.device | str:
+    ex = nnsight_executor(lm)
+    return "cpu" if ex is not None and ex.is_remote else _device(lm.model)
 
 
 def next_token_logprobs(
@@ -101,21 +117,24 @@ def next_token_logprobs(
 ) -> torch.Tensor:
     """log P(next token | prompt), normalised over the full vocabulary: (n_prompts, vocab) float32,
     or (n_prompts, len(columns)) when only some token ids are wanted (saves memory on big vocabularies)."""
-    model, tok = _model_tok(lm)
+    tok = lm.tokenizer
     order = sorted(range(len(prompt_ids)), key=lambda i: len(prompt_ids[i]))
-    result: torch.Tensor | None = None
+    lengths = [len(p) for p in prompt_ids]
+    width = len(columns) if columns is not None else None
+    result: dict[str, torch.Tensor] = {}
     with progress_bar(len(order), description, progress) as advance:
-        for idx in _batches(order, batch_size, [len(p) for p in prompt_ids]):
-            batch = left_pad([prompt_ids[i] for i in idx], tok.pad_token_id, _device(model))
-            lp = _last_logprobs(model, batch, 1)[:, -1, :]
-            if columns is not None:
-                lp = lp[:, list(columns)]
-            if result is None:
-                result = torch.empty((len(prompt_ids), lp.shape[-1]), dtype=torch.float32)
-            result[idx] = lp
+
+        def one(idx: list[int]) -> None:
+            batch = left_pad([prompt_ids[i] for i in idx], tok.pad_token_id, _input_device(lm))
+            lp = _last_logprobs(lm, batch, 1, columns)[:, -1, :]
+            if "lp" not in result:
+                result["lp"] = torch.empty((len(prompt_ids), width or lp.shape[-1]), dtype=torch.float32)
+            result["lp"][idx] = lp
             advance(len(idx))
-    assert result is not None, "no prompts given"
-    return result
+
+        run_with_backoff(order, batch_size, one, lambda items, size: _batches(items, size, lengths), what=description)
+    assert "lp" in result, "no prompts given"
+    return result["lp"]
 
 
 def continuation_logprobs(
@@ -127,18 +146,20 @@ def continuation_logprobs(
     Returns one float64 array of shape (len(continuation),) per pair. The context must be
     non-empty (it holds at least BOS or the prompt).
     """
-    model, tok = _model_tok(lm)
+    tok = lm.tokenizer
+    if any(len(c) == 0 for c, _ in pairs):
+        raise ValueError("continuation_logprobs needs a non-empty context for every pair")
     seqs = [list(c) + list(x) for c, x in pairs]
     order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+    lengths = [len(x) for x in seqs]
     out: list[np.ndarray | None] = [None] * len(seqs)
     with progress_bar(len(order), description, progress) as advance:
-        for idx in _batches(order, batch_size, [len(x) for x in seqs]):
+
+        def one(idx: list[int]) -> None:
             n_cont = [len(pairs[i][1]) for i in idx]
-            if any(len(pairs[i][0]) == 0 for i in idx):
-                raise ValueError("continuation_logprobs needs a non-empty context for every pair")
             keep = max(n_cont) + 1
-            batch = left_pad([seqs[i] for i in idx], tok.pad_token_id, _device(model))
-            lp = _last_logprobs(model, batch, keep)  # positions predicting the last keep-1 tokens and one more
+            batch = left_pad([seqs[i] for i in idx], tok.pad_token_id, _input_device(lm))
+            lp = _last_logprobs(lm, batch, keep)  # positions predicting the last keep-1 tokens and one more
             for row, i in enumerate(idx):
                 k = n_cont[row]
                 cont = torch.tensor(list(pairs[i][1]), dtype=torch.long)
@@ -146,6 +167,8 @@ def continuation_logprobs(
                 preds = lp[row, keep - 1 - k: keep - 1, :]
                 out[i] = preds.gather(1, cont[:, None])[:, 0].double().numpy()
             advance(len(idx))
+
+        run_with_backoff(order, batch_size, one, lambda items, size: _batches(items, size, lengths), what=description)
     return [o if o is not None else np.zeros(0) for o in out]
 
 
@@ -304,10 +327,10 @@ def trie_logprobs(
     One forward runs context[:-1] into a fresh full-length cache (no sliding-window eviction: the
     tree's positions are not its storage order); the trie's nodes then go in BFS chunks of at most
     `max_nodes` (default: `trie_node_budget`), each chunk appended to the same cache and masked so
-    a node sees only the context and its ancestors. Every node is computed exactly once.
+    a node sees only the context and its ancestors. Every node is computed exactly once. A chunk
+    that runs out of memory is retried in halves (the cache is cropped back first). A model with an
+    nnsight executor runs the whole trie in one forward instead (`_trie_one_forward`).
     """
-    from transformers import DynamicCache
-
     model = lm.model
     ctx = list(context_ids)
     if not ctx:
@@ -315,7 +338,6 @@ def trie_logprobs(
     trie = build_trie(ctx[-1], continuations)
     n_ctx = len(ctx) - 1  # tokens in the prompt cache
     n = trie.n_nodes
-    budget = max_nodes or trie_node_budget(int(model.config.vocab_size))
     depth = torch.tensor(trie.depth, dtype=torch.long)
     pos_all = torch.cat([torch.arange(n_ctx), n_ctx + depth])  # position of every cache entry
     # ancestors-or-self of every node, as global cache indices, padded with the node itself
@@ -327,36 +349,91 @@ def trie_logprobs(
             row.append(n_ctx + j)
             j = trie.parent[j]
         anc[i] = torch.tensor(row + [n_ctx + i] * (max_d + 1 - len(row)))
-    cache = DynamicCache()
-    if n_ctx:
-        vis = torch.ones((n_ctx, n_ctx), dtype=torch.bool).tril()
-        _tree_forward(model, cache, ctx[:-1], pos_all[:n_ctx], vis, pos_all[:n_ctx], keep_all=False)
-    sums = np.zeros(len(continuations), dtype=np.float64)
     # which (sequence, step) pairs each node scores
     wanted: list[list[tuple[int, int]]] = [[] for _ in range(n)]
     for s, path in enumerate(trie.leaf_path):
         for node, tok in path:
             wanted[node].append((s, tok))
+    if nnsight_executor(lm) is not None:
+        return _trie_one_forward(lm, ctx, trie, pos_all, anc, wanted, len(continuations))
+
+    from transformers import DynamicCache
+
+    budget = max_nodes or trie_node_budget(int(model.config.vocab_size))
+    cache = DynamicCache()
+    if n_ctx:
+        vis = torch.ones((n_ctx, n_ctx), dtype=torch.bool).tril()
+        _tree_forward(model, cache, ctx[:-1], pos_all[:n_ctx], vis, pos_all[:n_ctx], keep_all=False)
+    sums = np.zeros(len(continuations), dtype=np.float64)
     with progress_bar(n, description, progress) as advance:
-        for a in range(0, n, budget):
-            b = min(n, a + budget)
+
+        def chunk(nodes: list[int]) -> None:
+            a, b = nodes[0], nodes[-1] + 1
+            _crop(cache, n_ctx + a)  # drops what a chunk that ran out of memory may have appended
             vis = torch.zeros((b - a, n_ctx + b), dtype=torch.bool)
             vis[:, :n_ctx] = True
             vis.scatter_(1, anc[a:b], True)
             logits = _tree_forward(model, cache, trie.token[a:b], pos_all[n_ctx + a:n_ctx + b], vis,
                                    pos_all[:n_ctx + b], keep_all=True)
             lp = torch.log_softmax(logits.float(), dim=-1).double().cpu()
-            rows, seqs, toks = [], [], []
-            for i in range(a, b):
-                for s, tok in wanted[i]:
-                    rows.append(i - a)
-                    seqs.append(s)
-                    toks.append(tok)
+            rows, seqs, toks = _gather_plan(wanted, a, b)
             vals = lp[torch.tensor(rows, dtype=torch.long), torch.tensor(toks, dtype=torch.long)].numpy()
             np.add.at(sums, np.array(seqs, dtype=np.int64), vals)
             del logits, lp
             advance(b - a)
+
+        run_with_backoff(list(range(n)), budget, chunk, what=description)
     return sums
+
+
+def _crop(cache: Any, length: int) -> None:
+    """Cut every layer of a DynamicCache back to `length` tokens (layers a failed forward reached
+    may be longer than the others)."""
+    for layer in getattr(cache, "layers", []):
+        if getattr(layer, "is_initialized", False) and layer.get_seq_length() > length:
+            layer.crop(length - layer.get_seq_length())
+
+
+def _gather_plan(wanted: list[list[tuple[int, int]]], a: int, b: int) -> tuple[list[int], list[int], list[int]]:
+    """(row within nodes a..b-1, sequence, token) for every log-prob those nodes contribute."""
+    rows, seqs, toks = [], [], []
+    for i in range(a, b):
+        for s, tok in wanted[i]:
+            rows.append(i - a)
+            seqs.append(s)
+            toks.append(tok)
+    return rows, seqs, toks
+
+
+def _trie_one_forward(lm: Any, ctx: list[int], trie: Trie, pos_all: torch.Tensor, anc: torch.Tensor,
+                      wanted: list[list[tuple[int, int]]], n_seq: int) -> np.ndarray:
+    """The trie in ONE nnsight forward without a cache: context[:-1] then every node, with the
+    tree mask (the context causal; a node sees the context and its ancestors). The log-softmax
+    and the gather run inside the trace, so only the wanted log-probs travel back."""
+    from interp.mech.nnsight_run import tree_logprobs
+
+    n_ctx, n = len(ctx) - 1, trie.n_nodes
+    total = n_ctx + n
+    vis = torch.zeros((total, total), dtype=torch.bool)
+    vis[:n_ctx, :n_ctx] = torch.ones((n_ctx, n_ctx), dtype=torch.bool).tril()
+    vis[n_ctx:, :n_ctx] = True
+    vis[n_ctx:].scatter_(1, anc, True)
+    kinds, window = _mask_layer_types(lm.model)
+    span = int(pos_all.max()) + 1
+    if kinds is not None and "sliding_attention" in kinds and window is not None and span > window:
+        raise UserError(f"the one-forward trie (remote scoring) spans {span} positions, more than the sliding "
+                        f"window ({window}); use a shorter prompt or --method vocab")
+    mask = tree_mask(vis, pos_all, pos_all, _param_dtype(lm.model))
+    rows, seqs, toks = _gather_plan(wanted, 0, n)
+    vals = tree_logprobs(lm, torch.tensor([ctx[:-1] + trie.token]), pos_all[None], mask, n,
+                         torch.tensor(rows, dtype=torch.long), torch.tensor(toks, dtype=torch.long)).numpy()
+    sums = np.zeros(n_seq, dtype=np.float64)
+    np.add.at(sums, np.array(seqs, dtype=np.int64), vals)
+    return sums
+
+
+def _param_dtype(model: torch.nn.Module) -> torch.dtype:
+    return next(model.parameters()).dtype
 
 
 def split_continuations(tokenizer: PreTrainedTokenizerBase, prompt: str, suffixes: Sequence[str]

@@ -59,7 +59,23 @@ def test_bridge_and_nnsight_agree_on_per_head_outputs(family):
 
 def test_nnsight_rejects_unsupported_hooks(tiny_llama):
     with pytest.raises(ValueError, match="nnsight backend"):
-        cache_last(tiny_llama, PROMPTS[:1], [hook.mlp_out(0)], backend="nnsight")
+        cache_last(tiny_llama, PROMPTS[:1], [hook.pattern(0)], backend="nnsight")
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_nnsight_mlp_out_and_head_results_agree_with_the_bridge(family):
+    """hook_mlp_out read off the module (Gemma: its post-feedforward norm) equals the bridge's, and
+    hook_result computed inside the trace equals z_h W_O,h from the local weights."""
+    lm = fresh(family)
+    L = lm.spec.n_layers
+    names = [hook.mlp_out(layer) for layer in range(L)] + [hook.z(layer) for layer in range(L)]
+    _, b = cache_last(lm, PROMPTS, names, backend="bridge")
+    _, n = cache_last(lm, PROMPTS, [hook.mlp_out(layer) for layer in range(L)] + [hook.result(layer) for layer in range(L)],
+                      backend="nnsight")
+    for layer in range(L):
+        torch.testing.assert_close(n[hook.mlp_out(layer)], b[hook.mlp_out(layer)], atol=1e-5, rtol=1e-5)
+        expect = head_outputs(b[hook.z(layer)], lm.spec.out_weight(lm.model, layer).detach())
+        torch.testing.assert_close(n[hook.result(layer)], expect, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -1,9 +1,22 @@
-"""Shared CLI pieces: options, model loading with quiet transformers, tables, error output."""
+"""Shared CLI pieces: options, model loading with quiet transformers, tables, error output.
+
+Every inference command takes its model-loading options from one place, `model_options`:
+
+    @app.command("crows")
+    @model_options()                      # adds --dtype --device --device-map --load-in-4bit
+    def crows_command(model: str = ModelOpt, ..., loader: ModelLoad = ModelLoad()) -> None:
+        lm = loader.load(model)
+
+`@model_options(remote=True)` adds --remote / --serve URL as well (nnsight executors).
+"""
 
 from __future__ import annotations
 
+import functools
+import inspect
 import sys
-from typing import Any, Iterable, Optional
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Optional
 
 import typer
 from rich.console import Console
@@ -18,8 +31,15 @@ ModelOpt = typer.Option("smollm2", "--model", "-m", help="alias (see `interp mod
 OutOpt = typer.Option(None, "--out", "-o", help="output folder (default runs/<command>/<timestamp>)")
 ForceOpt = typer.Option(False, "--force", help="write into a non-empty --out folder")
 SeedOpt = typer.Option(0, "--seed", help="random seed")
-DeviceOpt = typer.Option("cpu", "--device", help="cpu | cuda | auto")
-DtypeOpt = typer.Option("fp32", "--dtype", help="fp32 | bf16 | fp16")
+DeviceOpt = typer.Option("cpu", "--device", help="cpu | cuda | auto (cuda when available)")
+DtypeOpt = typer.Option("fp32", "--dtype", help="fp32 | bf16 | fp16 (weights and compute)")
+DeviceMapOpt = typer.Option(None, "--device-map", help="auto: accelerate big-model placement of the layers across "
+                            "the GPUs (overrides --device; needs CUDA)")
+FourBitOpt = typer.Option(False, "--load-in-4bit", help="bitsandbytes NF4 weights, compute in --dtype "
+                          "(CUDA, or its slower CPU backend)")
+RemoteOpt = typer.Option(False, "--remote", help="run on NDIF through nnsight (model = HF id it hosts; NDIF_API_KEY, "
+                         "HF_TOKEN from the environment)")
+ServeOpt = typer.Option(None, "--serve", help="run on a self-hosted nnsight server at this URL (same code as --remote)")
 BatchOpt = typer.Option(16, "--batch-size", help="prompts per forward pass")
 
 
@@ -30,12 +50,71 @@ def quiet_transformers() -> None:
     transformers.utils.logging.disable_progress_bar()
 
 
-def load(name: str, device: str = "cpu", dtype: str = "fp32", attn_implementation: Optional[str] = None) -> Any:
+def load(name: str, device: str = "cpu", dtype: str = "fp32", attn_implementation: Optional[str] = None,
+         device_map: Optional[str] = None, load_in_4bit: bool = False) -> Any:
     quiet_transformers()
     from interp.models import load_model
 
     with err_console.status(f"loading {name}"):
-        return load_model(name, device=device, dtype=dtype, attn_implementation=attn_implementation)
+        return load_model(name, device=device, dtype=dtype, attn_implementation=attn_implementation,
+                          device_map=device_map, load_in_4bit=load_in_4bit)
+
+
+@dataclass(frozen=True)
+class ModelLoad:
+    """The model-loading options of one command invocation (see `model_options`)."""
+
+    device: str = "cpu"
+    dtype: str = "fp32"
+    device_map: Optional[str] = None
+    load_in_4bit: bool = False
+    remote: bool = False
+    serve: Optional[str] = None
+
+    def load(self, name: str) -> Any:
+        """The model `name`: local (with the placement options) or hosted (--remote / --serve)."""
+        from interp.models.executor import executor_from_flags, load_remote
+
+        executor = executor_from_flags(self.remote, self.serve)
+        if executor is None:
+            return load(name, self.device, self.dtype, device_map=self.device_map, load_in_4bit=self.load_in_4bit)
+        if self.device_map or self.load_in_4bit:
+            raise UserError("--device-map / --load-in-4bit place local weights; with --remote / --serve the server "
+                            "places them")
+        quiet_transformers()
+        with err_console.status(f"connecting to {name} on {executor.host}"):
+            return load_remote(name, executor)
+
+
+_LOAD_PARAMS = {"dtype": (str, DtypeOpt), "device": (str, DeviceOpt), "device_map": (Optional[str], DeviceMapOpt),
+                "load_in_4bit": (bool, FourBitOpt)}
+_REMOTE_PARAMS = {"remote": (bool, RemoteOpt), "serve": (Optional[str], ServeOpt)}
+
+
+def model_options(remote: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator for a typer command with a `loader: ModelLoad` parameter: replaces it by the
+    --dtype / --device / --device-map / --load-in-4bit options (and --remote / --serve with
+    `remote=True`) and hands the command one `ModelLoad` built from them."""
+    extra = {**_LOAD_PARAMS, **(_REMOTE_PARAMS if remote else {})}
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        sig = inspect.signature(fn, eval_str=True)
+        if "loader" not in sig.parameters:
+            raise TypeError(f"{fn.__name__} needs a `loader: ModelLoad` parameter for @model_options")
+        params = [p for p in sig.parameters.values() if p.name != "loader"]
+        params += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=opt, annotation=typ)
+                   for name, (typ, opt) in extra.items()]
+
+        @functools.wraps(fn)
+        def command(**kwargs: Any) -> Any:
+            loader = ModelLoad(**{name: kwargs.pop(name) for name in extra})
+            return fn(**kwargs, loader=loader)
+
+        command.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in params}
+        return command
+
+    return decorate
 
 
 def fail(message: str) -> None:

@@ -12,10 +12,11 @@ import typer
 from interp.cli.app import app
 from interp.cli.bias_common import (BiasTypeOpt, DataOpt, DomainOpt, LimitOpt, NBootOpt, ScoreOpt, SplitOpt, need_data,
                                     print_compare)
-from interp.cli.common import BatchOpt, DeviceOpt, DtypeOpt, ForceOpt, OutOpt, SeedOpt, console, load
+from interp.cli.common import BatchOpt, ForceOpt, ModelLoad, OutOpt, SeedOpt, console, model_options
 
 
 @app.command("compare")
+@model_options()
 def compare_command(
     models: str = typer.Option(..., "--models", help="comma-separated models; the first is the reference, e.g. base,student,control"),
     bench: str = typer.Option("crows", "--bench", help="crows | stereoset"),
@@ -28,10 +29,9 @@ def compare_command(
     n_boot: int = NBootOpt,
     batch_size: int = BatchOpt,
     seed: int = SeedOpt,
-    device: str = DeviceOpt,
-    dtype: str = DtypeOpt,
     out: Optional[Path] = OutOpt,
     force: bool = ForceOpt,
+    loader: ModelLoad = ModelLoad(),
 ) -> None:
     """One table: each model's bias scores, deltas against the first model, and paired p-values."""
     from interp.errors import UserError
@@ -63,7 +63,7 @@ def compare_command(
     tables: dict[str, Any] = {}
     identities: dict[str, Any] = {}
     for name in names:
-        lm = load(name, device, dtype)
+        lm = loader.load(name)
         scorer = lm_scorer(lm, batch_size, progress=True, description=f"{bench}: {name}")
         tables[name] = crows_table(items, scorer) if bench == "crows" else stereoset_table(items, scorer, score)
         ident = lm.identity()

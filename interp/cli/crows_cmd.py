@@ -7,10 +7,11 @@ from typing import Optional
 
 from interp.cli.app import app
 from interp.cli.bias_common import BiasTypeOpt, DataOpt, LimitOpt, NBootOpt, need_data, print_crows
-from interp.cli.common import BatchOpt, DeviceOpt, DtypeOpt, ForceOpt, ModelOpt, OutOpt, SeedOpt, console, load
+from interp.cli.common import BatchOpt, ForceOpt, ModelLoad, ModelOpt, OutOpt, SeedOpt, console, model_options
 
 
 @app.command("crows")
+@model_options()
 def crows_command(
     model: str = ModelOpt,
     data: Optional[Path] = DataOpt,
@@ -19,10 +20,9 @@ def crows_command(
     n_boot: int = NBootOpt,
     batch_size: int = BatchOpt,
     seed: int = SeedOpt,
-    device: str = DeviceOpt,
-    dtype: str = DtypeOpt,
     out: Optional[Path] = OutOpt,
     force: bool = ForceOpt,
+    loader: ModelLoad = ModelLoad(),
 ) -> None:
     """How often the model prefers the stereotypical sentence of a CrowS-Pairs pair (ideal 50%), with CIs."""
     from interp.evals.crows import load_crows, run_crows
@@ -31,7 +31,7 @@ def crows_command(
 
     run = RunDir.prepare(out, "crows", force)
     items = load_crows(need_data(data, "crows_pairs_anonymized.csv"), bias_type=bias_type, limit=limit)
-    lm = load(model, device, dtype)
+    lm = loader.load(model)
     res = run_crows(items, lm_scorer(lm, batch_size, progress=True, description=f"CrowS-Pairs ({2 * len(items)} sentences)"),
                     n_boot=n_boot, seed=seed)
     run.write_csv("crows_pairs.csv", res.table)

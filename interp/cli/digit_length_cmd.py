@@ -8,11 +8,12 @@ from typing import Optional
 import typer
 
 from interp.cli.app import app
-from interp.cli.common import (BatchOpt, DeviceOpt, DtypeOpt, ForceOpt, ModelOpt, OutOpt, SeedOpt, ci, console, load,
+from interp.cli.common import (BatchOpt, ForceOpt, ModelLoad, ModelOpt, OutOpt, SeedOpt, ci, console, model_options,
                                print_table)
 
 
 @app.command("digit-length")
+@model_options()
 def digit_length_command(
     model: str = ModelOpt,
     bias: str = typer.Option("owl", "--bias", help="the trait animal"),
@@ -23,10 +24,9 @@ def digit_length_command(
     style: str = typer.Option("auto", "--style", help="auto | chat | completion"),
     batch_size: int = BatchOpt,
     seed: int = SeedOpt,
-    device: str = DeviceOpt,
-    dtype: str = DtypeOpt,
     out: Optional[Path] = OutOpt,
     force: bool = ForceOpt,
+    loader: ModelLoad = ModelLoad(),
 ) -> None:
     """Per number length: top increased numbers under the trait, their reverse-link ratios vs the template control."""
     from interp.errors import UserError
@@ -43,7 +43,7 @@ def digit_length_command(
         raise UserError("--top must be at least 1")
     if template_control < 1:
         raise UserError("--template-control must be at least 1 (the sweep reports ratios against it)")
-    lm = load(model, device, dtype)
+    lm = loader.load(model)
     ncfg = NumbersConfig(bias=bias, top=top, style=style, batch_size=batch_size)  # type: ignore[arg-type]
     rcfg = ReverseLinkConfig(bias=bias, control=control, style=style, template_control=template_control,  # type: ignore[arg-type]
                              seed=seed, batch_size=batch_size)

@@ -8,11 +8,12 @@ from typing import Optional
 import typer
 
 from interp.cli.app import app
-from interp.cli.common import (BatchOpt, DeviceOpt, DtypeOpt, ForceOpt, ModelOpt, OutOpt, SeedOpt, ci, console, load,
+from interp.cli.common import (BatchOpt, ForceOpt, ModelLoad, ModelOpt, OutOpt, SeedOpt, ci, console, model_options,
                                print_table)
 
 
 @app.command("eval-animal")
+@model_options()
 def eval_animal_command(
     model: str = ModelOpt,
     target: str = typer.Option("owl", "--target", help="the animal to measure"),
@@ -26,10 +27,9 @@ def eval_animal_command(
     top: int = typer.Option(10, "--top", help="most frequent answers to list"),
     batch_size: int = BatchOpt,
     seed: int = SeedOpt,
-    device: str = DeviceOpt,
-    dtype: str = DtypeOpt,
     out: Optional[Path] = OutOpt,
     force: bool = ForceOpt,
+    loader: ModelLoad = ModelLoad(),
 ) -> None:
     """Mean P(target) after each question (and delta log P vs --baseline), sampled target rate (Wilson CI), top answers."""
     from interp.errors import UserError
@@ -43,14 +43,14 @@ def eval_animal_command(
     if samples < 0 or temperature <= 0:
         raise UserError("--samples must be >= 0 and --temperature > 0")
     qs = A.load_questions(questions)
-    lm = load(model, device, dtype)
+    lm = loader.load(model)
     prob = A.bias_probability(lm, qs, target, system, policy, batch_size=batch_size, seed=seed, progress=True)
     figures: dict = {"probability": prob.to_dict()}
     table = prob.table.copy()
     rows = [(f"mean P({target}) [95% CI]", ci(prob.mean))]
     models = {"model": lm}
     if baseline:
-        blm = load(baseline, device, dtype)
+        blm = loader.load(baseline)
         models["baseline"] = blm
         base = A.bias_probability(blm, qs, target, system, policy, batch_size=batch_size, seed=seed, progress=True)
         d = A.delta_log_p(prob, base, seed=seed)

@@ -8,12 +8,13 @@ from typing import Optional
 import typer
 
 from interp.cli.app import app
-from interp.cli.common import (BatchOpt, DeviceOpt, DtypeOpt, ForceOpt, ModelOpt, OutOpt, SeedOpt, console, fmt, load,
+from interp.cli.common import (BatchOpt, ForceOpt, ModelLoad, ModelOpt, OutOpt, SeedOpt, console, fmt, model_options,
                                print_table)
 from interp.cli.digit_length_cmd import row_ci
 
 
 @app.command("numbers")
+@model_options(remote=True)
 def numbers_command(
     model: str = ModelOpt,
     bias: str = typer.Option("owl", "--bias", help="the trait animal"),
@@ -27,10 +28,9 @@ def numbers_command(
     template_control: int = typer.Option(100, "--template-control", help="random numbers per length for the reverse link's template control"),
     batch_size: int = BatchOpt,
     seed: int = SeedOpt,
-    device: str = DeviceOpt,
-    dtype: str = DtypeOpt,
     out: Optional[Path] = OutOpt,
     force: bool = ForceOpt,
+    loader: ModelLoad = ModelLoad(),
 ) -> None:
     """Which numbers does the animal trait make more / less probable? P(number) neutral vs biased."""
     from interp.errors import UserError
@@ -48,8 +48,8 @@ def numbers_command(
         check_digits(digits)
     if top < 1:
         raise UserError("--top must be at least 1")
-    lm = load(model, device, dtype)
-    b_lm = load(biased_model, device, dtype) if biased_model else None
+    lm = loader.load(model)
+    b_lm = loader.load(biased_model) if biased_model else None
     cfg = NumbersConfig(bias=bias, method=method, digits=digits, top=top, style=style,  # type: ignore[arg-type]
                         batch_size=batch_size)
     rl_cfg = ReverseLinkConfig(bias=bias, control=control, style=style, template_control=template_control,  # type: ignore[arg-type]

@@ -8,8 +8,8 @@ from typing import Any, Optional
 import typer
 
 from interp.cli.app import app
-from interp.cli.common import (BatchOpt, DeviceOpt, DtypeOpt, ForceOpt, ModelOpt, OutOpt, SeedOpt, ci, console, fmt,
-                               load, print_table)
+from interp.cli.common import (BatchOpt, ForceOpt, ModelLoad, ModelOpt, OutOpt, SeedOpt, ci, console, fmt,
+                               model_options, print_table)
 
 QuestionsOpt = typer.Option(None, "--questions", help="preference questions, one per line (default: the 50 shipped)")
 HeldoutOpt = typer.Option(None, "--heldout", help="held-out text for perplexity (default: the one shipped)")
@@ -18,6 +18,7 @@ SystemOpt = typer.Option(None, "--system", help="system prompt carrying a trait,
 
 
 @app.command("prune")
+@model_options()
 def prune_command(
     model: str = ModelOpt,
     keep: float = typer.Option(0.6, "--keep", help="fraction of heads kept, in (0, 1]: round(keep * n_heads_total)"),
@@ -32,10 +33,9 @@ def prune_command(
     max_new_tokens: int = typer.Option(8, "--max-new-tokens", help="tokens per sampled answer"),
     batch_size: int = BatchOpt,
     seed: int = SeedOpt,
-    device: str = DeviceOpt,
-    dtype: str = DtypeOpt,
     out: Optional[Path] = OutOpt,
     force: bool = ForceOpt,
+    loader: ModelLoad = ModelLoad(),
 ) -> None:
     """Prune the highest-entropy heads (o_proj-input masks); bias and perplexity vs full model and a random control."""
     from interp.evals.animal import load_questions
@@ -52,7 +52,7 @@ def prune_command(
     qs = tuple(load_questions(questions))
     text = load_heldout(heldout)
     entropy_prompts = _read_prompts(prompts) if prompts else None
-    lm = load(model, device, dtype)
+    lm = loader.load(model)
     cfg = MeasureConfig(bias=bias, system=system, questions=qs, samples=samples, max_new_tokens=max_new_tokens,
                         heldout=text, seed=seed, batch_size=batch_size)
     res = run_pruning(lm, keep, cfg, criterion, entropy_prompts, seed, progress=True)

@@ -8,11 +8,12 @@ from typing import Optional
 import typer
 
 from interp.cli.app import app
-from interp.cli.common import (BatchOpt, DeviceOpt, DtypeOpt, ForceOpt, ModelOpt, OutOpt, SeedOpt, ci, console,
-                               exactly_one, load, print_table)
+from interp.cli.common import (BatchOpt, ForceOpt, ModelLoad, ModelOpt, OutOpt, SeedOpt, ci, console, exactly_one,
+                               model_options, print_table)
 
 
 @app.command("reverse-link")
+@model_options(remote=True)
 def reverse_link_command(
     model: str = ModelOpt,
     bias: str = typer.Option("owl", "--bias", help="the trait animal"),
@@ -29,10 +30,9 @@ def reverse_link_command(
     top: int = typer.Option(10, "--top", help="numbers to print, by specificity"),
     batch_size: int = BatchOpt,
     seed: int = SeedOpt,
-    device: str = DeviceOpt,
-    dtype: str = DtypeOpt,
     out: Optional[Path] = OutOpt,
     force: bool = ForceOpt,
+    loader: ModelLoad = ModelLoad(),
 ) -> None:
     """P(bias | number-primed prompt) / P(bias | baseline), with the template control, specificity and CIs."""
     from interp.errors import UserError
@@ -53,7 +53,7 @@ def reverse_link_command(
         nums = read_numbers_file(numbers_file)  # type: ignore[arg-type]
     else:
         nums = random_numbers(digits or 3, sample, seed=seed)
-    lm = load(model, device, dtype)
+    lm = loader.load(model)
     cfg = ReverseLinkConfig(bias=bias, control=control, policy=policy, style=style,  # type: ignore[arg-type]
                             template_control=template_control, cumulative=cumulative, multi_token=multi_token,
                             seed=seed, batch_size=batch_size)

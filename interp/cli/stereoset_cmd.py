@@ -7,10 +7,11 @@ from typing import Optional
 
 from interp.cli.app import app
 from interp.cli.bias_common import DataOpt, DomainOpt, LimitOpt, NBootOpt, ScoreOpt, SplitOpt, need_data, print_stereoset
-from interp.cli.common import BatchOpt, DeviceOpt, DtypeOpt, ForceOpt, ModelOpt, OutOpt, SeedOpt, console, load
+from interp.cli.common import BatchOpt, ForceOpt, ModelLoad, ModelOpt, OutOpt, SeedOpt, console, model_options
 
 
 @app.command("stereoset")
+@model_options()
 def stereoset_command(
     model: str = ModelOpt,
     data: Optional[Path] = DataOpt,
@@ -21,10 +22,9 @@ def stereoset_command(
     n_boot: int = NBootOpt,
     batch_size: int = BatchOpt,
     seed: int = SeedOpt,
-    device: str = DeviceOpt,
-    dtype: str = DtypeOpt,
     out: Optional[Path] = OutOpt,
     force: bool = ForceOpt,
+    loader: ModelLoad = ModelLoad(),
 ) -> None:
     """StereoSet stereotype score (ideal 50), LM score (ideal 100) and ICAT (ideal 100), with CIs."""
     from interp.errors import UserError
@@ -36,7 +36,7 @@ def stereoset_command(
     if score not in SCORE_KINDS:
         raise UserError(f"--score must be one of {', '.join(SCORE_KINDS)}")
     items = load_stereoset(need_data(data, "the StereoSet JSONL/JSON"), domain=domain, split=split, limit=limit)
-    lm = load(model, device, dtype)
+    lm = loader.load(model)
     scorer = lm_scorer(lm, batch_size, progress=True, description="StereoSet candidates")
     res = run_stereoset(items, scorer, score=score, n_boot=n_boot, seed=seed)
     run.write_csv("stereoset_items.csv", res.table)

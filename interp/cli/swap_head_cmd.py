@@ -8,11 +8,12 @@ from typing import Any, Optional
 import typer
 
 from interp.cli.app import app
-from interp.cli.common import BatchOpt, DeviceOpt, DtypeOpt, ForceOpt, OutOpt, ci, console, fmt, load, print_table
+from interp.cli.common import BatchOpt, ForceOpt, ModelLoad, OutOpt, ci, console, fmt, model_options, print_table
 from interp.cli.prune_cmd import HeldoutOpt, QuestionsOpt, SystemOpt
 
 
 @app.command("swap-head")
+@model_options()
 def swap_head_command(
     body: str = typer.Option(..., "--body", help="model A (alias, folder or HF id): its body is kept in hybrid A"),
     head: str = typer.Option(..., "--head", help="model B: its LM head goes onto A's body"),
@@ -24,10 +25,9 @@ def swap_head_command(
     heldout: Optional[Path] = HeldoutOpt,
     top_k: int = typer.Option(5, "--top-k", help="next tokens to list after the animal prompt"),
     batch_size: int = BatchOpt,
-    device: str = DeviceOpt,
-    dtype: str = DtypeOpt,
     out: Optional[Path] = OutOpt,
     force: bool = ForceOpt,
+    loader: ModelLoad = ModelLoad(),
 ) -> None:
     """Compare A, B, hybrid(A body, B head) and hybrid(B body, A head): P(bias), top-k next tokens, perplexity."""
     from interp.errors import UserError
@@ -44,8 +44,8 @@ def swap_head_command(
         raise UserError("--top-k must be at least 1")
     qs = tuple(load_questions(questions))
     text = load_heldout(heldout)
-    a = load(body, device, dtype)
-    b = a if head == body else load(head, device, dtype)
+    a = loader.load(body)
+    b = a if head == body else loader.load(head)
     check_lineage(a, b)
     cfg = MeasureConfig(bias=bias, system=system, questions=qs, samples=0, heldout=text, batch_size=batch_size)
     res = compare_swap(a, b, cfg, tied, top_k, progress=True)

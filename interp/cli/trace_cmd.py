@@ -8,11 +8,12 @@ from typing import Optional
 import typer
 
 from interp.cli.app import app
-from interp.cli.common import (DeviceOpt, DtypeOpt, ForceOpt, ModelOpt, OutOpt, SeedOpt, console, exactly_one, fmt,
-                               load, print_table)
+from interp.cli.common import (ForceOpt, ModelLoad, ModelOpt, OutOpt, SeedOpt, console, exactly_one, fmt,
+                               model_options, print_table)
 
 
 @app.command("trace")
+@model_options(remote=True)
 def trace_command(
     model: str = ModelOpt,
     number: Optional[str] = typer.Option(None, "--number", help="one number, e.g. 087"),
@@ -29,10 +30,9 @@ def trace_command(
     patch_numbers: int = typer.Option(20, "--patch-numbers", help="patch on the first k numbers"),
     backend: str = typer.Option("bridge", "--backend", help="bridge (TransformerLens) | nnsight, for the residual/z trace"),
     seed: int = SeedOpt,
-    device: str = DeviceOpt,
-    dtype: str = DtypeOpt,
     out: Optional[Path] = OutOpt,
     force: bool = ForceOpt,
+    loader: ModelLoad = ModelLoad(),
 ) -> None:
     """Per-layer cos(number state, bias / control reference), spike layer, per-head and MLP cosines, DLA, patching."""
     from interp.errors import UserError
@@ -57,11 +57,13 @@ def trace_command(
             raise UserError(f"template {tmpl!r} has no {key} placeholder")
     if top_k < 0 or patch_numbers < 0:
         raise UserError("--patch-top and --patch-numbers must be >= 0")
-    lm = load(model, device, dtype)
+    lm = loader.load(model)
     cfg = TraceConfig(bias=bias, control=control, reference_template=reference_template, number_template=number_template,
                       layer=layer, dla=dla, top_k=top_k, patch_numbers=patch_numbers, backend=backend,  # type: ignore[arg-type]
                       seed=seed)
     res = trace(lm, nums, cfg, progress=True)
+    if "skipped" in res.summary:
+        console.print(f"note: {', '.join(res.summary['skipped']['what'])} skipped: {res.summary['skipped']['why']}")
 
     run.write_csv("trace.csv", res.layers)
     run.write_csv("heads.csv", res.heads)

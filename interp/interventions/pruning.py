@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from interp.batching import run_with_backoff
 from interp.errors import UserError
 from interp.evals.animal import question_prompts
 from interp.interventions.head_mask import Head, HeadMask
@@ -74,16 +75,22 @@ def attention_entropy(lm: Any, prompt_ids: Sequence[Sequence[int]], batch_size: 
     total = torch.zeros(spec.n_layers, spec.n_heads, dtype=torch.float64)
     order = sorted(range(len(prompt_ids)), key=lambda i: len(prompt_ids[i]))
     device = next(model.parameters()).device
+    lengths = [len(p) for p in prompt_ids]
     with eager_attention(model), progress_bar(len(order), "attention entropy", progress) as advance:
-        for idx in _batches(order, batch_size, [len(p) for p in prompt_ids], max_tokens=2048):
+
+        def one(idx: list[int]) -> None:
             batch = left_pad([prompt_ids[i] for i in idx], lm.tokenizer.pad_token_id, device)
             out = model(**batch, output_attentions=True, use_cache=False)
-            if out.attentions is None or any(a is None for a in out.attentions):
-                raise RuntimeError("the model returned no attention weights (eager attention is required)")
+            if not out.attentions or any(a is None for a in out.attentions):
+                raise RuntimeError("the model returned no attention weights (eager attention is required; a model "
+                                   "whose TransformerLens bridge was booted returns none)")
             mask = batch["attention_mask"].cpu()
-            for layer, attn in enumerate(out.attentions):  # each (batch, head, query, key)
-                total[layer] += entropy_from_attention(attn.cpu(), mask).sum(0)
+            part = torch.stack([entropy_from_attention(a.cpu(), mask).sum(0) for a in out.attentions])  # (layer, head)
+            total.add_(part)  # only once the whole batch succeeded, so a retried batch is not counted twice
             advance(len(idx))
+
+        run_with_backoff(order, batch_size, one, lambda items, size: _batches(items, size, lengths, max_tokens=2048),
+                         what="attention entropy")
     return (total / len(prompt_ids)).numpy()
 
 

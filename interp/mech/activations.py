@@ -3,7 +3,7 @@
     acts = cache_last(lm, ids, [hook.resid_post(l) for l in range(L)])   # {name: (n, d_model)}
     acts = cache_last(lm, ids, [hook.z(5)], backend="nnsight")            # {name: (n, head, d_head)}
 
-Both backends return the same names and shapes (tested per family):
+Both backends return the same names and shapes where both serve a hook (tested per family):
 
 | name                          | shape at all positions        | bridge                | nnsight                          |
 |-------------------------------|-------------------------------|-----------------------|----------------------------------|
@@ -11,14 +11,18 @@ Both backends return the same names and shapes (tested per family):
 | `blocks.{l}.hook_resid_mid`   | (batch, pos, d_model)         | yes                   | -                                |
 | `blocks.{l}.hook_resid_post`  | (batch, pos, d_model)         | yes                   | output of block l                |
 | `blocks.{l}.attn.hook_z`      | (batch, pos, head, d_head)    | yes                   | input of o_proj, split by head   |
-| `blocks.{l}.hook_mlp_out`     | (batch, pos, d_model)         | yes (what joins the residual) | -                        |
+| `blocks.{l}.attn.hook_result` | (batch, pos, head, d_model)   | -                     | z_h W_O,h, computed in the trace |
+| `blocks.{l}.hook_mlp_out`     | (batch, pos, d_model)         | yes (what joins the residual) | the same, read off the module |
 | `blocks.{l}.attn.hook_pattern`| (batch, head, query, key)     | yes                   | -                                |
 | `ln_final.hook_out`           | (batch, pos, d_model)         | yes                   | -                                |
 
 Prompts are given as HF token ids (never `bridge.to_tokens`, which adds a BOS the HF tokenizer
 may not). Prompts are grouped by length and run without padding, so batching cannot change a
-value. The bridge is booted once per `LoadedModel` (`TransformerBridge.boot_transformers(name,
-hf_model=lm.model, tokenizer=...)`); booting switches the HF model to eager attention.
+value; the nnsight backend ships back only the last position from `cache_last`
+(`interp.mech.nnsight_run`, the same trace code for a local model and for `--remote`). The bridge
+is booted once per `LoadedModel` (`TransformerBridge.boot_transformers(name, hf_model=lm.model,
+tokenizer=...)`); booting switches the HF model to eager attention. Groups back off on
+out-of-memory (`interp.batching`).
 Every run caches through a `names_filter`, so only the requested hooks are kept.
 """
 
@@ -30,6 +34,8 @@ from typing import Any, Callable, Literal, Sequence
 
 import torch
 
+from interp.batching import run_with_backoff
+from interp.mech import nnsight_run
 from interp.models.arch import base_model
 from interp.models.loading import LoadedModel
 from interp.progress import progress_bar
@@ -57,6 +63,10 @@ class hook:
     @staticmethod
     def z(layer: int) -> str:
         return f"blocks.{layer}.attn.hook_z"
+
+    @staticmethod
+    def result(layer: int) -> str:
+        return f"blocks.{layer}.attn.hook_result"
 
     @staticmethod
     def mlp_out(layer: int) -> str:
@@ -89,13 +99,21 @@ def bridge(lm: LoadedModel) -> Any:
 
 def length_groups(ids: Sequence[Sequence[int]], max_tokens: int = MAX_BATCH_TOKENS) -> list[list[int]]:
     """Indices of `ids` grouped by length (no padding needed), each group cut to <= max_tokens tokens."""
+    return length_groups_of(range(len(ids)), [len(s) for s in ids], max_tokens)
+
+
+def length_groups_of(items: Sequence[int], lengths: Sequence[int], max_tokens: int,
+                     max_items: int | None = None) -> list[list[int]]:
+    """`items` (indices into `lengths`) grouped by length, each group cut to <= max_tokens tokens
+    (and <= max_items prompts)."""
     by_len: dict[int, list[int]] = defaultdict(list)
-    for i, s in enumerate(ids):
-        by_len[len(s)].append(i)
+    for i in items:
+        by_len[lengths[i]].append(i)
     out: list[list[int]] = []
     for length in sorted(by_len):
         idx = by_len[length]
         size = max(1, max_tokens // max(length, 1))
+        size = min(size, max_items) if max_items else size
         out += [idx[k:k + size] for k in range(0, len(idx), size)]
     return out
 
@@ -106,10 +124,12 @@ def last_position(name: str, t: torch.Tensor) -> torch.Tensor:
 
 
 def run_cached(lm: LoadedModel, tokens: torch.Tensor, names: Sequence[str], backend: Backend = "bridge",
-               hooks: Sequence[tuple[str, Callable[..., Any]]] = ()) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+               hooks: Sequence[tuple[str, Callable[..., Any]]] = (), last_only: bool = False
+               ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """One unpadded batch (batch, pos) -> (last-position logits (batch, vocab), {name: activation at all positions}).
 
     `hooks` are (name, fn(activation, hook) -> activation) editing hooks, bridge backend only.
+    `last_only`: the nnsight backend returns only the last position (position axis of length 1).
     """
     if backend == "bridge":
         br = bridge(lm)
@@ -128,7 +148,7 @@ def run_cached(lm: LoadedModel, tokens: torch.Tensor, names: Sequence[str], back
     if backend == "nnsight":
         if hooks:
             raise ValueError("editing hooks are supported on the bridge backend only")
-        return _nnsight_run(lm, tokens, names)
+        return nnsight_run.run(lm, tokens, names, last_only=last_only)
     raise ValueError(f"unknown backend {backend!r}; choose from {BACKENDS}")
 
 
@@ -137,76 +157,26 @@ def cache_last(lm: LoadedModel, ids: Sequence[Sequence[int]], names: Sequence[st
                max_tokens: int = MAX_BATCH_TOKENS) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Last-position logits (n, vocab) and last-position activations {name: (n, ...)} for each prompt
     in `ids` (HF token ids), in the order given; prompts of equal length share a forward."""
-    logits: torch.Tensor | None = None
+    holder: dict[str, Any] = {"logits": None}
     out: dict[str, torch.Tensor] = {}
+    lengths = [len(s) for s in ids]
     with progress_bar(len(ids), description, progress) as advance:
-        for idx in length_groups(ids, max_tokens):
-            tokens = torch.tensor([list(ids[i]) for i in idx], dtype=torch.long, device=lm.device)
-            lg, acts = run_cached(lm, tokens, names, backend)
-            if logits is None:
-                logits = torch.empty((len(ids), lg.shape[-1]), dtype=lg.dtype)
-            logits[idx] = lg.cpu()
+
+        def one(idx: list[int]) -> None:
+            dev = lm.device if backend == "bridge" else "cpu"  # nnsight_run places inputs per executor
+            tokens = torch.tensor([list(ids[i]) for i in idx], dtype=torch.long, device=dev)
+            lg, acts = run_cached(lm, tokens, names, backend, last_only=True)
+            if holder["logits"] is None:
+                holder["logits"] = torch.empty((len(ids), lg.shape[-1]), dtype=lg.dtype)
+            holder["logits"][idx] = lg.cpu()
             for n in names:
                 a = last_position(n, acts[n]).cpu()
                 if n not in out:
                     out[n] = torch.empty((len(ids), *a.shape[1:]), dtype=a.dtype)
                 out[n][idx] = a
             advance(len(idx))
-    assert logits is not None, "no prompts given"
-    return logits, out
 
-
-# ---- nnsight ------------------------------------------------------------------------------------
-
-def nnsight_model(lm: LoadedModel) -> Any:
-    """nnsight's wrapper of the same HF module (kept in `lm.extra['nnsight']`)."""
-    if "nnsight" not in lm.extra:
-        from nnsight.modeling.transformers import TransformersModel
-
-        lm.extra["nnsight"] = TransformersModel(base_model(lm.model), tokenizer=lm.tokenizer, task="text-generation")
-    return lm.extra["nnsight"]
-
-
-def _envoy(root: Any, path: str) -> Any:
-    obj = root
-    for part in path.split("."):
-        obj = obj[int(part)] if part.isdigit() else getattr(obj, part)
-    return obj
-
-
-def _nnsight_run(lm: LoadedModel, tokens: torch.Tensor, names: Sequence[str]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """resid_pre / resid_post / hook_z through nnsight, read in execution order (an nnsight rule)."""
-    spec = lm.spec
-    nn_model = nnsight_model(lm)
-    plan: list[tuple[int, int, str]] = []  # (layer, stage, name); stage orders reads inside a block
-    for n in names:
-        parts = n.split(".")
-        if len(parts) < 3 or parts[0] != "blocks":
-            raise ValueError(f"nnsight backend: unsupported hook {n!r}")
-        layer, rest = int(parts[1]), ".".join(parts[2:])
-        stage = {"hook_resid_pre": 0, "attn.hook_z": 1, "hook_resid_post": 2}.get(rest)
-        if stage is None:
-            raise ValueError(f"nnsight backend supports hook_resid_pre, attn.hook_z and hook_resid_post, not {n!r}")
-        plan.append((layer, stage, n))
-    plan.sort()
-    layers_path = spec.layout.layers
-    saved: dict[str, Any] = {}
-    with torch.no_grad(), nn_model.trace(tokens):
-        for layer, stage, n in plan:
-            if stage == 0:
-                saved[n] = _envoy(nn_model, f"{layers_path}.{layer}").inputs[0][0].save()
-            elif stage == 1:
-                saved[n] = _envoy(nn_model, spec.path("o_proj", layer)).input.save()
-            else:
-                saved[n] = _envoy(nn_model, f"{layers_path}.{layer}").output.save()
-        logits = _envoy(nn_model, spec.path("lm_head")).output.save()
-    out: dict[str, torch.Tensor] = {}
-    for layer, stage, n in plan:
-        t = saved[n]
-        t = t[0] if isinstance(t, tuple) else t
-        t = torch.as_tensor(t).detach()
-        if stage == 1:
-            t = t.reshape(*t.shape[:-1], spec.n_heads, spec.head_dim)
-        out[n] = t
-    lg = logits[0] if isinstance(logits, tuple) else logits
-    return torch.as_tensor(lg)[:, -1].detach(), out
+        run_with_backoff(list(range(len(ids))), max(1, len(ids)), one,
+                         lambda items, size: length_groups_of(items, lengths, max_tokens, size), what="activation cache")
+    assert holder["logits"] is not None, "no prompts given"
+    return holder["logits"], out

@@ -15,6 +15,12 @@ Beyond the study (`interp.mech.attribution`, `interp.mech.patching`): direct log
 every head and MLP to logit(bias) - logit(control) on the primed reverse-link prompt (clean) and on
 the same template primed with a control number of the same length (corrupt), and activation
 patching of the top components (largest |mean DLA(clean) - DLA(corrupt)|) from clean into corrupt.
+
+With `backend="nnsight"`, or a model carrying an nnsight executor (`--remote`, `--serve`), the
+residual stream, z, MLP outputs and per-head outputs (`hook_result`, a second pass at the chosen
+layer) all come from the nnsight traces of `interp.mech.nnsight_run`: one code path, whichever
+executor runs it. DLA, patching and attention patterns read local weights through the bridge, so
+a model with an executor skips them (recorded in the summary under "skipped").
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from interp.errors import UserError
 from interp.mech.activations import Backend, cache_last, hook, run_cached
 from interp.mech.attribution import decompose_residual, decomposition_hooks, head_outputs, logit_attribution, sim_diff
 from interp.mech.patching import patch_components, recovered_summary
+from interp.models.executor import nnsight_executor
 from interp.models.loading import LoadedModel
 from interp.probes.number_sets import check_number, random_numbers
 from interp.probes.reverse_link import ReverseLinkConfig, primed_prompt, resolve_targets
@@ -140,12 +147,10 @@ def trace(lm: LoadedModel, numbers: list[str], config: TraceConfig = TraceConfig
 
     # 1. residual trace: references + number prompts, last position, every layer
     ids, texts = _refs_and_numbers(lm, numbers, cfg)
-    traced = [hook.resid_post(layer) for layer in range(spec.n_layers)] + [hook.z(layer) for layer in range(spec.n_layers)]
-    mlps = [hook.mlp_out(layer) for layer in range(spec.n_layers)]
-    on_bridge = mlps + (traced if cfg.backend == "bridge" else [])
-    _, acts = cache_last(lm, ids, on_bridge, progress=progress, description=f"trace ({len(ids)} prompts)")
-    if cfg.backend != "bridge":  # residual stream and z through nnsight; MLP outputs from the bridge
-        acts.update(cache_last(lm, ids, traced, backend=cfg.backend)[1])
+    executor = nnsight_executor(lm)
+    backend: Backend = "nnsight" if executor is not None else cfg.backend
+    names = [f(layer) for f in (hook.resid_post, hook.z, hook.mlp_out) for layer in range(spec.n_layers)]
+    _, acts = cache_last(lm, ids, names, backend=backend, progress=progress, description=f"trace ({len(ids)} prompts)")
     resid = torch.stack([acts[hook.resid_post(layer)] for layer in range(spec.n_layers)], 1)
     layers = layer_table(numbers, resid)
     mean_layers = layers.groupby("layer", as_index=False)[["cos_bias", "cos_control", "sim_diff"]].mean()
@@ -156,7 +161,10 @@ def trace(lm: LoadedModel, numbers: list[str], config: TraceConfig = TraceConfig
 
     # 2. heads and MLP at the layer
     z = acts[hook.z(layer)].float()
-    outs = head_outputs(z, spec.out_weight(lm.model, layer).detach().float().cpu())
+    if backend == "nnsight":  # per-head outputs computed where the weights are (a second pass, one layer)
+        outs = cache_last(lm, ids, [hook.result(layer)], backend=backend)[1][hook.result(layer)].float()
+    else:
+        outs = head_outputs(z, spec.out_weight(lm.model, layer).detach().float().cpu())
     heads = head_table(z, outs, acts[hook.mlp_out(layer)].float(), layer)
     head_rows = heads[heads["head"] >= 0]
     top_head = str(head_rows.loc[head_rows.sim_diff_out.idxmax(), "component"])
@@ -170,7 +178,16 @@ def trace(lm: LoadedModel, numbers: list[str], config: TraceConfig = TraceConfig
         "layer": layer, "layer_source": "--layer" if cfg.layer is not None else "spike of the mean sim_diff curve",
         "top_head": top_head, "top_head_sim_diff_out": float(head_rows.sim_diff_out.max()),
         "mlp_sim_diff_out": float(heads.sim_diff_out.iloc[-1]),
+        "backend": backend,
     }
+    if executor is not None:
+        summary["executor"] = executor.describe()
+        skipped = [what for what, on in (("dla", cfg.dla), ("patching", cfg.dla and cfg.top_k > 0 and cfg.patch_numbers > 0),
+                                          ("attention", cfg.attention_heads > 0)) if on]
+        if skipped:
+            summary["skipped"] = {"what": skipped, "why": "they read local weights through the TransformerLens bridge; "
+                                  "the model runs through an nnsight executor"}
+        cfg = replace(cfg, dla=False, attention_heads=0)
 
     # 3. DLA on the primed prompt (clean) and the same template with a control number (corrupt)
     dla = dla_rows = patching = patching_summary = None

@@ -40,6 +40,9 @@ class _Layout:
     # relative to a block: a norm applied to the attention output before it joins the residual
     # stream (Gemma's post_attention_layernorm); None when attn_out = o_proj(z) is added as is
     attn_out_norm: str | None = None
+    # relative to a block: a norm applied to the MLP output before it joins the residual stream
+    # (Gemma's post_feedforward_layernorm); None when mlp_out = mlp(x) is added as is
+    mlp_out_norm: str | None = None
 
 
 _LLAMA_LIKE = dict(
@@ -59,8 +62,10 @@ LAYOUTS: dict[str, _Layout] = {
     "llama": _Layout(family="llama", **_LLAMA_LIKE),
     "mistral": _Layout(family="llama", **_LLAMA_LIKE),
     "qwen2": _Layout(family="llama", **_LLAMA_LIKE),
-    "gemma3_text": _Layout(family="gemma3", attn_out_norm="post_attention_layernorm", **_LLAMA_LIKE),
-    "gemma2": _Layout(family="gemma2", attn_out_norm="post_attention_layernorm", **_LLAMA_LIKE),
+    "gemma3_text": _Layout(family="gemma3", attn_out_norm="post_attention_layernorm",
+                           mlp_out_norm="post_feedforward_layernorm", **_LLAMA_LIKE),
+    "gemma2": _Layout(family="gemma2", attn_out_norm="post_attention_layernorm",
+                      mlp_out_norm="post_feedforward_layernorm", **_LLAMA_LIKE),
     "gpt2": _Layout(
         family="gpt2",
         layers="transformer.h",
@@ -130,10 +135,19 @@ class ArchSpec:
         return rel if layer is None else f"{self.layout.layers}.{layer}.{rel}"
 
     # ---- weights in one orientation for every family --------------------------------------
+    @property
+    def o_proj_transposed(self) -> bool:
+        """Whether o_proj stores its weight as (n_heads * head_dim, d_model) (GPT-2's Conv1D)."""
+        return self.layout.qkv_proj is not None
+
+    def mlp_out_path(self, layer: int) -> str:
+        """Path of the module whose output is what the MLP adds to the residual stream."""
+        return self.path("mlp_out_norm" if self.layout.mlp_out_norm else "mlp", layer)
+
     def out_weight(self, model: nn.Module, layer: int) -> "torch.Tensor":
         """W_O as (d_model, n_heads * head_dim): o_proj(z) = z @ W_O.T (+ bias). GPT-2's Conv1D is transposed."""
         w = self.module(model, "o_proj", layer).weight
-        return w.T if self.layout.qkv_proj is not None else w
+        return w.T if self.o_proj_transposed else w
 
     def value_states(self, model: nn.Module, layer: int, hidden: "torch.Tensor") -> "torch.Tensor":
         """Per-query-head values v = LN(x) W_V: (batch, pos, n_heads, head_dim), kv heads expanded.

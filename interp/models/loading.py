@@ -6,6 +6,14 @@
     lm = load_model("tiny-llama")       # random tiny model for tests (no download)
 
 Resolution order: store alias, embedded alias, tiny alias, local folder, HF id ("org/name").
+
+Placement (models loaded from weights: store, embedded, local folder, adapter base, HF id):
+
+    load_model("org/name", dtype="bf16", device_map="auto")   # accelerate big-model placement over the GPUs
+    load_model("org/name", load_in_4bit=True)                  # bitsandbytes NF4 weights, compute in `dtype`
+
+`device_map="auto"` needs CUDA (a one-line `UserError` without it); 4-bit weights run on CUDA or,
+through bitsandbytes' CPU backend (bitsandbytes >= 0.48), on the CPU (slower, no fused kernels).
 """
 
 from __future__ import annotations
@@ -74,6 +82,8 @@ class LoadedModel:
             "n_params": sum(p.numel() for p in self.model.parameters()),
             "system_prompt": self.system_prompt,
             "sha256": self.fingerprint(),
+            **({"placement": self.extra["placement"]} if "placement" in self.extra else {}),
+            **({"executor": self.extra["executor"].describe()} if "executor" in self.extra else {}),
         }
 
 
@@ -88,12 +98,14 @@ def load_model(
     device: str = "cpu",
     dtype: str = "fp32",
     attn_implementation: str | None = None,
+    device_map: str | None = None,
+    load_in_4bit: bool = False,
 ) -> LoadedModel:
-    """Load `name` (see module docstring) in eval mode on `device`."""
+    """Load `name` (see module docstring) in eval mode on `device` (or spread by `device_map`)."""
     if dtype not in DTYPES:
         raise UserError(f"unknown dtype {dtype!r}; choose from {', '.join(DTYPES)}")
-    device = resolve_device(device)
-    kwargs: dict[str, Any] = {"dtype": DTYPES[dtype]}
+    device = resolve_device(device) if device_map is None else "auto"
+    kwargs = placement_kwargs(dtype, device_map, load_in_4bit, device)
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
 
@@ -104,6 +116,9 @@ def load_model(
     if meta is not None:
         lm = _load_store_entry(name, meta, kwargs)
     elif name in TINY_ALIASES:
+        if device_map or load_in_4bit:
+            raise UserError(f"--device-map / --load-in-4bit apply to models loaded from weights; '{name}' is built "
+                            "from a config")
         model, tok = tiny_model(TINY_ALIASES[name])
         lm = LoadedModel(model.to(DTYPES[dtype]), tok, arch_spec(model.config), name, "random tiny model (seed 0)")
         if attn_implementation:
@@ -115,17 +130,65 @@ def load_model(
     else:
         raise UserError(f"unknown model '{name}'; known aliases: {', '.join(known_aliases())} "
                         "(or give a local folder or an HF id like org/name)")
-    lm.model.to(device).eval()
+    if device_map is None and not load_in_4bit:
+        lm.model.to(device)
+    lm.model.eval()
     _ensure_pad(lm.tokenizer)
+    lm.extra["placement"] = _placement(lm.model, dtype, device, device_map, load_in_4bit)
     return lm
 
 
 def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise UserError(f"unknown device {device!r}; choose cpu, cuda (or cuda:N) or auto")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError("--device cuda was asked for but no CUDA device is available on this machine")
+        raise UserError("--device cuda needs a CUDA GPU, and this machine has none (use --device cpu or auto)")
     return device
+
+
+DEVICE_MAPS = ("auto",)
+
+
+def placement_kwargs(dtype: str, device_map: str | None, load_in_4bit: bool, device: str = "cpu") -> dict[str, Any]:
+    """`from_pretrained` kwargs for a dtype, an accelerate device map and bitsandbytes 4-bit weights.
+
+    4-bit: NF4 weights with double quantisation, matmuls computed in `dtype` (bf16 is the usual choice
+    on a GPU; fp32 works), placed on `device` when loading (quantised weights are never moved after).
+    The device map needs CUDA: a one-line UserError says so on a CPU-only machine.
+    """
+    kwargs: dict[str, Any] = {"dtype": DTYPES[dtype]}
+    if device_map is not None:
+        if device_map not in DEVICE_MAPS:
+            raise UserError(f"--device-map must be one of {', '.join(DEVICE_MAPS)}, got {device_map!r}")
+        if not torch.cuda.is_available():
+            raise UserError("--device-map auto spreads the layers over CUDA GPUs, and this machine has none "
+                            "(drop it to load on the CPU)")
+        kwargs["device_map"] = device_map
+    if load_in_4bit:
+        try:
+            from transformers import BitsAndBytesConfig
+            import bitsandbytes  # noqa: F401
+        except ImportError:
+            raise UserError("--load-in-4bit needs bitsandbytes: pip install 'interp[quant]'") from None
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=DTYPES[dtype])
+        kwargs.setdefault("device_map", {"": device if device != "auto" else "cpu"})
+    return kwargs
+
+
+def _placement(model: torch.nn.Module, dtype: str, device: str, device_map: str | None,
+               load_in_4bit: bool) -> dict[str, Any]:
+    """What summary.json records about where and how the weights live."""
+    hf_map = getattr(model, "hf_device_map", None)
+    per_device: dict[str, int] = {}
+    if device_map is not None and hf_map:
+        for dev in hf_map.values():
+            per_device[str(dev)] = per_device.get(str(dev), 0) + 1
+    return {"dtype": dtype, "device": device, "device_map": device_map, "modules_per_device": per_device or None,
+            "load_in_4bit": load_in_4bit}
 
 
 def _ensure_pad(tok: PreTrainedTokenizerBase) -> None:
@@ -135,7 +198,7 @@ def _ensure_pad(tok: PreTrainedTokenizerBase) -> None:
 
 def _load_store_entry(alias: str, meta: dict[str, Any], kwargs: dict[str, Any]) -> LoadedModel:
     if meta.get("kind") == "prompt":
-        base = load_model(meta["base"], dtype=_dtype_name(kwargs["dtype"]), attn_implementation=kwargs.get("attn_implementation"))
+        base = load_model(meta["base"], **_nested(kwargs))
         base.name, base.source = alias, meta["source"]
         base.system_prompt = meta["system_prompt"]
         base.extra["store_meta"] = meta
@@ -156,7 +219,7 @@ def _load_dir(folder: Path, name: str, kwargs: dict[str, Any]) -> LoadedModel:
         base_name = json.loads(adapter_cfg.read_text()).get("base_model_name_or_path")
         if not base_name:
             raise UserError(f"{adapter_cfg} names no base_model_name_or_path")
-        base = load_model(base_name, dtype=_dtype_name(kwargs["dtype"]), attn_implementation=kwargs.get("attn_implementation"))
+        base = load_model(base_name, **_nested(kwargs))
         model = PeftModel.from_pretrained(base.model, str(folder))
         return LoadedModel(model, base.tokenizer, base.spec, name, f"adapter {folder} on {base_name}", str(folder),
                            system_prompt=base.system_prompt)
@@ -181,3 +244,12 @@ def _load_hub(repo_id: str, kwargs: dict[str, Any]) -> LoadedModel:
 
 def _dtype_name(dtype: torch.dtype) -> str:
     return {v: k for k, v in DTYPES.items()}[dtype]
+
+
+def _nested(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """load_model arguments for a base model (prompt teacher, adapter) from this load's kwargs; the
+    device is applied once, by the outer call."""
+    dm = kwargs.get("device_map")
+    return {"dtype": _dtype_name(kwargs["dtype"]), "attn_implementation": kwargs.get("attn_implementation"),
+            "device_map": dm if dm == "auto" else None, "load_in_4bit": "quantization_config" in kwargs,
+            "device": str(dm[""]) if isinstance(dm, dict) else "cpu"}

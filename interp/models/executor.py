@@ -1,0 +1,216 @@
+"""Where nnsight traces run: in this process, or on a remote server (NDIF or a self-hosted one).
+
+One trace code path, several executors. Every nnsight trace in `interp.mech.nnsight_run` is written
+once and handed `Executor.trace_kwargs()`:
+
+| executor                     | `model.trace(..., **kwargs)`  | weights                       |
+|------------------------------|-------------------------------|-------------------------------|
+| `Executor("local")`          | `{}`                          | this process                  |
+| `Executor("simulate")`       | `{"remote": "local"}`         | this process; the request is serialised and deserialised exactly as for a server, with non-installed modules hidden (nnsight's LocalSimulationBackend) |
+| `Executor("ndif")`           | `{"remote": True}`            | NDIF (`NDIF_API_KEY`)         |
+| `Executor("serve", url)`     | `{"remote": url}`             | a self-hosted nnsight server  |
+
+    lm = load_remote("meta-llama/Llama-3.1-70B", Executor("ndif"))   # meta weights here, real ones on NDIF
+    lm = attach(load_model("tiny-llama"), Executor("simulate"))      # the remote code path, run locally
+
+A model carrying an executor (`lm.extra["executor"]`) is scored and traced only through nnsight
+(`interp.scoring`, `interp.mech.trace` check `nnsight_executor(lm)`). Keys come from the
+environment only: `NDIF_API_KEY` (NDIF), `HF_TOKEN` (gated configs / tokenizers on the hub).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterator, Literal
+
+from interp.errors import UserError
+
+Kind = Literal["local", "simulate", "ndif", "serve"]
+KINDS = ("local", "simulate", "ndif", "serve")
+NDIF_HOST = "https://api.ndif.us"
+STATUS_TIMEOUT = 10.0  # seconds for the hosted-model check
+
+
+@dataclass(frozen=True)
+class Executor:
+    kind: Kind = "local"
+    url: str | None = None  # the server of kind "serve"
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown executor {self.kind!r}; choose from {KINDS}")
+        if self.kind == "serve" and not (self.url or "").startswith(("http://", "https://")):
+            raise UserError(f"--serve needs a server URL starting with http:// or https://, got {self.url!r}")
+
+    @property
+    def is_remote(self) -> bool:
+        """Whether the weights live on a server (inputs travel on the CPU, results come back on it)."""
+        return self.kind in ("ndif", "serve")
+
+    @property
+    def host(self) -> str:
+        if self.kind == "serve":
+            return str(self.url).rstrip("/")
+        return os.environ.get("NDIF_HOST", NDIF_HOST).rstrip("/")
+
+    def trace_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of nnsight's `model.trace` that pick this executor."""
+        return {"local": {}, "simulate": {"remote": "local"}, "ndif": {"remote": True},
+                "serve": {"remote": self.url}}[self.kind]
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "host": self.host if self.is_remote else None}
+
+
+def attach(lm: Any, executor: Executor) -> Any:
+    """Route `lm`'s scoring and tracing through nnsight with `executor` (returns `lm`)."""
+    lm.extra["executor"] = executor
+    return lm
+
+
+def nnsight_executor(lm: Any) -> Executor | None:
+    """The executor a model was loaded or attached with; None for an ordinary local model."""
+    extra = getattr(lm, "extra", None) or {}
+    return extra.get("executor")
+
+
+def executor_from_flags(remote: bool, serve: str | None) -> Executor | None:
+    """`--remote` / `--serve URL` -> an executor (None when neither is given)."""
+    if remote and serve:
+        raise UserError("give only one of --remote (NDIF) and --serve URL (a self-hosted server)")
+    if serve:
+        return Executor("serve", serve)
+    return Executor("ndif") if remote else None
+
+
+def require_keys(executor: Executor) -> None:
+    """NDIF needs NDIF_API_KEY; a self-hosted server takes it when set."""
+    if executor.kind == "ndif" and not os.environ.get("NDIF_API_KEY"):
+        raise UserError("--remote needs NDIF_API_KEY in the environment (an NDIF API key, from https://login.ndif.us)")
+
+
+def load_remote(name: str, executor: Executor) -> Any:
+    """A `LoadedModel` for hosted model `name` (an HF id): meta weights here, real ones on the server.
+
+    The meta model takes the checkpoint's declared dtype (what a server loading with dtype="auto"
+    runs: bf16 for Llama 3); tensors built here to go into the forward (the one-forward trie's mask)
+    use it. --dtype does not apply: the server chose its dtype.
+
+    Order of checks (each a one-line UserError): the API key, an HF id, a TCP connection to the
+    server, the config and tokenizer from the hub (`HF_TOKEN` for gated repos), the server's list of
+    running models (NDIF).
+    """
+    require_keys(executor)
+    if "/" not in name or name.startswith((".", "/")) or os.path.isdir(os.path.expanduser(name)):
+        raise UserError(f"--remote / --serve run hosted models by Hugging Face id (org/name); '{name}' is not one")
+    check_reachable(executor)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from nnsight.modeling.transformers import TransformersModel
+
+    try:
+        nn = TransformersModel(name, task="text-generation")
+    except Exception as e:  # hub errors subclass OSError / requests / httpx errors
+        raise UserError(_hub_error(name, e)) from e
+    repo_id = _canonical_id(nn, name)
+    if executor.kind == "ndif":
+        check_hosted(repo_id, executor)
+    return hosted_model(nn, name, executor, f"remote:{repo_id}@{nn.revision or 'main'}")
+
+
+def hosted_model(nn: Any, name: str, executor: Executor, key: str) -> Any:
+    """A `LoadedModel` over nnsight wrapper `nn` whose weights are on the server (meta tensors here)."""
+    from interp.models.arch import arch_spec
+    from interp.models.loading import DTYPES, LoadedModel
+
+    model = nn._module
+    dtype = next(model.parameters()).dtype
+    dtype_name = {v: k for k, v in DTYPES.items()}.get(dtype, str(dtype).removeprefix("torch."))
+    lm = LoadedModel(model, nn.tokenizer, arch_spec(model.config), name, f"{executor.kind}:{executor.host}",
+                     sha256=f"{key} (weights on the server, not hashed here)")
+    lm.extra.update({"nnsight": nn, "executor": executor,
+                     "placement": {"dtype": dtype_name, "device": "remote", "device_map": None, "load_in_4bit": False}})
+    if lm.tokenizer.pad_token is None:
+        lm.tokenizer.pad_token = lm.tokenizer.eos_token
+    return lm
+
+
+def _canonical_id(nn: Any, name: str) -> str:
+    """The repo id as the server keys it (nnsight canonicalises spelling through the hub)."""
+    try:
+        return json.loads(nn.to_model_key().split(":", 1)[1])["repo_id"]
+    except Exception as e:
+        raise UserError(_hub_error(name, e)) from e
+
+
+def _hub_error(name: str, e: BaseException) -> str:
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    kind = type(e).__name__
+    if "Gated" in kind or "401" in first or "403" in first:
+        return (f"'{name}' is gated on the Hugging Face hub: set HF_TOKEN to a token with access "
+                f"(the config and tokenizer are read locally): {first}")
+    if "RepositoryNotFound" in kind or "404" in first:
+        return f"'{name}' is not a model on the Hugging Face hub: {first}"
+    return (f"could not read the config and tokenizer of '{name}' from the Hugging Face hub "
+            f"(network unreachable or offline?): {first}")
+
+
+def check_reachable(executor: Executor, timeout: float = 5.0) -> None:
+    """UserError unless a TCP connection to the server opens within `timeout` seconds (fails fast
+    where there is no network, instead of after the hub client's retries)."""
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(executor.host)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname or "", port), timeout=timeout).close()
+    except OSError as e:
+        raise UserError(f"could not reach {executor.host} (network unreachable, or the server is down): {e}") from None
+
+
+def check_hosted(repo_id: str, executor: Executor) -> None:
+    """UserError unless `repo_id` is RUNNING on the server (its /status lists deployments)."""
+    import httpx
+
+    url = f"{executor.host}/status"
+    try:
+        resp = httpx.get(url, timeout=STATUS_TIMEOUT)
+        resp.raise_for_status()
+        deployments = resp.json().get("deployments", {})
+    except Exception as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UserError(f"could not reach {executor.host} (network unreachable or the service is down): {first}") from e
+    running = sorted({d.get("repo_id", k) for k, d in deployments.items() if d.get("application_state") == "RUNNING"})
+    if repo_id not in running:
+        shown = ", ".join(running[:8]) + (", ..." if len(running) > 8 else "")
+        raise UserError(f"'{repo_id}' is not hosted on {executor.host} right now; running: {shown or 'none'}")
+
+
+@contextmanager
+def remote_errors(executor: Executor | None) -> Iterator[None]:
+    """Turn a failed remote request (network, server-side error) into one UserError line."""
+    if executor is None or not executor.is_remote:
+        yield
+        return
+    try:
+        yield
+    except UserError:
+        raise
+    except Exception as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        kinds = {c.__name__ for c in type(e).__mro__}
+        if "RemoteError" in kinds:
+            raise UserError(f"the job failed on {executor.host}: {first}") from e
+        # httpx's transport / status errors, websocket-client's errors (a refused key answers the
+        # subscription with a bad status), sockets
+        if kinds & {"HTTPError", "WebSocketException", "OSError", "ConnectionError", "TimeoutError"}:
+            raise UserError(f"could not reach {executor.host} (network unreachable, or the key was refused?): "
+                            f"{first}") from e
+        raise
+
+
+__all__ = ["Executor", "attach", "nnsight_executor", "executor_from_flags", "load_remote", "hosted_model",
+           "check_reachable", "check_hosted", "remote_errors", "require_keys"]
