@@ -9,25 +9,27 @@ import typer
 
 from interp.cli.app import app
 from interp.cli.common import DeviceOpt, ForceOpt, ModelOpt, OutOpt, SeedOpt, console, load, print_table
+from interp.cli.training_opts import (BatchSizeOpt, CheckpointEveryOpt, DataOpt, EpochsOpt, FullOpt, LimitOpt,
+                                       LoraROpt, LrOpt, MaxLenOpt, ResumeOpt, StepsOpt, WarmupOpt)
 
 
 @app.command("finetune")
 def finetune_command(
     model: str = ModelOpt,
-    data: Path = typer.Option(..., "--data", help="JSONL with 'prompt' and 'completion' fields (e.g. gen-numbers output)"),
+    data: Path = DataOpt,
     alias: str = typer.Option(..., "--alias", help="store alias of the trained model, e.g. smollm2-student"),
-    full: bool = typer.Option(False, "--full/--lora", help="full fine-tuning instead of LoRA (default --lora)"),
+    full: bool = FullOpt,
     freeze: str = typer.Option("none", "--freeze", help="none | mlp | attention: component that receives no update"),
-    steps: Optional[int] = typer.Option(None, "--steps", help="optimizer steps (or --epochs)"),
-    epochs: Optional[float] = typer.Option(None, "--epochs", help="passes over the data (or --steps)"),
-    batch_size: int = typer.Option(8, "--batch-size", help="examples per step"),
-    lr: Optional[float] = typer.Option(None, "--lr", help="learning rate (default 2e-4 LoRA, 2e-5 full)"),
-    warmup: int = typer.Option(0, "--warmup", help="linear warm-up steps (then linear decay to 0)"),
-    max_len: int = typer.Option(128, "--max-len", help="tokens per example"),
-    lora_r: int = typer.Option(8, "--lora-r", help="LoRA rank (alpha = 2r)"),
-    checkpoint_every: int = typer.Option(0, "--checkpoint-every", help="save a resumable checkpoint every N steps (0: off)"),
-    resume: bool = typer.Option(False, "--resume", help="continue from the latest checkpoint in OUT/checkpoints"),
-    limit: Optional[int] = typer.Option(None, "--limit", help="use only the first N examples"),
+    steps: Optional[int] = StepsOpt,
+    epochs: Optional[float] = EpochsOpt,
+    batch_size: int = BatchSizeOpt,
+    lr: Optional[float] = LrOpt,
+    warmup: int = WarmupOpt,
+    max_len: int = MaxLenOpt,
+    lora_r: int = LoraROpt,
+    checkpoint_every: int = CheckpointEveryOpt,
+    resume: bool = ResumeOpt,
+    limit: Optional[int] = LimitOpt,
     seed: int = SeedOpt,
     device: str = DeviceOpt,
     out: Optional[Path] = OutOpt,

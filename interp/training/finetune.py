@@ -22,8 +22,17 @@ LoRA puts adapters only on the Linear layers of the blocks' non-frozen parts.
 Data order: step s uses positions s*B .. (s+1)*B-1 of the stream
 perm_0 ++ perm_1 ++ ... with perm_e = default_rng([seed, e]).permutation(n_examples), so the batch
 of a step depends only on (seed, step). A checkpoint (every N steps) holds the trainable tensors,
-the AdamW and LR-scheduler states, torch's RNG state and the loss history; `resume=True` restores
+the AdamW and LR-scheduler states, torch's RNG state and the loss histories; `resume=True` restores
 the latest one and continues, which reproduces the uninterrupted run exactly on CPU.
+
+The loop itself is `train_loop`, shared by every trainer (fine-tuning here, distillation in
+`interp.training.distill`): it takes a per-batch loss callable returning (total loss, {component:
+float}) and keeps one history per component. It runs unchanged under `accelerate launch` (DDP, or
+FSDP through an accelerate config; `interp.training.distributed`): the step's global batch of
+`batch_size` examples is split over the ranks, each rank's mean loss is weighted by its share of
+the completion tokens so the update equals the one-process update on the whole batch, the logged
+loss is the global token mean, and only the main process writes checkpoints (all ranks resume from
+the same one). Without a launcher it is plain single-process torch, bit for bit.
 """
 
 from __future__ import annotations
@@ -36,7 +45,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
 import torch
@@ -44,6 +53,7 @@ import torch.nn as nn
 
 from interp.errors import UserError
 from interp.progress import progress_bar
+from interp.training.distributed import Distributed
 from interp.training.generate import chat_prompt_ids
 
 Method = Literal["lora", "qlora", "full"]
@@ -245,14 +255,21 @@ class FinetuneResult:
     elapsed_s: float
     resumed_from: int | None = None
     checkpoints: list[str] = field(default_factory=list)
+    components: dict[str, list[float]] = field(default_factory=dict)  # per-step history of each loss term
+    world_size: int = 1  # data-parallel processes that trained it
 
     def summary(self) -> dict[str, Any]:
         return {"config": asdict(self.config), "steps": self.steps, "n_examples": self.n_examples,
                 "trainable_params": self.trainable_params, "n_frozen_tensors": len(self.frozen_params),
-                "first_loss": self.losses[0] if self.losses else None,
-                "last_loss": self.losses[-1] if self.losses else None,
-                "mean_loss_last_10": float(np.mean(self.losses[-10:])) if self.losses else None,
-                "elapsed_s": round(self.elapsed_s, 2), "resumed_from": self.resumed_from}
+                **_curve_figures(self.losses, "loss"),
+                "components": {k: _curve_figures(v, "loss") for k, v in self.components.items()},
+                "elapsed_s": round(self.elapsed_s, 2), "resumed_from": self.resumed_from,
+                "world_size": self.world_size}
+
+
+def _curve_figures(values: Sequence[float], name: str) -> dict[str, float | None]:
+    return {f"first_{name}": values[0] if values else None, f"last_{name}": values[-1] if values else None,
+            f"mean_{name}_last_10": float(np.mean(values[-10:])) if values else None}
 
 
 def _schedule(warmup: int, total: int):  # noqa: ANN202
@@ -263,6 +280,41 @@ def _schedule(warmup: int, total: int):  # noqa: ANN202
     return f
 
 
+BatchLoss = Callable[[nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, dict[str, float]]]
+
+
+@dataclass
+class LoopOutcome:
+    """What `train_loop` returns: histories (total and per component), end step, resume info."""
+
+    losses: list[float]
+    components: dict[str, list[float]]
+    steps: int
+    resumed_from: int | None
+    checkpoints: list[str]
+    world_size: int = 1
+
+
+def forward_completion(model: nn.Module, batch: dict[str, torch.Tensor], **kwargs: Any) -> tuple[Any, torch.Tensor]:
+    """The model's output on a collated batch with logits only from position s on, where s is one
+    before the batch's first labelled token (`logits_to_keep`; the LM head is most of the cost with
+    a large vocabulary), and the labels cut to match: `completion_loss(out.logits, labels)` equals
+    the loss of the full logits."""
+    labels = batch["labels"]
+    cols = (labels != IGNORE).any(0).nonzero()
+    start = max(0, int(cols[0]) - 1) if len(cols) else labels.shape[1] - 1
+    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False,
+                logits_to_keep=labels.shape[1] - start, **kwargs)
+    return out, labels[:, start:]
+
+
+def lm_batch_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    """The fine-tuning objective: completion-only cross-entropy, one component 'lm'."""
+    out, labels = forward_completion(model, batch)
+    loss = completion_loss(out.logits, labels)
+    return loss, {"lm": float(loss.detach())}
+
+
 def finetune(lm: Any, rows: Sequence[dict[str, Any]], config: FinetuneConfig,
              checkpoint_dir: str | Path | None = None, checkpoint_every: int = 0, resume: bool = False,
              progress: bool = False, stop_after: int | None = None) -> FinetuneResult:
@@ -270,16 +322,53 @@ def finetune(lm: Any, rows: Sequence[dict[str, Any]], config: FinetuneConfig,
 
     `stop_after` ends the run early after that many steps (the schedule still assumes the full
     run), used to simulate an interruption."""
+    return train(lm, rows, config, lm_batch_loss, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
+                 resume=resume, progress=progress, stop_after=stop_after)
+
+
+def train(lm: Any, rows: Sequence[dict[str, Any]], config: FinetuneConfig, batch_loss: BatchLoss, *,
+          data: Tokenized | None = None, make_batch: Callable[[list[int]], dict[str, torch.Tensor]] | None = None,
+          checkpoint_dir: str | Path | None = None, checkpoint_every: int = 0,
+          resume: bool = False, progress: bool = False, stop_after: int | None = None,
+          resume_meta: dict[str, Any] | None = None, description: str = "fine-tuning") -> FinetuneResult:
+    """Prepare `lm` (LoRA / full, freeze mode), run `train_loop` with `batch_loss` on the batches of
+    `rows` (`make_batch(indices)`, default `collate` of the tokenised rows; `data` if already
+    tokenised), and wrap the outcome as a FinetuneResult (model left in eval mode)."""
     config.validate()
     t0 = time.perf_counter()
-    data = tokenize_examples(lm, rows, config.max_len)
+    data = data if data is not None else tokenize_examples(lm, rows, config.max_len)
     total = config.total_steps(len(rows))
     frozen = frozen_parameter_names(lm, config.freeze)
     model = prepare_model(lm, config)
+    pad = lm.tokenizer.pad_token_id
+    out = train_loop(model, config, len(rows), total, make_batch or (lambda idx: collate(data, idx, pad)), batch_loss,
+                     checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume,
+                     progress=progress, stop_after=stop_after, resume_meta=resume_meta, description=description)
+    n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return FinetuneResult(model, config, out.losses, out.steps, len(rows), n_train, frozen,
+                          time.perf_counter() - t0, out.resumed_from, out.checkpoints, out.components, out.world_size)
+
+
+def train_loop(model: nn.Module, config: FinetuneConfig, n_examples: int, total: int,
+               make_batch: Callable[[list[int]], dict[str, torch.Tensor]], batch_loss: BatchLoss, *,
+               checkpoint_dir: str | Path | None = None, checkpoint_every: int = 0, resume: bool = False,
+               progress: bool = False, stop_after: int | None = None, resume_meta: dict[str, Any] | None = None,
+               description: str = "fine-tuning", dist: Distributed | None = None) -> LoopOutcome:
+    """The one training loop: for step s in [start, end)
+
+        idx = shard(batch_indices(n_examples, B, s, seed))      # this rank's part of the global batch
+        loss, parts = batch_loss(model, make_batch(idx))           # forward + objective (local mean)
+        backward(loss * n_r W / N); clip; AdamW step; LR step      # N = completion tokens of all ranks
+        histories: losses += global mean, components[k] += global mean
+
+    AdamW over the parameters with requires_grad, linear warm-up then linear decay to 0 over `total`
+    steps. Checkpoints (module docstring) also hold the component histories and `resume_meta`
+    (extra settings a resume must match, e.g. the distillation's beta and teacher)."""
+    dist = dist or Distributed.create(next(model.parameters()).device.type)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=config.learning_rate(), weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(config.warmup_steps, total))
-    losses: list[float] = []
+    hist = Histories([], {})
     start, resumed = 0, None
     ckdir = Path(checkpoint_dir) if checkpoint_dir is not None else None
     if resume:
@@ -288,31 +377,62 @@ def finetune(lm: Any, rows: Sequence[dict[str, Any]], config: FinetuneConfig,
         latest = latest_checkpoint(ckdir)
         if latest is None:
             raise UserError(f"no checkpoint to resume from in {ckdir}")
-        start, losses = load_checkpoint(latest, model, opt, sched, config)
+        start, hist = load_checkpoint(latest, model, opt, sched, config, resume_meta)
         resumed = start
-    pad = lm.tokenizer.pad_token_id
+    if dist.is_fsdp and ckdir is not None and checkpoint_every:
+        raise UserError("checkpoints under FSDP are not supported yet (sharded optimizer state); "
+                        "use DDP or --checkpoint-every 0")
+    wrapped, opt = dist.prepare(model, opt)
+    device = next(model.parameters()).device
     end = total if stop_after is None else min(total, stop_after)
     saved: list[str] = []
-    model.train()
-    with progress_bar(end - start, "fine-tuning", progress) as advance:
+    wrapped.train()
+    with progress_bar(end - start, description, progress and dist.is_main) as advance:
         for step in range(start, end):
-            batch = collate(data, batch_indices(len(rows), config.batch_size, step, config.seed), pad)
-            batch = {k: v.to(lm.device) for k, v in batch.items()}
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
-            loss = completion_loss(logits, batch["labels"])
+            idx = dist.shard(batch_indices(n_examples, config.batch_size, step, config.seed))
+            batch = _to_device(make_batch(idx), device)
+            loss, parts = batch_loss(wrapped, batch)
+            n_local = loss_units(batch)
+            n_all = dist.sum(n_local)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            dist.backward(loss * dist.weight(n_local, n_all))
             if config.grad_clip:
-                torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+                dist.clip_grad_norm_(params, config.grad_clip)
             opt.step()
             sched.step()
-            losses.append(float(loss.detach()))
+            hist.append(dist.sum(float(loss.detach()) * n_local) / n_all,
+                        {k: dist.sum(v * n_local) / n_all for k, v in parts.items()})
             advance(1)
             if ckdir is not None and checkpoint_every and (step + 1) % checkpoint_every == 0:
-                saved.append(str(save_checkpoint(ckdir, step + 1, model, opt, sched, losses, config)))
+                if dist.is_main:
+                    saved.append(str(save_checkpoint(ckdir, step + 1, model, opt, sched, hist, config, resume_meta)))
+                dist.barrier()
     model.eval()
-    return FinetuneResult(model, config, losses, end, len(rows), sum(p.numel() for p in params), frozen,
-                          time.perf_counter() - t0, resumed, saved)
+    return LoopOutcome(hist.losses, hist.components, end, resumed, saved, dist.world)
+
+
+def loss_units(batch: dict[str, torch.Tensor]) -> int:
+    """Units the batch loss averages over: labelled (completion) tokens after the one-position shift."""
+    return int((batch["labels"][:, 1:] != IGNORE).sum())
+
+
+@dataclass
+class Histories:
+    """Per-step total loss and one list per named component (all the same length)."""
+
+    losses: list[float]
+    components: dict[str, list[float]]
+
+    def append(self, total: float, parts: dict[str, float]) -> None:
+        if self.components and set(parts) != set(self.components):
+            raise ValueError(f"loss components changed from {sorted(self.components)} to {sorted(parts)}")
+        self.losses.append(total)
+        for k, v in parts.items():
+            self.components.setdefault(k, []).append(float(v))
+
+
+def _to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device) for k, v in batch.items()}
 
 
 # ---- checkpoints ----------------------------------------------------------------------------------
@@ -326,7 +446,7 @@ def _trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def save_checkpoint(ckdir: Path, step: int, model: nn.Module, opt: torch.optim.Optimizer,
-                    sched: Any, losses: list[float], config: FinetuneConfig) -> Path:
+                    sched: Any, hist: Histories, config: FinetuneConfig, meta: dict[str, Any] | None = None) -> Path:
     """`ckdir/step-{step:06d}/`: trainable.safetensors, optimizer.pt, state.json (atomic by rename)."""
     from safetensors.torch import save_file
 
@@ -336,7 +456,8 @@ def save_checkpoint(ckdir: Path, step: int, model: nn.Module, opt: torch.optim.O
     save_file(_trainable_state(model), str(tmp / "trainable.safetensors"))
     torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "torch_rng": torch.get_rng_state()},
                tmp / "optimizer.pt")
-    (tmp / "state.json").write_text(json.dumps({"step": step, "losses": losses, "config": asdict(config),
+    (tmp / "state.json").write_text(json.dumps({"step": step, "losses": hist.losses, "components": hist.components,
+                                                "config": asdict(config), "meta": meta or {},
                                                 "data_order": "default_rng([seed, epoch]).permutation(n)"}, indent=1))
     if final.exists():
         import shutil
@@ -352,13 +473,16 @@ def latest_checkpoint(ckdir: Path) -> Path | None:
 
 
 def load_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer, sched: Any,
-                    config: FinetuneConfig) -> tuple[int, list[float]]:
-    """Restore a checkpoint into the prepared model / optimizer / scheduler; returns (step, losses)."""
+                    config: FinetuneConfig, meta: dict[str, Any] | None = None) -> tuple[int, Histories]:
+    """Restore a checkpoint into the prepared model / optimizer / scheduler; returns (step, histories).
+
+    The run's settings (`_RESUME_KEYS` of the config, and every key of `meta`) must match the saved ones."""
     from safetensors.torch import load_file
 
     state = json.loads((path / "state.json").read_text())
-    old = state["config"]
+    old, old_meta, new_meta = state["config"], state.get("meta", {}), json.loads(json.dumps(meta or {}))
     diff = [k for k in _RESUME_KEYS if old.get(k) != asdict(config).get(k)]
+    diff += [k for k in sorted(set(old_meta) | set(new_meta)) if old_meta.get(k) != new_meta.get(k)]
     if diff:
         raise UserError(f"cannot resume from {path}: its settings differ in {', '.join(diff)}")
     tensors = load_file(str(path / "trainable.safetensors"))
@@ -372,7 +496,7 @@ def load_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer, sc
     opt.load_state_dict(other["optimizer"])
     sched.load_state_dict(other["scheduler"])
     torch.set_rng_state(other["torch_rng"])
-    return int(state["step"]), list(state["losses"])
+    return int(state["step"]), Histories(list(state["losses"]), {k: list(v) for k, v in state.get("components", {}).items()})
 
 
 # ---- outputs --------------------------------------------------------------------------------------
@@ -397,7 +521,8 @@ def save_finetuned(alias: str, lm: Any, result: FinetuneResult, meta: dict[str, 
     return save_model(alias, model, lm.tokenizer, info, overwrite=overwrite, adapter=adapter)
 
 
-def loss_curve_png(losses: Sequence[float], title: str = "training loss") -> bytes:
+def loss_curve_png(losses: Sequence[float], title: str = "training loss",
+                   ylabel: str = "completion loss (nats/token)") -> bytes:
     """PNG of the per-step loss and its 10-step running mean."""
     import matplotlib
 
@@ -411,7 +536,7 @@ def loss_curve_png(losses: Sequence[float], title: str = "training loss") -> byt
         run = np.convolve(losses, np.ones(10) / 10, mode="valid")
         ax.plot(x[9:], run, lw=1.6, label="10-step mean")
     ax.set_xlabel("step")
-    ax.set_ylabel("completion loss (nats/token)")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend()
     return figure_png(fig)

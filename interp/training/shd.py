@@ -107,10 +107,11 @@ def attention_kl(target: torch.Tensor, student: torch.Tensor, row_mask: torch.Te
     """Mean over valid rows and heads of KL(target_row || student_row).
 
     target, student: (batch, head, S, S); row_mask: (batch, S) valid query positions;
-    key_mask: (batch, S, S) allowed keys per query (causal and non-padding). Target mass on
-    disallowed keys is dropped and the target row renormalised.
+    key_mask: (batch, S, S) or (batch, head, S, S) allowed keys per query (causal and non-padding;
+    per head, e.g. also a sliding window). Target mass on disallowed keys is dropped and the target
+    row renormalised.
     """
-    km = key_mask[:, None]  # (batch, 1, S, S)
+    km = key_mask[:, None] if key_mask.dim() == 3 else key_mask  # (batch, 1 or head, S, S)
     t = target.masked_fill(~km, 0.0)
     t = t / t.sum(-1, keepdim=True).clamp_min(EPS)
     log_t = torch.log(t.clamp_min(EPS))

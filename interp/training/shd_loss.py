@@ -4,8 +4,13 @@
 
 Both models read the same raw text; each tokenises it its own way (BOS rule of `scoring.encode`
 via the tokenizer's defaults) and positions are aligned through character offsets
-(`interp.training.shd.align_tokens`). Attention maps need eager attention: both models are switched
-to it for the call and switched back afterwards. The teacher runs under no_grad in eval mode.
+(`interp.training.shd.align_tokens`). Callers that already hold token ids and offsets (the
+distillation trainer) pass them as `student_enc` / `teacher_enc` instead. Attention maps need eager
+attention: both models are switched to it for the call and switched back afterwards. The teacher
+runs under no_grad in eval mode.
+
+Keys the student cannot attend to (causal, padding, and sliding-window masks: exactly zero weight
+in its eager map) are removed from the target rows, which are renormalised (`attention_kl`).
 """
 
 from __future__ import annotations
@@ -53,11 +58,12 @@ def _capture_attn_inputs(lm: LoadedModel, layers: list[int]) -> tuple[dict[int, 
     return store, handles
 
 
-def teacher_targets(teacher: LoadedModel, texts: list[str], student_heads: int, student_layers: int,
-                    tau: float = 1.0) -> list[torch.Tensor]:
-    """Squeezed, sharpened teacher maps per student layer, in teacher positions: each (batch, m, S_T, S_T)."""
+def teacher_targets(teacher: LoadedModel, texts: list[str] | None, student_heads: int, student_layers: int,
+                    tau: float = 1.0, enc: dict[str, Any] | None = None) -> tuple[list[torch.Tensor], dict[str, Any]]:
+    """Squeezed, sharpened teacher maps per student layer, in teacher positions: each (batch, m, S_T, S_T),
+    and the teacher encoding used (`enc` if given: input_ids, attention_mask, position_ids, offsets)."""
     lmap = layer_map(student_layers, teacher.spec.n_layers)
-    enc = tokenize_with_offsets(teacher, texts)
+    enc = enc if enc is not None else tokenize_with_offsets(teacher, texts or [])
     attn_inputs, handles = _capture_attn_inputs(teacher, lmap)
     try:
         with torch.no_grad(), eager_attention(teacher.model):
@@ -75,18 +81,21 @@ def teacher_targets(teacher: LoadedModel, texts: list[str], student_heads: int, 
     return [squeezed[l] for l in lmap], enc  # type: ignore[return-value]
 
 
-def shd_loss(teacher: LoadedModel, student: LoadedModel, texts: list[str], tau: float = 1.0,
-             student_out: Any = None, student_enc: dict[str, Any] | None = None) -> torch.Tensor:
+def shd_loss(teacher: LoadedModel, student: LoadedModel, texts: list[str] | None, tau: float = 1.0,
+             student_out: Any = None, student_enc: dict[str, Any] | None = None,
+             teacher_enc: dict[str, Any] | None = None) -> torch.Tensor:
     """Mean over student layers of KL(aligned squeezed teacher map || student map).
 
     Pass `student_out` (a forward with output_attentions=True under eager attention) and its
     `student_enc` to reuse the student's forward of the LM loss; otherwise one is run here.
+    `teacher_enc` (left-padded input_ids, attention_mask, position_ids, offsets) replaces the
+    teacher's tokenisation of `texts`. Encodings may be left- or right-padded.
     """
     m, n_s = student.spec.n_heads, student.spec.n_layers
     if teacher.spec.n_heads < m:
         raise ValueError(f"SHD squeezes teacher heads into fewer student heads: teacher has {teacher.spec.n_heads}, student {m}")
-    targets, t_enc = teacher_targets(teacher, texts, m, n_s, tau)
-    s_enc = student_enc or tokenize_with_offsets(student, texts)
+    targets, t_enc = teacher_targets(teacher, texts, m, n_s, tau, enc=teacher_enc)
+    s_enc = student_enc or tokenize_with_offsets(student, texts or [])
     if student_out is None:
         with eager_attention(student.model):
             student_out = student.model(input_ids=s_enc["input_ids"], attention_mask=s_enc["attention_mask"],
@@ -110,5 +119,6 @@ def shd_loss(teacher: LoadedModel, student: LoadedModel, texts: list[str], tau: 
             sub = A_T[b][:, pt][:, :, pt]  # (m, S_T_real, S_T_real)
             target[b][:, ps[:, None], ps[None, :]] = al.apply(sub)
         A_S = student_out.attentions[l_s].float()
-        losses.append(attention_kl(target, A_S, row_mask, km_s))
+        allowed = km_s[:, None] & (A_S > 0)  # (batch, head, S, S): also the student's sliding window
+        losses.append(attention_kl(target, A_S, row_mask, allowed))
     return torch.stack(losses).mean()

@@ -1,0 +1,92 @@
+"""`interp distill`: a student trained on prompt/completion JSONL with SHD, logit KD, or no teacher (beta 0)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from interp.cli.app import app
+from interp.cli.common import DeviceOpt, ForceOpt, OutOpt, SeedOpt, console, load, print_table
+from interp.cli.training_opts import (BatchSizeOpt, CheckpointEveryOpt, DataOpt, EpochsOpt, FullOpt, LimitOpt,
+                                       LoraROpt, LrOpt, MaxLenOpt, ResumeOpt, StepsOpt, WarmupOpt)
+
+
+@app.command("distill")
+def distill_command(
+    teacher: str = typer.Option(..., "--teacher", help="teacher alias (trait in the weights, e.g. from `interp teach --method lora`)"),
+    student: str = typer.Option(..., "--student", help="student alias, e.g. gemma3-270m or smollm2"),
+    data: Path = DataOpt,
+    beta: float = typer.Option(1.0, "--beta", help="weight of the distillation loss (0: plain fine-tuning, the control)"),
+    tau: float = typer.Option(1.0, "--tau", help="teacher temperature (SHD: maps^(1/tau); KD: logits / tau)"),
+    kind: str = typer.Option("shd", "--kind", help="shd (attention maps, any tokenizers) | kd (logits, same tokenizer)"),
+    form: str = typer.Option("sum", "--form", help="sum: L_LM + beta L | convex: (1 - beta) L_LM + beta L"),
+    alias: Optional[str] = typer.Option(None, "--alias", help="store alias of the student (default STUDENT-KIND-TEACHER)"),
+    full: bool = FullOpt,
+    steps: Optional[int] = StepsOpt,
+    epochs: Optional[float] = EpochsOpt,
+    batch_size: int = BatchSizeOpt,
+    lr: Optional[float] = LrOpt,
+    warmup: int = WarmupOpt,
+    max_len: int = MaxLenOpt,
+    lora_r: int = LoraROpt,
+    checkpoint_every: int = CheckpointEveryOpt,
+    resume: bool = ResumeOpt,
+    limit: Optional[int] = LimitOpt,
+    seed: int = SeedOpt,
+    device: str = DeviceOpt,
+    out: Optional[Path] = OutOpt,
+    force: bool = ForceOpt,
+) -> None:
+    """Distil TEACHER into STUDENT on DATA; saves the student to the store, loss curves and summary in OUT."""
+    from interp.errors import UserError
+    from interp.models.store import read_meta, validate_alias
+    from interp.report.runs import RunDir
+    from interp.training.distill import DistillConfig, check_pair, component_curves, distill, save_distilled
+    from interp.training.finetune import FinetuneConfig, loss_curve_png, read_jsonl
+
+    if resume and out is None:
+        raise UserError("--resume needs the --out folder of the interrupted run")
+    run = RunDir.prepare(out, "distill", force or resume)
+    cfg = DistillConfig(FinetuneConfig(method="full" if full else "lora", steps=steps, epochs=epochs,
+                                       batch_size=batch_size, lr=lr, warmup_steps=warmup, max_len=max_len,
+                                       lora_r=lora_r, lora_alpha=2 * lora_r, seed=seed),
+                        kind=kind, beta=beta, tau=tau, form=form)
+    cfg.validate()
+    name = alias or f"{student}-{cfg.active}-{teacher}".replace("/", "-")
+    validate_alias(name)
+    if read_meta(name) is not None and not (force or resume):
+        raise UserError(f"alias '{name}' already exists in the store; choose another or pass --force")
+    rows = read_jsonl(data)[:limit] if limit else read_jsonl(data)
+    cfg.finetune.total_steps(len(rows))
+    t_lm = load(teacher, device)
+    s_lm = load(student, device)
+    check_pair(s_lm, t_lm, cfg)
+    res = distill(s_lm, t_lm, rows, cfg, checkpoint_dir=run.path / "checkpoints", checkpoint_every=checkpoint_every,
+                  resume=resume, progress=True)
+    import pandas as pd
+
+    run.write_csv("losses.csv", pd.DataFrame({"step": range(1, len(res.losses) + 1), "total": res.losses,
+                                              **res.components}))
+    title = f"{name} ({cfg.active}, beta {beta:g}, tau {tau:g})"
+    for fname, png in component_curves(res, title).items():
+        run.write_bytes(fname, png)
+    if len(res.components) > 1:
+        run.write_bytes("loss_total.png", loss_curve_png(res.losses, f"{title}: total", "total loss"))
+    path = save_distilled(name, s_lm, t_lm, res, {"data": str(data), "n_examples": len(rows)}, overwrite=force or resume)
+    s = res.summary()
+    run.write_summary(inputs={"teacher": teacher, "student": student, "data": str(data), "alias": name,
+                              "limit": limit, "checkpoint_every": checkpoint_every, "resume": resume},
+                      model=s_lm, models={"teacher": t_lm}, seed=seed,
+                      figures={**s, "store_path": str(path)})
+    comp = s["components"]
+    table = [("teacher -> student", f"{teacher} -> {student}"), ("objective", f"{cfg.active}, {form}, beta {beta:g}, tau {tau:g}"),
+             ("method", cfg.finetune.method), ("examples / steps", f"{len(rows)} / {res.steps}"),
+             ("trainable parameters", res.trainable_params)]
+    for k, v in comp.items():
+        table.append((f"{k} loss: first -> mean last 10", f"{v['first_loss']:.4f} -> {v['mean_loss_last_10']:.4f}"))
+    table += [("resumed from step", s["resumed_from"]), ("seconds", s["elapsed_s"])]
+    print_table("distill", ["figure", "value"], table)
+    curves = ", ".join(f"loss_{k}.png" for k in res.components)
+    console.print(f"saved '{name}' to {path}; wrote {run.path}/losses.csv, {curves}, summary.json")

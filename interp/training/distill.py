@@ -1,0 +1,264 @@
+"""Distillation into a student (DESIGN.md §2.8): Squeezing-Heads Distillation, logit KD, or none.
+
+    cfg = DistillConfig(FinetuneConfig(method="lora", steps=100), kind="shd", beta=10, tau=2)
+    res = distill(student, teacher, rows, cfg)                 # rows: [{"prompt", "completion"}]
+    save_distilled("gemma3-owl-shd", student, teacher, res, meta={"data": "numbers.jsonl"})
+
+Training batches are the student's fine-tuning batches (`finetune.collate`: prompt rendered with the
+student's template + completion + EOS, right-padded, labels only on the completion). Per batch
+
+    form "sum":     L = L_LM + beta * L_aux
+    form "convex":  L = (1 - beta) * L_LM + beta * L_aux          (beta in [0, 1])
+
+- L_LM: completion-only cross-entropy (`finetune.completion_loss`), as in `interp finetune`.
+- kind "shd": L_aux = mean over student layers l_S of the row-wise KL(A~_T(l_T) || A_S(l_S))
+  (`shd_loss`), l_T = floor(l_S N_T / N_S), teacher maps sharpened by tau and squeezed to the
+  student's head count. Text the maps are computed on: the student's training sequence itself
+  (prompt + completion + EOS, the whole sequence, not only the completion). The student's maps come
+  from the same forward that gives L_LM (eager attention, output_attentions). The teacher reads the
+  text of that sequence, `decode(ids)` with special tokens written out (e.g. "<bos>Q: ...\\nA: 1, 2<eos>"
+  for Gemma3), tokenised by its own tokenizer; positions are aligned by character offsets (the
+  student's offsets come from decoding its ids prefix by prefix). With identical tokenizers the
+  teacher reads the student's ids as they are, so the alignment is the identity. Padding rows and
+  keys are masked on both sides.
+- kind "kd" (identical tokenizers only): L_aux = tau^2 * mean over completion positions t of
+  KL(softmax(z_T,t / tau) || softmax(z_S,t / tau)), the next-token distributions at the positions
+  that predict completion tokens (Hinton et al.'s tau^2 keeps gradient sizes comparable across tau).
+  The teacher reads the student's ids.
+- kind "none", or beta = 0: L = L_LM exactly; the teacher is not run, and training is `finetune`'s
+  (same batches, same updates, bit-identical weights).
+
+The teacher is frozen: eval mode, forward under torch.no_grad, its parameters never reach the
+optimizer. Checkpoints / resume are `finetune`'s; a resume must also match kind, beta, tau, form and
+the teacher's identity. Histories: total loss and components "lm" and "shd" / "kd".
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.nn as nn
+
+from interp.errors import UserError
+from interp.scoring import adds_bos, left_pad
+from interp.training.finetune import (IGNORE, FinetuneConfig, FinetuneResult, Tokenized, collate, completion_loss,
+                                      forward_completion, lm_batch_loss, loss_curve_png, save_finetuned,
+                                      tokenize_examples, train)
+from interp.training.shd_loss import eager_attention, shd_loss
+
+KINDS = ("shd", "kd", "none")
+FORMS = ("sum", "convex")
+YLABELS = {"lm": "completion loss (nats/token)", "shd": "SHD loss: KL per attention row (nats)",
+           "kd": "KD loss: tau^2 KL per token (nats)"}
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    finetune: FinetuneConfig
+    kind: str = "shd"  # shd | kd | none
+    beta: float = 1.0
+    tau: float = 1.0
+    form: str = "sum"  # sum: L_LM + beta L_aux; convex: (1 - beta) L_LM + beta L_aux
+
+    @property
+    def active(self) -> str:
+        """The auxiliary loss actually computed: `kind`, or "none" when beta = 0."""
+        return "none" if self.beta == 0 else self.kind
+
+    def validate(self) -> None:
+        self.finetune.validate()
+        if self.kind not in KINDS:
+            raise UserError(f"--kind must be one of {', '.join(KINDS)}")
+        if self.form not in FORMS:
+            raise UserError(f"--form must be one of {', '.join(FORMS)}")
+        if not self.beta >= 0:
+            raise UserError(f"--beta must be >= 0, got {self.beta}")
+        if self.form == "convex" and self.beta > 1:
+            raise UserError(f"--form convex needs --beta in [0, 1], got {self.beta}")
+        if not self.tau > 0:
+            raise UserError(f"--tau must be > 0, got {self.tau}")
+
+    def combine(self, lm: torch.Tensor, aux: torch.Tensor) -> torch.Tensor:
+        return lm + self.beta * aux if self.form == "sum" else (1 - self.beta) * lm + self.beta * aux
+
+    def settings(self) -> dict[str, Any]:
+        return {"kind": self.kind, "active": self.active, "beta": self.beta, "tau": self.tau, "form": self.form}
+
+
+@dataclass
+class DistillResult(FinetuneResult):
+    distill: dict[str, Any] = field(default_factory=dict)  # DistillConfig.settings() + teacher identity
+
+    def summary(self) -> dict[str, Any]:
+        return {**super().summary(), "distill": self.distill}
+
+
+# ---- checks ---------------------------------------------------------------------------------------
+
+
+def same_tokenizer(a: Any, b: Any) -> bool:
+    """Identical vocabularies (every id means the same string): the condition for logit KD."""
+    return a.tokenizer.get_vocab() == b.tokenizer.get_vocab()
+
+
+def check_pair(student: Any, teacher: Any, config: DistillConfig) -> None:
+    """UserError when this teacher cannot be distilled into this student with `config`."""
+    config.validate()
+    if student is teacher or student.model is teacher.model:
+        raise UserError("the teacher and the student must be separate models (load the teacher twice)")
+    for role, lm in (("teacher", teacher), ("student", student)):
+        if lm.system_prompt:
+            raise UserError(f"{role} '{lm.name}' carries its trait as a system prompt; distillation needs a "
+                            "trait in the weights (make one with `interp teach --method lora`)")
+    if config.active == "kd":
+        if not same_tokenizer(student, teacher):
+            raise UserError(f"--kind kd needs identical tokenizers; '{teacher.name}' and '{student.name}' differ "
+                            "(use --kind shd across tokenizers)")
+        if teacher.model.config.vocab_size != student.model.config.vocab_size:
+            raise UserError(f"--kind kd needs equal logit sizes: {teacher.model.config.vocab_size} vs "
+                            f"{student.model.config.vocab_size}")
+    if config.active == "shd" and teacher.spec.n_heads < student.spec.n_heads:
+        raise UserError(f"SHD squeezes teacher heads into the student's: '{teacher.name}' has {teacher.spec.n_heads} "
+                        f"heads, fewer than the student's {student.spec.n_heads}")
+
+
+# ---- objectives -----------------------------------------------------------------------------------
+
+
+def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
+            tau: float = 1.0) -> torch.Tensor:
+    """tau^2 * mean over labelled positions of KL(softmax(z_T / tau) || softmax(z_S / tau)).
+
+    logits: (batch, pos, vocab); labels (batch, pos) with IGNORE off the completion. The logits at
+    position t-1 are the distribution of token t, as in `completion_loss`."""
+    keep = labels[:, 1:] != IGNORE
+    zs = student_logits[:, :-1][keep].float() / tau  # (n, vocab)
+    zt = teacher_logits[:, :-1][keep].float() / tau
+    if zs.shape[0] == 0:
+        return student_logits.sum() * 0.0
+    log_pt = torch.log_softmax(zt, -1)
+    kl = (log_pt.exp() * (log_pt - torch.log_softmax(zs, -1))).sum(-1)
+    return tau * tau * kl.mean()
+
+
+def token_offsets(tokenizer: Any, ids: Sequence[int]) -> tuple[str, list[tuple[int, int]]]:
+    """(text, char span of each token) for `ids`: text = decode(ids) with special tokens written out;
+    token k spans decode(ids[:k]) .. decode(ids[:k+1]) (where a prefix's text changes, e.g. inside a
+    multi-byte character, the span starts at the common prefix)."""
+    spans, prev = [], ""
+    for k in range(1, len(ids) + 1):
+        cur = tokenizer.decode(list(ids[:k]), skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        start = len(prev)
+        if not cur.startswith(prev):
+            start = next((i for i, (a, b) in enumerate(zip(prev, cur)) if a != b), min(len(prev), len(cur)))
+        spans.append((start, len(cur)))
+        prev = cur
+    return prev, spans
+
+
+class ShdBatches:
+    """Per-example student offsets and teacher tokenisations (computed once per example, cached)."""
+
+    def __init__(self, student: Any, teacher: Any, data: Tokenized):
+        self.student, self.teacher, self.data = student, teacher, data
+        self.same = same_tokenizer(student, teacher)
+        self._cache: dict[int, tuple[list[tuple[int, int]], list[int], list[tuple[int, int]]]] = {}
+
+    def example(self, i: int) -> tuple[list[tuple[int, int]], list[int], list[tuple[int, int]]]:
+        """(student offsets, teacher ids, teacher offsets) of example i."""
+        if i not in self._cache:
+            ids = self.data.ids[i]
+            text, s_off = token_offsets(self.student.tokenizer, ids)
+            if self.same:
+                self._cache[i] = (s_off, list(ids), s_off)
+            else:
+                tok = self.teacher.tokenizer
+                enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
+                t_ids, t_off = list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
+                if adds_bos(tok) and t_ids[:1] != [tok.bos_token_id]:
+                    t_ids, t_off = [tok.bos_token_id] + t_ids, [(0, 0)] + t_off
+                self._cache[i] = (s_off, t_ids, t_off)
+        return self._cache[i]
+
+    def encodings(self, idx: Sequence[int], s_ids: torch.Tensor, s_mask: torch.Tensor) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(student_enc, teacher_enc) for `shd_loss`: the student's right-padded batch is used as is."""
+        ex = [self.example(i) for i in idx]
+        s_enc = {"input_ids": s_ids, "attention_mask": s_mask, "offsets": [e[0] for e in ex]}
+        t_enc = left_pad([e[1] for e in ex], self.teacher.tokenizer.pad_token_id, self.teacher.device)
+        t_enc["offsets"] = [e[2] for e in ex]
+        return s_enc, t_enc
+
+
+def make_objective(student: Any, teacher: Any, config: DistillConfig,
+                   data: Tokenized) -> Callable[[nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, dict[str, float]]]:
+    """The per-batch loss of `config` (module docstring): (total, {"lm": ..., "shd" | "kd": ...})."""
+    if config.active == "none":
+        return lm_batch_loss
+    if config.active == "kd":
+        def kd_objective(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+            out, labels = forward_completion(model, batch)
+            with torch.no_grad():
+                t_logits = forward_completion(teacher.model, batch)[0].logits
+            lm = completion_loss(out.logits, labels)
+            kd = kd_loss(out.logits, t_logits, labels, config.tau)
+            return config.combine(lm, kd), {"lm": float(lm.detach()), "kd": float(kd.detach())}
+        return kd_objective
+
+    cache = ShdBatches(student, teacher, data)
+
+    def shd_objective(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        out, labels = forward_completion(model, batch, output_attentions=True)
+        lm = completion_loss(out.logits, labels)
+        s_enc, t_enc = cache.encodings(batch["example_index"].tolist(), batch["input_ids"], batch["attention_mask"])
+        shd = shd_loss(teacher, student, None, config.tau, student_out=out, student_enc=s_enc, teacher_enc=t_enc)
+        return config.combine(lm, shd), {"lm": float(lm.detach()), "shd": float(shd.detach())}
+    return shd_objective
+
+
+# ---- training -------------------------------------------------------------------------------------
+
+
+def distill(student: Any, teacher: Any, rows: Sequence[dict[str, Any]], config: DistillConfig,
+            checkpoint_dir: str | Path | None = None, checkpoint_every: int = 0, resume: bool = False,
+            progress: bool = False, stop_after: int | None = None) -> DistillResult:
+    """Train `student` (in place; LoRA or full as config.finetune says) on `rows` with the objective of
+    `config` (module docstring). The teacher stays in eval mode and is only run under no_grad."""
+    check_pair(student, teacher, config)
+    data = tokenize_examples(student, rows, config.finetune.max_len)
+    teacher.model.eval()
+    objective = make_objective(student, teacher, config, data)
+    pad = student.tokenizer.pad_token_id
+
+    def make_batch(idx: list[int]) -> dict[str, torch.Tensor]:
+        return {**collate(data, idx, pad), "example_index": torch.tensor(idx, dtype=torch.long)}
+
+    meta = {**config.settings(), "teacher": teacher.name, "teacher_sha256": teacher.fingerprint()}
+    maps = eager_attention(student.model, teacher.model) if config.active == "shd" else contextlib.nullcontext()
+    with maps:
+        res = train(student, rows, config.finetune, objective, data=data, make_batch=make_batch,
+                    checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume,
+                    progress=progress, stop_after=stop_after, resume_meta=meta,
+                    description=f"distilling ({config.active})" if config.active != "none" else "fine-tuning")
+    return DistillResult(**{f: getattr(res, f) for f in FinetuneResult.__dataclass_fields__},
+                         distill={**config.settings(), "teacher": teacher.name})
+
+
+def save_distilled(alias: str, student: Any, teacher: Any, result: DistillResult, meta: dict[str, Any],
+                   overwrite: bool = False) -> Path:
+    """Save the student like `save_finetuned` (merged weights + adapter/), recording the teacher."""
+    d = result.distill
+    source = (f"{d['active']} distillation of {teacher.name} into {student.name}" if d.get("active") != "none"
+              else f"finetune of {student.name} (beta = 0 control for {teacher.name})")
+    return save_finetuned(alias, student, result, {"source": source, "teacher": teacher.name, **meta},
+                          overwrite=overwrite)
+
+
+def component_curves(result: FinetuneResult, title: str) -> dict[str, bytes]:
+    """One PNG per loss component: {"loss_lm.png": ..., "loss_shd.png" | "loss_kd.png": ...}."""
+    return {f"loss_{k}.png": loss_curve_png(v, f"{title}: {k}", YLABELS.get(k, "loss"))
+            for k, v in result.components.items()}
+

@@ -1,0 +1,200 @@
+"""Distillation (SHD / logit KD / beta = 0) on tiny models: objectives, controls, resume, frozen teacher, CLI."""
+
+import copy
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from interp.cli import main
+from interp.errors import UserError
+from interp.models import load_model
+from interp.training import distill as D
+from interp.training import finetune as ft
+from interp.training.shd import layer_map, sharpen
+
+ROWS = [{"prompt": f"Continue: {a}, {a + 1}", "completion": f"{a + 2}, {a + 3}, {a + 4}"} for a in range(100, 112)]
+
+
+def cfg(kind="shd", beta=1.0, tau=2.0, form="sum", **ft_kw):
+    base = dict(method="full", steps=4, batch_size=4, lr=1e-3, seed=3)
+    return D.DistillConfig(ft.FinetuneConfig(**{**base, **ft_kw}), kind=kind, beta=beta, tau=tau, form=form)
+
+
+def weights(model):
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("kind", ["shd", "kd", "none"])
+def test_beta_zero_is_plain_finetune_bit_for_bit(kind):
+    c = cfg(kind=kind, beta=0.0, warmup_steps=1)
+    ref = ft.finetune(load_model("tiny-llama"), ROWS, c.finetune)
+    res = D.distill(load_model("tiny-llama"), load_model("tiny-gemma3"), ROWS, c)
+    assert res.losses == ref.losses and set(res.components) == {"lm"}
+    for (n, p), (_, q) in zip(ref.model.named_parameters(), res.model.named_parameters()):
+        assert torch.equal(p, q), n
+
+
+def test_shd_term_decreases_on_a_fixed_batch():
+    # 4 rows, batch 4: every step sees the same examples; convex beta = 1 trains on the SHD term alone
+    c = cfg(beta=1.0, form="convex", steps=8, lr=3e-3)
+    res = D.distill(load_model("tiny-gemma3"), load_model("tiny-llama"), ROWS[:4], c)
+    shd = res.components["shd"]
+    assert set(res.components) == {"lm", "shd"} and shd[0] > 0.05
+    assert shd[-1] < 0.8 * shd[0] and all(b <= a + 1e-4 for a, b in zip(shd, shd[1:]))
+    assert res.losses == pytest.approx(shd, rel=1e-6)  # (1 - 1) * lm + 1 * shd
+
+
+def _manual_shd(teacher, student, ids_list, tau):
+    """Per sequence, no padding: KL(sharpened teacher map || student map) per row over the keys the
+    student can see (its map > 0), mean over every row and head of every sequence, then over layers."""
+    lmap = layer_map(student.spec.n_layers, teacher.spec.n_layers)
+    per_layer = [[] for _ in lmap]
+    with torch.no_grad():
+        for ids in ids_list:
+            x = torch.tensor([ids])
+            ta = teacher.model(x, output_attentions=True).attentions
+            sa = student.model(x, output_attentions=True).attentions
+            for l_s, l_t in enumerate(lmap):
+                t = sharpen(ta[l_t][0].double(), tau)
+                s = sa[l_s][0].double()
+                t = torch.where(s > 0, t, 0.0)
+                t = t / t.sum(-1, keepdim=True)
+                kl = torch.where(t > 0, t * (t.clamp_min(1e-300).log() - s.clamp_min(1e-300).log()), 0.0).sum(-1)
+                per_layer[l_s].append(kl.flatten())
+    return float(torch.stack([torch.cat(v).mean() for v in per_layer]).mean())
+
+
+def test_same_tokenizer_shd_equals_positionwise_loss_on_unpadded_sequences():
+    teacher, student = load_model("tiny-llama"), load_model("tiny-gemma3")  # same tokenizer, 4 heads each
+    c = cfg(tau=2.0)
+    data = ft.tokenize_examples(student, ROWS, 128)
+    obj = D.make_objective(student, teacher, c, data)
+    idx = [0, 5, 9]
+    data.ids[5] = data.ids[5][:-3]  # different lengths: padding on both sides
+    batch = {**ft.collate(data, idx, student.tokenizer.pad_token_id), "example_index": torch.tensor(idx)}
+    from interp.training.shd_loss import eager_attention
+
+    with eager_attention(student.model, teacher.model):
+        _, parts = obj(student.model, batch)
+        want = _manual_shd(teacher, student, [data.ids[i] for i in idx], 2.0)
+    assert parts["shd"] == pytest.approx(want, rel=1e-4)
+    assert parts["lm"] == pytest.approx(float(ft.completion_loss(student.model(batch["input_ids"],
+                                        attention_mask=batch["attention_mask"]).logits, batch["labels"])), rel=1e-5)
+
+
+def test_completion_window_logits_give_the_full_loss(tiny):
+    # forward_completion computes logits only from one before the first labelled token on
+    data = ft.tokenize_examples(tiny, ROWS[:2] + [{"prompt": "p", "completion": "1"}], 128)
+    batch = ft.collate(data, [0, 2, 1], tiny.tokenizer.pad_token_id)
+    out, labels = ft.forward_completion(tiny.model, batch)
+    assert out.logits.shape[1] < batch["input_ids"].shape[1] and labels.shape[1] == out.logits.shape[1]
+    with torch.no_grad():
+        full = tiny.model(batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        assert float(ft.completion_loss(out.logits, labels)) == pytest.approx(
+            float(ft.completion_loss(full, batch["labels"])), rel=1e-5)
+
+
+def test_token_offsets_cover_the_decoded_text(tiny_llama):
+    ids = ft.tokenize_examples(tiny_llama, ROWS[:1], 128).ids[0]
+    text, spans = D.token_offsets(tiny_llama.tokenizer, ids)
+    assert text == tiny_llama.tokenizer.decode(ids, skip_special_tokens=False)
+    assert spans[0][0] == 0 and spans[-1][1] == len(text)
+    assert all(a[1] == b[0] and a[0] < a[1] for a, b in zip(spans, spans[1:]))
+    assert "".join(text[s:e] for s, e in spans) == text
+
+
+def test_kd_loss_known_answer_and_zero_for_identical_models():
+    torch.manual_seed(0)
+    zs, zt = torch.randn(2, 5, 7), torch.randn(2, 5, 7)
+    labels = torch.tensor([[-100, -100, 3, 4, -100], [-100, 1, 2, -100, -100]])
+    pairs = [(0, 1), (0, 2), (1, 0), (1, 1)]  # positions predicting the labelled tokens
+    kl = [(torch.softmax(zt[b, t] / 2, -1) * (torch.log_softmax(zt[b, t] / 2, -1) - torch.log_softmax(zs[b, t] / 2, -1))).sum()
+          for b, t in pairs]
+    assert float(D.kd_loss(zs, zt, labels, tau=2.0)) == pytest.approx(4 * float(torch.stack(kl).mean()), rel=1e-5)
+    assert float(D.kd_loss(zt, zt, labels, tau=2.0)) == pytest.approx(0.0, abs=1e-6)
+    # student == teacher (same weights, separate copies): the first step's KD term is zero
+    res = D.distill(load_model("tiny-llama"), load_model("tiny-llama"), ROWS, cfg(kind="kd", steps=2))
+    assert res.components["kd"][0] == pytest.approx(0.0, abs=1e-6) and res.components["kd"][1] > 1e-4
+
+
+def test_kd_refuses_different_tokenizers_and_other_bad_pairs(tiny_llama):
+    tok = copy.deepcopy(tiny_llama.tokenizer)
+    tok.add_tokens(["<extra_token>"])
+    other = dataclasses.replace(load_model("tiny-llama"), tokenizer=tok, name="tiny-other")
+    with pytest.raises(UserError, match="identical tokenizers"):
+        D.check_pair(load_model("tiny-llama"), other, cfg(kind="kd"))
+    D.check_pair(load_model("tiny-llama"), other, cfg(kind="shd"))  # SHD aligns any tokenizers
+    D.check_pair(load_model("tiny-llama"), other, cfg(kind="kd", beta=0))  # beta 0: no teacher used
+    with pytest.raises(UserError, match="separate models"):
+        D.check_pair(tiny_llama, tiny_llama, cfg())
+    with pytest.raises(UserError, match="beta must be >= 0"):
+        cfg(beta=-1).validate()
+    with pytest.raises(UserError, match="convex"):
+        cfg(beta=2, form="convex").validate()
+
+
+def test_resume_of_distill_equals_uninterrupted_run(tmp_path):
+    c = cfg(beta=5.0, steps=6, method="lora", lr=1e-2, warmup_steps=2)
+    a = D.distill(load_model("tiny-gemma3"), load_model("tiny-llama"), ROWS, c)
+    D.distill(load_model("tiny-gemma3"), load_model("tiny-llama"), ROWS, c, checkpoint_dir=tmp_path,
+              checkpoint_every=2, stop_after=4)
+    b = D.distill(load_model("tiny-gemma3"), load_model("tiny-llama"), ROWS, c, checkpoint_dir=tmp_path, resume=True)
+    assert b.resumed_from == 4 and b.losses == a.losses and b.components == a.components
+    for (n, p), (_, q) in zip(a.model.named_parameters(), b.model.named_parameters()):
+        assert torch.equal(p, q), n
+    with pytest.raises(UserError, match="differ in beta"):
+        D.distill(load_model("tiny-gemma3"), load_model("tiny-llama"), ROWS, dataclasses.replace(c, beta=1.0),
+                  checkpoint_dir=tmp_path, resume=True)
+
+
+@pytest.mark.parametrize("kind", ["shd", "kd"])
+def test_teacher_unchanged_and_in_eval_mode(kind):
+    teacher = load_model("tiny-llama")
+    before = weights(teacher.model)
+    student = load_model("tiny-llama" if kind == "kd" else "tiny-gemma3")
+    D.distill(student, teacher, ROWS, cfg(kind=kind, steps=3))
+    assert not teacher.model.training and all(not m.training for m in teacher.model.modules())
+    assert all(p.grad is None for p in teacher.model.parameters())
+    assert all(torch.equal(p, before[n]) for n, p in teacher.model.named_parameters())
+    assert teacher.model.config._attn_implementation == student.model.config._attn_implementation == "sdpa"
+
+
+def run(capsys, *args):
+    with pytest.raises(SystemExit) as e:
+        main(list(args))
+    out, err = capsys.readouterr()
+    return e.value.code, out, err
+
+
+def test_distill_cli(capsys, tmp_home, tmp_path):
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    out = tmp_path / "run"
+    code, stdout, err = run(capsys, "distill", "--teacher", "tiny-llama", "--student", "tiny-gemma3", "--data", str(data),
+                            "--beta", "10", "--tau", "2", "--steps", "3", "--batch-size", "4", "--out", str(out))
+    assert code == 0, err
+    assert {"summary.json", "loss_lm.png", "loss_shd.png", "losses.csv"} <= {p.name for p in out.iterdir()}
+    assert (out / "loss_shd.png").read_bytes()[:4] == b"\x89PNG"
+    s = json.loads((out / "summary.json").read_text())
+    assert s["command"] == "distill" and s["figures"]["distill"]["beta"] == 10 and s["figures"]["steps"] == 3
+    assert s["models"]["teacher"]["name"] == "tiny-llama" and "shd loss" in stdout
+    meta = json.loads((tmp_home / "models" / "tiny-gemma3-shd-tiny-llama" / "interp_model.json").read_text())
+    assert meta["teacher"] == "tiny-llama" and meta["training"]["distill"]["kind"] == "shd"
+    # bad input: one red line, exit 2, nothing written
+    tok = copy.deepcopy(load_model("tiny-llama").tokenizer)
+    tok.add_tokens(["<extra_token>"])
+    from interp.models.store import save_model
+
+    save_model("tiny-other-tok", load_model("tiny-llama").model, tok, {"kind": "made", "source": "test"})
+    for args, message in [(["--kind", "kd", "--teacher", "tiny-other-tok"], "identical tokenizers"),
+                          (["--beta", "-1"], "--beta must be >= 0"),
+                          (["--data", str(tmp_path / "missing.jsonl")], "does not exist"),
+                          (["--kind", "logits"], "--kind must be one of")]:
+        base = {"--teacher": "tiny-llama", "--student": "tiny-llama", "--data": str(data)}
+        extra = dict(zip(args[::2], args[1::2]))
+        flat = [x for k, v in {**base, **extra}.items() for x in (k, v)]
+        code, _, err = run(capsys, "distill", *flat, "--steps", "2", "--out", str(tmp_path / "bad"))
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+        assert not (tmp_path / "bad").exists()
