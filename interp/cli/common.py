@@ -24,7 +24,9 @@ from rich.table import Table
 
 from interp.errors import UserError
 
-console = Console()
+from interp.training.distributed import is_main_process  # noqa: E402
+
+console = Console(quiet=not is_main_process())  # under `accelerate launch`, only rank 0 prints results
 err_console = Console(stderr=True)
 
 ModelOpt = typer.Option("smollm2", "--model", "-m", help="alias (see `interp models`), local folder, adapter folder or HF id")

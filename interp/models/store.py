@@ -166,8 +166,13 @@ def save_model(
     """Save `model` (plain HF weights) and `tokenizer` as store entry `alias`.
 
     With `adapter` (a PEFT model), its adapter is saved too under `adapter/`, next to the merged
-    weights. GGUF quantizer markers are cleared first (the weights are already dense).
+    weights. GGUF quantizer markers are cleared first (the weights are already dense). Under a
+    data-parallel launcher only rank 0 writes (the other ranks get the entry's path back).
     """
+    from interp.training.distributed import is_main_process
+
+    if not is_main_process():
+        return entry_dir(alias)
     strip_gguf_marker(model)
     with staged_entry(alias, overwrite=overwrite) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)

@@ -62,8 +62,13 @@ class RunDir:
         return cls(path, command)
 
     def _atomic_write(self, name: str, data: bytes) -> Path:
-        self.path.mkdir(parents=True, exist_ok=True)
+        """Write `name` atomically (temp file + rename); only on the main process under a launcher."""
+        from interp.training.distributed import is_main_process
+
         target = self.path / name
+        if not is_main_process():
+            return target
+        self.path.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.path, prefix=f".{name}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as f:
