@@ -162,8 +162,10 @@ def save_model(
     meta: dict[str, Any],
     overwrite: bool = False,
     adapter: Any | None = None,
+    state_dict: dict[str, Any] | None = None,
 ) -> Path:
-    """Save `model` (plain HF weights) and `tokenizer` as store entry `alias`.
+    """Save `model` (plain HF weights) and `tokenizer` as store entry `alias`; `state_dict` (e.g. the
+    gathered weights of an FSDP run) replaces the model's own tensors when given.
 
     With `adapter` (a PEFT model), its adapter is saved too under `adapter/`, next to the merged
     weights. GGUF quantizer markers are cleared first (the weights are already dense). Under a
@@ -175,7 +177,7 @@ def save_model(
         return entry_dir(alias)
     strip_gguf_marker(model)
     with staged_entry(alias, overwrite=overwrite) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
+        model.save_pretrained(tmp, safe_serialization=True, **({"state_dict": state_dict} if state_dict else {}))
         tokenizer.save_pretrained(tmp)
         if adapter is not None:
             adapter.save_pretrained(tmp / "adapter")

@@ -116,6 +116,10 @@ class Distributed:
     def unwrap(self, model: torch.nn.Module) -> torch.nn.Module:
         return self.accelerator.unwrap_model(model) if self.accelerator is not None else model
 
+    def full_state_dict(self, model: Any) -> dict[str, Any]:
+        """The whole model's weights gathered from the shards (FSDP; a collective call on every rank)."""
+        return self.accelerator.get_state_dict(model) if self.accelerator is not None else model.state_dict()
+
     def barrier(self) -> None:
         if self.accelerator is not None:
             self.accelerator.wait_for_everyone()

@@ -257,6 +257,7 @@ class FinetuneResult:
     checkpoints: list[str] = field(default_factory=list)
     components: dict[str, list[float]] = field(default_factory=dict)  # per-step history of each loss term
     world_size: int = 1  # data-parallel processes that trained it
+    full_state: dict[str, torch.Tensor] | None = field(default=None, repr=False)  # FSDP: gathered weights to save
 
     def summary(self) -> dict[str, Any]:
         return {"config": asdict(self.config), "steps": self.steps, "n_examples": self.n_examples,
@@ -293,6 +294,7 @@ class LoopOutcome:
     resumed_from: int | None
     checkpoints: list[str]
     world_size: int = 1
+    full_state: dict[str, torch.Tensor] | None = None  # gathered weights of an FSDP run (rank 0)
 
 
 def forward_completion(model: nn.Module, batch: dict[str, torch.Tensor], **kwargs: Any) -> tuple[Any, torch.Tensor]:
@@ -346,7 +348,8 @@ def train(lm: Any, rows: Sequence[dict[str, Any]], config: FinetuneConfig, batch
                      progress=progress, stop_after=stop_after, resume_meta=resume_meta, description=description)
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return FinetuneResult(model, config, out.losses, out.steps, len(rows), n_train, frozen,
-                          time.perf_counter() - t0, out.resumed_from, out.checkpoints, out.components, out.world_size)
+                          time.perf_counter() - t0, out.resumed_from, out.checkpoints, out.components, out.world_size,
+                          out.full_state)
 
 
 def train_loop(model: nn.Module, config: FinetuneConfig, n_examples: int, total: int,
@@ -379,9 +382,9 @@ def train_loop(model: nn.Module, config: FinetuneConfig, n_examples: int, total:
             raise UserError(f"no checkpoint to resume from in {ckdir}")
         start, hist = load_checkpoint(latest, model, opt, sched, config, resume_meta)
         resumed = start
-    if dist.is_fsdp and ckdir is not None and checkpoint_every:
-        raise UserError("checkpoints under FSDP are not supported yet (sharded optimizer state); "
-                        "use DDP or --checkpoint-every 0")
+    if dist.is_fsdp and (config.method != "full" or (ckdir is not None and checkpoint_every)):
+        raise UserError("under FSDP interp runs full fine-tuning without checkpoints (sharded optimizer state "
+                        "is not saved yet); use DDP for LoRA or for resumable runs")
     wrapped, opt = dist.prepare(model, opt)
     device = next(model.parameters()).device
     end = total if stop_after is None else min(total, stop_after)
@@ -407,8 +410,9 @@ def train_loop(model: nn.Module, config: FinetuneConfig, n_examples: int, total:
                 if dist.is_main:
                     saved.append(str(save_checkpoint(ckdir, step + 1, model, opt, sched, hist, config, resume_meta)))
                 dist.barrier()
+    full_state = dist.full_state_dict(wrapped) if dist.is_fsdp else None  # collective: every rank takes part
     model.eval()
-    return LoopOutcome(hist.losses, hist.components, end, resumed, saved, dist.world)
+    return LoopOutcome(hist.losses, hist.components, end, resumed, saved, dist.world, full_state)
 
 
 def loss_units(batch: dict[str, torch.Tensor]) -> int:
@@ -518,7 +522,8 @@ def save_finetuned(alias: str, lm: Any, result: FinetuneResult, meta: dict[str, 
     adapter = result.model if result.config.method in ("lora", "qlora") else None
     info = {"kind": "made", "source": f"finetune of {lm.name}", "base": lm.name, "system_prompt": None,
             "training": result.summary(), **meta}
-    return save_model(alias, model, lm.tokenizer, info, overwrite=overwrite, adapter=adapter)
+    return save_model(alias, model, lm.tokenizer, info, overwrite=overwrite, adapter=adapter,
+                      state_dict=result.full_state)
 
 
 def loss_curve_png(losses: Sequence[float], title: str = "training loss",
