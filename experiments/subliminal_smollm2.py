@@ -84,19 +84,26 @@ def stage_generate(a: argparse.Namespace, role: str) -> None:
     print(f"[generate {role}] kept {res.counts['kept']} / {res.counts['total']} in {res.elapsed_s:.0f} s", flush=True)
 
 
-def training_sets(a: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
-    """Teacher and control rows, each subsampled (seeded) to the same size: min(kept) or --max-examples."""
-    sets = {role: ft.read_jsonl(a.out / f"{STEM[role]}.jsonl") for role in STEM}
-    n = min(len(v) for v in sets.values())
+def training_sets(a: argparse.Namespace, roles: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """Rows of `roles`, each subsampled (seeded, original order kept) to the same size n: --max-examples
+    when given (every set must hold that many), else the smaller of the teacher and control sets."""
     if a.max_examples:
-        n = min(n, a.max_examples)
-    rng = np.random.default_rng(a.seed)
-    return {role: [rows[i] for i in sorted(rng.permutation(len(rows))[:n])] for role, rows in sets.items()}
+        n = a.max_examples
+    else:
+        n = min(len(ft.read_jsonl(a.out / f"{STEM[r]}.jsonl")) for r in STEM)
+    out = {}
+    for role in roles:
+        rows = ft.read_jsonl(a.out / f"{STEM[role]}.jsonl")
+        if len(rows) < n:
+            raise SystemExit(f"{role} data has {len(rows)} rows, fewer than the {n} every student must see")
+        rng = np.random.default_rng([a.seed, list(STEM).index(role)])
+        out[role] = [rows[i] for i in sorted(rng.permutation(len(rows))[:n])]
+    return out
 
 
 def stage_students(a: argparse.Namespace, names: list[str]) -> None:
-    sets = training_sets(a)
-    n = len(sets["teacher"])
+    sets = training_sets(a, sorted({RUNS[name][0] for name in names}))
+    n = len(next(iter(sets.values())))
     steps = a.steps or max(1, int(np.ceil(a.epochs * n / a.batch_size)))
     for name in names:
         src, method, freeze = RUNS[name]

@@ -10,7 +10,8 @@ import typer
 from interp.cli.app import app
 from interp.cli.common import DeviceOpt, ForceOpt, OutOpt, SeedOpt, console, load, print_table
 from interp.cli.training_opts import (BatchSizeOpt, CheckpointEveryOpt, DataOpt, EpochsOpt, FullOpt, LimitOpt,
-                                       LoraROpt, LrOpt, MaxLenOpt, ResumeOpt, StepsOpt, WarmupOpt)
+                                       LoraROpt, LrOpt, MaxLenOpt, ResumeOpt, StepsOpt, WarmupOpt,
+                                       prepare_training_run)
 
 
 @app.command("distill")
@@ -40,24 +41,16 @@ def distill_command(
     force: bool = ForceOpt,
 ) -> None:
     """Distil TEACHER into STUDENT on DATA; saves the student to the store, loss curves and summary in OUT."""
-    from interp.errors import UserError
-    from interp.models.store import read_meta, validate_alias
-    from interp.report.runs import RunDir
     from interp.training.distill import DistillConfig, check_pair, component_curves, distill, save_distilled
     from interp.training.finetune import FinetuneConfig, loss_curve_png, read_jsonl
 
-    if resume and out is None:
-        raise UserError("--resume needs the --out folder of the interrupted run")
-    run = RunDir.prepare(out, "distill", force or resume)
     cfg = DistillConfig(FinetuneConfig(method="full" if full else "lora", steps=steps, epochs=epochs,
                                        batch_size=batch_size, lr=lr, warmup_steps=warmup, max_len=max_len,
                                        lora_r=lora_r, lora_alpha=2 * lora_r, seed=seed),
                         kind=kind, beta=beta, tau=tau, form=form)
     cfg.validate()
     name = alias or f"{student}-{cfg.active}-{teacher}".replace("/", "-")
-    validate_alias(name)
-    if read_meta(name) is not None and not (force or resume):
-        raise UserError(f"alias '{name}' already exists in the store; choose another or pass --force")
+    run = prepare_training_run(out, "distill", name, force, resume)
     rows = read_jsonl(data)[:limit] if limit else read_jsonl(data)
     cfg.finetune.total_steps(len(rows))
     t_lm = load(teacher, device)

@@ -10,7 +10,8 @@ import typer
 from interp.cli.app import app
 from interp.cli.common import DeviceOpt, ForceOpt, ModelOpt, OutOpt, SeedOpt, console, load, print_table
 from interp.cli.training_opts import (BatchSizeOpt, CheckpointEveryOpt, DataOpt, EpochsOpt, FullOpt, LimitOpt,
-                                       LoraROpt, LrOpt, MaxLenOpt, ResumeOpt, StepsOpt, WarmupOpt)
+                                       LoraROpt, LrOpt, MaxLenOpt, ResumeOpt, StepsOpt, WarmupOpt,
+                                       prepare_training_run)
 
 
 @app.command("finetune")
@@ -37,16 +38,9 @@ def finetune_command(
 ) -> None:
     """Fine-tune a student; saves merged weights (+ adapter) to the store as ALIAS, loss curve in OUT."""
     from interp.errors import UserError
-    from interp.models.store import read_meta, validate_alias
-    from interp.report.runs import RunDir
     from interp.training.finetune import FinetuneConfig, finetune, loss_curve_png, read_jsonl, save_finetuned
 
-    if resume and out is None:
-        raise UserError("--resume needs the --out folder of the interrupted run")
-    run = RunDir.prepare(out, "finetune", force or resume)
-    validate_alias(alias)
-    if read_meta(alias) is not None and not force:
-        raise UserError(f"alias '{alias}' already exists in the store; choose another or pass --force")
+    run = prepare_training_run(out, "finetune", alias, force, resume)
     rows = read_jsonl(data)[:limit] if limit else read_jsonl(data)
     cfg = FinetuneConfig(method="full" if full else "lora", freeze=freeze, steps=steps, epochs=epochs,
                          batch_size=batch_size, lr=lr, warmup_steps=warmup, max_len=max_len, lora_r=lora_r,

@@ -11,7 +11,10 @@ r, r + W, ... of the step's batch (B must be divisible by W). A loss that is a m
 (completion tokens, attention rows, ...) is made rank-exact by weighting: rank r computes its local
 mean m_r over n_r units and back-propagates m_r * n_r * W / N with N = sum_r n_r; DDP averages the
 gradients over the W ranks, so the update is that of the global mean sum_r m_r n_r / N, the same as
-one process with the whole batch (up to floating-point summation order).
+one process with the whole batch (up to floating-point summation order). The training loop counts
+completion tokens as the units: exact for the LM and logit-KD terms; the SHD term (a mean over
+attention rows and layers) is then a token-weighted mean of per-rank means, equal to the global one
+only when the ranks' row and token shares agree.
 
 Only the main process writes checkpoints, logs and store entries (`is_main`); `barrier()` keeps the
 others from reading a checkpoint before it exists. The LR scheduler is stepped by hand once per
