@@ -30,28 +30,40 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _finetune(cmd_prefix: list[str], home, out, data) -> subprocess.CompletedProcess:
+def _finetune(cmd_prefix: list[str], home, out, data, every: int = 4, extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     env = {**os.environ, "INTERP_HOME": str(home), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     args = ["finetune", "--model", "tiny-llama", "--data", str(data), "--full", "--steps", "4", "--batch-size", "4",
-            "--lr", "1e-3", "--seed", "3", "--alias", "tiny-dp", "--checkpoint-every", "4", "--out", str(out)]
+            "--lr", "1e-3", "--seed", "3", "--alias", "tiny-dp", "--checkpoint-every", str(every), "--out", str(out),
+            *extra]
     return subprocess.run(cmd_prefix + args, env=env, capture_output=True, text=True, timeout=600)
+
+
+def _launch() -> list[str]:
+    return ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+            "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()), "-m", "interp"]
+
+
+def _data(tmp_path):
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"List {i}, {i + 3}.", "completion": f"{i + 7}, {2 * i}, {i * i}"}) + "\n"
+                            for i in range(10)))
+    return data
+
+
+def _weights(home):
+    from safetensors.torch import load_file
+
+    return load_file(str(next(home.rglob("tiny-dp/model.safetensors"))))
 
 
 @pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate's launcher is not on PATH")
 def test_two_process_ddp_equals_one_process(tmp_path):
-    data = tmp_path / "d.jsonl"
-    data.write_text("".join(json.dumps({"prompt": f"List {i}, {i + 3}.", "completion": f"{i + 7}, {2 * i}, {i * i}"}) + "\n"
-                            for i in range(10)))
+    data = _data(tmp_path)
     one = _finetune([sys.executable, "-m", "interp"], tmp_path / "h1", tmp_path / "o1", data)
     assert one.returncode == 0, one.stderr[-2000:]
-    two = _finetune(["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-                     "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
-                     "-m", "interp"], tmp_path / "h2", tmp_path / "o2", data)
+    two = _finetune(_launch(), tmp_path / "h2", tmp_path / "o2", data)
     assert two.returncode == 0, two.stderr[-3000:]
-    from safetensors.torch import load_file
-
-    w1 = load_file(str(next((tmp_path / "h1").rglob("tiny-dp/model.safetensors"))))
-    w2 = load_file(str(next((tmp_path / "h2").rglob("tiny-dp/model.safetensors"))))
+    w1, w2 = _weights(tmp_path / "h1"), _weights(tmp_path / "h2")
     assert set(w1) == set(w2)
     diff = max(float((w1[k] - w2[k]).abs().max()) for k in w1)
     moved = max(float((w1[k] - load_init(k)).abs().max()) for k in w1 if k in INIT)
@@ -65,6 +77,22 @@ def test_two_process_ddp_equals_one_process(tmp_path):
     assert s2["world_size"] == 2 and s1["world_size"] == 1
     assert s1["first_loss"] == pytest.approx(s2["first_loss"], rel=1e-5)
     assert s1["last_loss"] == pytest.approx(s2["last_loss"], rel=1e-4)
+
+
+@pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate's launcher is not on PATH")
+def test_two_process_resume_equals_uninterrupted(tmp_path):
+    """2 ranks, checkpoints at steps 2 and 4; drop step 4 and resume from 2: the same weights."""
+    data = _data(tmp_path)
+    full = _finetune(_launch(), tmp_path / "h", tmp_path / "o", data, every=2)
+    assert full.returncode == 0, full.stderr[-3000:]
+    w_full = _weights(tmp_path / "h")
+    shutil.rmtree(tmp_path / "o" / "checkpoints" / "step-000004")
+    again = _finetune(_launch(), tmp_path / "h", tmp_path / "o", data, every=2, extra=("--resume",))
+    assert again.returncode == 0, again.stderr[-3000:]
+    s = json.loads((tmp_path / "o" / "summary.json").read_text())["figures"]
+    assert s["resumed_from"] == 2 and s["world_size"] == 2
+    w = _weights(tmp_path / "h")
+    assert max(float((w[k] - w_full[k]).abs().max()) for k in w) == 0.0  # same ranks, same order: bit-exact
 
 
 INIT: dict[str, torch.Tensor] = {}

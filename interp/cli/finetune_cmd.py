@@ -56,7 +56,7 @@ def finetune_command(
 
     run.write_csv("losses.csv", pd.DataFrame({"step": range(1, len(res.losses) + 1), "loss": res.losses}))
     run.write_bytes("loss_curve.png", loss_curve_png(res.losses, f"{alias}: {cfg.method}, freeze {cfg.freeze}"))
-    path = save_finetuned(alias, lm, res, {"data": str(data), "n_examples": len(rows)}, overwrite=force)
+    path = save_finetuned(alias, lm, res, {"data": str(data), "n_examples": len(rows)}, overwrite=force or resume)
     run.write_summary(inputs={"model": model, "data": str(data), "alias": alias, "limit": limit,
                               "checkpoint_every": checkpoint_every, "resume": resume},
                       model=lm, seed=seed, figures={**res.summary(), "store_path": str(path)})
