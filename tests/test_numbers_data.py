@@ -200,3 +200,26 @@ def test_gen_numbers_cli_counts_every_sample(capsys, tmp_path):
     assert s["inputs"]["samples_per_prompt"] == 4
     code, _, err = run_cli(capsys, "gen-numbers", "--model", "tiny-llama", "-k", "0", "--out", str(tmp_path / "h"))
     assert code == 2 and "--samples-per-prompt" in err
+
+
+def test_sampling_backs_off_on_out_of_memory(tiny_llama, monkeypatch):
+    """A batch that runs out of memory is halved and retried; the samples are those of a plain run."""
+    import warnings
+
+    import interp.training.generate as G
+
+    ids = chat_prompt_ids(tiny_llama, nd.generate_prompts(6, seed=4))
+    ref = sample(tiny_llama, ids, max_new_tokens=6, seed=1, batch_size=12, n_per_prompt=2)
+    real, sizes = G._sample_batch, []
+
+    def flaky(model, pad, seqs, *args, **kwargs):
+        sizes.append(len(seqs))
+        if len(seqs) > 2:
+            raise RuntimeError("DefaultCPUAllocator: not enough memory")
+        return real(model, pad, seqs, *args, **kwargs)
+    monkeypatch.setattr(G, "_sample_batch", flaky)
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        got = sample(tiny_llama, ids, max_new_tokens=6, seed=1, batch_size=12, n_per_prompt=2)
+    assert sizes[:2] == [6, 3] and all(n <= 2 for n in sizes[2:])  # 6 fails, 3 fails, then batches of 1
+    assert [s.token_ids for s in got] == [s.token_ids for s in ref]

@@ -31,6 +31,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from interp.batching import run_with_backoff
 from interp.progress import progress_bar
 from interp.prompts import render
 from interp.scoring import _batches, encode, left_pad
@@ -93,17 +94,21 @@ def sample(lm: Any, prompt_ids: Sequence[Sequence[int]], max_new_tokens: int = 4
     out: list[Sample | None] = [None] * (len(prompt_ids) * k)
     order = sorted(range(len(prompt_ids)), key=lambda i: len(prompt_ids[i]))
     prompts_per_batch = max(1, batch_size // k)
+    lengths = [len(p) for p in prompt_ids]
+    decode = lambda ids: tok.decode([t for t in ids if t not in stops], skip_special_tokens=True)  # noqa: E731
     with progress_bar(len(out), description, progress) as advance:
-        for idx in _batches(order, prompts_per_batch, [len(p) for p in prompt_ids]):
+        def run(idx: list[int]) -> None:  # safe to repeat: fresh generators, results written by index
             rows = [(i, j) for i in idx for j in range(k)]
             gens = [torch.Generator().manual_seed(sample_seed(seed, i, j)) for i, j in rows]
-            decode = lambda ids: tok.decode([t for t in ids if t not in stops], skip_special_tokens=True)  # noqa: E731
             res = _sample_batch(model, tok.pad_token_id, [prompt_ids[i] for i in idx], k, gens, max_new_tokens,
                                 temperature, stops, device, decode, stop_if)
             for r, (i, j) in enumerate(rows):
                 toks, probs, done, stopped = res[r]
                 out[i * k + j] = Sample(i, toks, np.asarray(probs, dtype=np.float64), decode(toks), done, j, stopped)
             advance(len(rows))
+
+        run_with_backoff(order, prompts_per_batch, run, lambda items, size: _batches(items, size, lengths),
+                         what="sampling")
     return [s for s in out if s is not None]
 
 
