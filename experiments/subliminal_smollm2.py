@@ -126,11 +126,13 @@ def stage_evals(a: argparse.Namespace) -> None:
     made = json.loads((a.out / "students.json").read_text()) if (a.out / "students.json").exists() else {}
     evals = [("base", "smollm2"), ("teacher (prompt)", "smollm2-owl")] + [(n, f"smollm2-sub-{n}") for n in RUNS if n in made]
     base_prob = None
+    probs: dict[str, Any] = {}
     table = []
     for label, alias in evals:
         t0 = time.perf_counter()
         lm = load_model(alias)
         prob = A.bias_probability(lm, qs, "owl", seed=a.seed)
+        probs[label] = prob
         base_prob = base_prob or prob
         d = A.delta_log_p(prob, base_prob, seed=a.seed)
         gen = A.bias_generation(lm, qs, "owl", samples=a.samples, seed=a.seed)
@@ -145,6 +147,16 @@ def stage_evals(a: argparse.Namespace) -> None:
         pd.DataFrame(table).to_csv(a.out / "results.csv", index=False)
         print(f"[eval {label}] {time.perf_counter() - t0:.0f} s", flush=True)
         del lm
+    # each student trained on teacher numbers against the control student of the same method
+    pairs = []
+    for name in RUNS:
+        ctrl = "control-lora" if RUNS[name][1] == "lora" else "control-full"
+        if RUNS[name][0] == "teacher" and name in probs and ctrl in probs:
+            d = A.delta_log_p(probs[name], probs[ctrl], seed=a.seed)
+            pairs.append({"student": name, "control": ctrl, "delta_log_p": d.mean_diff.estimate, "lo": d.mean_diff.lo,
+                          "hi": d.mean_diff.hi, "p_value": d.p_value})
+    if pairs:
+        pd.DataFrame(pairs).to_csv(a.out / "student_vs_control.csv", index=False)
     write_readme(a)
 
 
@@ -173,6 +185,15 @@ def write_readme(a: argparse.Namespace) -> None:
                      f"{r['delta_log_p']:+.3f} [{r['d_lo']:+.3f}, {r['d_hi']:+.3f}] (p={r['d_p_value']:.3g}) | "
                      f"{r['owl_rate']:.3f} [{r['rate_lo']:.3f}, {r['rate_hi']:.3f}] ({r['owl_k']}/{r['owl_n']}) | "
                      f"{r['top_answers']} |")
+    if (a.out / "student_vs_control.csv").exists():
+        pv = pd.read_csv(a.out / "student_vs_control.csv")
+        lines += ["", "## Students on teacher numbers vs the control student of the same method", "",
+                  "delta log P(owl) = mean over the 50 questions of log P_student - log P_control (bootstrap 95% CI, "
+                  "sign-flip p). The subliminal effect would show here as a positive, significant difference.", "",
+                  "| student | control | delta log P(owl) [95% CI] | p |", "|---|---|---|---|"]
+        for r in pv.to_dict(orient="records"):
+            lines.append(f"| {r['student']} | {r['control']} | {r['delta_log_p']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}] | "
+                         f"{r['p_value']:.3g} |")
     lines += ["", "## Students", "", "| run | method | freeze | steps | examples | trainable params | first loss | mean loss last 10 |",
               "|---|---|---|---|---|---|---|---|"]
     for n, s in students.items():
