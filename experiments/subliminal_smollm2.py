@@ -194,6 +194,16 @@ def write_readme(a: argparse.Namespace) -> None:
         for r in pv.to_dict(orient="records"):
             lines.append(f"| {r['student']} | {r['control']} | {r['delta_log_p']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}] | "
                          f"{r['p_value']:.3g} |")
+        above = [r["student"] for r in pv.to_dict(orient="records") if r["lo"] > 0]
+        below = [r["student"] for r in pv.to_dict(orient="records") if r["hi"] < 0]
+        lines += ["", "Reading: " + (f"above their control: {', '.join(above)}. " if above else
+                                     "no student trained on the teacher's numbers prefers owls more than its control. ")
+                  + (f"Below their control (CI under 0): {', '.join(below)}. " if below else "")
+                  + "Every student moved away from the base model (the 'vs base' column), the control students "
+                  "included, so fine-tuning on number lists shifts P(owl) by itself; only the student-vs-control "
+                  "difference speaks to subliminal transfer. Each student is one training run (one seed): the CIs and "
+                  "p-values are over the 50 questions, not over training runs, so they do not measure "
+                  "run-to-run variation."]
     lines += ["", "## Students", "", "| run | method | freeze | steps | examples | trainable params | first loss | mean loss last 10 |",
               "|---|---|---|---|---|---|---|---|"]
     for n, s in students.items():
