@@ -325,6 +325,7 @@ def main() -> None:
     ap.add_argument("--teacher-steps", default="20,80", help="comma-separated LoRA steps of the biased teachers")
     ap.add_argument("--teacher-lr", type=float, default=1e-3)
     ap.add_argument("--teacher-n-pref", type=int, default=48)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads")
     ap.add_argument("--reuse-teachers", action="store_true", help="reuse teachers in the store made with the same settings")
     ap.add_argument("--n-data", type=int, default=128, help="number prompts answered by smollm2")
     ap.add_argument("--samples-per-prompt", type=int, default=8)
@@ -355,7 +356,7 @@ def main() -> None:
                      saved["baseline_reverse_link"], json.loads((a.out / "timings.json").read_text()))
         return
     a.teacher_steps = [int(x) for x in a.teacher_steps.split(",") if x]
-    torch.set_num_threads(1)
+    torch.set_num_threads(a.threads)
     a.out.mkdir(parents=True, exist_ok=True)
     clock = Clock(a.out)
     t_all = time.perf_counter()
