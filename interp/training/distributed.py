@@ -3,7 +3,7 @@
     dist = Distributed.create("cpu")         # an Accelerator under `accelerate launch`, else plain torch
     model, opt = dist.prepare(model, opt)    # DDP / FSDP wrapping as the accelerate config says
     local = dist.shard(global_batch)         # this rank's examples of the step's global batch
-    n_all = dist.sum(n_local)                # e.g. completion tokens over all ranks
+    n_all, = dist.sums([n_local])            # e.g. completion tokens over all ranks (one all-reduce)
     dist.backward(local_mean * dist.weight(n_local, n_all))
 
 Global batch B (the `--batch-size` of the command) is split across W ranks: rank r takes positions
@@ -89,14 +89,14 @@ class Distributed:
             raise UserError(f"--batch-size {len(global_batch)} is not divisible by the {self.world} processes")
         return list(global_batch[self.rank::self.world])
 
-    def sum(self, value: float) -> float:
-        """Sum of a per-rank number over all ranks."""
+    def sums(self, values: Sequence[float]) -> list[float]:
+        """Each per-rank number summed over all ranks, in one all-reduce."""
         if self.accelerator is None:
-            return float(value)
+            return [float(v) for v in values]
         import torch
 
-        t = torch.tensor([float(value)], dtype=torch.float64, device=self.accelerator.device)
-        return float(self.accelerator.reduce(t, reduction="sum")[0])
+        t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=self.accelerator.device)
+        return [float(v) for v in self.accelerator.reduce(t, reduction="sum")]
 
     def weight(self, n_local: float, n_all: float) -> float:
         """Factor n_r * W / N that makes DDP's gradient average equal the global mean's gradient."""

@@ -395,16 +395,17 @@ def train_loop(model: nn.Module, config: FinetuneConfig, n_examples: int, total:
             idx = dist.shard(batch_indices(n_examples, config.batch_size, step, config.seed))
             batch = _to_device(make_batch(idx), device)
             loss, parts = batch_loss(wrapped, batch)
-            n_local = loss_units(batch)
-            n_all = dist.sum(n_local)
+            n_local, names = loss_units(batch), list(parts)
+            # one all-reduce per step: units, and the unit-weighted sums of the loss and its components
+            n_all, loss_sum, *part_sums = dist.sums([n_local, float(loss.detach()) * n_local,
+                                                     *(parts[k] * n_local for k in names)])
             opt.zero_grad(set_to_none=True)
             dist.backward(loss * dist.weight(n_local, n_all))
             if config.grad_clip:
                 dist.clip_grad_norm_(params, config.grad_clip)
             opt.step()
             sched.step()
-            hist.append(dist.sum(float(loss.detach()) * n_local) / n_all,
-                        {k: dist.sum(v * n_local) / n_all for k, v in parts.items()})
+            hist.append(loss_sum / n_all, {k: v / n_all for k, v in zip(names, part_sums)})
             advance(1)
             if ckdir is not None and checkpoint_every and (step + 1) % checkpoint_every == 0:
                 if dist.is_main:
