@@ -87,13 +87,11 @@ def stage_generate(a: argparse.Namespace, role: str) -> None:
 def training_sets(a: argparse.Namespace, roles: list[str]) -> dict[str, list[dict[str, Any]]]:
     """Rows of `roles`, each subsampled (seeded, original order kept) to the same size n: --max-examples
     when given (every set must hold that many), else the smaller of the teacher and control sets."""
-    if a.max_examples:
-        n = a.max_examples
-    else:
-        n = min(len(ft.read_jsonl(a.out / f"{STEM[r]}.jsonl")) for r in STEM)
+    data = {r: ft.read_jsonl(a.out / f"{STEM[r]}.jsonl") for r in (roles if a.max_examples else STEM)}
+    n = a.max_examples or min(len(rows) for rows in data.values())
     out = {}
     for role in roles:
-        rows = ft.read_jsonl(a.out / f"{STEM[role]}.jsonl")
+        rows = data[role]
         if len(rows) < n:
             raise SystemExit(f"{role} data has {len(rows)} rows, fewer than the {n} every student must see")
         rng = np.random.default_rng([a.seed, list(STEM).index(role)])
