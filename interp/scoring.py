@@ -20,7 +20,7 @@ with a tree mask instead of a KV cache.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -92,6 +92,11 @@ def _batches(order: list[int], size: int, lengths: Sequence[int] | None = None,
     return out
 
 
+def length_plan(lengths: Sequence[int], max_tokens: int = MAX_BATCH_TOKENS) -> Callable[[list[int], int], list[list[int]]]:
+    """`plan(items, size)` for `run_with_backoff`: `_batches` of the length-sorted items with a padded-token budget."""
+    return lambda items, size: _batches(items, size, lengths, max_tokens)
+
+
 @torch.no_grad()
 def _last_logprobs(lm: Any, batch: dict[str, torch.Tensor], keep: int,
                    columns: Sequence[int] | None = None) -> torch.Tensor:
@@ -132,7 +137,7 @@ def next_token_logprobs(
             result["lp"][idx] = lp
             advance(len(idx))
 
-        run_with_backoff(order, batch_size, one, lambda items, size: _batches(items, size, lengths), what=description)
+        run_with_backoff(order, batch_size, one, length_plan(lengths), what=description)
     assert "lp" in result, "no prompts given"
     return result["lp"]
 
@@ -168,7 +173,7 @@ def continuation_logprobs(
                 out[i] = preds.gather(1, cont[:, None])[:, 0].double().numpy()
             advance(len(idx))
 
-        run_with_backoff(order, batch_size, one, lambda items, size: _batches(items, size, lengths), what=description)
+        run_with_backoff(order, batch_size, one, length_plan(lengths), what=description)
     return [o if o is not None else np.zeros(0) for o in out]
 
 

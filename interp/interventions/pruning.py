@@ -34,7 +34,7 @@ from interp.evals.animal import question_prompts
 from interp.interventions.head_mask import Head, HeadMask
 from interp.interventions.measure import Measurement, MeasureConfig, measure
 from interp.progress import progress_bar
-from interp.scoring import _batches, encode, left_pad
+from interp.scoring import encode, left_pad, length_plan
 
 CRITERIA = ("entropy", "random")
 
@@ -89,7 +89,7 @@ def attention_entropy(lm: Any, prompt_ids: Sequence[Sequence[int]], batch_size: 
             total.add_(part)  # only once the whole batch succeeded, so a retried batch is not counted twice
             advance(len(idx))
 
-        run_with_backoff(order, batch_size, one, lambda items, size: _batches(items, size, lengths, max_tokens=2048),
+        run_with_backoff(order, batch_size, one, length_plan(lengths, max_tokens=2048),
                          what="attention entropy")
     return (total / len(prompt_ids)).numpy()
 

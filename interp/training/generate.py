@@ -34,7 +34,7 @@ import torch
 from interp.batching import run_with_backoff
 from interp.progress import progress_bar
 from interp.prompts import render
-from interp.scoring import _batches, encode, left_pad
+from interp.scoring import encode, left_pad, length_plan
 
 
 @dataclass
@@ -107,7 +107,7 @@ def sample(lm: Any, prompt_ids: Sequence[Sequence[int]], max_new_tokens: int = 4
                 out[i * k + j] = Sample(i, toks, np.asarray(probs, dtype=np.float64), decode(toks), done, j, stopped)
             advance(len(rows))
 
-        run_with_backoff(order, prompts_per_batch, run, lambda items, size: _batches(items, size, lengths),
+        run_with_backoff(order, prompts_per_batch, run, length_plan(lengths),
                          what="sampling")
     return [s for s in out if s is not None]
 
