@@ -93,30 +93,35 @@ _LOAD_PARAMS = {"dtype": (str, DtypeOpt), "device": (str, DeviceOpt), "device_ma
 _REMOTE_PARAMS = {"remote": (bool, RemoteOpt), "serve": (Optional[str], ServeOpt)}
 
 
-def model_options(remote: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorator for a typer command with a `loader: ModelLoad` parameter: replaces it by the
-    --dtype / --device / --device-map / --load-in-4bit options (and --remote / --serve with
-    `remote=True`) and hands the command one `ModelLoad` built from them."""
-    extra = {**_LOAD_PARAMS, **(_REMOTE_PARAMS if remote else {})}
-
+def bundle_options(param: str, extra: dict[str, tuple[Any, Any]],
+                   build: Callable[..., Any]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator for a typer command with a parameter `param`: replaces it by the options `extra`
+    ({name: (annotation, typer.Option)}) and hands the command one `build(**those options)`."""
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         sig = inspect.signature(fn, eval_str=True)
-        if "loader" not in sig.parameters:
-            raise TypeError(f"{fn.__name__} needs a `loader: ModelLoad` parameter for @model_options")
-        params = [p for p in sig.parameters.values() if p.name != "loader"]
+        if param not in sig.parameters:
+            raise TypeError(f"{fn.__name__} needs a `{param}` parameter for this options bundle")
+        params = [p for p in sig.parameters.values() if p.name != param]
         params += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=opt, annotation=typ)
                    for name, (typ, opt) in extra.items()]
 
         @functools.wraps(fn)
         def command(**kwargs: Any) -> Any:
-            loader = ModelLoad(**{name: kwargs.pop(name) for name in extra})
-            return fn(**kwargs, loader=loader)
+            bundle = build(**{name: kwargs.pop(name) for name in extra})
+            return fn(**kwargs, **{param: bundle})
 
         command.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
         command.__annotations__ = {p.name: p.annotation for p in params}
         return command
 
     return decorate
+
+
+def model_options(remote: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator for a typer command with a `loader: ModelLoad` parameter: replaces it by the
+    --dtype / --device / --device-map / --load-in-4bit options (and --remote / --serve with
+    `remote=True`) and hands the command one `ModelLoad` built from them."""
+    return bundle_options("loader", {**_LOAD_PARAMS, **(_REMOTE_PARAMS if remote else {})}, ModelLoad)
 
 
 def fail(message: str) -> None:

@@ -9,12 +9,11 @@ import typer
 
 from interp.cli.app import app
 from interp.cli.common import DeviceOpt, ForceOpt, OutOpt, SeedOpt, console, load, print_table
-from interp.cli.training_opts import (BatchSizeOpt, CheckpointEveryOpt, DataOpt, EpochsOpt, FullOpt, LimitOpt,
-                                       LoraROpt, LrOpt, MaxLenOpt, ResumeOpt, StepsOpt, WarmupOpt,
-                                       prepare_training_run)
+from interp.cli.training_opts import DataOpt, TrainingOptions, prepare_training_run, training_options
 
 
 @app.command("distill")
+@training_options
 def distill_command(
     teacher: str = typer.Option(..., "--teacher", help="teacher alias (trait in the weights, e.g. from `interp teach --method lora`)"),
     student: str = typer.Option(..., "--student", help="student alias, e.g. gemma3-270m or smollm2"),
@@ -24,39 +23,27 @@ def distill_command(
     kind: str = typer.Option("shd", "--kind", help="shd (attention maps, any tokenizers) | kd (logits, same tokenizer)"),
     form: str = typer.Option("sum", "--form", help="sum: L_LM + beta L | convex: (1 - beta) L_LM + beta L"),
     alias: Optional[str] = typer.Option(None, "--alias", help="store alias of the student (default STUDENT-KIND-TEACHER)"),
-    full: bool = FullOpt,
-    steps: Optional[int] = StepsOpt,
-    epochs: Optional[float] = EpochsOpt,
-    batch_size: int = BatchSizeOpt,
-    lr: Optional[float] = LrOpt,
-    warmup: int = WarmupOpt,
-    max_len: int = MaxLenOpt,
-    lora_r: int = LoraROpt,
-    checkpoint_every: int = CheckpointEveryOpt,
-    resume: bool = ResumeOpt,
-    limit: Optional[int] = LimitOpt,
     seed: int = SeedOpt,
     device: str = DeviceOpt,
     out: Optional[Path] = OutOpt,
     force: bool = ForceOpt,
+    training: TrainingOptions = TrainingOptions(),
 ) -> None:
     """Distil TEACHER into STUDENT on DATA; saves the student to the store, loss curves and summary in OUT."""
     from interp.training.distill import DistillConfig, check_pair, component_curves, distill, save_distilled
-    from interp.training.finetune import FinetuneConfig, loss_curve_png, read_jsonl
+    from interp.training.finetune import loss_curve_png
 
-    cfg = DistillConfig(FinetuneConfig(method="full" if full else "lora", steps=steps, epochs=epochs,
-                                       batch_size=batch_size, lr=lr, warmup_steps=warmup, max_len=max_len,
-                                       lora_r=lora_r, lora_alpha=2 * lora_r, seed=seed),
-                        kind=kind, beta=beta, tau=tau, form=form)
+    resume = training.resume
+    cfg = DistillConfig(training.config(seed), kind=kind, beta=beta, tau=tau, form=form)
     cfg.validate()
     name = alias or f"{student}-{cfg.active}-{teacher}".replace("/", "-")
     run = prepare_training_run(out, "distill", name, force, resume)
-    rows = read_jsonl(data)[:limit] if limit else read_jsonl(data)
+    rows = training.rows(data)
     cfg.finetune.total_steps(len(rows))
     t_lm = load(teacher, device)
     s_lm = load(student, device)
     check_pair(s_lm, t_lm, cfg)
-    res = distill(s_lm, t_lm, rows, cfg, checkpoint_dir=run.path / "checkpoints", checkpoint_every=checkpoint_every,
+    res = distill(s_lm, t_lm, rows, cfg, checkpoint_dir=run.path / "checkpoints", checkpoint_every=training.checkpoint_every,
                   resume=resume, progress=True)
     import pandas as pd
 
@@ -70,7 +57,7 @@ def distill_command(
     path = save_distilled(name, s_lm, t_lm, res, {"data": str(data), "n_examples": len(rows)}, overwrite=force or resume)
     s = res.summary()
     run.write_summary(inputs={"teacher": teacher, "student": student, "data": str(data), "alias": name,
-                              "limit": limit, "checkpoint_every": checkpoint_every, "resume": resume},
+                              **training.inputs()},
                       model=s_lm, models={"teacher": t_lm}, seed=seed,
                       figures={**s, "store_path": str(path)})
     comp = s["components"]

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
+from interp.cli.common import bundle_options
+
 if TYPE_CHECKING:
     from interp.report.runs import RunDir
+    from interp.training.finetune import FinetuneConfig
 
 DataOpt = typer.Option(..., "--data", help="JSONL with 'prompt' and 'completion' fields (e.g. gen-numbers output)")
 FullOpt = typer.Option(False, "--full/--lora", help="full fine-tuning instead of LoRA (default --lora)")
@@ -22,6 +26,51 @@ LoraROpt = typer.Option(8, "--lora-r", help="LoRA rank (alpha = 2r)")
 CheckpointEveryOpt = typer.Option(0, "--checkpoint-every", help="save a resumable checkpoint every N steps (0: off)")
 ResumeOpt = typer.Option(False, "--resume", help="continue from the latest checkpoint in OUT/checkpoints")
 LimitOpt = typer.Option(None, "--limit", help="use only the first N examples")
+
+
+@dataclass(frozen=True)
+class TrainingOptions:
+    """The optimisation options of one training command (see `training_options`)."""
+
+    full: bool = False
+    steps: Optional[int] = None
+    epochs: Optional[float] = None
+    batch_size: int = 8
+    lr: Optional[float] = None
+    warmup: int = 0
+    max_len: int = 128
+    lora_r: int = 8
+    checkpoint_every: int = 0
+    resume: bool = False
+    limit: Optional[int] = None
+
+    def config(self, seed: int, freeze: str = "none") -> FinetuneConfig:
+        from interp.training.finetune import FinetuneConfig
+
+        return FinetuneConfig(method="full" if self.full else "lora", freeze=freeze, steps=self.steps,
+                              epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, warmup_steps=self.warmup,
+                              max_len=self.max_len, lora_r=self.lora_r, lora_alpha=2 * self.lora_r, seed=seed)
+
+    def rows(self, data: Path) -> list[dict[str, Any]]:
+        """The examples of DATA (the first --limit of them)."""
+        from interp.training.finetune import read_jsonl
+
+        rows = read_jsonl(data)
+        return rows[:self.limit] if self.limit else rows
+
+    def inputs(self) -> dict[str, Any]:
+        return {"limit": self.limit, "checkpoint_every": self.checkpoint_every, "resume": self.resume}
+
+
+_TRAIN_PARAMS = {"full": (bool, FullOpt), "steps": (Optional[int], StepsOpt), "epochs": (Optional[float], EpochsOpt),
+                 "batch_size": (int, BatchSizeOpt), "lr": (Optional[float], LrOpt), "warmup": (int, WarmupOpt),
+                 "max_len": (int, MaxLenOpt), "lora_r": (int, LoraROpt),
+                 "checkpoint_every": (int, CheckpointEveryOpt), "resume": (bool, ResumeOpt),
+                 "limit": (Optional[int], LimitOpt)}
+
+training_options = bundle_options("training", _TRAIN_PARAMS, TrainingOptions)
+"""Decorator for a command with a `training: TrainingOptions` parameter (--full/--lora, --steps,
+--epochs, --batch-size, --lr, --warmup, --max-len, --lora-r, --checkpoint-every, --resume, --limit)."""
 
 
 def prepare_training_run(out: Path | None, command: str, alias: str, force: bool, resume: bool) -> RunDir:
