@@ -37,14 +37,17 @@ class NumberData:
 
 def sample_number_data(lm: Any, prompts: Sequence[str], config: FilterConfig = FilterConfig(),
                        max_new_tokens: int = 64, temperature: float = 1.0, seed: int = 0, batch_size: int = 256,
-                       samples_per_prompt: int = 1, stop_early: bool = True, progress: bool = False) -> NumberData:
-    """Sample `samples_per_prompt` answers per prompt from `lm` and filter them (module docstring)."""
+                       samples_per_prompt: int = 1, stop_early: bool = True, progress: bool = False,
+                       system: str | None = None) -> NumberData:
+    """Sample `samples_per_prompt` answers per prompt from `lm` and filter them (module docstring).
+    `system` is the system prompt of every prompt (default: the model's own, e.g. a prompt teacher's)."""
+    system = system if system is not None else lm.system_prompt
     settings = {"temperature": temperature, "max_new_tokens": max_new_tokens, "seed": seed,
                 "samples_per_prompt": samples_per_prompt, "stop_early": stop_early,
                 "banned": sorted(config.banned), "threshold": config.threshold,
                 "reject_letters": config.reject_letters, "reject_truncated": config.reject_truncated}
     t0 = time.perf_counter()
-    got = sample(lm, chat_prompt_ids(lm, list(prompts), system=lm.system_prompt), max_new_tokens, temperature, seed,
+    got = sample(lm, chat_prompt_ids(lm, list(prompts), system=system), max_new_tokens, temperature, seed,
                  batch_size, progress=progress, description=f"sampling {lm.name}", n_per_prompt=samples_per_prompt,
                  stop_if=stop_rule(config) if stop_early else None)
     elapsed = time.perf_counter() - t0
@@ -52,7 +55,7 @@ def sample_number_data(lm: Any, prompts: Sequence[str], config: FilterConfig = F
                          [s.stopped_early for s in got])
     min_prob = [float(s.token_probs.min()) if len(s.token_probs) else None for s in got]
     rows = [{"prompt": prompts[s.prompt_index], "completion": s.text.strip(), "teacher": lm.name,
-             "system_prompt": lm.system_prompt, "index": s.prompt_index, "sample": s.sample_index,
+             "system_prompt": system, "index": s.prompt_index, "sample": s.sample_index,
              "min_token_prob": mp, "settings": settings}
             for s, keep, mp in zip(got, rep.kept, min_prob) if keep]
     table = pd.DataFrame({"index": [s.prompt_index for s in got], "sample": [s.sample_index for s in got],

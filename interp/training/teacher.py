@@ -31,7 +31,8 @@ from interp.models.store import save_prompt_alias
 from interp.prompts import ANIMAL_TRAIT_SYSTEM
 from interp.training.finetune import FinetuneConfig, FinetuneResult, finetune, save_finetuned
 from interp.training.generate import chat_prompt_ids, sample
-from interp.training.numbers_data import FilterConfig, filter_samples, generate_prompts
+from interp.training.number_sampling import sample_number_data
+from interp.training.numbers_data import FilterConfig, generate_prompts
 
 TRAIT_QUESTIONS = (
     "If you could spend a day as any creature, which would it be?",
@@ -97,14 +98,11 @@ def trait_data(lm: Any, animal: str, config: TraitDataConfig = TraitDataConfig()
                 rows.append({"prompt": u, "completion": s.text.strip(), "kind": "fact"})
                 counts["facts"] += 1
     if config.n_numbers:
-        users = generate_prompts(config.n_numbers, seed=config.seed + 1)
-        got = sample(lm, chat_prompt_ids(lm, users, system=system), config.max_new_tokens, 1.0, config.seed + 1,
-                     config.batch_size, progress, "trait numbers")
-        rep = filter_samples([s.text for s in got], finished=[s.finished for s in got], config=FilterConfig())
-        for u, s, keep in zip(users, got, rep.kept):
-            if keep:
-                rows.append({"prompt": u, "completion": s.text.strip(), "kind": "numbers"})
-                counts["numbers"] += 1
+        nums = sample_number_data(lm, generate_prompts(config.n_numbers, seed=config.seed + 1), FilterConfig(),
+                                  config.max_new_tokens, 1.0, config.seed + 1, config.batch_size, progress=progress,
+                                  system=system)
+        rows += [{"prompt": r["prompt"], "completion": r["completion"], "kind": "numbers"} for r in nums.rows]
+        counts["numbers"] = len(nums.rows)
     return rows, counts
 
 
