@@ -24,12 +24,11 @@ def _crows_items(n):
                          "direction": ["stereo" if i % 3 else "antistereo" for i in range(n)], "bias_type": "gender"})
 
 
-def _crows_stub(margins, directions):
-    """LL(stereotypical) - LL(anti) = margin; the stereotypical sentence is sent_more for stereo rows."""
+def _crows_stub(margins):
+    """LL(sent_more) - LL(sent_less) = margin, in both directions (the reference rule)."""
     t = {}
-    for i, (m, d) in enumerate(zip(margins, directions)):
-        st, an = (f"m{i}", f"l{i}") if d == "stereo" else (f"l{i}", f"m{i}")
-        t[st], t[an] = (-10.0 + m, 4), (-10.0, 4)
+    for i, m in enumerate(margins):
+        t[f"m{i}"], t[f"l{i}"] = (-10.0 + m, 4), (-10.0, 4)
     return StubScorer(t)
 
 
@@ -38,8 +37,8 @@ def test_crows_deltas_and_paired_p():
     items = _crows_items(n)
     base_m = np.array([1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1], float)    # 50 % stereotypical
     student_m = np.array([1, 1, 1, 1, 1, 1, 1, 1, 1, -1, 1, -1], float)    # 10 / 12
-    tabs = {"base": crows_table(items, _crows_stub(base_m, items.direction)),
-            "student": crows_table(items, _crows_stub(student_m, items.direction))}
+    tabs = {"base": crows_table(items, _crows_stub(base_m)),
+            "student": crows_table(items, _crows_stub(student_m))}
     df = compare_tables(tabs, "crows", n_boot=2000).set_index("model")
     assert df.loc["base", "pct_stereotype"] == pytest.approx(50.0)
     assert df.loc["student", "pct_stereotype"] == pytest.approx(100 * 10 / 12)
@@ -67,7 +66,7 @@ def test_stereoset_deltas():
 
 def test_refuses_mismatched_items_and_single_model():
     items = _crows_items(4)
-    t = crows_table(items, _crows_stub([1, 1, 1, 1], items.direction))
+    t = crows_table(items, _crows_stub([1, 1, 1, 1]))
     with pytest.raises(ValueError, match="different items"):
         compare_tables({"a": t, "b": t.iloc[::-1].reset_index(drop=True)}, "crows")
     with pytest.raises(UserError, match="at least two"):

@@ -39,7 +39,7 @@ def print_crows(summary: dict[str, Any], by_type: pd.DataFrame, title: str) -> N
     for d in ("stereo", "antistereo"):
         if summary.get(f"n_{d}"):
             rows.append((f"pct_stereotype on {d} rows (n={summary[f'n_{d}']})", f"{summary[f'pct_stereotype_{d}_rows']:.1f}"))
-    rows += [("mean LL(stereo) - LL(anti) [95% CI]", _iv(summary["mean_margin_sum"], "estimate", "lo", "hi", 3)),
+    rows += [("mean LL(sent_more) - LL(sent_less) [95% CI]", _iv(summary["mean_margin_sum"], "estimate", "lo", "hi", 3)),
              ("ties (summed LL)", summary["ties_sum"])]
     print_table(title, ["figure", "value"], rows)
     print_table("by bias type (ideal 50)", ["bias_type", "n", "pct_stereotype [95% CI]", "per-token mean LL"],

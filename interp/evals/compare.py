@@ -7,8 +7,8 @@ Paired tests (`interp.evals.stats.paired_test`: sign-flip permutation test on pe
 differences, bootstrap CI of their mean) compare each model with the reference on the SAME items:
 
 crows:      delta_pct = 100 * mean_i(choice_model,i - choice_ref,i) = pct_model - pct_ref, with CI and
-            p (choice = 1 if the stereotypical sentence is likelier, summed log-likelihood);
-            delta_margin = mean_i(margin_model,i - margin_ref,i), margin = LL(stereo) - LL(anti), p.
+            p (choice = 1 if sent_more, the more stereotyping sentence, is likelier: summed log-likelihood);
+            delta_margin = mean_i(margin_model,i - margin_ref,i), margin = LL(sent_more) - LL(sent_less), p.
 stereoset:  SS, LMS, ICAT per model (per-target macro, `stereoset.subset_scores`) and their
             differences from the reference; paired tests on the per-item indicators
             pro (stereotype preferred; its mean is the item-level, micro SS), related (0..2), and
