@@ -28,6 +28,7 @@ from transformers import PreTrainedTokenizerBase
 
 from interp.batching import run_with_backoff
 from interp.errors import UserError
+from interp.models.compat import cache_kwargs
 from interp.models.executor import nnsight_executor
 from interp.progress import progress_bar
 from interp.prompts import Target
@@ -312,7 +313,7 @@ def _tree_forward(model: torch.nn.Module, cache: Any, tokens: list[int], positio
     else:
         mask = mask.to(dev)
     out = model(input_ids=torch.tensor([tokens], device=dev), position_ids=positions[None].to(dev),
-                attention_mask=mask, past_key_values=cache, use_cache=True, logits_to_keep=0 if keep_all else 1)
+                attention_mask=mask, **cache_kwargs(model, cache), use_cache=True, logits_to_keep=0 if keep_all else 1)
     return out.logits[0]
 
 

@@ -74,7 +74,7 @@ def test_same_tokenizer_shd_equals_positionwise_loss_on_unpadded_sequences():
     idx = [0, 5, 9]
     data.ids[5] = data.ids[5][:-3]  # different lengths: padding on both sides
     batch = {**ft.collate(data, idx, student.tokenizer.pad_token_id), "example_index": torch.tensor(idx)}
-    from interp.training.shd_loss import eager_attention
+    from interp.models.sharing import eager_attention
 
     with eager_attention(student.model, teacher.model):
         _, parts = obj(student.model, batch)

@@ -18,7 +18,7 @@ PROMPTS = [[5, 6, 7, 8, 9, 10, 11], [20, 21, 22, 23, 24, 25, 26], [30, 31, 32, 3
 
 
 def fresh(family: str):
-    """A tiny model never touched by the bridge (booting the bridge wraps modules in place); eager
+    """A fresh tiny model (the bridge boots on a private copy of whatever it is given); eager
     attention like the bridge's, so references agree to float rounding."""
     return load_model(f"tiny-{family}", attn_implementation="eager")
 

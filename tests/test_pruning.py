@@ -9,7 +9,8 @@ import torch
 
 from interp.errors import UserError
 from interp.interventions.head_mask import HeadMask
-from interp.interventions.pruning import attention_entropy, eager_attention, select_pruned
+from interp.interventions.pruning import attention_entropy, select_pruned
+from interp.models.sharing import eager_attention
 from interp.scoring import encode
 from tests.test_cli import run as _run
 

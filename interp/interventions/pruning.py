@@ -18,11 +18,10 @@ criterion "entropy" keeps the n_keep lowest-entropy heads (ties: lower (layer, h
 
 from __future__ import annotations
 
-import contextlib
 import io
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -33,24 +32,11 @@ from interp.errors import UserError
 from interp.evals.animal import question_prompts
 from interp.interventions.head_mask import Head, HeadMask
 from interp.interventions.measure import Measurement, MeasureConfig, measure
+from interp.models.sharing import eager_copy
 from interp.progress import progress_bar
 from interp.scoring import encode, left_pad, length_plan
 
 CRITERIA = ("entropy", "random")
-
-
-@contextlib.contextmanager
-def eager_attention(model: torch.nn.Module) -> Iterator[None]:
-    """Switch `model` to eager attention (the only one that returns weights), then back."""
-    base = model.get_base_model() if callable(getattr(model, "get_base_model", None)) else model
-    before = base.config._attn_implementation
-    if before != "eager":
-        base.set_attn_implementation("eager")
-    try:
-        yield
-    finally:
-        if before != "eager":
-            base.set_attn_implementation(before)
 
 
 def entropy_from_attention(attn: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -71,19 +57,18 @@ def attention_entropy(lm: Any, prompt_ids: Sequence[Sequence[int]], batch_size: 
     """H(l, h) of the module docstring over `prompt_ids`: (n_layers, n_heads) float64."""
     if not prompt_ids:
         raise ValueError("attention_entropy needs at least one prompt")
-    model, spec = lm.model, lm.spec
+    model, spec = eager_copy(lm.model), lm.spec  # attention weights need eager attention; lm.model stays as is
     total = torch.zeros(spec.n_layers, spec.n_heads, dtype=torch.float64)
     order = sorted(range(len(prompt_ids)), key=lambda i: len(prompt_ids[i]))
     device = next(model.parameters()).device
     lengths = [len(p) for p in prompt_ids]
-    with eager_attention(model), progress_bar(len(order), "attention entropy", progress) as advance:
+    with progress_bar(len(order), "attention entropy", progress) as advance:
 
         def one(idx: list[int]) -> None:
             batch = left_pad([prompt_ids[i] for i in idx], lm.tokenizer.pad_token_id, device)
             out = model(**batch, output_attentions=True, use_cache=False)
             if not out.attentions or any(a is None for a in out.attentions):
-                raise RuntimeError("the model returned no attention weights (eager attention is required; a model "
-                                   "whose TransformerLens bridge was booted returns none)")
+                raise RuntimeError("the model returned no attention weights under eager attention")
             mask = batch["attention_mask"].cpu()
             part = torch.stack([entropy_from_attention(a.cpu(), mask).sum(0) for a in out.attentions])  # (layer, head)
             total.add_(part)  # only once the whole batch succeeded, so a retried batch is not counted twice

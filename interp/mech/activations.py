@@ -20,8 +20,9 @@ Prompts are given as HF token ids (never `bridge.to_tokens`, which adds a BOS th
 may not). Prompts are grouped by length and run without padding, so batching cannot change a
 value; the nnsight backend ships back only the last position from `cache_last`
 (`interp.mech.nnsight_run`, the same trace code for a local model and for `--remote`). The bridge
-is booted once per `LoadedModel` (`TransformerBridge.boot_transformers(name, hf_model=lm.model,
-tokenizer=...)`); booting switches the HF model to eager attention. Groups back off on
+is booted once per `LoadedModel`, over `shared_copy(lm.model)` (`interp.models.sharing`): booting
+rebuilds the HF model it is given (bridge components, eager attention), so it gets a second module
+tree over the same weights and `lm.model` stays exactly as loaded. Groups back off on
 out-of-memory (`interp.batching`).
 Every run caches through a `names_filter`, so only the requested hooks are kept.
 """
@@ -38,6 +39,7 @@ from interp.batching import run_with_backoff
 from interp.mech import nnsight_run
 from interp.models.arch import base_model
 from interp.models.loading import LoadedModel
+from interp.models.sharing import shared_copy
 from interp.progress import progress_bar
 
 Backend = Literal["bridge", "nnsight"]
@@ -84,7 +86,7 @@ def bridge(lm: LoadedModel) -> Any:
     if "tl_bridge" not in lm.extra:
         from transformer_lens.model_bridge import TransformerBridge
 
-        hf = base_model(lm.model)
+        hf = shared_copy(base_model(lm.model))  # the bridge rebuilds what it is given
         if not getattr(hf.config, "architectures", None):  # random models built from a config carry none
             hf.config.architectures = [type(hf).__name__]
         # The bridge rebuilds its tokenizer from init_kwargs["name_or_path"] unless add_bos_token is set;

@@ -23,6 +23,7 @@ Hook names served (TransformerLens names, read in execution order inside each bl
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Sequence
 
 import torch
@@ -38,7 +39,9 @@ def nnsight_model(lm: Any) -> Any:
     if "nnsight" not in lm.extra:
         from nnsight.modeling.transformers import TransformersModel
 
-        lm.extra["nnsight"] = TransformersModel(base_model(lm.model), tokenizer=lm.tokenizer, task="text-generation")
+        # nnsight sets padding_side on the tokenizer it is given: hand it a private copy (we pass ids)
+        lm.extra["nnsight"] = TransformersModel(base_model(lm.model), tokenizer=copy.deepcopy(lm.tokenizer),
+                                                task="text-generation")
     return lm.extra["nnsight"]
 
 

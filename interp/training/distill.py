@@ -48,7 +48,8 @@ from interp.scoring import adds_bos, left_pad
 from interp.training.finetune import (IGNORE, FinetuneConfig, FinetuneResult, Tokenized, collate, completion_loss,
                                       forward_completion, lm_batch_loss, loss_curve_png, save_finetuned,
                                       tokenize_examples, train)
-from interp.training.shd_loss import eager_attention, shd_loss
+from interp.models.sharing import eager_attention
+from interp.training.shd_loss import shd_loss
 
 KINDS = ("shd", "kd", "none")
 FORMS = ("sum", "convex")

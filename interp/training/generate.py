@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from interp.batching import run_with_backoff
+from interp.models.compat import cache_kwargs, output_cache
 from interp.progress import progress_bar
 from interp.prompts import render
 from interp.scoring import encode, left_pad, length_plan
@@ -123,7 +124,7 @@ def _sample_batch(model: torch.nn.Module, pad_id: int, seqs: list[Sequence[int]]
     are drawn from the prompt's logits, and only the rows still running get (a copy of) its cache."""
     batch = left_pad(seqs, pad_id, device)
     res = model(**batch, use_cache=True, logits_to_keep=1)
-    past, logits = res.past_key_values, res.logits[:, -1, :]  # logits (cache rows, vocab)
+    past, logits = output_cache(res), res.logits[:, -1, :]  # logits (cache rows, vocab)
     mask, pos = batch["attention_mask"], batch["position_ids"][:, -1:]
     n = len(seqs) * k
     toks: list[list[int]] = [[] for _ in range(n)]
@@ -160,6 +161,6 @@ def _sample_batch(model: torch.nn.Module, pad_id: int, seqs: list[Sequence[int]]
         mask = torch.cat([mask, torch.ones((len(running), 1), dtype=mask.dtype, device=device)], dim=1)
         pos = pos + 1
         res = model(input_ids=torch.tensor(nxt, device=device)[:, None], attention_mask=mask, position_ids=pos,
-                    past_key_values=past, use_cache=True, logits_to_keep=1)
-        past, logits = res.past_key_values, res.logits[:, -1, :]
+                    **cache_kwargs(model, past), use_cache=True, logits_to_keep=1)
+        past, logits = output_cache(res), res.logits[:, -1, :]
     return [(toks[r], probs[r], finished[r], stopped[r]) for r in range(n)]

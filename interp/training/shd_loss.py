@@ -15,26 +15,13 @@ in its eager map) are removed from the target rows, which are renormalised (`att
 
 from __future__ import annotations
 
-import contextlib
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
 from interp.models.loading import LoadedModel
+from interp.models.sharing import eager_attention
 from interp.training.shd import align_tokens, attention_kl, causal_key_mask, layer_map, sharpen, squeeze_heads
-
-
-@contextlib.contextmanager
-def eager_attention(*models: torch.nn.Module) -> Iterator[None]:
-    """Switch models to eager attention (needed for attention weights) inside the block."""
-    before = [m.config._attn_implementation for m in models]
-    for m in models:
-        m.set_attn_implementation("eager")
-    try:
-        yield
-    finally:
-        for m, impl in zip(models, before):
-            m.set_attn_implementation(impl)
 
 
 def tokenize_with_offsets(lm: LoadedModel, texts: list[str]) -> dict[str, Any]:
