@@ -51,3 +51,14 @@ def run_cli(capsys, *args: str) -> tuple[int, str, str]:
         main(list(args))
     out, err = capsys.readouterr()
     return e.value.code, out, err
+
+
+def assert_close_reordered(got: torch.Tensor, want: torch.Tensor, ulps: int = 64) -> None:
+    """Equal up to floating-point summation order: a different batch size changes how BLAS blocks
+    each matmul, so every element is a sum taken in another order. Its error is then a few units in
+    the last place (ulp) of the largest magnitude it was summed with, and it grows through the
+    layers. Tolerance: atol = ulps * eps(dtype) * max|want| (fp32: eps = 1.19e-7), rtol = 0; a wrong
+    row or position differs by O(max|want|), far above it."""
+    eps = torch.finfo(want.dtype).eps
+    scale = float(want.abs().max()) if want.numel() else 1.0
+    torch.testing.assert_close(got, want, atol=ulps * eps * max(scale, 1.0), rtol=0.0)

@@ -12,6 +12,7 @@ from interp.batching import chunks, is_oom, run_with_backoff
 from interp.errors import UserError
 from interp.models import load_model
 from interp.scoring import continuation_logprobs, next_token_logprobs, trie_logprobs
+from tests.helpers import assert_close_reordered
 
 OOM = torch.OutOfMemoryError  # what CUDA raises (a RuntimeError subclass)
 
@@ -128,6 +129,7 @@ def test_activation_cache_backs_off(oom_above):
     oom_above(A, "run_cached", 2, lambda lm, tokens, *a, **k: tokens.shape[0])
     with pytest.warns(RuntimeWarning):
         logits, got = A.cache_last(lm, ids, names, backend="nnsight")
-    torch.testing.assert_close(logits, want_logits)
+    # batches of 2 instead of one of 6: the same values up to fp32 summation order (seen: 1.26e-5)
+    assert_close_reordered(logits, want_logits)
     for n in names:
-        torch.testing.assert_close(got[n], want[n])
+        assert_close_reordered(got[n], want[n])
