@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from interp.models.arch import ArchSpec
+from interp.models.arch import ArchSpec, effective_weight
 from interp.mech.activations import hook
 
 
@@ -164,7 +164,7 @@ def logit_attribution(model: nn.Module, spec: ArchSpec, dec: Decomposition, bias
     `logits`: the model's last-position logits (n, vocab), for the `actual` difference.
     """
     lm_head = spec.module(model, "lm_head")
-    w_u = lm_head.weight.detach().float().cpu()
+    w_u = effective_weight(lm_head).detach().float().cpu()  # (vocab, d_model); LoRA on lm_head included
     dw = (w_u[bias_id] - w_u[control_id]).double()
     fn = freeze_norm(spec.module(model, "final_norm").cpu(), dec.final_resid)
     per = (fn.apply(dec.vectors).double() @ dw)  # (n, component)

@@ -16,7 +16,7 @@ Hook names served (TransformerLens names, read in execution order inside each bl
 |-------------------------------|----------------------------------------|------------------------------|
 | `blocks.{l}.hook_resid_pre`   | input of block l                       | (batch, pos, d_model)        |
 | `blocks.{l}.attn.hook_z`      | input of o_proj, split by head         | (batch, pos, head, d_head)   |
-| `blocks.{l}.attn.hook_result` | z_h W_O,h per head (o_proj's weight)   | (batch, pos, head, d_model)  |
+| `blocks.{l}.attn.hook_result` | z_h W_O,h per head (effective W_O)     | (batch, pos, head, d_model)  |
 | `blocks.{l}.hook_mlp_out`     | output of the MLP (Gemma: of its post-feedforward norm) | (batch, pos, d_model) |
 | `blocks.{l}.hook_resid_post`  | output of block l                      | (batch, pos, d_model)        |
 """
@@ -98,6 +98,11 @@ def run(lm: Any, tokens: torch.Tensor, names: Sequence[str], last_only: bool = F
     nn = nnsight_model(lm)
     reads = _reads(lm, names)
     heads, transposed = lm.spec.n_heads, lm.spec.o_proj_transposed
+    # W_O for hook_result: the effective matrix (LoRA on o_proj of an adapter included) computed here
+    # where the weights are here; a remote model (an HF id, no adapter) reads its own o_proj weight
+    local_w = {} if executor is not None and executor.is_remote else {
+        int(n.split(".")[1]): lm.spec.out_weight(lm.model, int(n.split(".")[1])).detach()
+        for n in names if n.endswith("attn.hook_result")}
     inputs = {"input_ids": tokens.to(_input_device(lm, executor))}
     with remote_errors(executor), torch.no_grad():
         with nn.trace(inputs, **_kwargs(executor)):
@@ -114,7 +119,8 @@ def run(lm: Any, tokens: torch.Tensor, names: Sequence[str], last_only: bool = F
                         if kind == "heads":
                             out[name] = z
                         else:
-                            w = env.weight.T if transposed else env.weight  # (d_model, head * d_head)
+                            layer = int(name.split(".")[1])
+                            w = local_w[layer] if layer in local_w else (env.weight.T if transposed else env.weight)
                             out[name] = torch.einsum("...he,dhe->...hd", z, w.reshape(w.shape[0], heads, -1).to(z.dtype))
             out["logits"] = nn.output.logits[:, -1]
     res = {k: torch.as_tensor(v).detach() for k, v in out.items()}

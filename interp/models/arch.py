@@ -145,9 +145,9 @@ class ArchSpec:
         return self.path("mlp_out_norm" if self.layout.mlp_out_norm else "mlp", layer)
 
     def out_weight(self, model: nn.Module, layer: int) -> "torch.Tensor":
-        """W_O as (d_model, n_heads * head_dim): o_proj(z) = z @ W_O.T (+ bias). GPT-2's Conv1D is transposed."""
-        w = self.module(model, "o_proj", layer).weight
-        return w.T if self.o_proj_transposed else w
+        """W_O as (d_model, n_heads * head_dim): o_proj(z) = z @ W_O.T (+ bias), the matrix o_proj
+        actually applies (`effective_weight`: LoRA on o_proj of an unmerged adapter included)."""
+        return effective_weight(self.module(model, "o_proj", layer), self.o_proj_transposed)
 
     def value_states(self, model: nn.Module, layer: int, hidden: "torch.Tensor") -> "torch.Tensor":
         """Per-query-head values v = LN(x) W_V: (batch, pos, n_heads, head_dim), kv heads expanded.
@@ -171,6 +171,40 @@ class ArchSpec:
         v = self.value_states(model, layer, hidden)  # (batch, pos, head, head_dim)
         w_o = self.out_weight(model, layer).view(self.d_model, self.n_heads, self.head_dim)
         return torch.einsum("bshe,dhe->bhsd", v, w_o)
+
+
+PROBE_ROWS = 4096  # identity rows per probing forward in `effective_weight`
+
+
+def effective_weight(module: nn.Module, transposed: bool = False) -> torch.Tensor:
+    """The (out_features, in_features) matrix W that `module` applies: module(x) = x @ W.T + b.
+
+    A plain `nn.Linear` (or GPT-2's Conv1D, `transposed`: stored as (in, out)) returns its weight
+    itself. Anything else that is linear in x (an unmerged PEFT LoRA / DoRA layer, whose `.weight`
+    is only the base weight; a bitsandbytes 4-bit layer, whose `.weight` is packed) is probed:
+    W.T = module(I) - module(0), over the identity in chunks of PROBE_ROWS rows, in the dtype and on
+    the device of the module's floating-point parameters. Exact up to the rounding of x @ W.T.
+    """
+    w = getattr(module, "weight", None)
+    plain = type(module) is nn.Linear or type(module).__name__ == "Conv1D"
+    if plain and type(w) is nn.Parameter and w.is_floating_point():
+        return w.T if transposed else w
+    floats = [p for p in module.parameters() if p.is_floating_point()]
+    dtype = floats[0].dtype if floats else torch.float32
+    device = floats[0].device if floats else torch.device("cpu")
+    n_in = getattr(module, "in_features", None)
+    if n_in is None:
+        base = getattr(module, "base_layer", module)
+        bw = getattr(base, "weight", None)
+        if bw is None:
+            raise TypeError(f"cannot tell the input width of {type(module).__name__}")
+        n_in = bw.shape[0] if transposed else bw.shape[-1]
+    zero = module(torch.zeros((1, n_in), dtype=dtype, device=device))  # (1, out): the bias
+    cols = []
+    for a in range(0, n_in, PROBE_ROWS):
+        eye = torch.eye(n_in, dtype=dtype, device=device)[a:a + PROBE_ROWS]
+        cols.append(module(eye) - zero)  # (rows, out) = rows of W.T
+    return torch.cat(cols, 0).T
 
 
 def _get(root: nn.Module, path: str) -> Any:
