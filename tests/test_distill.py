@@ -84,6 +84,31 @@ def test_same_tokenizer_shd_equals_positionwise_loss_on_unpadded_sequences():
                                         attention_mask=batch["attention_mask"]).logits, batch["labels"])), rel=1e-5)
 
 
+UNICODE_ROWS = [{"prompt": "café ü 🦉 owl: ", "completion": "1, 2 ñ 🦉"}, {"prompt": "Zürich 🦉🦉 ", "completion": "é 3"}]
+
+
+def test_same_tokenizer_shd_is_positionwise_on_non_ascii_text():
+    """Byte-level tokens of one character share its char span; identical tokenizers must still
+    align position by position (identity), in the trainer's path and in shd_loss on raw text."""
+    from interp.models.sharing import eager_attention
+    from interp.training.shd_loss import shd_loss
+
+    teacher, student = load_model("tiny-llama"), load_model("tiny-gemma3")
+    text = "café ü 🦉 owl"
+    assert len(student.tokenizer.encode(text, add_special_tokens=False)) > len(text)  # several tokens per char
+    data = ft.tokenize_examples(student, UNICODE_ROWS, 128)
+    obj = D.make_objective(student, teacher, cfg(tau=2.0), data)
+    batch = {**ft.collate(data, [0, 1], student.tokenizer.pad_token_id), "example_index": torch.tensor([0, 1])}
+    with eager_attention(student.model, teacher.model):
+        _, parts = obj(student.model, batch)
+        want = _manual_shd(teacher, student, [data.ids[0], data.ids[1]], 2.0)
+        assert parts["shd"] == pytest.approx(want, rel=1e-4)
+        with torch.no_grad():
+            raw = float(shd_loss(teacher, student, [text], tau=2.0))
+        ids = student.tokenizer(text, add_special_tokens=True)["input_ids"]
+        assert raw == pytest.approx(_manual_shd(teacher, student, [ids], 2.0), rel=1e-4)
+
+
 def test_completion_window_logits_give_the_full_loss(tiny):
     # forward_completion computes logits only from one before the first labelled token on
     data = ft.tokenize_examples(tiny, ROWS[:2] + [{"prompt": "p", "completion": "1"}], 128)

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from interp.training.shd import (align_tokens, attention_kl, causal_key_mask, layer_map, optimal_alpha, sharpen,
-                                 squeeze_heads, squeeze_schedule)
+from interp.training.shd import (align_tokens, attention_kl, causal_key_mask, identity_alignment, layer_map,
+                                 optimal_alpha, sharpen, squeeze_heads, squeeze_schedule)
 
 
 def _maps(*shape, seed=0):
@@ -92,6 +92,16 @@ def test_alignment_identical_tokenizations_is_identity():
     assert torch.equal(al.key_pool, torch.eye(4))
     A = _maps(1, 2, 4, 4, seed=6)
     assert torch.allclose(al.apply(A), A)
+
+
+def test_identity_alignment_keeps_every_byte_token():
+    # offsets of "🦉" in a byte-level tokenizer: four tokens with the same span (0, 1)
+    offs = [(0, 1)] * 4 + [(1, 5)]
+    assert align_tokens(offs, offs).query_index.tolist() == [0, 0, 0, 0, 4]  # offsets alone merge them
+    al = identity_alignment(5)
+    assert al.query_index.tolist() == [0, 1, 2, 3, 4] and torch.equal(al.key_pool, torch.eye(5))
+    A = _maps(1, 2, 5, 5, seed=7)
+    assert torch.equal(al.apply(A), A)
 
 
 def test_alignment_hand_made_pair():

@@ -49,6 +49,7 @@ from interp.training.finetune import (IGNORE, FinetuneConfig, FinetuneResult, To
                                       forward_completion, lm_batch_loss, loss_curve_png, save_finetuned,
                                       tokenize_examples, train)
 from interp.models.sharing import eager_attention
+from interp.training.shd import same_vocabulary
 from interp.training.shd_loss import shd_loss
 
 KINDS = ("shd", "kd", "none")
@@ -103,7 +104,7 @@ class DistillResult(FinetuneResult):
 
 def same_tokenizer(a: Any, b: Any) -> bool:
     """Identical vocabularies (every id means the same string): the condition for logit KD."""
-    return a.tokenizer.get_vocab() == b.tokenizer.get_vocab()
+    return same_vocabulary(a.tokenizer, b.tokenizer)
 
 
 def check_pair(student: Any, teacher: Any, config: DistillConfig) -> None:
@@ -215,7 +216,8 @@ def make_objective(student: Any, teacher: Any, config: DistillConfig,
         out, labels = forward_completion(model, batch, output_attentions=True)
         lm = completion_loss(out.logits, labels)
         s_enc, t_enc = cache.encodings(batch["example_index"].tolist(), batch["input_ids"], batch["attention_mask"])
-        shd = shd_loss(teacher, student, None, config.tau, student_out=out, student_enc=s_enc, teacher_enc=t_enc)
+        shd = shd_loss(teacher, student, None, config.tau, student_out=out, student_enc=s_enc, teacher_enc=t_enc,
+                       same_tokenizer=cache.same)
         return config.combine(lm, shd), {"lm": float(lm.detach()), "shd": float(shd.detach())}
     return shd_objective
 

@@ -14,12 +14,14 @@ A teacher with k heads is distilled into a student with m < k heads through atte
 5. Loss: KL(A~_T || A_S) per query row, over valid (non-padding) rows and keys, mean over rows,
    heads and aligned layers. Teacher temperature tau: A -> A^(1/tau) renormalised per row
    (= softmax(scores / tau)), applied to the teacher's maps before squeezing.
-6. Different tokenizers: positions are aligned through character offsets (`align_tokens`).
+6. Different tokenizers: positions are aligned through character offsets (`align_tokens`); identical
+   tokenizers on the same ids use `identity_alignment`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -149,6 +151,20 @@ class Alignment:
         rows = A_T[..., q, :]  # (..., S_S, S_T)
         out = rows @ self.key_pool.to(A_T.dtype)
         return out * (self.query_index >= 0).to(A_T.dtype)[:, None]
+
+
+def identity_alignment(n: int) -> Alignment:
+    """The alignment of a tokenisation with itself: query j -> j, key i -> i (DESIGN.md §2.8:
+    identical tokenizers reduce to the plain position-wise loss). Built directly, because char
+    offsets cannot tell apart the byte-level tokens of one character (several tokens share the
+    span of "🦉"), which `align_tokens` would merge into one."""
+    return Alignment(torch.arange(n), torch.eye(n))
+
+
+def same_vocabulary(a: Any, b: Any) -> bool:
+    """Whether two tokenizers have identical vocabularies (every id means the same string): then the
+    same text gets the same ids, and the teacher can read the student's ids as they are."""
+    return a is b or a.get_vocab() == b.get_vocab()
 
 
 def align_tokens(student_offsets: list[tuple[int, int]], teacher_offsets: list[tuple[int, int]]) -> Alignment:

@@ -21,7 +21,8 @@ import torch
 
 from interp.models.loading import LoadedModel
 from interp.models.sharing import eager_attention
-from interp.training.shd import align_tokens, attention_kl, causal_key_mask, layer_map, sharpen, squeeze_heads
+from interp.training.shd import (align_tokens, attention_kl, causal_key_mask, identity_alignment, layer_map,
+                                same_vocabulary, sharpen, squeeze_heads)
 
 
 def tokenize_with_offsets(lm: LoadedModel, texts: list[str]) -> dict[str, Any]:
@@ -70,17 +71,21 @@ def teacher_targets(teacher: LoadedModel, texts: list[str] | None, student_heads
 
 def shd_loss(teacher: LoadedModel, student: LoadedModel, texts: list[str] | None, tau: float = 1.0,
              student_out: Any = None, student_enc: dict[str, Any] | None = None,
-             teacher_enc: dict[str, Any] | None = None) -> torch.Tensor:
+             teacher_enc: dict[str, Any] | None = None, same_tokenizer: bool | None = None) -> torch.Tensor:
     """Mean over student layers of KL(aligned squeezed teacher map || student map).
 
     Pass `student_out` (a forward with output_attentions=True under eager attention) and its
     `student_enc` to reuse the student's forward of the LM loss; otherwise one is run here.
     `teacher_enc` (left-padded input_ids, attention_mask, position_ids, offsets) replaces the
     teacher's tokenisation of `texts`. Encodings may be left- or right-padded.
+    `same_tokenizer` (computed from the vocabularies when None): an example whose teacher and
+    student ids are equal then aligns by `identity_alignment`, never through char offsets.
     """
     m, n_s = student.spec.n_heads, student.spec.n_layers
     if teacher.spec.n_heads < m:
         raise ValueError(f"SHD squeezes teacher heads into fewer student heads: teacher has {teacher.spec.n_heads}, student {m}")
+    if same_tokenizer is None:
+        same_tokenizer = same_vocabulary(student.tokenizer, teacher.tokenizer)
     targets, t_enc = teacher_targets(teacher, texts, m, n_s, tau, enc=teacher_enc)
     s_enc = student_enc or tokenize_with_offsets(student, texts or [])
     if student_out is None:
@@ -95,8 +100,12 @@ def shd_loss(teacher: LoadedModel, student: LoadedModel, texts: list[str] | None
     for b in range(B):
         ps = s_enc["attention_mask"][b].nonzero().flatten()
         pt = t_enc["attention_mask"][b].nonzero().flatten()
-        al = align_tokens([s_enc["offsets"][b][i] for i in range(len(ps))],
-                          [t_enc["offsets"][b][i] for i in range(len(pt))])
+        s_ids, t_ids = s_enc["input_ids"][b, ps].tolist(), t_enc["input_ids"][b, pt].tolist()
+        if same_tokenizer and s_ids == t_ids:
+            al = identity_alignment(len(ps))
+        else:
+            al = align_tokens([s_enc["offsets"][b][i] for i in range(len(ps))],
+                              [t_enc["offsets"][b][i] for i in range(len(pt))])
         row_mask[b, ps] &= al.query_index.to(row_mask.device) >= 0
         aligns.append((ps, pt, al))
     losses = []
