@@ -1,7 +1,9 @@
 # The two commands of the README: `make demo` (main job on the embedded model) and `make test`.
+# Installs are pinned by constraints.txt; `make test-latest` tests the newest releases in .venv-latest.
 PYTHON ?= python3
+LATEST_VENV ?= .venv-latest
 
-.PHONY: setup demo test bench
+.PHONY: setup demo test test-latest lock bench
 
 setup:
 	PYTHON=$(PYTHON) bash scripts/setup.sh
@@ -9,8 +11,19 @@ setup:
 demo: setup
 	interp reverse-link --model smollm2 --bias owl --control dog --digits 3 --sample 200 --out runs/demo --force
 
+# pytest-randomly shuffles the order on every run and prints the seed (-p randomly -p "randomly_seed=N" replays it)
 test: setup
 	$(PYTHON) -m pytest -q
+
+# the newest releases of every dependency (torch kept at 2.13.0: a newer one is a CUDA build of GBs), in a fresh venv
+test-latest:
+	$(PYTHON) -m venv $(LATEST_VENV)
+	PYTHON=$(LATEST_VENV)/bin/python INTERP_LATEST=1 bash scripts/setup.sh
+	$(LATEST_VENV)/bin/python -m pytest -q
+
+# after a green `make test-latest`: pin what it installed
+lock:
+	PYTHON=$(LATEST_VENV)/bin/python bash scripts/lock.sh
 
 bench: setup
 	$(PYTHON) experiments/bench/reverse_link.py
