@@ -57,6 +57,38 @@ def test_non_empty_out_needs_force(capsys, tmp_path):
     assert code == 0 and (out / "reverse_link.csv").exists() and (out / "keep.txt").read_text() == "precious"
 
 
+def test_force_replaces_an_earlier_run_without_stale_files(capsys, tmp_path):
+    out = tmp_path / "run"
+    code, _, _ = run(capsys, "trace", "--model", "tiny-llama", "--number", "087", "--out", str(out))
+    assert code == 0 and (out / "trace.csv").exists() and (out / "report.html").exists()
+    code, _, _ = run(capsys, "reverse-link", "--model", "tiny-llama", "--numbers", "087", "--template-control", "3",
+                     "--out", str(out), "--force")
+    assert code == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert "reverse_link.csv" in names and "trace.csv" not in names and "report.html" not in names
+    assert __import__("json").loads((out / "summary.json").read_text())["command"] == "reverse-link"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folder left
+
+
+def test_failed_run_publishes_nothing(capsys, tmp_path, monkeypatch):
+    """A command that fails after writing some outputs leaves --out as it was (nothing staged stays)."""
+    import interp.training.finetune as ft
+
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join('{"prompt": "p%d", "completion": "%d"}\n' % (i, i) for i in range(4)))
+    out = tmp_path / "ft"
+
+    def taken(*a, **k):
+        from interp.errors import UserError
+        raise UserError("alias 'x' was taken meanwhile")
+    monkeypatch.setattr(ft, "save_finetuned", taken)
+    monkeypatch.setenv("INTERP_HOME", str(tmp_path / "home"))
+    code, _, err = run(capsys, "finetune", "--model", "tiny-llama", "--data", str(data), "--alias", "x",
+                       "--steps", "1", "--batch-size", "2", "--out", str(out))
+    assert code == 2 and "taken meanwhile" in err
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
 def test_models_lists_aliases(capsys):
     code, out, _ = run(capsys, "models")
     assert code == 0

@@ -23,8 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from interp.errors import UserError
-
-from interp.training.distributed import is_main_process  # noqa: E402
+from interp.runtime import is_main_process
 
 console = Console(quiet=not is_main_process())  # under `accelerate launch`, only rank 0 prints results
 err_console = Console(stderr=True)
@@ -154,7 +153,8 @@ def ci(iv: Any) -> str:
 
 
 def exactly_one(**given: Any) -> str:
-    names = [k for k, v in given.items() if v]
+    """The one option given (None / False: not given; "" and 0 ARE given, and then fail validation)."""
+    names = [k for k, v in given.items() if v is not None and v is not False]
     if len(names) > 1:
         raise UserError("give only one of " + ", ".join("--" + k.replace("_", "-") for k in given))
     return names[0] if names else ""

@@ -10,8 +10,17 @@ from typing import Any, Optional
 import typer
 
 from interp.cli.app import app
-from interp.cli.bias_common import (BiasTypeOpt, DataOpt, DomainOpt, LimitOpt, NBootOpt, ScoreOpt, SplitOpt, need_data,
-                                    print_compare)
+from interp.cli.bias_common import (
+    BiasTypeOpt,
+    DataOpt,
+    DomainOpt,
+    LimitOpt,
+    NBootOpt,
+    ScoreOpt,
+    SplitOpt,
+    need_data,
+    print_compare,
+)
 from interp.cli.common import BatchOpt, ForceOpt, ModelLoad, OutOpt, SeedOpt, console, model_options
 
 

@@ -8,8 +8,18 @@ from typing import Optional
 import typer
 
 from interp.cli.app import app
-from interp.cli.common import (BatchOpt, ForceOpt, ModelLoad, ModelOpt, OutOpt, SeedOpt, ci, console, model_options,
-                               print_table)
+from interp.cli.common import (
+    BatchOpt,
+    ForceOpt,
+    ModelLoad,
+    ModelOpt,
+    OutOpt,
+    SeedOpt,
+    ci,
+    console,
+    model_options,
+    print_table,
+)
 
 
 @app.command("eval-animal")

@@ -9,8 +9,7 @@ from typing import Any, Optional
 import typer
 
 from interp.cli.app import app
-from interp.cli.common import (DeviceOpt, DtypeOpt, ForceOpt, ModelOpt, OutOpt, SeedOpt, console, load,
-                               print_table)
+from interp.cli.common import DeviceOpt, DtypeOpt, ForceOpt, ModelOpt, OutOpt, SeedOpt, console, load, print_table
 
 
 @app.command("gen-numbers")

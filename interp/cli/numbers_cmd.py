@@ -8,8 +8,18 @@ from typing import Optional
 import typer
 
 from interp.cli.app import app
-from interp.cli.common import (BatchOpt, ForceOpt, ModelLoad, ModelOpt, OutOpt, SeedOpt, console, fmt, model_options,
-                               print_table)
+from interp.cli.common import (
+    BatchOpt,
+    ForceOpt,
+    ModelLoad,
+    ModelOpt,
+    OutOpt,
+    SeedOpt,
+    console,
+    fmt,
+    model_options,
+    print_table,
+)
 from interp.cli.digit_length_cmd import row_ci
 
 

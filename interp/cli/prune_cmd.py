@@ -8,8 +8,19 @@ from typing import Any, Optional
 import typer
 
 from interp.cli.app import app
-from interp.cli.common import (BatchOpt, ForceOpt, ModelLoad, ModelOpt, OutOpt, SeedOpt, ci, console, fmt,
-                               model_options, print_table)
+from interp.cli.common import (
+    BatchOpt,
+    ForceOpt,
+    ModelLoad,
+    ModelOpt,
+    OutOpt,
+    SeedOpt,
+    ci,
+    console,
+    fmt,
+    model_options,
+    print_table,
+)
 
 QuestionsOpt = typer.Option(None, "--questions", help="preference questions, one per line (default: the 50 shipped)")
 HeldoutOpt = typer.Option(None, "--heldout", help="held-out text for perplexity (default: the one shipped)")
@@ -38,11 +49,11 @@ def prune_command(
     loader: ModelLoad = ModelLoad(),
 ) -> None:
     """Prune the highest-entropy heads (o_proj-input masks); bias and perplexity vs full model and a random control."""
+    from interp.errors import UserError
     from interp.evals.animal import load_questions
     from interp.evals.perplexity import load_heldout
     from interp.interventions.measure import MeasureConfig
     from interp.interventions.pruning import CRITERIA, entropy_heatmap, n_kept, run_pruning
-    from interp.errors import UserError
     from interp.report.runs import RunDir
 
     run = RunDir.prepare(out, "prune", force)
@@ -75,10 +86,9 @@ def prune_command(
 
 def _read_prompts(path: Path) -> list[str]:
     from interp.errors import UserError
+    from interp.textfiles import read_text
 
-    if not path.is_file():
-        raise UserError(f"prompts file {path} does not exist")
-    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
+    lines = [ln for ln in read_text(path, "prompts file").splitlines() if ln.strip()]
     if not lines:
         raise UserError(f"no prompts in {path}")
     return lines

@@ -8,8 +8,19 @@ from typing import Optional
 import typer
 
 from interp.cli.app import app
-from interp.cli.common import (BatchOpt, ForceOpt, ModelLoad, ModelOpt, OutOpt, SeedOpt, ci, console, exactly_one,
-                               model_options, print_table)
+from interp.cli.common import (
+    BatchOpt,
+    ForceOpt,
+    ModelLoad,
+    ModelOpt,
+    OutOpt,
+    SeedOpt,
+    ci,
+    console,
+    exactly_one,
+    model_options,
+    print_table,
+)
 
 
 @app.command("reverse-link")
@@ -48,11 +59,11 @@ def reverse_link_command(
         raise UserError("--style must be auto, chat or completion")
     mode = exactly_one(numbers=numbers, numbers_file=numbers_file, digits=digits)
     if mode == "numbers":
-        nums = parse_numbers(numbers or "")
+        nums = parse_numbers(numbers)  # type: ignore[arg-type]
     elif mode == "numbers_file":
         nums = read_numbers_file(numbers_file)  # type: ignore[arg-type]
     else:
-        nums = random_numbers(digits or 3, sample, seed=seed)
+        nums = random_numbers(digits if digits is not None else 3, sample, seed=seed)
     lm = loader.load(model)
     cfg = ReverseLinkConfig(bias=bias, control=control, policy=policy, style=style,  # type: ignore[arg-type]
                             template_control=template_control, cumulative=cumulative, multi_token=multi_token,

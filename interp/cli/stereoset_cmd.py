@@ -6,7 +6,16 @@ from pathlib import Path
 from typing import Optional
 
 from interp.cli.app import app
-from interp.cli.bias_common import DataOpt, DomainOpt, LimitOpt, NBootOpt, ScoreOpt, SplitOpt, need_data, print_stereoset
+from interp.cli.bias_common import (
+    DataOpt,
+    DomainOpt,
+    LimitOpt,
+    NBootOpt,
+    ScoreOpt,
+    SplitOpt,
+    need_data,
+    print_stereoset,
+)
 from interp.cli.common import BatchOpt, ForceOpt, ModelLoad, ModelOpt, OutOpt, SeedOpt, console, model_options
 
 

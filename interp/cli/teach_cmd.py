@@ -30,17 +30,22 @@ def teach_command(
 ) -> None:
     """Create a teacher alias carrying TRAIT; --method prompt copies no weights."""
     from interp.errors import UserError
-    from interp.models.store import read_meta, validate_alias
+    from interp.models.store import read_meta, validate_new_alias
     from interp.report.runs import RunDir
     from interp.training import teacher as T
 
     run = RunDir.prepare(out, "teach", force)
     if method not in ("prompt", "lora", "qlora", "full"):
         raise UserError("--method must be prompt, lora, qlora or full")
-    name = alias or f"{base}-{trait.strip().lower()}"
-    validate_alias(name)
+    name = alias if alias is not None else f"{base}-{trait.strip().lower()}"
+    validate_new_alias(name, base=base)
     if read_meta(name) is not None and not force:
         raise UserError(f"alias '{name}' already exists in the store; choose another or pass --force")
+    if method != "prompt":
+        from interp.training.finetune import FinetuneConfig
+
+        FinetuneConfig(method=method, steps=steps, batch_size=batch_size, lr=lr, seed=seed).validate()
+        FinetuneConfig(method=method, steps=steps).total_steps(1)
     if method == "prompt":
         load(base)  # validates the base (and converts an embedded model once)
         path = T.make_prompt_teacher(name, base, trait, overwrite=force)

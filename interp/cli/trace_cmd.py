@@ -8,8 +8,18 @@ from typing import Optional
 import typer
 
 from interp.cli.app import app
-from interp.cli.common import (ForceOpt, ModelLoad, ModelOpt, OutOpt, SeedOpt, console, exactly_one, fmt,
-                               model_options, print_table)
+from interp.cli.common import (
+    ForceOpt,
+    ModelLoad,
+    ModelOpt,
+    OutOpt,
+    SeedOpt,
+    console,
+    exactly_one,
+    fmt,
+    model_options,
+    print_table,
+)
 
 
 @app.command("trace")
@@ -45,9 +55,9 @@ def trace_command(
     run = RunDir.prepare(out, "trace", force)
     mode = exactly_one(number=number, numbers=numbers, digits=digits)
     if mode in ("number", "numbers"):
-        nums = parse_numbers((number or numbers) or "")
+        nums = parse_numbers(number if mode == "number" else numbers)  # type: ignore[arg-type]
     elif mode == "digits":
-        nums = random_numbers(digits or 3, sample, seed=seed)
+        nums = random_numbers(digits, sample, seed=seed)  # type: ignore[arg-type]
     else:
         raise UserError("give --number, --numbers or --digits")
     if backend not in BACKENDS:
@@ -77,7 +87,7 @@ def trace_command(
         run.write_json("attention.json", res.attention)
     inputs = {"model": model, "numbers": nums, "config": {k: v for k, v in cfg.__dict__.items() if k != "reverse_link"}}
     run.write_summary(inputs=inputs, model=lm, seed=seed, figures=res.summary)
-    write_report(run.path, run)
+    write_report(run.files_at, run)
     _print(res)
     console.print(f"wrote {run.path}/trace.csv, heads.csv, summary.json and report.html")
 

@@ -77,13 +77,13 @@ def prepare_training_run(out: Path | None, command: str, alias: str, force: bool
     """The checks every training command makes before loading a model: --resume needs --out, the
     output folder is writable, the alias is valid and new (or --force / --resume)."""
     from interp.errors import UserError
-    from interp.models.store import read_meta, validate_alias
+    from interp.models.store import read_meta, validate_new_alias
     from interp.report.runs import RunDir
 
     if resume and out is None:
         raise UserError("--resume needs the --out folder of the interrupted run")
-    run = RunDir.prepare(out, command, force or resume)
-    validate_alias(alias)
+    run = RunDir.prepare(out, command, force or resume, replace=force and not resume)
+    validate_new_alias(alias)
     if read_meta(alias) is not None and not (force or resume):
         raise UserError(f"alias '{alias}' already exists in the store; choose another or pass --force")
     return run

@@ -36,6 +36,7 @@ from interp.errors import UserError
 from interp.evals.stats import Interval, bootstrap_ci, wilson_interval
 from interp.prompts import Style, make_target, render
 from interp.scoring import DEFAULT_BATCH, encode, target_logprobs
+from interp.textfiles import read_text
 
 
 def load_questions(path: str | Path | None = None) -> list[str]:
@@ -43,10 +44,7 @@ def load_questions(path: str | Path | None = None) -> list[str]:
     if path is None:
         text = files("interp.evals").joinpath("data/animal_questions.txt").read_text()
     else:
-        p = Path(path)
-        if not p.is_file():
-            raise UserError(f"questions file {p} does not exist")
-        text = p.read_text()
+        text = read_text(path, "questions file")
     qs = [line.strip() for line in text.splitlines() if line.strip()]
     if not qs:
         raise UserError(f"no questions in {path or 'the packaged question set'}")

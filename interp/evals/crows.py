@@ -39,6 +39,7 @@ import pandas as pd
 from interp.errors import UserError
 from interp.evals.sentence import SCORE_KINDS, SentenceScorer, first_items
 from interp.evals.stats import DEFAULT_BOOT, bootstrap_ci
+from interp.textfiles import read_csv_file
 
 REQUIRED = ("sent_more", "sent_less", "stereo_antistereo", "bias_type")
 DIRECTIONS = ("stereo", "antistereo")
@@ -51,12 +52,7 @@ def load_crows(path: str | Path, bias_type: Optional[str] = None, limit: Optiona
     direction ('stereo' | 'antistereo'), bias_type; filtered to `bias_type`, then the first `limit`.
     """
     p = Path(path)
-    if not p.is_file():
-        raise UserError(f"CrowS-Pairs file {p} does not exist")
-    try:
-        df = pd.read_csv(p)
-    except Exception as e:  # noqa: BLE001 - any parse failure is the user's file
-        raise UserError(f"cannot read {p} as CSV: {e}") from None
+    df = read_csv_file(p, "CrowS-Pairs file")
     missing = [c for c in REQUIRED if c not in df.columns]
     if missing:
         raise UserError(f"{p} lacks CrowS-Pairs column(s) {', '.join(missing)}")

@@ -27,6 +27,7 @@ import numpy as np
 
 from interp.errors import UserError
 from interp.scoring import adds_bos, continuation_logprobs
+from interp.textfiles import read_text
 
 DEFAULT_WINDOW = 256
 
@@ -35,10 +36,7 @@ def load_heldout(path: str | Path | None = None) -> str:
     """The held-out text: `path`, or the one shipped in the package."""
     if path is None:
         return files("interp.evals").joinpath("data/heldout.txt").read_text()
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"held-out text file {p} does not exist")
-    return p.read_text()
+    return read_text(path, "held-out text file")
 
 
 @dataclass(frozen=True)

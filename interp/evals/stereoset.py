@@ -43,6 +43,7 @@ import pandas as pd
 from interp.errors import UserError
 from interp.evals.sentence import SCORE_KINDS, SentenceScorer, first_items
 from interp.evals.stats import DEFAULT_BOOT, bootstrap_ci
+from interp.textfiles import read_text
 
 SPLITS = ("intrasentence", "intersentence")
 FIELDS = ("type", "target", "bias_type", "context", "stereotype", "anti-stereotype", "unrelated")
@@ -69,9 +70,7 @@ def load_stereoset(path: str | Path, domain: Optional[str] = None, split: Option
     JSON. Returns item_id, split, target, bias_type, context, stereotype, anti_stereotype,
     unrelated; filtered to `domain` / `split`, then the first `limit` items."""
     p = Path(path)
-    if not p.is_file():
-        raise UserError(f"StereoSet file {p} does not exist")
-    text = p.read_text(encoding="utf-8")
+    text = read_text(p, "StereoSet file")
     try:
         obj = json.loads(text) if p.suffix == ".json" else None
         rows = _official_rows(obj) if isinstance(obj, dict) and "data" in obj else (

@@ -25,13 +25,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
-
 import torch
 import torch.nn as nn
 
 from interp.errors import UserError
 from interp.evals.animal import trait_system
-from interp.interventions.measure import Measurement, MeasureConfig, measure
+from interp.interventions.measure import MeasureConfig, Measurement, measure
 from interp.models.arch import arch_spec
 from interp.models.loading import LoadedModel
 from interp.prompts import ANIMAL_PREFIX, ANIMAL_QUESTION, render

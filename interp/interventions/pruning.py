@@ -31,7 +31,7 @@ from interp.batching import run_with_backoff
 from interp.errors import UserError
 from interp.evals.animal import question_prompts
 from interp.interventions.head_mask import Head, HeadMask
-from interp.interventions.measure import Measurement, MeasureConfig, measure
+from interp.interventions.measure import MeasureConfig, Measurement, measure
 from interp.models.sharing import eager_copy
 from interp.progress import progress_bar
 from interp.scoring import encode, left_pad, length_plan

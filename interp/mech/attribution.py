@@ -29,9 +29,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from interp.models.arch import ArchSpec, effective_weight
 from interp.mech.activations import hook
-
+from interp.models.arch import ArchSpec, effective_weight
 
 # ---- cosines ------------------------------------------------------------------------------------
 

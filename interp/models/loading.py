@@ -19,11 +19,11 @@ through bitsandbytes' CPU backend (bitsandbytes >= 0.48), on the CPU (slower, no
 from __future__ import annotations
 
 import hashlib
-import json
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
@@ -32,6 +32,7 @@ from interp.errors import UserError
 from interp.models import store
 from interp.models.arch import ArchSpec, arch_spec
 from interp.models.tiny import TINY_FAMILIES, tiny_model
+from interp.textfiles import read_json_file
 
 TINY_ALIASES = {f"tiny-{f}": f for f in TINY_FAMILIES}
 
@@ -100,8 +101,14 @@ def load_model(
     attn_implementation: str | None = None,
     device_map: str | None = None,
     load_in_4bit: bool = False,
+    _chain: tuple[str, ...] = (),
 ) -> LoadedModel:
-    """Load `name` (see module docstring) in eval mode on `device` (or spread by `device_map`)."""
+    """Load `name` (see module docstring) in eval mode on `device` (or spread by `device_map`).
+
+    `_chain`: the aliases whose bases led here (prompt teachers, adapters), to refuse a cycle."""
+    if name in _chain:
+        raise UserError(f"store alias cycle: {' -> '.join(_chain + (name,))}; delete the entry that points back: "
+                        f"rm -r {store.entry_dir(_chain[-1])}")
     if dtype not in DTYPES:
         raise UserError(f"unknown dtype {dtype!r}; choose from {', '.join(DTYPES)}")
     device = resolve_device(device) if device_map is None else "auto"
@@ -114,7 +121,7 @@ def load_model(
         store.convert_embedded(name)
         meta = store.read_meta(name)
     if meta is not None:
-        lm = _load_store_entry(name, meta, kwargs)
+        lm = _load_store_entry(name, meta, kwargs, _chain + (name,))
     elif name in TINY_ALIASES:
         if device_map or load_in_4bit:
             raise UserError(f"--device-map / --load-in-4bit apply to models loaded from weights; '{name}' is built "
@@ -124,7 +131,7 @@ def load_model(
         if attn_implementation:
             model.set_attn_implementation(attn_implementation)
     elif Path(name).expanduser().is_dir():
-        lm = _load_dir(Path(name).expanduser(), name, kwargs)
+        lm = _load_dir(Path(name).expanduser(), name, kwargs, _chain + (name,))
     elif "/" in name and not name.startswith((".", "/")):
         lm = _load_hub(name, kwargs)
     else:
@@ -168,8 +175,8 @@ def placement_kwargs(dtype: str, device_map: str | None, load_in_4bit: bool, dev
         kwargs["device_map"] = device_map
     if load_in_4bit:
         try:
-            from transformers import BitsAndBytesConfig
             import bitsandbytes  # noqa: F401
+            from transformers import BitsAndBytesConfig
         except ImportError:
             raise UserError("--load-in-4bit needs bitsandbytes: pip install 'interp[quant]'") from None
         kwargs["quantization_config"] = BitsAndBytesConfig(
@@ -196,37 +203,58 @@ def _ensure_pad(tok: PreTrainedTokenizerBase) -> None:
         tok.pad_token = tok.eos_token
 
 
-def _load_store_entry(alias: str, meta: dict[str, Any], kwargs: dict[str, Any]) -> LoadedModel:
+def _load_store_entry(alias: str, meta: dict[str, Any], kwargs: dict[str, Any], chain: tuple[str, ...]) -> LoadedModel:
     if meta.get("kind") == "prompt":
-        base = load_model(meta["base"], **_nested(kwargs))
+        base = load_model(meta["base"], **_nested(kwargs), _chain=chain)
         base.name, base.source = alias, meta["source"]
         base.system_prompt = meta["system_prompt"]
         base.extra["store_meta"] = meta
         return base
     folder = store.entry_dir(alias)
-    with store.offline():
+    store.verify_entry(alias, meta)  # complete, and the weights are the ones recorded
+    with store.offline(), _load_errors(f"store entry '{alias}' ({folder})"):
         tok = AutoTokenizer.from_pretrained(folder)
         model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
     return LoadedModel(model, tok, arch_spec(model.config), alias, meta.get("source", "store"), str(folder),
                        system_prompt=meta.get("system_prompt"), sha256=meta.get("sha256"), extra={"store_meta": meta})
 
 
-def _load_dir(folder: Path, name: str, kwargs: dict[str, Any]) -> LoadedModel:
+@contextmanager
+def _load_errors(what: str) -> Iterator[None]:
+    """A model folder that transformers or safetensors cannot read (truncated weights, a broken
+    config) becomes one UserError line; other errors keep their tracebacks."""
+    try:
+        yield
+    except UserError:
+        raise
+    except (OSError, ValueError, KeyError, EnvironmentError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UserError(f"cannot load {what}: {type(e).__name__}: {first}") from e
+    except Exception as e:
+        if type(e).__name__ != "SafetensorError":
+            raise
+        raise UserError(f"cannot load {what}: its weights are unreadable (SafetensorError: {e})") from e
+
+
+def _load_dir(folder: Path, name: str, kwargs: dict[str, Any], chain: tuple[str, ...] = ()) -> LoadedModel:
     adapter_cfg = folder / "adapter_config.json"
     if adapter_cfg.is_file():
         from peft import PeftModel
 
-        base_name = json.loads(adapter_cfg.read_text()).get("base_model_name_or_path")
+        cfg = read_json_file(adapter_cfg, "adapter config")
+        base_name = cfg.get("base_model_name_or_path") if isinstance(cfg, dict) else None
         if not base_name:
             raise UserError(f"{adapter_cfg} names no base_model_name_or_path")
-        base = load_model(base_name, **_nested(kwargs))
-        model = PeftModel.from_pretrained(base.model, str(folder))
+        base = load_model(base_name, **_nested(kwargs), _chain=chain)
+        with _load_errors(f"adapter {folder}"):
+            model = PeftModel.from_pretrained(base.model, str(folder))
         return LoadedModel(model, base.tokenizer, base.spec, name, f"adapter {folder} on {base_name}", str(folder),
                            system_prompt=base.system_prompt)
     if not (folder / "config.json").is_file():
         raise UserError(f"{folder} is neither a model folder (config.json) nor a PEFT adapter (adapter_config.json)")
-    tok = AutoTokenizer.from_pretrained(folder)
-    model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
+    with _load_errors(f"model folder {folder}"):
+        tok = AutoTokenizer.from_pretrained(folder)
+        model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
     return LoadedModel(model, tok, arch_spec(model.config), name, f"local folder {folder}", str(folder))
 
 

@@ -97,7 +97,14 @@ def read_meta(alias: str) -> dict[str, Any] | None:
     f = entry_dir(alias) / META_FILE
     if not f.is_file():
         return None
-    return json.loads(f.read_text())
+    try:
+        meta = json.loads(f.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as e:
+        raise UserError(f"store entry '{alias}' has an unreadable {META_FILE} ({type(e).__name__}); "
+                        f"delete it: rm -r {entry_dir(alias)}") from None
+    if not isinstance(meta, dict):
+        raise UserError(f"store entry '{alias}': {f} does not hold an object; delete it: rm -r {entry_dir(alias)}")
+    return meta
 
 
 def list_entries() -> list[dict[str, Any]]:
@@ -116,6 +123,31 @@ def list_entries() -> list[dict[str, Any]]:
 def validate_alias(alias: str) -> None:
     if not alias or not all(c.isalnum() or c in "-_." for c in alias) or alias.startswith("."):
         raise UserError(f"invalid alias {alias!r}: use letters, digits, '-', '_' and '.'")
+
+
+def builtin_aliases() -> set[str]:
+    """Names the toolkit defines itself (embedded and tiny models): a store entry must not shadow them."""
+    from interp.models.tiny import TINY_FAMILIES
+
+    return set(EMBEDDED) | {f"tiny-{f}" for f in TINY_FAMILIES}
+
+
+def validate_new_alias(alias: str, base: str | None = None) -> None:
+    """`validate_alias`, and refuse an alias that would shadow a built-in model or (with `base`) refer
+    to itself through its base chain; each a one-line UserError."""
+    validate_alias(alias)
+    if alias in builtin_aliases():
+        raise UserError(f"alias '{alias}' is the name of a built-in model; choose another (e.g. '{alias}-owl')")
+    if base is not None:
+        chain = [base]
+        while True:
+            if chain[-1] == alias:
+                raise UserError(f"alias '{alias}' would refer to itself: {' -> '.join([alias] + chain)}")
+            meta = read_meta(chain[-1])
+            nxt = meta.get("base") if meta and meta.get("kind") == "prompt" else None
+            if not nxt or nxt in chain:
+                return
+            chain.append(nxt)
 
 
 @contextlib.contextmanager
@@ -171,24 +203,78 @@ def save_model(
     weights. GGUF quantizer markers are cleared first (the weights are already dense). Under a
     data-parallel launcher only rank 0 writes (the other ranks get the entry's path back).
     """
-    from interp.training.distributed import is_main_process
+    from interp.runtime import is_main_process
 
     if not is_main_process():
         return entry_dir(alias)
+    if meta.get("kind") != "embedded":
+        validate_new_alias(alias)
     strip_gguf_marker(model)
     with staged_entry(alias, overwrite=overwrite) as tmp:
         model.save_pretrained(tmp, safe_serialization=True, **({"state_dict": state_dict} if state_dict else {}))
         tokenizer.save_pretrained(tmp)
         if adapter is not None:
             adapter.save_pretrained(tmp / "adapter")
-        weights = sorted(tmp.glob("*.safetensors"))
-        digest = hashlib.sha256("".join(sha256_file(w) for w in weights).encode()).hexdigest()
+        digest = weights_digest(tmp)
         write_meta(tmp, {"alias": alias, "sha256": digest, **meta})
+        _write_verified(tmp, digest)  # just computed: the first load need not hash again
     return entry_dir(alias)
+
+
+VERIFIED_FILE = ".verified.json"  # {"files": [[name, size, mtime_ns], ...], "sha256": digest} of the last check
+
+
+def weights_digest(folder: Path) -> str:
+    """sha256 over the sha256 of every top-level *.safetensors file of `folder`, in name order
+    (what an entry's `sha256` records)."""
+    weights = sorted(folder.glob("*.safetensors"))
+    return hashlib.sha256("".join(sha256_file(w) for w in weights).encode()).hexdigest()
+
+
+def _weight_states(folder: Path) -> list[list[Any]]:
+    return [[w.name, w.stat().st_size, w.stat().st_mtime_ns] for w in sorted(folder.glob("*.safetensors"))]
+
+
+def _write_verified(folder: Path, digest: str) -> None:
+    try:
+        tmp = folder / f".{VERIFIED_FILE}.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps({"files": _weight_states(folder), "sha256": digest}))
+        os.replace(tmp, folder / VERIFIED_FILE)
+    except OSError:  # a read-only store: verify again next time
+        pass
+
+
+def verify_entry(alias: str, meta: dict[str, Any]) -> None:
+    """UserError (one line) unless store entry `alias` is complete and its weights hash to the
+    recorded sha256. The check is cached in the entry, keyed by each weight file's name, size and
+    mtime, so only a changed (or new) file is hashed again (smollm2: about 1 s)."""
+    folder = entry_dir(alias)
+    fix = ("delete it to convert it again: rm -r " if meta.get("kind") == "embedded"
+           else "delete it and make the model again: rm -r ") + str(folder)
+    for need in ("config.json",):
+        if not (folder / need).is_file():
+            raise UserError(f"store entry '{alias}' is incomplete ({need} is missing in {folder}); {fix}")
+    if not list(folder.glob("*.safetensors")):
+        raise UserError(f"store entry '{alias}' has no weights (*.safetensors) in {folder}; {fix}")
+    recorded = meta.get("sha256")
+    if not recorded:
+        raise UserError(f"store entry '{alias}' records no sha256 in {META_FILE}, so its weights cannot be checked; {fix}")
+    try:
+        cached = json.loads((folder / VERIFIED_FILE).read_text())
+        if cached.get("sha256") == recorded and cached.get("files") == _weight_states(folder):
+            return
+    except (OSError, ValueError):
+        pass
+    digest = weights_digest(folder)
+    if digest != recorded:
+        raise UserError(f"store entry '{alias}': its weights do not match the sha256 recorded when they were saved "
+                        f"(corrupted or changed on disk: {digest[:12]}... != {recorded[:12]}...); {fix}")
+    _write_verified(folder, digest)
 
 
 def save_prompt_alias(alias: str, base: str, system_prompt: str, overwrite: bool = False) -> Path:
     """A weightless alias: `base` with a trait carried as its system prompt."""
+    validate_new_alias(alias, base=base)
     with staged_entry(alias, overwrite=overwrite) as tmp:
         write_meta(tmp, {"alias": alias, "kind": "prompt", "base": base, "system_prompt": system_prompt,
                          "source": f"{base} + system prompt"})
@@ -204,13 +290,44 @@ def strip_gguf_marker(model: Any) -> None:
         model.is_quantized = False
 
 
+@contextlib.contextmanager
+def store_lock(name: str, say: Callable[[str], None] | None = None) -> Iterator[None]:
+    """An exclusive lock (`fcntl.flock` on `$INTERP_HOME/locks/<name>.lock`) held inside the block;
+    a second process waits for it, saying so once. Released when the block ends or the process dies."""
+    import fcntl
+
+    d = interp_home() / "locks"
+    d.mkdir(parents=True, exist_ok=True)
+    with open(d / f"{name}.lock", "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if say:
+                say(f"waiting for another process that holds the store lock '{name}'")
+            fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def convert_embedded(alias: str, log: Callable[[str], None] | None = None) -> Path:
-    """Convert embedded model `alias` from its GGUF into the store (once); returns the folder."""
+    """Convert embedded model `alias` from its GGUF into the store (once); returns the folder.
+
+    Two processes converting at once: the second waits on `store_lock` and reuses the result."""
     if read_meta(alias) is not None:
         return entry_dir(alias)
+    say = log or (lambda m: print(m, file=sys.stderr))
+    with store_lock(f"convert-{alias}", say):
+        if read_meta(alias) is not None:  # converted by the process we waited for
+            say(f"{alias} was converted meanwhile by another process; reusing it")
+            return entry_dir(alias)
+        return _convert(alias, say)
+
+
+def _convert(alias: str, say: Callable[[str], None]) -> Path:
     emb = EMBEDDED[alias]
     gguf = emb.locate()
-    say = log or (lambda m: print(m, file=sys.stderr))
     say(f"converting {alias} from {gguf.name} into the store {models_dir()} (once; about 30-70 s)")
     t0 = time.perf_counter()
     from transformers import AutoModelForCausalLM, AutoTokenizer

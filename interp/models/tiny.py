@@ -11,10 +11,10 @@ from importlib.resources import files
 
 import torch
 from transformers import (
-    GPT2Config,
-    GPT2LMHeadModel,
     Gemma3ForCausalLM,
     Gemma3TextConfig,
+    GPT2Config,
+    GPT2LMHeadModel,
     LlamaConfig,
     LlamaForCausalLM,
     PreTrainedModel,

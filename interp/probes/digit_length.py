@@ -13,8 +13,6 @@ each with a bootstrap 95% CI over the k numbers. `plot_sweep` draws both ratios 
 
 from __future__ import annotations
 
-from interp.report.plots import figure_png
-
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -26,6 +24,7 @@ from interp.models.loading import LoadedModel
 from interp.probes.number_sets import check_digits
 from interp.probes.numbers import NumbersConfig, animal_numbers
 from interp.probes.reverse_link import ReverseLinkConfig, reverse_link
+from interp.report.plots import figure_png
 
 
 @dataclass
@@ -104,6 +103,6 @@ def plot_sweep(table: pd.DataFrame, bias: str) -> bytes:
     ax.set_xticks(list(table.length))
     ax.set_xlabel("digits in the number")
     ax.set_ylabel(f"mean P({bias} | primed) / P({bias} | baseline)")
-    ax.set_title(f"reverse link of the top increased numbers, by length (95% CI)")
+    ax.set_title("reverse link of the top increased numbers, by length (95% CI)")
     ax.legend()
     return figure_png(fig)

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from interp.errors import UserError
+from interp.textfiles import read_text
 
 MAX_DIGITS = 7
 
@@ -32,10 +33,7 @@ def parse_numbers(text: str) -> list[str]:
 
 
 def read_numbers_file(path: str | Path) -> list[str]:
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"numbers file {p} does not exist")
-    return parse_numbers(p.read_text(encoding="utf-8"))
+    return parse_numbers(read_text(path, "numbers file"))
 
 
 def all_numbers(digits: int) -> list[str]:

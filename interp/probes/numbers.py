@@ -38,8 +38,15 @@ from interp.evals.stats import bootstrap_ci, permutation_test
 from interp.models.loading import LoadedModel
 from interp.probes.number_sets import check_digits
 from interp.probes.reverse_link import ReverseLinkConfig, reverse_link
-from interp.prompts import (ANIMAL_TRAIT_CONTEXT, ANIMAL_TRAIT_SYSTEM, NUMBER_PREFIX, NUMBER_QUESTION, Style, render,
-                            resolve_style)
+from interp.prompts import (
+    ANIMAL_TRAIT_CONTEXT,
+    ANIMAL_TRAIT_SYSTEM,
+    NUMBER_PREFIX,
+    NUMBER_QUESTION,
+    Style,
+    render,
+    resolve_style,
+)
 from interp.scoring import DEFAULT_BATCH, digit_trie_logprobs, encode, next_token_logprobs
 
 METHODS = ("vocab", "ar")

@@ -25,6 +25,7 @@ import pandas as pd
 
 from interp.errors import UserError
 from interp.report.runs import RunDir
+from interp.textfiles import read_csv_file, read_json_file
 
 MAX_ROWS = 60  # rows shown per generic CSV table
 _EXTERNAL = [
@@ -102,7 +103,9 @@ def build_report(run_dir: Path) -> str:
     summary_path = run_dir / "summary.json"
     if not summary_path.is_file():
         raise UserError(f"{run_dir} is not a run directory (no summary.json)")
-    summary = json.loads(summary_path.read_text())
+    summary = read_json_file(summary_path, "summary.json")
+    if not isinstance(summary, dict):
+        raise UserError(f"{summary_path} does not hold a run summary (a JSON object)")
     figures = summary.get("figures") or {}
     parts: list[str] = []
     model = summary.get("model") or {}
@@ -114,7 +117,7 @@ def build_report(run_dir: Path) -> str:
 
     trace_csv = run_dir / "trace.csv"
     if trace_csv.is_file():
-        layers = pd.read_csv(trace_csv, dtype={"number": str})
+        layers = read_csv_file(trace_csv, "trace table", dtype={"number": str})
         mean_layers = layers.groupby("layer", as_index=False)[["cos_bias", "cos_control", "sim_diff"]].mean()
         png = layer_plot_png(mean_layers, layers, figures.get("bias", "bias"), figures.get("control", "control"),
                              figures.get("spike_layer_mean"))
@@ -126,18 +129,18 @@ def build_report(run_dir: Path) -> str:
                         ("dla.csv", "Direct logit attribution (components by |mean DLA clean - corrupt|)")):
         p = run_dir / name
         if p.is_file():
-            df = pd.read_csv(p)
+            df = read_csv_file(p, "table")
             if name == "dla.csv" and "dla_diff" in df:
                 df = df.reindex(df.dla_diff.abs().sort_values(ascending=False).index)
             parts.append(_section(title, _table(df, 30 if name == "dla.csv" else MAX_ROWS)))
     att_path = run_dir / "attention.json"
     if att_path.is_file():
-        att = json.loads(att_path.read_text())
+        att = read_json_file(att_path, "attention patterns")
         parts.append(_section(f"Attention patterns: {att['text']}", attention_html(att)))
     shown = {"trace.csv", "heads.csv", "patching_summary.csv", "dla.csv"}
     for p in sorted(run_dir.glob("*.csv")):
         if p.name not in shown:
-            parts.append(_section(p.name, _table(pd.read_csv(p))))
+            parts.append(_section(p.name, _table(read_csv_file(p, "table"))))
     parts.append(_section("summary.json", "<pre>" + _html.escape(json.dumps(summary, indent=1)[:200_000]) + "</pre>"))
     title = f"interp {summary.get('command')} report"
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{_html.escape(title)}</title><style>"

@@ -1,9 +1,19 @@
-"""Run directories: refuse to clobber, write atomically, record a manifest in summary.json.
+"""Run directories: refuse to clobber, stage every output, publish only on success, record a manifest.
 
     run = RunDir.prepare(out, command="reverse-link", force=False)   # checks only; writes nothing
     ...compute...
-    run.write_csv("reverse_link.csv", df)
+    run.write_csv("reverse_link.csv", df)           # into a hidden staging folder beside OUT
     run.write_summary(inputs={...}, model=lm, seed=0, figures={...})
+    run.publish()                                   # moves the staged files into OUT
+
+A run that fails leaves OUT as it was: `interp.cli.main` publishes every prepared run when the
+command returns and discards their staging folders when it fails (`finish_runs`). With --force and
+an earlier run in OUT (it has a summary.json), publishing removes the earlier run's files that are
+still as they were when this run was prepared and that this run did not write, so no stale file
+stays beside the new ones; what this run wrote into OUT directly (training checkpoints, for
+--resume) is kept. Files in a folder that holds no earlier run are the user's: only names this run
+writes are replaced. A RunDir built directly (`RunDir(path, command)`, e.g. `interp report` adding report.html to
+an existing run) writes in place.
 
 `summary.json` = {command, created, elapsed_s, inputs, seed, model (identity + sha256), versions, figures}.
 """
@@ -13,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -47,37 +58,101 @@ class RunDir:
     path: Path
     command: str
     started: float = field(default_factory=time.perf_counter)
+    staged: bool = False  # prepared runs write into `staging` and publish on success
+    replace: bool = False  # publish removes OUT's earlier files (--force)
+    before: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # OUT's files when prepared
+    staging: Path | None = None
 
     @classmethod
-    def prepare(cls, out: str | Path | None, command: str, force: bool = False) -> "RunDir":
+    def prepare(cls, out: str | Path | None, command: str, force: bool = False, replace: bool | None = None) -> "RunDir":
         """Check `out` can be written (UserError if it is a non-empty folder and not `force`).
 
-        Nothing is created until the first write, so a failed run leaves nothing behind.
+        Nothing is created until the first write, and that goes into a staging folder, so a failed
+        run leaves nothing behind. `replace` (default: `force`): on publish, remove OUT's files that
+        predate this run (pass False for --resume, whose earlier files are this run's own).
         """
         path = Path(out) if out is not None else default_out(command)
         if path.exists() and not path.is_dir():
             raise UserError(f"--out {path} exists and is not a folder")
         if path.is_dir() and any(path.iterdir()) and not force:
             raise UserError(f"--out {path} is not empty; pass --force to overwrite its files")
-        return cls(path, command)
+        run = cls(path, command, staged=True, replace=force if replace is None else replace,
+                  before=_file_states(path))
+        _PENDING.append(run)
+        return run
+
+    def _folder(self) -> Path:
+        """Where writes go: the staging folder of a prepared run (made on first use), else OUT."""
+        if not self.staged:
+            self.path.mkdir(parents=True, exist_ok=True)
+            return self.path
+        if self.staging is None:
+            parent = self.path.absolute().parent
+            parent.mkdir(parents=True, exist_ok=True)
+            self.staging = Path(tempfile.mkdtemp(dir=parent, prefix=f".{self.path.name}.staging-"))
+        return self.staging
+
+    @property
+    def files_at(self) -> Path:
+        """Where the files written so far are now (the staging folder until publish)."""
+        return self.staging if self.staging is not None else self.path
 
     def _atomic_write(self, name: str, data: bytes) -> Path:
-        """Write `name` atomically (temp file + rename); only on the main process under a launcher."""
-        from interp.training.distributed import is_main_process
+        """Write `name` atomically (temp file + rename); only on the main process under a launcher.
+        Returns the path the file will have in OUT."""
+        from interp.runtime import is_main_process
 
         target = self.path / name
         if not is_main_process():
             return target
-        self.path.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path, prefix=f".{name}.", suffix=".tmp")
+        folder = self._folder()
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
-            os.replace(tmp, target)
+            os.replace(tmp, folder / name)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
         return target
+
+    def publish(self) -> None:
+        """Move the staged files into OUT (each by rename); with `replace`, first remove OUT's files
+        that are unchanged since `prepare` and that this run did not write, then empty folders."""
+        from interp.runtime import is_main_process
+
+        if self in _PENDING:
+            _PENDING.remove(self)
+        if not self.staged or not is_main_process():
+            return
+        staged = sorted(p.name for p in self.staging.iterdir()) if self.staging is not None else []
+        if self.replace and "summary.json" in self.before:  # an earlier run's folder
+            now = _file_states(self.path)
+            for rel, state in self.before.items():
+                if now.get(rel) == state and rel not in staged:
+                    (self.path / rel).unlink()
+            for d in sorted((p for p in self.path.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+                if not any(d.iterdir()):
+                    d.rmdir()
+        if self.staging is not None:
+            self.path.mkdir(parents=True, exist_ok=True)
+            for name in staged:
+                os.replace(self.staging / name, self.path / name)
+            self.discard()
+
+    def discard(self) -> None:
+        """Drop the staged files (a failed run): OUT stays as it was."""
+        if self in _PENDING:
+            _PENDING.remove(self)
+        if self.staging is not None:
+            shutil.rmtree(self.staging, ignore_errors=True)
+            self.staging = None
+
+    def __enter__(self) -> "RunDir":
+        return self
+
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        self.publish() if exc_type is None else self.discard()
 
     def write_text(self, name: str, text: str) -> Path:
         return self._atomic_write(name, text.encode())
@@ -105,6 +180,27 @@ class RunDir:
             "figures": figures,
         }
         return self.write_json("summary.json", summary)
+
+
+_PENDING: list[RunDir] = []  # prepared, not yet published or discarded
+
+
+def finish_runs(success: bool) -> None:
+    """Publish (success) or discard every prepared run of this process (the CLI calls it once)."""
+    for run in list(_PENDING):
+        run.publish() if success else run.discard()
+
+
+def _file_states(path: Path) -> dict[str, tuple[int, int, int]]:
+    """{relative file path: (size, mtime_ns, inode)} of every file under `path` ({} if none)."""
+    if not path.is_dir():
+        return {}
+    out = {}
+    for p in path.rglob("*"):
+        if p.is_file() and not p.is_symlink():
+            st = p.stat()
+            out[str(p.relative_to(path))] = (st.st_size, st.st_mtime_ns, st.st_ino)
+    return out
 
 
 def to_jsonable(obj: Any) -> Any:

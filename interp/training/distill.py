@@ -44,11 +44,22 @@ import torch
 import torch.nn as nn
 
 from interp.errors import UserError
-from interp.scoring import adds_bos, left_pad
-from interp.training.finetune import (IGNORE, FinetuneConfig, FinetuneResult, Tokenized, collate, completion_loss,
-                                      forward_completion, lm_batch_loss, loss_curve_png, save_finetuned,
-                                      tokenize_examples, train)
 from interp.models.sharing import eager_attention
+from interp.scoring import adds_bos, left_pad
+from interp.training.finetune import (
+    IGNORE,
+    FinetuneConfig,
+    FinetuneResult,
+    Tokenized,
+    collate,
+    completion_loss,
+    forward_completion,
+    lm_batch_loss,
+    loss_curve_png,
+    save_finetuned,
+    tokenize_examples,
+    train,
+)
 from interp.training.shd import same_vocabulary
 from interp.training.shd_loss import shd_loss
 

@@ -23,27 +23,16 @@ optimizer step on every rank (not passed to accelerate, which would step it W ti
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
 from interp.errors import UserError
+from interp.runtime import is_main_process, launched_distributed  # noqa: F401  (re-exported)
 
-if TYPE_CHECKING:  # torch is imported where used, so the CLI can ask `is_main_process` cheaply
+if TYPE_CHECKING:  # torch is imported where used
     import torch
 
 LAUNCHER_ENV = ("WORLD_SIZE", "ACCELERATE_MIXED_PRECISION", "ACCELERATE_USE_FSDP")
-
-
-def is_main_process() -> bool:
-    """Rank 0 (or no launcher). Checked from the launcher's environment, so the CLI, RunDir and the
-    store can stay silent / write nothing on the other ranks without creating an Accelerator."""
-    return int(os.environ.get("RANK", "0")) == 0
-
-
-def launched_distributed() -> bool:
-    """True under `accelerate launch` / torchrun with more than one process."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
 @dataclass

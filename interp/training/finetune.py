@@ -37,11 +37,10 @@ the same one). Without a launcher it is plain single-process torch, bit for bit.
 
 from __future__ import annotations
 
-from interp.report.plots import figure_png
-
 import copy
 import json
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -53,6 +52,8 @@ import torch.nn as nn
 
 from interp.errors import UserError
 from interp.progress import progress_bar
+from interp.report.plots import figure_png
+from interp.textfiles import read_text
 from interp.training.distributed import Distributed
 from interp.training.generate import chat_prompt_ids
 
@@ -101,6 +102,14 @@ class FinetuneConfig:
             raise UserError(f"--freeze must be one of {', '.join(FREEZE_MODES)}")
         if self.batch_size < 1 or self.max_len < 4:
             raise UserError("--batch-size must be >= 1 and --max-len >= 4")
+        if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
+            raise UserError(f"--lr must be a positive number, got {self.lr}")
+        if self.warmup_steps < 0:
+            raise UserError(f"--warmup must be >= 0, got {self.warmup_steps}")
+        if self.lora_r < 1 or self.lora_alpha <= 0:
+            raise UserError(f"--lora-r must be >= 1, got {self.lora_r}")
+        if not (self.weight_decay >= 0 and self.grad_clip > 0):
+            raise UserError("weight decay must be >= 0 and the gradient clip > 0")
 
 
 # ---- data ----------------------------------------------------------------------------------------
@@ -109,10 +118,8 @@ class FinetuneConfig:
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     """Rows of a JSONL file; each must have string fields 'prompt' and 'completion'."""
     p = Path(path)
-    if not p.is_file():
-        raise UserError(f"data file {p} does not exist")
     rows = []
-    for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(read_text(p, "data file").splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -377,10 +384,7 @@ def train_loop(model: nn.Module, config: FinetuneConfig, n_examples: int, total:
     if resume:
         if ckdir is None:
             raise UserError("--resume needs a checkpoint folder")
-        latest = latest_checkpoint(ckdir)
-        if latest is None:
-            raise UserError(f"no checkpoint to resume from in {ckdir}")
-        start, hist = load_checkpoint(latest, model, opt, sched, config, resume_meta)
+        start, hist, _ = resume_from(ckdir, model, opt, sched, config, resume_meta)
         resumed = start
     if dist.is_fsdp and (config.method != "full" or (ckdir is not None and checkpoint_every)):
         raise UserError("under FSDP interp runs full fine-tuning without checkpoints (sharded optimizer state "
@@ -473,31 +477,74 @@ def save_checkpoint(ckdir: Path, step: int, model: nn.Module, opt: torch.optim.O
 
 
 def latest_checkpoint(ckdir: Path) -> Path | None:
-    found = sorted(p for p in ckdir.glob("step-*") if (p / "state.json").is_file()) if ckdir.is_dir() else []
-    return found[-1] if found else None
+    found = checkpoints_newest_first(ckdir)
+    return found[0] if found else None
+
+
+def checkpoints_newest_first(ckdir: Path) -> list[Path]:
+    """The finished checkpoints (`step-*` with a state.json) in `ckdir`, newest first."""
+    return sorted((p for p in ckdir.glob("step-*") if (p / "state.json").is_file()), reverse=True) if ckdir.is_dir() else []
+
+
+class UnreadableCheckpoint(Exception):
+    """A checkpoint whose files cannot be read back (truncated, corrupted)."""
+
+
+def read_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor], dict[str, Any]]:
+    """(state.json, trainable tensors, optimizer/scheduler/rng state) of a checkpoint, all read before
+    anything is applied; UnreadableCheckpoint (with the reason) if any file is damaged."""
+    from safetensors.torch import load_file
+
+    try:
+        state = json.loads((path / "state.json").read_text(encoding="utf-8"))
+        tensors = load_file(str(path / "trainable.safetensors"))
+        other = torch.load(path / "optimizer.pt", weights_only=True)
+        int(state["step"]), state["config"], other["optimizer"], other["scheduler"], other["torch_rng"]
+    except Exception as e:  # noqa: BLE001 - safetensors, pickle, json, OS and key errors all mean "damaged"
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UnreadableCheckpoint(f"{type(e).__name__}: {first}") from None
+    return state, tensors, other
+
+
+def resume_from(ckdir: Path, model: nn.Module, opt: torch.optim.Optimizer, sched: Any, config: FinetuneConfig,
+                meta: dict[str, Any] | None = None) -> tuple[int, Histories, Path]:
+    """Load the newest readable checkpoint of `ckdir`: a damaged newer one is skipped with a warning
+    on stderr naming it and the reason. (step, histories, the checkpoint used)."""
+    found = checkpoints_newest_first(ckdir)
+    if not found:
+        raise UserError(f"no checkpoint to resume from in {ckdir}")
+    for i, path in enumerate(found):
+        try:
+            content = read_checkpoint(path)
+        except UnreadableCheckpoint as e:
+            nxt = f"falling back to {found[i + 1].name}" if i + 1 < len(found) else "and no older one is left"
+            print(f"warning: checkpoint {path} is unreadable ({e}); {nxt}", file=sys.stderr)
+            continue
+        step, hist = load_checkpoint(path, model, opt, sched, config, meta, content=content)
+        return step, hist, path
+    raise UserError(f"no readable checkpoint in {ckdir} ({len(found)} found, all damaged); start again without --resume")
 
 
 def load_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer, sched: Any,
-                    config: FinetuneConfig, meta: dict[str, Any] | None = None) -> tuple[int, Histories]:
+                    config: FinetuneConfig, meta: dict[str, Any] | None = None,
+                    content: tuple[dict[str, Any], dict[str, torch.Tensor], dict[str, Any]] | None = None
+                    ) -> tuple[int, Histories]:
     """Restore a checkpoint into the prepared model / optimizer / scheduler; returns (step, histories).
 
-    The run's settings (`_RESUME_KEYS` of the config, and every key of `meta`) must match the saved ones."""
-    from safetensors.torch import load_file
-
-    state = json.loads((path / "state.json").read_text())
+    The run's settings (`_RESUME_KEYS` of the config, and every key of `meta`) must match the saved ones.
+    `content`: what `read_checkpoint(path)` returned (read here otherwise)."""
+    state, tensors, other = content if content is not None else read_checkpoint(path)
     old, old_meta, new_meta = state["config"], state.get("meta", {}), json.loads(json.dumps(meta or {}))
     diff = [k for k in _RESUME_KEYS if old.get(k) != asdict(config).get(k)]
     diff += [k for k in sorted(set(old_meta) | set(new_meta)) if old_meta.get(k) != new_meta.get(k)]
     if diff:
         raise UserError(f"cannot resume from {path}: its settings differ in {', '.join(diff)}")
-    tensors = load_file(str(path / "trainable.safetensors"))
     named = dict(model.named_parameters())
     if set(tensors) != {n for n, p in named.items() if p.requires_grad}:
         raise UserError(f"checkpoint {path} does not match the model's trainable parameters")
     with torch.no_grad():
         for n, t in tensors.items():
             named[n].copy_(t)
-    other = torch.load(path / "optimizer.pt", weights_only=True)
     opt.load_state_dict(other["optimizer"])
     sched.load_state_dict(other["scheduler"])
     torch.set_rng_state(other["torch_rng"])

@@ -41,12 +41,12 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from interp.errors import UserError
+from interp.textfiles import read_text
 
 TEMPLATE_KEYS = ("example_numbers_templates", "count_qualifiers", "digit_descriptors",
                  "generate_numbers_instruction_templates", "format_suffixes", "suffixes")
@@ -70,11 +70,13 @@ def load_templates(path: str | None = None) -> dict[str, list[Any]]:
     if path is None:
         text = resources.files("interp.training").joinpath("data/number_prompt_templates.json").read_text()
     else:
-        p = Path(path)
-        if not p.is_file():
-            raise UserError(f"template file {p} does not exist")
-        text = p.read_text(encoding="utf-8")
-    data = json.loads(text)
+        text = read_text(path, "template file")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UserError(f"template file {path} is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"template file {path} must hold a JSON object of template lists")
     missing = [k for k in TEMPLATE_KEYS if not data.get(k)]
     if missing:
         raise UserError(f"template file lacks the lists {', '.join(missing)}")

@@ -21,8 +21,16 @@ import torch
 
 from interp.models.loading import LoadedModel
 from interp.models.sharing import eager_attention
-from interp.training.shd import (align_tokens, attention_kl, causal_key_mask, identity_alignment, layer_map,
-                                same_vocabulary, sharpen, squeeze_heads)
+from interp.training.shd import (
+    align_tokens,
+    attention_kl,
+    causal_key_mask,
+    identity_alignment,
+    layer_map,
+    same_vocabulary,
+    sharpen,
+    squeeze_heads,
+)
 
 
 def tokenize_with_offsets(lm: LoadedModel, texts: list[str]) -> dict[str, Any]:

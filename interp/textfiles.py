@@ -1,0 +1,53 @@
+"""Reading the user's text files: every failure is one `UserError` line, never a traceback.
+
+    text = read_text(path, "questions file")          # str; UserError if missing, a folder or not UTF-8
+    df = read_csv_file(path, "CrowS-Pairs file")      # DataFrame through the same checks
+    obj = read_json_file(path, "summary.json")        # parsed JSON through the same checks
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from interp.errors import UserError
+
+
+def read_text(path: str | Path, what: str = "file") -> str:
+    """The UTF-8 text of `path` (a leading BOM dropped)."""
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"{what} {p} does not exist")
+    if not p.is_file():
+        raise UserError(f"{what} {p} is not a file")
+    data = p.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{what} {p} is not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); "
+                        "is it the right file?") from None
+
+
+def read_csv_file(path: str | Path, what: str = "CSV file", **kwargs: Any) -> Any:
+    """`pandas.read_csv` of a UTF-8 text file; a parse failure is a UserError."""
+    import pandas as pd
+
+    text = read_text(path, what)
+    try:
+        return pd.read_csv(io.StringIO(text), **kwargs)
+    except Exception as e:  # noqa: BLE001 - any parse failure is the user's file
+        raise UserError(f"cannot read {what} {path} as CSV: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+
+
+def read_json_file(path: str | Path, what: str = "JSON file") -> Any:
+    """The parsed JSON of a UTF-8 text file; a parse failure is a UserError."""
+    text = read_text(path, what)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UserError(f"{what} {path} is not valid JSON: {e}") from None
+
+
+__all__ = ["read_text", "read_csv_file", "read_json_file"]
