@@ -22,23 +22,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from clock import Clock  # experiments/bench/clock.py (the script's folder is on sys.path)
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "crows_pairs_anonymized.csv"
-
-
-class Clock:
-    def __enter__(self) -> "Clock":
-        self.w0, self.c0 = time.perf_counter(), time.process_time()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.wall, self.cpu = time.perf_counter() - self.w0, time.process_time() - self.c0
 
 
 def run_interp(model: str, csv: Path, limit: int | None, batch: int) -> tuple[pd.DataFrame, dict, Path]:

@@ -19,31 +19,17 @@ shared, oversubscribed machine the wall times carry the other jobs' load, so the
 from __future__ import annotations
 
 import argparse
-import time
 from typing import Callable
 
 import numpy as np
 import torch
+from clock import Clock  # experiments/bench/clock.py (the script's folder is on sys.path)
 from transformers import DynamicCache
 
 from interp.cli.common import quiet_transformers
 from interp.models import load_model
 from interp.prompts import NUMBER_PREFIX, NUMBER_QUESTION, render
 from interp.scoring import build_trie, digit_trie_logprobs, split_continuations
-
-
-class Clock:
-    """Wall and CPU seconds of a block: `with Clock() as c: ...; c.wall, c.cpu`."""
-
-    def __enter__(self) -> "Clock":
-        self.w0, self.c0 = time.perf_counter(), time.process_time()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.wall, self.cpu = time.perf_counter() - self.w0, time.process_time() - self.c0
-
-    def __str__(self) -> str:
-        return f"{self.cpu:.2f} s CPU ({self.wall:.2f} s wall)"
 
 
 def naive_prefix_loop(lm, ctx: list[int], conts: list[list[int]]) -> tuple[np.ndarray, int, Clock]:
