@@ -45,3 +45,12 @@ def tmp_home(tmp_path, monkeypatch):
     """An empty INTERP_HOME store for tests that write models."""
     monkeypatch.setenv("INTERP_HOME", str(tmp_path / "home"))
     return tmp_path / "home"
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    """Say how the order was shuffled, so a failure that depends on order can be replayed (-q hides
+    pytest-randomly's own header line)."""
+    seed = getattr(config.option, "randomly_seed", None)
+    if config.pluginmanager.hasplugin("randomly") and isinstance(seed, int):
+        terminalreporter.write_line(f"test order shuffled by pytest-randomly; replay it with -p randomly --randomly-seed={seed}"
+                                    " (reverse order: -p no:randomly --reverse)")
