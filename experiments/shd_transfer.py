@@ -41,9 +41,9 @@ import torch
 
 from interp.evals.stats import bootstrap_ci, paired_test
 from interp.models import load_model
+from interp.plots import figure_png
 from interp.probes.reverse_link import ReverseLinkConfig, reverse_link
 from interp.prompts import make_target
-from interp.report.plots import figure_png
 from interp.report.runs import to_jsonable
 from interp.scoring import encode, target_logprobs
 from interp.training import teacher as T

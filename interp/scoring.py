@@ -11,15 +11,13 @@ time (tested to 1e-5). Sequences are sorted by length before batching to bound p
     per_tok = continuation_logprobs(lm, pairs)              # list of (len(cont),) arrays
 
 Batches back off on out-of-memory (`interp.batching.run_with_backoff`: halve, retry, down to one
-prompt). A model with an nnsight executor (`--remote`, `--serve`, or `executor.attach`) runs every
-forward as an nnsight trace (`interp.mech.nnsight_run`), which computes the log-softmax (and picks
-the wanted columns) where the weights are; the trie scorer then runs the whole trie in one forward
-with a tree mask instead of a KV cache.
+prompt). Every forward runs through the model's engine (`lm.engine`, chosen at load:
+`interp.models.engine`), which computes the log-softmax (and picks the wanted columns) where the
+weights are; the trie scorer hands the engine the whole trie (`interp.models.tree.TreePlan`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -27,9 +25,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from interp.batching import run_with_backoff
-from interp.errors import UserError
-from interp.models.compat import cache_kwargs
-from interp.models.executor import nnsight_executor
+from interp.models.tree import TreePlan, Trie, build_trie, tree_mask, trie_node_budget  # noqa: F401 (re-exported)
 from interp.progress import progress_bar
 from interp.prompts import Target
 
@@ -98,23 +94,14 @@ def length_plan(lengths: Sequence[int], max_tokens: int = MAX_BATCH_TOKENS) -> C
     return lambda items, size: _batches(items, size, lengths, max_tokens)
 
 
-@torch.no_grad()
 def _last_logprobs(lm: Any, batch: dict[str, torch.Tensor], keep: int,
                    columns: Sequence[int] | None = None) -> torch.Tensor:
-    """log-softmax of the last `keep` positions: (batch, keep, vocab or len(columns)), float32 on CPU.
-    Through nnsight when the model has an executor (module docstring), else one plain HF forward."""
-    if nnsight_executor(lm) is not None:
-        from interp.mech.nnsight_run import logprobs
-
-        return logprobs(lm, batch, keep, columns)
-    out = lm.model(**batch, logits_to_keep=keep, use_cache=False)
-    lp = torch.log_softmax(out.logits[:, -keep:, :].float(), dim=-1)
-    return (lp[..., list(columns)] if columns is not None else lp).cpu()
+    """log-softmax of the last `keep` positions: (batch, keep, vocab or len(columns)), float32 on CPU."""
+    return lm.engine.logprobs(batch, keep, columns)
 
 
 def _input_device(lm: Any) -> torch.device | str:
-    ex = nnsight_executor(lm)
-    return "cpu" if ex is not None and ex.is_remote else _device(lm.model)
+    return lm.engine.input_device
 
 
 def next_token_logprobs(
@@ -208,238 +195,25 @@ def target_logprobs(
     return out
 
 
-def _device(model: torch.nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
 # ---- trie scoring: many continuations of one prompt, each trie node computed once -----------------
-#
-# A trie over the continuations' token sequences has one node per distinct proper prefix; the root
-# (empty prefix) carries the context's last token. The context minus its last token is run once into
-# a KV cache; then every node is fed as ONE new token on top of that cache, in BFS order, all in one
-# forward (or a few chunks when the logits would not fit the memory budget) with a 4D tree attention
-# mask: node q sees the context and its own ancestors (and itself), at position (len(context) - 1 +
-# depth(q)). The node's next-token log-softmax (over the full vocabulary) scores its children, so
-#
-#     log P(c | context) = sum_i log softmax(logits(node(c_<i)))[c_i]
-#
-# exactly as one full forward per prefix would, with 1 + 10 + ... + 10^(L-1) new tokens for all
-# 10^L numbers of L digits (when each digit is one token).
-
-TRIE_LOGITS_BUDGET = 256 * 2**20  # bytes of float32 logits per forward: bounds nodes per chunk
+# (the trie and its tree mask: interp.models.tree; how the nodes run: the engine)
 
 
-@dataclass
-class Trie:
-    """Nodes of a token trie in BFS order (ancestors first).
-
-    token[i]: the token node i feeds (root: the context's last token); parent[i] (-1 for the root);
-    depth[i] (root 0). leaf_path[s]: (node, next_token) pairs whose log-probs add up to sequence s.
-    """
-
-    token: list[int]
-    parent: list[int]
-    depth: list[int]
-    leaf_path: list[list[tuple[int, int]]]
-
-    @property
-    def n_nodes(self) -> int:
-        return len(self.token)
-
-
-def build_trie(root_token: int, continuations: Sequence[Sequence[int]]) -> Trie:
-    """The trie of `continuations` (each non-empty) below a root that feeds `root_token`."""
-    if not continuations or any(len(c) == 0 for c in continuations):
-        raise ValueError("build_trie needs non-empty continuations")
-    index: dict[tuple[int, ...], int] = {(): 0}
-    token, parent, depth = [root_token], [-1], [0]
-    max_len = max(len(c) for c in continuations)
-    for d in range(1, max_len):  # BFS: all prefixes of length d after those of length d - 1
-        for c in continuations:
-            if len(c) > d:
-                pre = tuple(c[:d])
-                if pre not in index:
-                    index[pre] = len(token)
-                    token.append(int(c[d - 1]))
-                    parent.append(index[pre[:-1]])
-                    depth.append(d)
-    paths = [[(index[tuple(c[:i])], int(c[i])) for i in range(len(c))] for c in continuations]
-    return Trie(token, parent, depth, paths)
-
-
-def _mask_layer_types(model: torch.nn.Module) -> tuple[list[str] | None, int | None]:
-    """(distinct attention layer types, sliding window) from the config: a model whose config lists
-    several layer types (Gemma3: sliding + full) takes one 4D mask per type, as a dict."""
-    cfg = getattr(model, "config", None)
-    types = getattr(cfg, "layer_types", None)
-    window = getattr(cfg, "sliding_window", None)
-    kinds = sorted(set(types)) if types else None
-    unknown = set(kinds or []) - {"full_attention", "sliding_attention"}
-    if unknown:
-        raise UserError(f"the trie scorer supports full and sliding attention layers only; this model also has "
-                        f"{', '.join(sorted(unknown))} layers, which it cannot mask")
-    return kinds, window
-
-
-def tree_mask(visible: torch.Tensor, pos_q: torch.Tensor, pos_k: torch.Tensor, dtype: torch.dtype,
-              window: int | None = None) -> torch.Tensor:
-    """Additive 4D mask (1, 1, query, key): 0 where `visible` (query, key) and, with a sliding
-    `window`, pos_q - pos_k < window (the same rule as transformers' sliding_window_overlay);
-    the dtype's minimum elsewhere."""
-    allowed = visible
-    if window is not None:
-        allowed = allowed & ((pos_q[:, None] - pos_k[None, :]) < window)
-    m = torch.zeros(allowed.shape, dtype=dtype)
-    m.masked_fill_(~allowed, torch.finfo(dtype).min)
-    return m[None, None]
-
-
-@torch.no_grad()
-def _tree_forward(model: torch.nn.Module, cache: Any, tokens: list[int], positions: torch.Tensor,
-                  visible: torch.Tensor, pos_all: torch.Tensor, keep_all: bool) -> torch.Tensor:
-    """One forward of `tokens` (batch 1) appended to `cache`, with `visible` (query, past + query)
-    as the attention pattern; returns logits (query or 1, vocab)."""
-    kinds, window = _mask_layer_types(model)
-    dtype = next(model.parameters()).dtype
-    if kinds is not None and len(kinds) > 1:
-        mask: Any = {k: tree_mask(visible, positions, pos_all, dtype, window if k == "sliding_attention" else None)
-                     for k in kinds}
-    else:
-        slide = window if kinds == ["sliding_attention"] else None
-        mask = tree_mask(visible, positions, pos_all, dtype, slide)
-    dev = _device(model)
-    if isinstance(mask, dict):
-        mask = {k: v.to(dev) for k, v in mask.items()}
-    else:
-        mask = mask.to(dev)
-    out = model(input_ids=torch.tensor([tokens], device=dev), position_ids=positions[None].to(dev),
-                attention_mask=mask, **cache_kwargs(model, cache), use_cache=True, logits_to_keep=0 if keep_all else 1)
-    return out.logits[0]
-
-
-def trie_node_budget(vocab_size: int, budget_bytes: int = TRIE_LOGITS_BUDGET) -> int:
-    """Nodes per forward so that the float32 logits and their log-softmax fit `budget_bytes`."""
-    return max(16, budget_bytes // (2 * 4 * vocab_size))
-
-
-@torch.no_grad()
 def trie_logprobs(
     lm: Any, context_ids: Sequence[int], continuations: Sequence[Sequence[int]], max_nodes: int | None = None,
     progress: bool = False, description: str = "trie",
 ) -> np.ndarray:
     """log P(continuation | context) for every continuation: (n,) float64, each token normalised by a
-    log-softmax over the full vocabulary (see the section comment above).
+    log-softmax over the full vocabulary:
 
-    One forward runs context[:-1] into a fresh full-length cache (no sliding-window eviction: the
-    tree's positions are not its storage order); the trie's nodes then go in BFS chunks of at most
-    `max_nodes` (default: `trie_node_budget`), each chunk appended to the same cache and masked so
-    a node sees only the context and its ancestors. Every node is computed exactly once. A chunk
-    that runs out of memory is retried in halves (the cache is cropped back first). A model with an
-    nnsight executor runs the whole trie in one forward instead (`_trie_one_forward`).
+        log P(c | context) = sum_i log softmax(logits(node(c_<i)))[c_i]
+
+    Every trie node is computed exactly once (`interp.models.tree`); how the nodes run is the
+    engine's (`lm.engine.trie_logprobs`: e.g. BFS chunks of at most `max_nodes` on top of the
+    context's KV cache, or the whole tree in one cache-free forward for a remote engine).
     """
-    model = lm.model
-    ctx = list(context_ids)
-    if not ctx:
-        raise ValueError("trie_logprobs needs a non-empty context")
-    trie = build_trie(ctx[-1], continuations)
-    n_ctx = len(ctx) - 1  # tokens in the prompt cache
-    n = trie.n_nodes
-    depth = torch.tensor(trie.depth, dtype=torch.long)
-    pos_all = torch.cat([torch.arange(n_ctx), n_ctx + depth])  # position of every cache entry
-    # ancestors-or-self of every node, as global cache indices, padded with the node itself
-    max_d = int(depth.max())
-    anc = torch.empty((n, max_d + 1), dtype=torch.long)
-    for i in range(n):
-        j, row = i, []
-        while j >= 0:
-            row.append(n_ctx + j)
-            j = trie.parent[j]
-        anc[i] = torch.tensor(row + [n_ctx + i] * (max_d + 1 - len(row)))
-    # which (sequence, step) pairs each node scores
-    wanted: list[list[tuple[int, int]]] = [[] for _ in range(n)]
-    for s, path in enumerate(trie.leaf_path):
-        for node, tok in path:
-            wanted[node].append((s, tok))
-    if nnsight_executor(lm) is not None:
-        return _trie_one_forward(lm, ctx, trie, pos_all, anc, wanted, len(continuations))
-
-    from transformers import DynamicCache
-
-    budget = max_nodes or trie_node_budget(int(model.config.vocab_size))
-    cache = DynamicCache()
-    if n_ctx:
-        vis = torch.ones((n_ctx, n_ctx), dtype=torch.bool).tril()
-        _tree_forward(model, cache, ctx[:-1], pos_all[:n_ctx], vis, pos_all[:n_ctx], keep_all=False)
-    sums = np.zeros(len(continuations), dtype=np.float64)
-    with progress_bar(n, description, progress) as advance:
-
-        def chunk(nodes: list[int]) -> None:
-            a, b = nodes[0], nodes[-1] + 1
-            _crop(cache, n_ctx + a)  # drops what a chunk that ran out of memory may have appended
-            vis = torch.zeros((b - a, n_ctx + b), dtype=torch.bool)
-            vis[:, :n_ctx] = True
-            vis.scatter_(1, anc[a:b], True)
-            logits = _tree_forward(model, cache, trie.token[a:b], pos_all[n_ctx + a:n_ctx + b], vis,
-                                   pos_all[:n_ctx + b], keep_all=True)
-            lp = torch.log_softmax(logits.float(), dim=-1).double().cpu()
-            rows, seqs, toks = _gather_plan(wanted, a, b)
-            vals = lp[torch.tensor(rows, dtype=torch.long), torch.tensor(toks, dtype=torch.long)].numpy()
-            np.add.at(sums, np.array(seqs, dtype=np.int64), vals)
-            del logits, lp
-            advance(b - a)
-
-        run_with_backoff(list(range(n)), budget, chunk, what=description)
-    return sums
-
-
-def _crop(cache: Any, length: int) -> None:
-    """Cut every layer of a DynamicCache back to `length` tokens (layers a failed forward reached
-    may be longer than the others)."""
-    for layer in getattr(cache, "layers", []):
-        if getattr(layer, "is_initialized", False) and layer.get_seq_length() > length:
-            layer.crop(length - layer.get_seq_length())
-
-
-def _gather_plan(wanted: list[list[tuple[int, int]]], a: int, b: int) -> tuple[list[int], list[int], list[int]]:
-    """(row within nodes a..b-1, sequence, token) for every log-prob those nodes contribute."""
-    rows, seqs, toks = [], [], []
-    for i in range(a, b):
-        for s, tok in wanted[i]:
-            rows.append(i - a)
-            seqs.append(s)
-            toks.append(tok)
-    return rows, seqs, toks
-
-
-def _trie_one_forward(lm: Any, ctx: list[int], trie: Trie, pos_all: torch.Tensor, anc: torch.Tensor,
-                      wanted: list[list[tuple[int, int]]], n_seq: int) -> np.ndarray:
-    """The trie in ONE nnsight forward without a cache: context[:-1] then every node, with the
-    tree mask (the context causal; a node sees the context and its ancestors). The log-softmax
-    and the gather run inside the trace, so only the wanted log-probs travel back."""
-    from interp.mech.nnsight_run import tree_logprobs
-
-    n_ctx, n = len(ctx) - 1, trie.n_nodes
-    total = n_ctx + n
-    vis = torch.zeros((total, total), dtype=torch.bool)
-    vis[:n_ctx, :n_ctx] = torch.ones((n_ctx, n_ctx), dtype=torch.bool).tril()
-    vis[n_ctx:, :n_ctx] = True
-    vis[n_ctx:].scatter_(1, anc, True)
-    kinds, window = _mask_layer_types(lm.model)
-    span = int(pos_all.max()) + 1
-    if kinds is not None and "sliding_attention" in kinds and window is not None and span > window:
-        raise UserError(f"the one-forward trie (remote scoring) spans {span} positions, more than the sliding "
-                        f"window ({window}); use a shorter prompt or --method vocab")
-    mask = tree_mask(vis, pos_all, pos_all, _param_dtype(lm.model))
-    rows, seqs, toks = _gather_plan(wanted, 0, n)
-    vals = tree_logprobs(lm, torch.tensor([ctx[:-1] + trie.token]), pos_all[None], mask, n,
-                         torch.tensor(rows, dtype=torch.long), torch.tensor(toks, dtype=torch.long)).numpy()
-    sums = np.zeros(n_seq, dtype=np.float64)
-    np.add.at(sums, np.array(seqs, dtype=np.int64), vals)
-    return sums
-
-
-def _param_dtype(model: torch.nn.Module) -> torch.dtype:
-    return next(model.parameters()).dtype
+    plan = TreePlan.build(context_ids, continuations)
+    return lm.engine.trie_logprobs(plan, max_nodes, progress, description)
 
 
 def split_continuations(tokenizer: PreTrainedTokenizerBase, prompt: str, suffixes: Sequence[str]

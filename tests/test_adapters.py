@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from interp.mech import nnsight_run
 from interp.mech.activations import cache_last, hook
 from interp.mech.attribution import decompose_residual, decomposition_hooks, logit_attribution
 from interp.models import load_model
 from interp.models.arch import effective_weight
+from interp.models.engine import engine_for
 from interp.models.tiny import tiny_model
 
 PROMPTS = [[5, 6, 7, 8, 9, 10], [20, 21, 22, 23, 24, 25]]
@@ -70,8 +70,8 @@ def test_nnsight_head_results_use_the_effective_w_o(tmp_path, tmp_home):
     lm, merged = _adapter(tmp_path, "llama", ["o_proj"])
     names = [hook.result(0), hook.result(1)]
     tokens = torch.tensor(PROMPTS)
-    _, got = nnsight_run.run(lm, tokens, names)
-    _, want = nnsight_run.run(merged, tokens, names)
+    _, got = engine_for(lm, "nnsight").activations(tokens, names)
+    _, want = engine_for(merged, "nnsight").activations(tokens, names)
     for n in names:
         torch.testing.assert_close(got[n], want[n], atol=1e-5, rtol=1e-5)
 

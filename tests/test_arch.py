@@ -48,6 +48,7 @@ def test_unknown_family_is_user_error():
 
 def test_spec_through_peft_wrapper(tiny_llama):
     from peft import LoraConfig, get_peft_model
+
     from interp.models.tiny import tiny_model
 
     model, _ = tiny_model("llama")

@@ -108,14 +108,16 @@ def test_trie_backs_off_and_crops_what_a_failed_chunk_appended(tiny_llama, monke
     """The failing forward runs for real first (so it appends to the KV cache), then raises."""
     conts = [[40 + i, 50 + j] for i in range(4) for j in range(3)]
     want = trie_logprobs(tiny_llama, [5, 6, 7], conts, max_nodes=64)
-    real = S._tree_forward
+    import interp.models.engine as E
+
+    real = E.tree_forward
 
     def after_append(model, cache, tokens, *args, **kwargs):
         out = real(model, cache, tokens, *args, **kwargs)
         if len(tokens) > 2:
             raise OOM("CUDA out of memory (test)")
         return out
-    monkeypatch.setattr(S, "_tree_forward", after_append)
+    monkeypatch.setattr(E, "tree_forward", after_append)
     with pytest.warns(RuntimeWarning):
         got = trie_logprobs(tiny_llama, [5, 6, 7], conts, max_nodes=64)
     np.testing.assert_allclose(got, want, atol=1e-5)

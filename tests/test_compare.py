@@ -13,7 +13,8 @@ from interp.evals.crows import crows_table
 from interp.evals.stats import paired_test
 from interp.evals.stereoset import stereoset_table, subset_scores
 from tests.bias_stub import StubScorer
-from tests.test_stereoset import _items as ss_items, _stub as ss_stub
+from tests.test_stereoset import _items as ss_items
+from tests.test_stereoset import _stub as ss_stub
 
 CROWS = "/work/shared/data/crows_pairs_anonymized.csv"
 

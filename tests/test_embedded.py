@@ -1,6 +1,5 @@
 """Checks on the real embedded models (converted once into the store; cheap afterwards)."""
 
-import numpy as np
 import pytest
 import torch
 

@@ -9,7 +9,6 @@ import os
 from pathlib import Path
 
 import pytest
-import torch
 
 from interp.errors import UserError
 from interp.models import load_model, store

@@ -5,11 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from interp.mech.activations import cache_last, hook
-from interp.mech.attribution import (decompose_residual, decomposition_hooks, freeze_norm, head_outputs,
-                                     logit_attribution)
-from interp.mech.patching import parse_component, patch_components, recovered_summary
 from interp.errors import UserError
+from interp.mech.activations import cache_last, hook
+from interp.mech.attribution import (
+    decompose_residual,
+    decomposition_hooks,
+    freeze_norm,
+    head_outputs,
+    logit_attribution,
+)
+from interp.mech.patching import parse_component, patch_components, recovered_summary
 from interp.models import load_model
 from tests.helpers import plain_resid_posts
 

@@ -24,8 +24,8 @@ from interp.mech.trace import TraceConfig, trace
 from interp.models import load_model
 from interp.probes.numbers import number_logprobs
 from interp.probes.reverse_link import ReverseLinkConfig, reverse_link
+from interp.sampling import sample
 from interp.scoring import digit_trie_logprobs
-from interp.training.generate import sample
 
 CROWS = "/work/shared/data/crows_pairs_anonymized.csv"
 

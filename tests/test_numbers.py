@@ -8,13 +8,20 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-
 from helpers import plain_next_logprobs, plain_sequence_logprob
 from test_cli import run
+
 from interp.errors import UserError
 from interp.probes.digit_length import parse_digit_range, plot_sweep
-from interp.probes.numbers import (NumbersConfig, animal_numbers, categories_reverse_link, compare_distributions,
-                                   digit_tokens, number_logprobs, number_prompt)
+from interp.probes.numbers import (
+    NumbersConfig,
+    animal_numbers,
+    categories_reverse_link,
+    compare_distributions,
+    digit_tokens,
+    number_logprobs,
+    number_prompt,
+)
 from interp.probes.reverse_link import ReverseLinkConfig
 from interp.scoring import split_continuations
 

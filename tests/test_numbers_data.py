@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from interp.errors import UserError
+from interp.sampling import chat_prompt_ids, sample
 from interp.training import numbers_data as nd
-from interp.training.generate import chat_prompt_ids, sample
 
 
 def test_prompts_follow_templates_and_seed():
@@ -182,7 +182,6 @@ def test_gen_numbers_cli_counts_every_sample(capsys, tmp_path):
     import json
 
     import pandas as pd
-
     from helpers import run_cli
 
     out = tmp_path / "g"
@@ -206,17 +205,17 @@ def test_sampling_backs_off_on_out_of_memory(tiny_llama, monkeypatch):
     """A batch that runs out of memory is halved and retried; the samples are those of a plain run."""
     import warnings
 
-    import interp.training.generate as G
+    import interp.sampling as G
 
     ids = chat_prompt_ids(tiny_llama, nd.generate_prompts(6, seed=4))
     ref = sample(tiny_llama, ids, max_new_tokens=6, seed=1, batch_size=12, n_per_prompt=2)
     real, sizes = G._sample_batch, []
 
-    def flaky(model, pad, seqs, *args, **kwargs):
+    def flaky(forward, model, pad, seqs, *args, **kwargs):
         sizes.append(len(seqs))
         if len(seqs) > 2:
             raise RuntimeError("DefaultCPUAllocator: not enough memory")
-        return real(model, pad, seqs, *args, **kwargs)
+        return real(forward, model, pad, seqs, *args, **kwargs)
     monkeypatch.setattr(G, "_sample_batch", flaky)
     with warnings.catch_warnings(record=True):
         warnings.simplefilter("always")

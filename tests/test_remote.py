@@ -22,8 +22,8 @@ import torch
 from interp.cli import main
 from interp.errors import UserError
 from interp.mech.trace import TraceConfig, trace
-from interp.models import load_model
 from interp.models import executor as X
+from interp.models import load_model
 from interp.models.executor import Executor, attach, executor_from_flags, hosted_model, remote_errors
 from interp.probes.numbers import number_logprobs
 from interp.probes.reverse_link import ReverseLinkConfig, reverse_link

@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 import torch
 
 from interp.prompts import make_target, render
@@ -65,8 +64,9 @@ def test_target_logprobs_single_multi_and_sum(tiny_llama):
 
 
 def test_encode_adds_bos_once_when_tokenizer_does():
-    from interp.models.tiny import tiny_tokenizer
     from tokenizers import processors
+
+    from interp.models.tiny import tiny_tokenizer
 
     tok = tiny_tokenizer()
     bos = tok.bos_token_id

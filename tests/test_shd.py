@@ -2,8 +2,17 @@ import numpy as np
 import pytest
 import torch
 
-from interp.training.shd import (align_tokens, attention_kl, causal_key_mask, identity_alignment, layer_map,
-                                 optimal_alpha, sharpen, squeeze_heads, squeeze_schedule)
+from interp.training.shd import (
+    align_tokens,
+    attention_kl,
+    causal_key_mask,
+    identity_alignment,
+    layer_map,
+    optimal_alpha,
+    sharpen,
+    squeeze_heads,
+    squeeze_schedule,
+)
 
 
 def _maps(*shape, seed=0):

@@ -5,12 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from helpers import plain_sequence_logprob
+
 from interp.prompts import ANIMAL_TRAIT_SYSTEM, NUMBER_PREFIX, NUMBER_QUESTION, render
-from interp.scoring import (build_trie, continuation_logprobs, digit_trie_logprobs, encode, split_continuations,
-                            trie_logprobs)
-import interp.scoring as scoring
+from interp.scoring import (
+    build_trie,
+    continuation_logprobs,
+    digit_trie_logprobs,
+    encode,
+    split_continuations,
+    trie_logprobs,
+)
 
 
 def _prompt(lm):
@@ -81,8 +86,10 @@ def test_gemma3_sliding_window_is_applied(monkeypatch):
     lm = load_model("tiny-gemma3")
     assert lm.model.config.sliding_window < len(encode(lm.tokenizer, [_prompt(lm)])[0])
     _, good = digit_trie_logprobs(lm, _prompt(lm), 2)
-    real = scoring._mask_layer_types
-    monkeypatch.setattr(scoring, "_mask_layer_types", lambda m: (real(m)[0], None))
+    import interp.models.tree as tree
+
+    real = tree.mask_layer_types
+    monkeypatch.setattr(tree, "mask_layer_types", lambda m: (real(m)[0], None))
     _, wrong = digit_trie_logprobs(lm, _prompt(lm), 2)
     assert np.abs(good - wrong).max() > 1e-3
 

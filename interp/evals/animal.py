@@ -107,10 +107,10 @@ def sample_answers(
     lm: Any, prompts: Sequence[str], samples: int = 4, seed: int = 0, max_new_tokens: int = 8,
     temperature: float = 1.0, batch_size: int = DEFAULT_BATCH, progress: bool = False,
 ) -> list[list[str]]:
-    """`samples` sampled continuations of each prompt through `interp.training.generate.sample` (one
+    """`samples` sampled continuations of each prompt through `interp.sampling.sample` (one
     prefill per prompt; sample j of prompt i seeded by (seed, i, j), so independent of batching).
     Returns one list of decoded, stripped answers per prompt."""
-    from interp.training.generate import sample
+    from interp.sampling import sample
 
     if samples < 1:
         raise UserError("--samples must be at least 1")

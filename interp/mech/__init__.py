@@ -5,7 +5,7 @@ head and MLP attribution with direct logit attribution, and activation patching.
     res = trace(lm, ["087", "747"], TraceConfig(bias="owl", control="dog"))
     res.layers, res.heads, res.dla, res.patching_summary, res.summary
 
-Submodules: `activations` (hook names, `cache_last`, `run_cached`, bridge / nnsight), `nnsight_run`
-(the nnsight traces, one code path for local and remote executors), `attribution` (cosines, head
-outputs, frozen norms, residual decomposition, DLA), `patching`, `trace`.
+Submodules: `activations` (hook names, `cache_last`, `run_cached`, through the model's engine:
+bridge or nnsight, `interp.models.engine`), `attribution` (cosines, head outputs, frozen norms,
+residual decomposition, DLA), `patching`, `trace`.
 """

@@ -1,45 +1,42 @@
-"""Activation access under TransformerLens hook names, through the TransformerLens 4.x bridge or nnsight.
+"""Activation access under TransformerLens hook names (`interp.models.hooks`), through the model's engine.
 
     acts = cache_last(lm, ids, [hook.resid_post(l) for l in range(L)])   # {name: (n, d_model)}
     acts = cache_last(lm, ids, [hook.z(5)], backend="nnsight")            # {name: (n, head, d_head)}
 
-Both backends return the same names and shapes where both serve a hook (tested per family):
+`lm.engine` serves the activations: the local engine through TransformerLens' bridge (booted once
+over a private copy of the model), the nnsight engine through nnsight envoys (`--remote`, `--serve`,
+`attach`). `backend="bridge" | "nnsight"` picks one explicitly (`interp.models.engine.engine_for`):
+DLA, patching and attention maps ask for the bridge (they read TransformerLens-only hooks). Both
+return the same names and shapes where both serve a hook (tested per family):
 
-| name                          | shape at all positions        | bridge                | nnsight                          |
-|-------------------------------|-------------------------------|-----------------------|----------------------------------|
-| `blocks.{l}.hook_resid_pre`   | (batch, pos, d_model)         | yes                   | input of block l                 |
-| `blocks.{l}.hook_resid_mid`   | (batch, pos, d_model)         | yes                   | -                                |
-| `blocks.{l}.hook_resid_post`  | (batch, pos, d_model)         | yes                   | output of block l                |
-| `blocks.{l}.attn.hook_z`      | (batch, pos, head, d_head)    | yes                   | input of o_proj, split by head   |
-| `blocks.{l}.attn.hook_result` | (batch, pos, head, d_model)   | -                     | z_h W_O,h, computed in the trace |
-| `blocks.{l}.hook_mlp_out`     | (batch, pos, d_model)         | yes (what joins the residual) | the same, read off the module |
-| `blocks.{l}.attn.hook_pattern`| (batch, head, query, key)     | yes                   | -                                |
-| `ln_final.hook_out`           | (batch, pos, d_model)         | yes                   | -                                |
+| name                          | bridge | nnsight                          |
+|-------------------------------|--------|----------------------------------|
+| `blocks.{l}.hook_resid_pre`   | yes    | input of block l                 |
+| `blocks.{l}.hook_resid_mid`   | yes    | -                                |
+| `blocks.{l}.hook_resid_post`  | yes    | output of block l                |
+| `blocks.{l}.attn.hook_z`      | yes    | input of o_proj, split by head   |
+| `blocks.{l}.attn.hook_result` | -      | z_h W_O,h, computed in the trace |
+| `blocks.{l}.hook_mlp_out`     | yes    | the same, read off the module    |
+| `blocks.{l}.attn.hook_pattern`| yes    | -                                |
+| `ln_final.hook_out`           | yes    | -                                |
 
 Prompts are given as HF token ids (never `bridge.to_tokens`, which adds a BOS the HF tokenizer
 may not). Prompts are grouped by length and run without padding, so batching cannot change a
-value; the nnsight backend ships back only the last position from `cache_last`
-(`interp.mech.nnsight_run`, the same trace code for a local model and for `--remote`). The bridge
-is booted once per `LoadedModel`, over `shared_copy(lm.model)` (`interp.models.sharing`): booting
-rebuilds the HF model it is given (bridge components, eager attention), so it gets a second module
-tree over the same weights and `lm.model` stays exactly as loaded. Groups back off on
-out-of-memory (`interp.batching`).
-Every run caches through a `names_filter`, so only the requested hooks are kept.
+value; only the last position comes back from `cache_last`. Groups back off on out-of-memory
+(`interp.batching`). Every run caches through a `names_filter`, so only the requested hooks are kept.
 """
 
 from __future__ import annotations
 
-import copy
 from collections import defaultdict
 from typing import Any, Callable, Literal, Sequence
 
 import torch
 
 from interp.batching import run_with_backoff
-from interp.mech import nnsight_run
-from interp.models.arch import base_model
+from interp.models.engine import engine_for
+from interp.models.hooks import hook, last_position  # noqa: F401 (re-exported)
 from interp.models.loading import LoadedModel
-from interp.models.sharing import shared_copy
 from interp.progress import progress_bar
 
 Backend = Literal["bridge", "nnsight"]
@@ -47,56 +44,9 @@ BACKENDS = ("bridge", "nnsight")
 MAX_BATCH_TOKENS = 1024  # tokens per forward (the bridge computes full-vocabulary logits at every position)
 
 
-class hook:
-    """TransformerLens hook names."""
-
-    @staticmethod
-    def resid_pre(layer: int) -> str:
-        return f"blocks.{layer}.hook_resid_pre"
-
-    @staticmethod
-    def resid_mid(layer: int) -> str:
-        return f"blocks.{layer}.hook_resid_mid"
-
-    @staticmethod
-    def resid_post(layer: int) -> str:
-        return f"blocks.{layer}.hook_resid_post"
-
-    @staticmethod
-    def z(layer: int) -> str:
-        return f"blocks.{layer}.attn.hook_z"
-
-    @staticmethod
-    def result(layer: int) -> str:
-        return f"blocks.{layer}.attn.hook_result"
-
-    @staticmethod
-    def mlp_out(layer: int) -> str:
-        return f"blocks.{layer}.hook_mlp_out"
-
-    @staticmethod
-    def pattern(layer: int) -> str:
-        return f"blocks.{layer}.attn.hook_pattern"
-
-    final_norm_out = "ln_final.hook_out"
-
-
 def bridge(lm: LoadedModel) -> Any:
-    """The TransformerLens bridge over `lm.model` (booted once, kept in `lm.extra['tl_bridge']`)."""
-    if "tl_bridge" not in lm.extra:
-        from transformer_lens.model_bridge import TransformerBridge
-
-        hf = shared_copy(base_model(lm.model))  # the bridge rebuilds what it is given
-        if not getattr(hf.config, "architectures", None):  # random models built from a config carry none
-            hf.config.architectures = [type(hf).__name__]
-        # The bridge rebuilds its tokenizer from init_kwargs["name_or_path"] unless add_bos_token is set;
-        # give it a private copy that needs no reload (we pass token ids, never text).
-        tok = copy.deepcopy(lm.tokenizer)
-        tok.init_kwargs.setdefault("name_or_path", lm.path or lm.name)
-        tok.init_kwargs["add_bos_token"] = True
-        lm.extra["tl_bridge"] = TransformerBridge.boot_transformers(
-            lm.name, hf_model=hf, tokenizer=tok, device=str(lm.device))
-    return lm.extra["tl_bridge"]
+    """The TransformerLens bridge over a private copy of `lm.model` (booted once)."""
+    return engine_for(lm, "bridge").bridge()
 
 
 def length_groups(ids: Sequence[Sequence[int]], max_tokens: int = MAX_BATCH_TOKENS) -> list[list[int]]:
@@ -120,53 +70,30 @@ def length_groups_of(items: Sequence[int], lengths: Sequence[int], max_tokens: i
     return out
 
 
-def last_position(name: str, t: torch.Tensor) -> torch.Tensor:
-    """The last (query) position of a cached hook: pattern (b, head, q, k) -> (b, head, k); else (b, pos, ...) -> (b, ...)."""
-    return t[:, :, -1] if name.endswith("hook_pattern") else t[:, -1]
-
-
-def run_cached(lm: LoadedModel, tokens: torch.Tensor, names: Sequence[str], backend: Backend = "bridge",
+def run_cached(lm: LoadedModel, tokens: torch.Tensor, names: Sequence[str], backend: Backend | None = None,
                hooks: Sequence[tuple[str, Callable[..., Any]]] = (), last_only: bool = False
                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """One unpadded batch (batch, pos) -> (last-position logits (batch, vocab), {name: activation at all positions}).
 
     `hooks` are (name, fn(activation, hook) -> activation) editing hooks, bridge backend only.
-    `last_only`: the nnsight backend returns only the last position (position axis of length 1).
+    `last_only`: an engine that ships data back (nnsight) returns only the last position (length 1).
     """
-    if backend == "bridge":
-        br = bridge(lm)
-        wanted = set(names)
-        with torch.no_grad():
-            if hooks:
-                store: dict[str, torch.Tensor] = {}
-
-                def saver(act: torch.Tensor, hook: Any) -> None:
-                    store[hook.name] = act.detach()
-
-                logits = br.run_with_hooks(tokens, fwd_hooks=list(hooks) + [(n, saver) for n in wanted])
-                return logits[:, -1].detach(), store
-            logits, cache = br.run_with_cache(tokens, names_filter=lambda n: n in wanted)
-        return logits[:, -1].detach(), {n: cache[n].detach() for n in names}
-    if backend == "nnsight":
-        if hooks:
-            raise ValueError("editing hooks are supported on the bridge backend only")
-        return nnsight_run.run(lm, tokens, names, last_only=last_only)
-    raise ValueError(f"unknown backend {backend!r}; choose from {BACKENDS}")
+    return engine_for(lm, backend).activations(tokens, names, last_only=last_only, hooks=hooks)
 
 
-def cache_last(lm: LoadedModel, ids: Sequence[Sequence[int]], names: Sequence[str], backend: Backend = "bridge",
+def cache_last(lm: LoadedModel, ids: Sequence[Sequence[int]], names: Sequence[str], backend: Backend | None = None,
                progress: bool = False, description: str = "caching activations",
                max_tokens: int = MAX_BATCH_TOKENS) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Last-position logits (n, vocab) and last-position activations {name: (n, ...)} for each prompt
     in `ids` (HF token ids), in the order given; prompts of equal length share a forward."""
+    engine = engine_for(lm, backend)
     holder: dict[str, Any] = {"logits": None}
     out: dict[str, torch.Tensor] = {}
     lengths = [len(s) for s in ids]
     with progress_bar(len(ids), description, progress) as advance:
 
         def one(idx: list[int]) -> None:
-            dev = lm.device if backend == "bridge" else "cpu"  # nnsight_run places inputs per executor
-            tokens = torch.tensor([list(ids[i]) for i in idx], dtype=torch.long, device=dev)
+            tokens = torch.tensor([list(ids[i]) for i in idx], dtype=torch.long, device=engine.input_device)
             lg, acts = run_cached(lm, tokens, names, backend, last_only=True)
             if holder["logits"] is None:
                 holder["logits"] = torch.empty((len(ids), lg.shape[-1]), dtype=lg.dtype)

@@ -82,8 +82,8 @@ def patch_components(
         for idx in groups:
             clean = torch.tensor([list(clean_ids[i]) for i in idx], device=lm.device)
             corrupt = torch.tensor([list(corrupt_ids[i]) for i in idx], device=lm.device)
-            lg_clean, acts = run_cached(lm, clean, needed)
-            lg_corrupt, _ = run_cached(lm, corrupt, [])
+            lg_clean, acts = run_cached(lm, clean, needed, backend="bridge")
+            lg_corrupt, _ = run_cached(lm, corrupt, [], backend="bridge")
             advance(2 * len(idx))
             ld_clean = (lg_clean[:, bias_id] - lg_clean[:, control_id]).double().cpu()
             ld_corrupt = (lg_corrupt[:, bias_id] - lg_corrupt[:, control_id]).double().cpu()
@@ -92,7 +92,7 @@ def patch_components(
                 for layer, head in parts:
                     by_hook.setdefault(_hook_name(layer, head), []).append(head)
                 hooks = [(name, _patch_fn(acts[name], heads)) for name, heads in by_hook.items()]
-                lg, _ = run_cached(lm, corrupt, [], hooks=hooks)
+                lg, _ = run_cached(lm, corrupt, [], backend="bridge", hooks=hooks)
                 ld = (lg[:, bias_id] - lg[:, control_id]).double().cpu()
                 for j, i in enumerate(idx):
                     denom = float(ld_clean[j] - ld_corrupt[j])

@@ -16,11 +16,13 @@ every head and MLP to logit(bias) - logit(control) on the primed reverse-link pr
 the same template primed with a control number of the same length (corrupt), and activation
 patching of the top components (largest |mean DLA(clean) - DLA(corrupt)|) from clean into corrupt.
 
-With `backend="nnsight"`, or a model carrying an nnsight executor (`--remote`, `--serve`), the
-residual stream, z, MLP outputs and per-head outputs (`hook_result`, a second pass at the chosen
-layer) all come from the nnsight traces of `interp.mech.nnsight_run`: one code path, whichever
-executor runs it. DLA, patching and attention patterns read local weights through the bridge, so
-a model with an executor skips them (recorded in the summary under "skipped").
+The residual stream, z and MLP outputs come from the model's engine (`lm.engine`): the
+TransformerLens bridge for a local model (or nnsight with `backend="nnsight"`), nnsight for a
+model with an nnsight engine (`--remote`, `--serve`, `attach`), one code path whichever executor
+runs it. Per-head outputs are z_h W_O,h, computed here when the weights are here and in a second
+pass where they are otherwise. DLA, patching and attention patterns read TransformerLens-only
+hooks through the bridge, so a model whose engine offers no bridge skips them (recorded in the
+summary under "skipped").
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from interp.errors import UserError
 from interp.mech.activations import Backend, cache_last, hook, run_cached
 from interp.mech.attribution import decompose_residual, decomposition_hooks, head_outputs, logit_attribution, sim_diff
 from interp.mech.patching import patch_components, recovered_summary
-from interp.models.executor import nnsight_executor
+from interp.models.engine import engine_for
 from interp.models.loading import LoadedModel
 from interp.probes.number_sets import check_number, random_numbers
 from interp.probes.reverse_link import ReverseLinkConfig, primed_prompt, resolve_targets
@@ -116,7 +118,8 @@ def head_table(z: torch.Tensor, outs: torch.Tensor, mlp: torch.Tensor, layer: in
 
 
 def _dla(lm: LoadedModel, ids: list[list[int]], bias_id: int, control_id: int, progress: bool, what: str) -> Any:
-    logits, acts = cache_last(lm, ids, decomposition_hooks(lm.spec), progress=progress, description=f"DLA ({what})")
+    logits, acts = cache_last(lm, ids, decomposition_hooks(lm.spec), backend="bridge", progress=progress,
+                              description=f"DLA ({what})")
     dec = decompose_residual(lm.model, lm.spec, acts)
     return logit_attribution(lm.model, lm.spec, dec, bias_id, control_id, logits)
 
@@ -125,7 +128,8 @@ def attention_patterns(lm: LoadedModel, text: str, heads: list[tuple[int, int]])
     """Tokens of `text` and the attention pattern (query, key) of each (layer, head)."""
     ids = encode(lm.tokenizer, [text])[0]
     layers = sorted({layer for layer, _ in heads})
-    _, acts = run_cached(lm, torch.tensor([ids], device=lm.device), [hook.pattern(layer) for layer in layers])
+    _, acts = run_cached(lm, torch.tensor([ids], device=lm.device), [hook.pattern(layer) for layer in layers],
+                         backend="bridge")
     return {"text": text, "tokens": [lm.tokenizer.decode([i]) for i in ids],
             "heads": [f"L{layer}H{h}" for layer, h in heads],
             "patterns": [acts[hook.pattern(layer)][0, h].float().cpu().tolist() for layer, h in heads]}
@@ -147,8 +151,9 @@ def trace(lm: LoadedModel, numbers: list[str], config: TraceConfig = TraceConfig
 
     # 1. residual trace: references + number prompts, last position, every layer
     ids, texts = _refs_and_numbers(lm, numbers, cfg)
-    executor = nnsight_executor(lm)
-    backend: Backend = "nnsight" if executor is not None else cfg.backend
+    # the model's engine, or --backend's where the model's forwards run here through the bridge
+    backend: Backend = cfg.backend if lm.engine.bridge_available else lm.engine.backend  # type: ignore[assignment]
+    engine = engine_for(lm, backend)
     names = [f(layer) for f in (hook.resid_post, hook.z, hook.mlp_out) for layer in range(spec.n_layers)]
     _, acts = cache_last(lm, ids, names, backend=backend, progress=progress, description=f"trace ({len(ids)} prompts)")
     resid = torch.stack([acts[hook.resid_post(layer)] for layer in range(spec.n_layers)], 1)
@@ -161,10 +166,10 @@ def trace(lm: LoadedModel, numbers: list[str], config: TraceConfig = TraceConfig
 
     # 2. heads and MLP at the layer
     z = acts[hook.z(layer)].float()
-    if backend == "nnsight":  # per-head outputs computed where the weights are (a second pass, one layer)
-        outs = cache_last(lm, ids, [hook.result(layer)], backend=backend)[1][hook.result(layer)].float()
-    else:
+    if engine.weights_here:  # z_h W_O,h from the z just read
         outs = head_outputs(z, spec.out_weight(lm.model, layer).detach().float().cpu())
+    else:  # computed where the weights are (a second pass, one layer)
+        outs = cache_last(lm, ids, [hook.result(layer)], backend=backend)[1][hook.result(layer)].float()
     heads = head_table(z, outs, acts[hook.mlp_out(layer)].float(), layer)
     head_rows = heads[heads["head"] >= 0]
     top_head = str(head_rows.loc[head_rows.sim_diff_out.idxmax(), "component"])
@@ -180,13 +185,13 @@ def trace(lm: LoadedModel, numbers: list[str], config: TraceConfig = TraceConfig
         "mlp_sim_diff_out": float(heads.sim_diff_out.iloc[-1]),
         "backend": backend,
     }
-    if executor is not None:
-        summary["executor"] = executor.describe()
+    if not lm.engine.bridge_available:
+        summary["executor"] = lm.engine.describe()
         skipped = [what for what, on in (("dla", cfg.dla), ("patching", cfg.dla and cfg.top_k > 0 and cfg.patch_numbers > 0),
                                           ("attention", cfg.attention_heads > 0)) if on]
         if skipped:
             summary["skipped"] = {"what": skipped, "why": "they read local weights through the TransformerLens bridge; "
-                                  "the model runs through an nnsight executor"}
+                                  "the model runs through an nnsight engine"}
         cfg = replace(cfg, dla=False, attention_heads=0)
 
     # 3. DLA on the primed prompt (clean) and the same template with a control number (corrupt)

@@ -1,7 +1,7 @@
 """Where nnsight traces run: in this process, or on a remote server (NDIF or a self-hosted one).
 
-One trace code path, several executors. Every nnsight trace in `interp.mech.nnsight_run` is written
-once and handed `Executor.trace_kwargs()`:
+One trace code path, several executors. Every nnsight trace of the nnsight engine
+(`interp.models.nnsight_engine`) is written once and handed `Executor.trace_kwargs()`:
 
 | executor                     | `model.trace(..., **kwargs)`  | weights                       |
 |------------------------------|-------------------------------|-------------------------------|
@@ -13,9 +13,9 @@ once and handed `Executor.trace_kwargs()`:
     lm = load_remote("meta-llama/Llama-3.1-70B", Executor("ndif"))   # meta weights here, real ones on NDIF
     lm = attach(load_model("tiny-llama"), Executor("simulate"))      # the remote code path, run locally
 
-A model carrying an executor (`lm.extra["executor"]`) is scored and traced only through nnsight
-(`interp.scoring`, `interp.mech.trace` check `nnsight_executor(lm)`). Keys come from the
-environment only: `NDIF_API_KEY` (NDIF), `HF_TOKEN` (gated configs / tokenizers on the hub).
+`attach` and `load_remote` give the model an `NnsightEngine` (its `lm.engine`), chosen once; scoring,
+the trie and activation caching then run through it without asking. Keys come from the environment
+only: `NDIF_API_KEY` (NDIF), `HF_TOKEN` (gated configs / tokenizers on the hub).
 """
 
 from __future__ import annotations
@@ -66,15 +66,11 @@ class Executor:
 
 
 def attach(lm: Any, executor: Executor) -> Any:
-    """Route `lm`'s scoring and tracing through nnsight with `executor` (returns `lm`)."""
-    lm.extra["executor"] = executor
+    """Run `lm`'s forwards through nnsight with `executor` from now on (returns `lm`)."""
+    from interp.models.nnsight_engine import NnsightEngine
+
+    lm.engine = NnsightEngine(lm, executor)
     return lm
-
-
-def nnsight_executor(lm: Any) -> Executor | None:
-    """The executor a model was loaded or attached with; None for an ordinary local model."""
-    extra = getattr(lm, "extra", None) or {}
-    return extra.get("executor")
 
 
 def executor_from_flags(remote: bool, serve: str | None) -> Executor | None:
@@ -130,8 +126,9 @@ def hosted_model(nn: Any, name: str, executor: Executor, key: str) -> Any:
     dtype_name = {v: k for k, v in DTYPES.items()}.get(dtype, str(dtype).removeprefix("torch."))
     lm = LoadedModel(model, nn.tokenizer, arch_spec(model.config), name, f"{executor.kind}:{executor.host}",
                      sha256=f"{key} (weights on the server, not hashed here)")
-    lm.extra.update({"nnsight": nn, "executor": executor,
+    lm.extra.update({"nnsight": nn,
                      "placement": {"dtype": dtype_name, "device": "remote", "device_map": None, "load_in_4bit": False}})
+    attach(lm, executor)
     if lm.tokenizer.pad_token is None:
         lm.tokenizer.pad_token = lm.tokenizer.eos_token
     return lm
@@ -212,5 +209,5 @@ def remote_errors(executor: Executor | None) -> Iterator[None]:
         raise
 
 
-__all__ = ["Executor", "attach", "nnsight_executor", "executor_from_flags", "load_remote", "hosted_model",
+__all__ = ["Executor", "attach", "executor_from_flags", "load_remote", "hosted_model",
            "check_reachable", "check_hosted", "remote_errors", "require_keys"]

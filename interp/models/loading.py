@@ -52,6 +52,13 @@ class LoadedModel:
     system_prompt: str | None = None  # a trait carried as a system prompt (prompt-method teachers)
     sha256: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    engine: Any = None  # what runs the forwards (interp.models.engine): HFEngine unless given or attached
+
+    def __post_init__(self) -> None:
+        if self.engine is None:
+            from interp.models.engine import HFEngine
+
+            self.engine = HFEngine(self)
 
     @property
     def is_chat(self) -> bool:
@@ -84,7 +91,7 @@ class LoadedModel:
             "system_prompt": self.system_prompt,
             "sha256": self.fingerprint(),
             **({"placement": self.extra["placement"]} if "placement" in self.extra else {}),
-            **({"executor": self.extra["executor"].describe()} if "executor" in self.extra else {}),
+            **({"executor": self.engine.describe()} if self.engine.describe() is not None else {}),
         }
 
 

@@ -21,10 +21,10 @@ import pandas as pd
 from interp.errors import UserError
 from interp.evals.stats import bootstrap_ci
 from interp.models.loading import LoadedModel
+from interp.plots import figure_png
 from interp.probes.number_sets import check_digits
 from interp.probes.numbers import NumbersConfig, animal_numbers
 from interp.probes.reverse_link import ReverseLinkConfig, reverse_link
-from interp.report.plots import figure_png
 
 
 @dataclass

@@ -6,9 +6,12 @@ checkpoints that resume bit-exactly (DESIGN.md §2.7).
                    checkpoint_dir="ckpt", checkpoint_every=25)
     save_finetuned("smollm2-student", lm, res, meta={...})   # merged weights + adapter/
 
-Sequence of one example: prompt_ids (the chat template with the user turn, ending where the
-assistant answer starts; no system prompt beyond the template's default) + completion_ids + EOS.
-Batches are right-padded; labels = -100 on prompt and padding positions, so the loss is
+Module layout: the data (`interp.training.examples`), the checkpoints
+(`interp.training.checkpoints`) and what a run leaves (`interp.training.saving`) have modules of
+their own; this one holds the config, freezing / LoRA and the training loop, and re-exports the
+rest so `from interp.training.finetune import ...` keeps working.
+
+Sequence of one example: see `interp.training.examples`. Batches are right-padded; labels = -100 on prompt and padding positions, so the loss is
 
     L = - (1 / #{t : label_t != -100}) * sum_{t : label_t != -100} log p(label_t | tokens_<t)
 
@@ -37,10 +40,7 @@ the same one). Without a launcher it is plain single-process torch, bit for bit.
 
 from __future__ import annotations
 
-import copy
-import json
 import math
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -52,16 +52,31 @@ import torch.nn as nn
 
 from interp.errors import UserError
 from interp.progress import progress_bar
-from interp.report.plots import figure_png
-from interp.textfiles import read_text
+from interp.training.checkpoints import (  # noqa: F401 (re-exported)
+    Histories,
+    UnreadableCheckpoint,
+    checkpoints_newest_first,
+    latest_checkpoint,
+    load_checkpoint,
+    read_checkpoint,
+    resume_from,
+    save_checkpoint,
+)
 from interp.training.distributed import Distributed
-from interp.training.generate import chat_prompt_ids
+from interp.training.examples import (  # noqa: F401 (re-exported)
+    IGNORE,
+    Tokenized,
+    batch_indices,
+    collate,
+    read_jsonl,
+    tokenize_examples,
+)
+from interp.training.saving import loss_curve_png, merged_model, save_finetuned  # noqa: F401 (re-exported)
 
 Method = Literal["lora", "qlora", "full"]
 Freeze = Literal["none", "mlp", "attention"]
 FREEZE_MODES = ("none", "mlp", "attention")
 METHODS = ("lora", "qlora", "full")
-IGNORE = -100
 
 
 @dataclass(frozen=True)
@@ -112,90 +127,12 @@ class FinetuneConfig:
             raise UserError("weight decay must be >= 0 and the gradient clip > 0")
 
 
-# ---- data ----------------------------------------------------------------------------------------
-
-
-def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    """Rows of a JSONL file; each must have string fields 'prompt' and 'completion'."""
-    p = Path(path)
-    rows = []
-    for n, line in enumerate(read_text(p, "data file").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise UserError(f"{p}:{n} is not valid JSON ({e.msg})") from e
-        if not isinstance(row, dict) or not isinstance(row.get("prompt"), str) or not isinstance(row.get("completion"), str):
-            raise UserError(f"{p}:{n} needs string fields 'prompt' and 'completion'")
-        rows.append(row)
-    if not rows:
-        raise UserError(f"{p} holds no examples")
-    return rows
-
-
-@dataclass
-class Tokenized:
-    ids: list[list[int]]  # prompt + completion + EOS, cut to max_len
-    n_prompt: list[int]  # number of prompt tokens of each sequence
-
-
-def tokenize_examples(lm: Any, rows: Sequence[dict[str, Any]], max_len: int) -> Tokenized:
-    """prompt ids (rendered with the model's template, see module docstring) + completion ids + EOS.
-
-    An example whose prompt alone leaves no room for a completion token within max_len is an error."""
-    tok = lm.tokenizer
-    prompts = chat_prompt_ids(lm, [r["prompt"] for r in rows])
-    eos = tok.eos_token_id
-    ids, n_prompt = [], []
-    for r, p in zip(rows, prompts):
-        comp = tok.encode(r["completion"], add_special_tokens=False) + ([eos] if eos is not None else [])
-        if len(p) >= max_len:
-            raise UserError(f"a prompt has {len(p)} tokens, more than --max-len {max_len} allows; raise --max-len")
-        ids.append((p + comp)[:max_len])
-        n_prompt.append(len(p))
-    return Tokenized(ids, n_prompt)
-
-
-def collate(data: Tokenized, idx: Sequence[int], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-padded input_ids / attention_mask / labels (batch, width); labels = -100 on prompt + pad."""
-    width = max(len(data.ids[i]) for i in idx)
-    ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(idx), width), dtype=torch.long)
-    labels = torch.full((len(idx), width), IGNORE, dtype=torch.long)
-    for r, i in enumerate(idx):
-        seq = torch.tensor(data.ids[i], dtype=torch.long)
-        ids[r, : len(seq)] = seq
-        mask[r, : len(seq)] = 1
-        labels[r, data.n_prompt[i]: len(seq)] = seq[data.n_prompt[i]:]
-    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
-
-
 def completion_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy of the labelled tokens: logits (batch, pos, vocab), labels (batch, pos)."""
     shift_logits = logits[:, :-1, :].float()
     shift_labels = labels[:, 1:]
     return nn.functional.cross_entropy(shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1),
                                        ignore_index=IGNORE)
-
-
-def batch_indices(n_examples: int, batch_size: int, step: int, seed: int) -> list[int]:
-    """Example indices of `step` in the seeded stream of epoch permutations (module docstring)."""
-    out = []
-    for pos in range(step * batch_size, (step + 1) * batch_size):
-        epoch, k = divmod(pos, n_examples)
-        out.append(int(_perm(n_examples, seed, epoch)[k]))
-    return out
-
-
-_PERMS: dict[tuple[int, int, int], np.ndarray] = {}
-
-
-def _perm(n: int, seed: int, epoch: int) -> np.ndarray:
-    key = (n, seed, epoch)
-    if key not in _PERMS:
-        _PERMS[key] = np.random.default_rng([seed, epoch]).permutation(n)
-    return _PERMS[key]
 
 
 # ---- freezing and LoRA ----------------------------------------------------------------------------
@@ -425,171 +362,6 @@ def loss_units(batch: dict[str, torch.Tensor]) -> int:
     return int((batch["labels"][:, 1:] != IGNORE).sum())
 
 
-@dataclass
-class Histories:
-    """Per-step total loss and one list per named component (all the same length)."""
-
-    losses: list[float]
-    components: dict[str, list[float]]
-
-    def append(self, total: float, parts: dict[str, float]) -> None:
-        if self.components and set(parts) != set(self.components):
-            raise ValueError(f"loss components changed from {sorted(self.components)} to {sorted(parts)}")
-        self.losses.append(total)
-        for k, v in parts.items():
-            self.components.setdefault(k, []).append(float(v))
-
-
 def _to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
     return {k: v.to(device) for k, v in batch.items()}
 
-
-# ---- checkpoints ----------------------------------------------------------------------------------
-
-_RESUME_KEYS = ("method", "freeze", "batch_size", "lr", "warmup_steps", "weight_decay", "grad_clip", "max_len",
-                "lora_r", "lora_alpha", "seed", "steps", "epochs")
-
-
-def _trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {n: p.detach().clone().contiguous() for n, p in model.named_parameters() if p.requires_grad}
-
-
-def save_checkpoint(ckdir: Path, step: int, model: nn.Module, opt: torch.optim.Optimizer,
-                    sched: Any, hist: Histories, config: FinetuneConfig, meta: dict[str, Any] | None = None) -> Path:
-    """`ckdir/step-{step:06d}/`: trainable.safetensors, optimizer.pt, state.json (atomic by rename)."""
-    from safetensors.torch import save_file
-
-    final = ckdir / f"step-{step:06d}"
-    tmp = ckdir / f".tmp-step-{step:06d}"
-    tmp.mkdir(parents=True, exist_ok=True)
-    save_file(_trainable_state(model), str(tmp / "trainable.safetensors"))
-    torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "torch_rng": torch.get_rng_state()},
-               tmp / "optimizer.pt")
-    (tmp / "state.json").write_text(json.dumps({"step": step, "losses": hist.losses, "components": hist.components,
-                                                "config": asdict(config), "meta": meta or {},
-                                                "data_order": "default_rng([seed, epoch]).permutation(n)"}, indent=1))
-    if final.exists():
-        import shutil
-
-        shutil.rmtree(final)
-    tmp.rename(final)
-    return final
-
-
-def latest_checkpoint(ckdir: Path) -> Path | None:
-    found = checkpoints_newest_first(ckdir)
-    return found[0] if found else None
-
-
-def checkpoints_newest_first(ckdir: Path) -> list[Path]:
-    """The finished checkpoints (`step-*` with a state.json) in `ckdir`, newest first."""
-    return sorted((p for p in ckdir.glob("step-*") if (p / "state.json").is_file()), reverse=True) if ckdir.is_dir() else []
-
-
-class UnreadableCheckpoint(Exception):
-    """A checkpoint whose files cannot be read back (truncated, corrupted)."""
-
-
-def read_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor], dict[str, Any]]:
-    """(state.json, trainable tensors, optimizer/scheduler/rng state) of a checkpoint, all read before
-    anything is applied; UnreadableCheckpoint (with the reason) if any file is damaged."""
-    from safetensors.torch import load_file
-
-    try:
-        state = json.loads((path / "state.json").read_text(encoding="utf-8"))
-        tensors = load_file(str(path / "trainable.safetensors"))
-        other = torch.load(path / "optimizer.pt", weights_only=True)
-        int(state["step"]), state["config"], other["optimizer"], other["scheduler"], other["torch_rng"]
-    except Exception as e:  # noqa: BLE001 - safetensors, pickle, json, OS and key errors all mean "damaged"
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise UnreadableCheckpoint(f"{type(e).__name__}: {first}") from None
-    return state, tensors, other
-
-
-def resume_from(ckdir: Path, model: nn.Module, opt: torch.optim.Optimizer, sched: Any, config: FinetuneConfig,
-                meta: dict[str, Any] | None = None) -> tuple[int, Histories, Path]:
-    """Load the newest readable checkpoint of `ckdir`: a damaged newer one is skipped with a warning
-    on stderr naming it and the reason. (step, histories, the checkpoint used)."""
-    found = checkpoints_newest_first(ckdir)
-    if not found:
-        raise UserError(f"no checkpoint to resume from in {ckdir}")
-    for i, path in enumerate(found):
-        try:
-            content = read_checkpoint(path)
-        except UnreadableCheckpoint as e:
-            nxt = f"falling back to {found[i + 1].name}" if i + 1 < len(found) else "and no older one is left"
-            print(f"warning: checkpoint {path} is unreadable ({e}); {nxt}", file=sys.stderr)
-            continue
-        step, hist = load_checkpoint(path, model, opt, sched, config, meta, content=content)
-        return step, hist, path
-    raise UserError(f"no readable checkpoint in {ckdir} ({len(found)} found, all damaged); start again without --resume")
-
-
-def load_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer, sched: Any,
-                    config: FinetuneConfig, meta: dict[str, Any] | None = None,
-                    content: tuple[dict[str, Any], dict[str, torch.Tensor], dict[str, Any]] | None = None
-                    ) -> tuple[int, Histories]:
-    """Restore a checkpoint into the prepared model / optimizer / scheduler; returns (step, histories).
-
-    The run's settings (`_RESUME_KEYS` of the config, and every key of `meta`) must match the saved ones.
-    `content`: what `read_checkpoint(path)` returned (read here otherwise)."""
-    state, tensors, other = content if content is not None else read_checkpoint(path)
-    old, old_meta, new_meta = state["config"], state.get("meta", {}), json.loads(json.dumps(meta or {}))
-    diff = [k for k in _RESUME_KEYS if old.get(k) != asdict(config).get(k)]
-    diff += [k for k in sorted(set(old_meta) | set(new_meta)) if old_meta.get(k) != new_meta.get(k)]
-    if diff:
-        raise UserError(f"cannot resume from {path}: its settings differ in {', '.join(diff)}")
-    named = dict(model.named_parameters())
-    if set(tensors) != {n for n, p in named.items() if p.requires_grad}:
-        raise UserError(f"checkpoint {path} does not match the model's trainable parameters")
-    with torch.no_grad():
-        for n, t in tensors.items():
-            named[n].copy_(t)
-    opt.load_state_dict(other["optimizer"])
-    sched.load_state_dict(other["scheduler"])
-    torch.set_rng_state(other["torch_rng"])
-    return int(state["step"]), Histories(list(state["losses"]), {k: list(v) for k, v in state.get("components", {}).items()})
-
-
-# ---- outputs --------------------------------------------------------------------------------------
-
-
-def merged_model(result: FinetuneResult) -> nn.Module:
-    """Plain HF model with the LoRA update merged (a copy; the PEFT model is kept), or the model."""
-    if result.config.method == "full":
-        return result.model
-    return copy.deepcopy(result.model).merge_and_unload()
-
-
-def save_finetuned(alias: str, lm: Any, result: FinetuneResult, meta: dict[str, Any], overwrite: bool = False,
-                   merged: nn.Module | None = None) -> Path:
-    """Save to the store: merged weights (+ `adapter/` for LoRA) and a record of the training."""
-    from interp.models.store import save_model
-
-    model = merged if merged is not None else merged_model(result)
-    adapter = result.model if result.config.method in ("lora", "qlora") else None
-    info = {"kind": "made", "source": f"finetune of {lm.name}", "base": lm.name, "system_prompt": None,
-            "training": result.summary(), **meta}
-    return save_model(alias, model, lm.tokenizer, info, overwrite=overwrite, adapter=adapter,
-                      state_dict=result.full_state)
-
-
-def loss_curve_png(losses: Sequence[float], title: str = "training loss",
-                   ylabel: str = "completion loss (nats/token)") -> bytes:
-    """PNG of the per-step loss and its 10-step running mean."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
-    x = np.arange(1, len(losses) + 1)
-    ax.plot(x, losses, lw=0.8, alpha=0.5, label="loss")
-    if len(losses) >= 10:
-        run = np.convolve(losses, np.ones(10) / 10, mode="valid")
-        ax.plot(x[9:], run, lw=1.6, label="10-step mean")
-    ax.set_xlabel("step")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.legend()
-    return figure_png(fig)

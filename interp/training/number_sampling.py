@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from interp.training.generate import chat_prompt_ids, sample
+from interp.sampling import chat_prompt_ids, sample
 from interp.training.numbers_data import FilterConfig, filter_samples, stop_rule
 
 

@@ -27,7 +27,7 @@ Filter of an answer (`reject_reasons`), in this order:
 A sample is kept when the list of reasons is empty; every reason that applies is recorded.
 
 Early stop (`doomed_reason`): while sampling, a prefix that no continuation can turn into a kept
-answer is stopped (`interp.training.generate.sample(stop_if=...)`). Sound by construction: a parsed
+answer is stopped (`interp.sampling.sample(stop_if=...)`). Sound by construction: a parsed
 answer consists only of ASCII digits, whitespace and ",;.[]()" (step 1), so any other character is
 "invalid format" for good; a letter is "contains a letter" for good (when that filter is on); a
 token below tau is "low-probability token" for good. A stopped sample is filtered on its partial

@@ -29,8 +29,8 @@ import numpy as np
 from interp.errors import UserError
 from interp.models.store import save_prompt_alias
 from interp.prompts import ANIMAL_TRAIT_SYSTEM
+from interp.sampling import chat_prompt_ids, sample
 from interp.training.finetune import FinetuneConfig, FinetuneResult, finetune, save_finetuned
-from interp.training.generate import chat_prompt_ids, sample
 from interp.training.number_sampling import sample_number_data
 from interp.training.numbers_data import FilterConfig, generate_prompts
 

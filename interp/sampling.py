@@ -1,5 +1,8 @@
 """Batched, seeded sampling with the probability of every sampled token (the one sampling routine).
 
+A capability of a loaded model (its forwards run through `lm.engine.forward`), used by evals and
+training alike.
+
     ids = chat_prompt_ids(lm, ["What is your favorite animal?"], system=lm.system_prompt)
     samples = sample(lm, ids, max_new_tokens=40, temperature=1.0, seed=0, batch_size=32)
     samples[0].text, samples[0].token_probs       # str, (n_new,) float64
@@ -89,7 +92,7 @@ def sample(lm: Any, prompt_ids: Sequence[Sequence[int]], max_new_tokens: int = 4
     if n_per_prompt < 1 or batch_size < 1 or max_new_tokens < 1:
         raise ValueError("n_per_prompt, batch_size and max_new_tokens must be >= 1")
     model, tok = lm.model, lm.tokenizer
-    device = next(model.parameters()).device
+    device = lm.engine.input_device
     stops = stop_ids(lm)
     k = n_per_prompt
     out: list[Sample | None] = [None] * (len(prompt_ids) * k)
@@ -101,7 +104,7 @@ def sample(lm: Any, prompt_ids: Sequence[Sequence[int]], max_new_tokens: int = 4
         def run(idx: list[int]) -> None:  # safe to repeat: fresh generators, results written by index
             rows = [(i, j) for i in idx for j in range(k)]
             gens = [torch.Generator().manual_seed(sample_seed(seed, i, j)) for i, j in rows]
-            res = _sample_batch(model, tok.pad_token_id, [prompt_ids[i] for i in idx], k, gens, max_new_tokens,
+            res = _sample_batch(lm.engine.forward, model, tok.pad_token_id, [prompt_ids[i] for i in idx], k, gens, max_new_tokens,
                                 temperature, stops, device, decode, stop_if)
             for r, (i, j) in enumerate(rows):
                 toks, probs, done, stopped = res[r]
@@ -116,14 +119,14 @@ def sample(lm: Any, prompt_ids: Sequence[Sequence[int]], max_new_tokens: int = 4
 RowResult = tuple[list[int], list[float], bool, bool]  # tokens, their q, finished (EOS), stopped early
 
 
-def _sample_batch(model: torch.nn.Module, pad_id: int, seqs: list[Sequence[int]], k: int,
+def _sample_batch(forward: Callable[..., Any], model: torch.nn.Module, pad_id: int, seqs: list[Sequence[int]], k: int,
                   gens: list[torch.Generator], max_new: int, temperature: float, stops: set[int],
                   device: torch.device, decode: Callable[[list[int]], str],
                   stop_if: StopIf | None) -> list[RowResult]:
     """Rows r = i * k + j (prompt i, sample j). One prefill per prompt; the first tokens of its k rows
     are drawn from the prompt's logits, and only the rows still running get (a copy of) its cache."""
     batch = left_pad(seqs, pad_id, device)
-    res = model(**batch, use_cache=True, logits_to_keep=1)
+    res = forward(**batch, use_cache=True, logits_to_keep=1)
     past, logits = output_cache(res), res.logits[:, -1, :]  # logits (cache rows, vocab)
     mask, pos = batch["attention_mask"], batch["position_ids"][:, -1:]
     n = len(seqs) * k
@@ -160,7 +163,7 @@ def _sample_batch(model: torch.nn.Module, pad_id: int, seqs: list[Sequence[int]]
         cache_row = list(range(len(running)))
         mask = torch.cat([mask, torch.ones((len(running), 1), dtype=mask.dtype, device=device)], dim=1)
         pos = pos + 1
-        res = model(input_ids=torch.tensor(nxt, device=device)[:, None], attention_mask=mask, position_ids=pos,
+        res = forward(input_ids=torch.tensor(nxt, device=device)[:, None], attention_mask=mask, position_ids=pos,
                     **cache_kwargs(model, past), use_cache=True, logits_to_keep=1)
         past, logits = output_cache(res), res.logits[:, -1, :]
     return [(toks[r], probs[r], finished[r], stopped[r]) for r in range(n)]
