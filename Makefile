@@ -3,7 +3,7 @@
 PYTHON ?= python3
 LATEST_VENV ?= .venv-latest
 
-.PHONY: setup demo test test-latest lock bench
+.PHONY: setup demo test lint test-latest lock bench
 
 setup:
 	PYTHON=$(PYTHON) bash scripts/setup.sh
@@ -14,6 +14,10 @@ demo: setup
 # pytest-randomly shuffles the order on every run and prints the seed (-p randomly -p "randomly_seed=N" replays it)
 test: setup
 	$(PYTHON) -m pytest -q
+
+# the layering of docs/architecture.md (pyproject [tool.importlinter]); an upward import fails with one line
+lint: setup
+	$(PYTHON) -c "import sys; from importlinter.cli import lint_imports_command; sys.argv[0] = 'lint-imports'; sys.exit(lint_imports_command())"
 
 # the newest releases of every dependency (torch kept at 2.13.0: a newer one is a CUDA build of GBs), in a fresh venv
 test-latest:

@@ -28,6 +28,7 @@ from transformers import DynamicCache
 
 from interp.cli.common import quiet_transformers
 from interp.models import load_model
+from interp.models.compat import cache_kwargs
 from interp.prompts import NUMBER_PREFIX, NUMBER_QUESTION, render
 from interp.scoring import build_trie, digit_trie_logprobs, split_continuations
 
@@ -51,15 +52,15 @@ def naive_prefix_loop(lm, ctx: list[int], conts: list[list[int]]) -> tuple[np.nd
 def floor(lm, ctx: list[int], n_new: int, with_head: bool) -> Clock:
     """Time of one forward of n_new tokens on top of the cache of ctx[:-1] (causal attention)."""
     cache = DynamicCache()
-    lm.model(torch.tensor([ctx[:-1]]), past_key_values=cache, use_cache=True, logits_to_keep=1)
+    lm.model(torch.tensor([ctx[:-1]]), **cache_kwargs(lm.model, cache), use_cache=True, logits_to_keep=1)
     ids = torch.tensor([ctx[-1:] + [ctx[-1]] * (n_new - 1)])
     pos = torch.arange(len(ctx) - 1, len(ctx) - 1 + n_new)[None]
     with Clock() as clock:
         if with_head:
-            logits = lm.model(ids, position_ids=pos, past_key_values=cache, use_cache=True).logits
+            logits = lm.model(ids, position_ids=pos, **cache_kwargs(lm.model, cache), use_cache=True).logits
             torch.log_softmax(logits.float(), -1)
         else:
-            lm.model.get_decoder()(input_ids=ids, position_ids=pos, past_key_values=cache, use_cache=True)
+            lm.model.get_decoder()(input_ids=ids, position_ids=pos, **cache_kwargs(lm.model.get_decoder(), cache), use_cache=True)
     return clock
 
 
