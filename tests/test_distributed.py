@@ -38,8 +38,13 @@ def _finetune(cmd_prefix: list[str], home, out, data, every: int = 4, extra: tup
     return subprocess.run(cmd_prefix + args, env=env, capture_output=True, text=True, timeout=600)
 
 
+# the launcher of the interpreter running the tests (a venv that is not activated has it there, not on PATH)
+_BESIDE = os.path.join(os.path.dirname(sys.executable), "accelerate")
+ACCELERATE = _BESIDE if os.access(_BESIDE, os.X_OK) else shutil.which("accelerate")
+
+
 def _launch() -> list[str]:
-    return ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+    return [str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
             "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()), "-m", "interp"]
 
 
@@ -56,7 +61,7 @@ def _weights(home):
     return load_file(str(next(home.rglob("tiny-dp/model.safetensors"))))
 
 
-@pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate's launcher is not on PATH")
+@pytest.mark.skipif(ACCELERATE is None, reason="accelerate's launcher is neither beside this Python nor on PATH")
 def test_two_process_ddp_equals_one_process(tmp_path):
     data = _data(tmp_path)
     one = _finetune([sys.executable, "-m", "interp"], tmp_path / "h1", tmp_path / "o1", data)
@@ -82,7 +87,7 @@ def test_two_process_ddp_equals_one_process(tmp_path):
     assert s1["last_loss"] == pytest.approx(s2["last_loss"], rel=1e-4)
 
 
-@pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate's launcher is not on PATH")
+@pytest.mark.skipif(ACCELERATE is None, reason="accelerate's launcher is neither beside this Python nor on PATH")
 def test_two_process_resume_equals_uninterrupted(tmp_path):
     """2 ranks, checkpoints at steps 2 and 4; drop step 4 and resume from 2: the same weights."""
     data = _data(tmp_path)
