@@ -18,6 +18,7 @@ import torch
 
 from interp.evals.crows import load_crows, run_crows
 from interp.evals.sentence import lm_scorer
+from interp.interventions.head_swap import compare_swap
 from interp.interventions.measure import MeasureConfig
 from interp.interventions.pruning import run_pruning
 from interp.mech.trace import TraceConfig, trace
@@ -70,6 +71,8 @@ OPS = {
     "prune": lambda lm: run_pruning(lm, 0.5, MeasureConfig(questions=("Name an animal.",), samples=1, max_new_tokens=2,
                                                          batch_size=2)),
     "crows": lambda lm: run_crows(load_crows(CROWS, limit=2), lm_scorer(lm), n_boot=10),
+    "swap head (both hybrids)": lambda lm: compare_swap(lm, load_model(lm.name), MeasureConfig(
+        questions=("Name an animal.",), samples=1, max_new_tokens=2, batch_size=2)),
     "sample": lambda lm: sample(lm, [lm.tokenizer.encode("Count:")], max_new_tokens=3, n_per_prompt=2),
 }
 
