@@ -36,3 +36,20 @@ def test_paired_test():
     assert res.p_value == pytest.approx(2 / 256, abs=0.01)  # exact sign-flip p for 8 equal positive diffs
     with pytest.raises(ValueError):
         paired_test([1.0], [1.0, 2.0])
+
+
+def test_minimum_detectable_effect_has_the_stated_power_by_simulation():
+    """Independent check: simulate 20,000 t-tests of n = 20 units at the MDE (sd 1): about 80 % reject."""
+    from scipy import stats as st
+
+    from interp.evals.stats import minimum_detectable_effect, t_test_power
+
+    d = minimum_detectable_effect(1.0, 20)
+    assert t_test_power(d, 1.0, 20) == pytest.approx(0.8, abs=1e-8)
+    assert 0.6265 < d < 0.70  # above the normal approximation (1.96 + 0.8416) / sqrt(20) = 0.6265
+    rng = np.random.default_rng(0)
+    x = rng.normal(d, 1.0, size=(20_000, 20))
+    rejected = st.ttest_1samp(x, 0.0, axis=1).pvalue < 0.05
+    assert rejected.mean() == pytest.approx(0.8, abs=0.01)
+    assert minimum_detectable_effect(2.0, 20) == pytest.approx(2 * d, rel=1e-6)  # scales with sd
+    assert minimum_detectable_effect(1.0, 80) < d / 1.9  # ~ 1 / sqrt(n)

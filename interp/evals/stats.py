@@ -7,6 +7,8 @@ Every probe and eval uses these rather than re-implementing them. All resampling
 - permutation_test: two-sided test of a difference in means between two independent groups.
 - paired_test: two models on the same items; sign-flip permutation test on per-item differences
   plus a bootstrap CI of the mean difference.
+- t_test_power / minimum_detectable_effect: power of a two-sided one-sample (paired) t-test, and
+  the smallest mean it detects with 80 % power (noncentral t): the effect a null result rules out.
 """
 
 from __future__ import annotations
@@ -133,3 +135,31 @@ def paired_test(a: np.ndarray | list[float], b: np.ndarray | list[float], n_perm
         signs = rng.choice([-1.0, 1.0], size=(m, d.size))
         hits += int((np.abs((signs * d).mean(1)) >= abs(obs) - 1e-12).sum())
     return PairedResult(bootstrap_ci(d, seed=seed), (1 + hits) / (1 + n_perm), int(d.size))
+
+
+def t_test_power(effect: float, sd: float, n: int, alpha: float = 0.05) -> float:
+    """Power of a two-sided one-sample (or paired) t-test of mean 0 with `n` units, when the true
+    mean is `effect` and the units' standard deviation is `sd`: P(|T| > t_crit) under the
+    noncentral t with df = n - 1 and noncentrality effect * sqrt(n) / sd (scipy.stats.nct)."""
+    from scipy import stats
+
+    if n < 2 or sd <= 0:
+        raise ValueError("t_test_power needs n >= 2 and sd > 0")
+    df, nc = n - 1, abs(effect) * np.sqrt(n) / sd
+    crit = stats.t.ppf(1 - alpha / 2, df)
+    far = stats.nct.cdf(-crit, df, nc)  # the wrong-sign tail: negligible, and NaN in scipy when tiny
+    return float(stats.nct.sf(crit, df, nc) + (0.0 if not np.isfinite(far) else far))
+
+
+def minimum_detectable_effect(sd: float, n: int, alpha: float = 0.05, power: float = 0.8) -> float:
+    """The smallest true mean a two-sided one-sample / paired t-test with `n` units of standard
+    deviation `sd` detects with probability `power` at level `alpha` (root of t_test_power - power;
+    scipy.optimize.brentq). What a null result with these units rules out."""
+    from scipy import optimize
+
+    if not 0 < power < 1:
+        raise ValueError("power must be in (0, 1)")
+    hi = sd * 3.0 / np.sqrt(n)  # below the MDE's normal approximation times 2: widen until power is reached
+    while t_test_power(hi, sd, n, alpha) < power:
+        hi *= 2.0
+    return float(optimize.brentq(lambda d: t_test_power(d, sd, n, alpha) - power, 0.0, hi, xtol=1e-10 * sd))
