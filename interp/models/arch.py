@@ -202,7 +202,9 @@ def effective_weight(module: nn.Module, transposed: bool = False) -> torch.Tenso
     zero = module(torch.zeros((1, n_in), dtype=dtype, device=device))  # (1, out): the bias
     cols = []
     for a in range(0, n_in, PROBE_ROWS):
-        eye = torch.eye(n_in, dtype=dtype, device=device)[a:a + PROBE_ROWS]
+        rows = torch.arange(a, min(a + PROBE_ROWS, n_in), device=device)
+        eye = torch.zeros((len(rows), n_in), dtype=dtype, device=device)
+        eye[torch.arange(len(rows), device=device), rows] = 1.0  # rows a.. of the identity, built alone
         cols.append(module(eye) - zero)  # (rows, out) = rows of W.T
     return torch.cat(cols, 0).T
 

@@ -22,6 +22,7 @@ subclass of `Engine`; nothing in scoring, probes or evals changes.
 from __future__ import annotations
 
 import copy
+from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
@@ -39,8 +40,9 @@ if TYPE_CHECKING:
 Hook = tuple[str, Callable[..., Any]]  # (hook name, fn(activation, hook) -> activation), bridge only
 
 
-class Engine:
-    """What runs the forwards of one `LoadedModel` (module docstring). Subclasses implement every call."""
+class Engine(ABC):
+    """What runs the forwards of one `LoadedModel` (module docstring): an engine must implement
+    `logprobs`, `trie_logprobs` and `activations`; `forward` defaults to the local model."""
 
     backend: str = "?"  # how activations are read: "bridge" | "nnsight"
     weights_here: bool = True
@@ -58,20 +60,20 @@ class Engine:
         """Where input tensors go."""
         return next(self.lm.model.parameters()).device
 
+    @abstractmethod
     def logprobs(self, batch: dict[str, torch.Tensor], keep: int, columns: Sequence[int] | None = None) -> torch.Tensor:
         """log-softmax of the last `keep` positions of a padded batch: (batch, keep, vocab or
         len(columns)) float32 on the CPU."""
-        raise NotImplementedError
 
+    @abstractmethod
     def trie_logprobs(self, plan: TreePlan, max_nodes: int | None = None, progress: bool = False,
                       description: str = "trie") -> np.ndarray:
         """log P(sequence | context) for every sequence of `plan`: (n_seq,) float64."""
-        raise NotImplementedError
 
+    @abstractmethod
     def activations(self, tokens: torch.Tensor, names: Sequence[str], last_only: bool = False,
                     hooks: Sequence[Hook] = ()) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """One unpadded batch (batch, pos) -> (last-position logits (batch, vocab), {hook name: activation})."""
-        raise NotImplementedError
 
     def forward(self, **kwargs: Any) -> Any:
         """A plain forward of the model (the sampler's KV-cache loop)."""
@@ -205,12 +207,16 @@ def engine_for(lm: "LoadedModel", backend: str | None) -> Engine:
     if backend == "bridge":
         if not lm.engine.weights_here:
             raise UserError("the TransformerLens bridge needs the weights in this process; this model runs on a server")
-        return lm.extra.setdefault("hf_engine", HFEngine(lm))
+        if "hf_engine" not in lm.extra:
+            lm.extra["hf_engine"] = HFEngine(lm)
+        return lm.extra["hf_engine"]
     if backend == "nnsight":
         from interp.models.executor import Executor
         from interp.models.nnsight_engine import NnsightEngine
 
-        return lm.extra.setdefault("nnsight_engine", NnsightEngine(lm, Executor("local")))
+        if "nnsight_engine" not in lm.extra:
+            lm.extra["nnsight_engine"] = NnsightEngine(lm, Executor("local"))
+        return lm.extra["nnsight_engine"]
     raise ValueError(f"unknown backend {backend!r}; choose from bridge, nnsight")
 
 

@@ -91,7 +91,7 @@ class LoadedModel:
             "system_prompt": self.system_prompt,
             "sha256": self.fingerprint(),
             **({"placement": self.extra["placement"]} if "placement" in self.extra else {}),
-            **({"executor": self.engine.describe()} if self.engine.describe() is not None else {}),
+            **({"executor": engine} if (engine := self.engine.describe()) is not None else {}),
         }
 
 
@@ -234,7 +234,7 @@ def _load_errors(what: str) -> Iterator[None]:
         yield
     except UserError:
         raise
-    except (OSError, ValueError, KeyError, EnvironmentError) as e:
+    except (OSError, ValueError, KeyError) as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise UserError(f"cannot load {what}: {type(e).__name__}: {first}") from e
     except Exception as e:

@@ -251,9 +251,8 @@ def verify_entry(alias: str, meta: dict[str, Any]) -> None:
     folder = entry_dir(alias)
     fix = ("delete it to convert it again: rm -r " if meta.get("kind") == "embedded"
            else "delete it and make the model again: rm -r ") + str(folder)
-    for need in ("config.json",):
-        if not (folder / need).is_file():
-            raise UserError(f"store entry '{alias}' is incomplete ({need} is missing in {folder}); {fix}")
+    if not (folder / "config.json").is_file():
+        raise UserError(f"store entry '{alias}' is incomplete (config.json is missing in {folder}); {fix}")
     if not list(folder.glob("*.safetensors")):
         raise UserError(f"store entry '{alias}' has no weights (*.safetensors) in {folder}; {fix}")
     recorded = meta.get("sha256")

@@ -121,8 +121,7 @@ class RunDir:
         that are unchanged since `prepare` and that this run did not write, then empty folders."""
         from interp.runtime import is_main_process
 
-        if self in _PENDING:
-            _PENDING.remove(self)
+        _forget(self)
         if not self.staged or not is_main_process():
             return
         staged = sorted(p.name for p in self.staging.iterdir()) if self.staging is not None else []
@@ -142,8 +141,7 @@ class RunDir:
 
     def discard(self) -> None:
         """Drop the staged files (a failed run): OUT stays as it was."""
-        if self in _PENDING:
-            _PENDING.remove(self)
+        _forget(self)
         if self.staging is not None:
             shutil.rmtree(self.staging, ignore_errors=True)
             self.staging = None
@@ -183,6 +181,11 @@ class RunDir:
 
 
 _PENDING: list[RunDir] = []  # prepared, not yet published or discarded
+
+
+def _forget(run: RunDir) -> None:
+    """Drop `run` from the pending list (by identity: two RunDirs of one folder compare equal)."""
+    _PENDING[:] = [r for r in _PENDING if r is not run]
 
 
 def finish_runs(success: bool) -> None:

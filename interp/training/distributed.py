@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
 from interp.errors import UserError
-from interp.runtime import is_main_process, launched_distributed  # noqa: F401  (re-exported)
+from interp.runtime import launched_distributed
 
 if TYPE_CHECKING:  # torch is imported where used
     import torch
