@@ -223,3 +223,55 @@ def test_distill_cli(capsys, tmp_home, tmp_path):
         code, _, err = run(capsys, "distill", *flat, "--steps", "2", "--out", str(tmp_path / "bad"))
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
         assert not (tmp_path / "bad").exists()
+
+
+def _prompt_teacher(animal="owl"):
+    t = load_model("tiny-llama")
+    t.system_prompt = f"You love {animal}s."
+    return t
+
+
+def test_kd_from_a_prompt_teacher_equals_the_positionwise_kl_of_its_own_rendering():
+    """The teacher reads its own prompt (template + system prompt) + the student's completion ids;
+    the KD term is the mean KL over completion tokens, each compared with the same token's
+    prediction in the student's sequence (which has no system prompt)."""
+    from interp.sampling import chat_prompt_ids
+
+    teacher, student = _prompt_teacher(), load_model("tiny-llama")
+    c = cfg(kind="kd", tau=2.0)
+    rows = ROWS[:3]
+    data = ft.tokenize_examples(student, rows, 128)
+    obj = D.make_objective(student, teacher, c, data, rows)
+    batch = {**ft.collate(data, [2, 0, 1], student.tokenizer.pad_token_id), "example_index": torch.tensor([2, 0, 1])}
+    with torch.no_grad():
+        _, parts = obj(student.model, batch)
+        kls = []
+        for i in [2, 0, 1]:
+            comp = data.ids[i][data.n_prompt[i]:]
+            t_ids = chat_prompt_ids(teacher, [rows[i]["prompt"]], system="You love owls.")[0]
+            assert len(t_ids) > data.n_prompt[i]  # the system prompt is really there
+            zt = teacher.model(torch.tensor([t_ids + comp])).logits[0, len(t_ids) - 1: -1]
+            zs = student.model(torch.tensor([data.ids[i]])).logits[0, data.n_prompt[i] - 1: -1]
+            assert zt.shape == zs.shape == (len(comp), zs.shape[-1])
+            lt, ls = torch.log_softmax(zt / 2, -1), torch.log_softmax(zs / 2, -1)
+            kls.append((lt.exp() * (lt - ls)).sum(-1))
+    assert parts["kd"] == pytest.approx(4 * float(torch.cat(kls).mean()), rel=1e-4)
+    assert parts["kd"] > 1e-4  # the system prompt changes the teacher's predictions
+
+
+def test_kd_teacher_without_system_prompt_reads_the_students_ids():
+    student = load_model("tiny-llama")
+    data = ft.tokenize_examples(student, ROWS, 128)
+    t_in = D.KdTeacherInputs(load_model("tiny-llama"), ROWS, data)
+    assert t_in.ids == data.ids and t_in.n_prompt == data.n_prompt
+    # the same weights without a prompt: KD term 0 at the first step
+    res = D.distill(load_model("tiny-llama"), _prompt_teacher(), ROWS, cfg(kind="kd", steps=1))
+    assert res.components["kd"][0] > 1e-4
+
+
+def test_prompt_teachers_are_for_kd_only_and_students_carry_no_prompt():
+    D.check_pair(load_model("tiny-llama"), _prompt_teacher(), cfg(kind="kd"))
+    with pytest.raises(UserError, match="SHD reads the student's text"):
+        D.check_pair(load_model("tiny-llama"), _prompt_teacher(), cfg(kind="shd"))
+    with pytest.raises(UserError, match="student 'tiny-llama' carries a system prompt"):
+        D.check_pair(_prompt_teacher(), load_model("tiny-llama"), cfg(kind="kd"))

@@ -26,6 +26,8 @@ LoraROpt = typer.Option(8, "--lora-r", help="LoRA rank (alpha = 2r)")
 CheckpointEveryOpt = typer.Option(0, "--checkpoint-every", help="save a resumable checkpoint every N steps (0: off)")
 ResumeOpt = typer.Option(False, "--resume", help="continue from the latest checkpoint in OUT/checkpoints")
 LimitOpt = typer.Option(None, "--limit", help="use only the first N examples")
+LossMaskOpt = typer.Option("all", "--loss-mask", help="all | divergent | non-divergent: completion tokens in the loss "
+                           "(rows marked by `interp mark-divergence`; rows left with none are dropped)")
 
 
 @dataclass(frozen=True)
@@ -43,34 +45,48 @@ class TrainingOptions:
     checkpoint_every: int = 0
     resume: bool = False
     limit: Optional[int] = None
+    loss_mask: str = "all"
 
     def config(self, seed: int, freeze: str = "none") -> FinetuneConfig:
         from interp.training.finetune import FinetuneConfig
 
         return FinetuneConfig(method="full" if self.full else "lora", freeze=freeze, steps=self.steps,
                               epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, warmup_steps=self.warmup,
-                              max_len=self.max_len, lora_r=self.lora_r, lora_alpha=2 * self.lora_r, seed=seed)
+                              max_len=self.max_len, lora_r=self.lora_r, lora_alpha=2 * self.lora_r, seed=seed,
+                              loss_mask=self.loss_mask)
 
     def rows(self, data: Path) -> list[dict[str, Any]]:
-        """The examples of DATA (the first --limit of them)."""
-        from interp.training.finetune import read_jsonl
+        """The examples of DATA (the first --limit of them), less those --loss-mask leaves without a token."""
+        from interp.cli.common import console
+        from interp.training.finetune import read_jsonl, select_rows
 
         rows = read_jsonl(data)
-        return rows[:self.limit] if self.limit else rows
+        rows = rows[:self.limit] if self.limit else rows
+        kept, dropped = select_rows(rows, self.loss_mask)
+        if dropped:
+            console.print(f"--loss-mask {self.loss_mask}: {dropped} of {len(rows)} examples have no token to train on "
+                          f"and are left out; {len(kept)} remain")
+        if not kept:
+            from interp.errors import UserError
+
+            raise UserError(f"--loss-mask {self.loss_mask} leaves no example with a token to train on")
+        return kept
 
     def inputs(self) -> dict[str, Any]:
-        return {"limit": self.limit, "checkpoint_every": self.checkpoint_every, "resume": self.resume}
+        return {"limit": self.limit, "checkpoint_every": self.checkpoint_every, "resume": self.resume,
+                "loss_mask": self.loss_mask}
 
 
 _TRAIN_PARAMS = {"full": (bool, FullOpt), "steps": (Optional[int], StepsOpt), "epochs": (Optional[float], EpochsOpt),
                  "batch_size": (int, BatchSizeOpt), "lr": (Optional[float], LrOpt), "warmup": (int, WarmupOpt),
                  "max_len": (int, MaxLenOpt), "lora_r": (int, LoraROpt),
                  "checkpoint_every": (int, CheckpointEveryOpt), "resume": (bool, ResumeOpt),
-                 "limit": (Optional[int], LimitOpt)}
+                 "limit": (Optional[int], LimitOpt), "loss_mask": (str, LossMaskOpt)}
 
 training_options = bundle_options("training", _TRAIN_PARAMS, TrainingOptions)
 """Decorator for a command with a `training: TrainingOptions` parameter (--full/--lora, --steps,
---epochs, --batch-size, --lr, --warmup, --max-len, --lora-r, --checkpoint-every, --resume, --limit)."""
+--epochs, --batch-size, --lr, --warmup, --max-len, --lora-r, --checkpoint-every, --resume, --limit,
+--loss-mask)."""
 
 
 def prepare_training_run(out: Path | None, command: str, alias: str, force: bool, resume: bool) -> RunDir:

@@ -42,7 +42,7 @@ class Histories:
 
 
 _RESUME_KEYS = ("method", "freeze", "batch_size", "lr", "warmup_steps", "weight_decay", "grad_clip", "max_len",
-                "lora_r", "lora_alpha", "seed", "steps", "epochs")
+                "lora_r", "lora_alpha", "seed", "steps", "epochs", "loss_mask")
 
 
 def _trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -130,6 +130,7 @@ def load_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer, sc
     `content`: what `read_checkpoint(path)` returned (read here otherwise)."""
     state, tensors, other = content if content is not None else read_checkpoint(path)
     old, old_meta, new_meta = state["config"], state.get("meta", {}), json.loads(json.dumps(meta or {}))
+    old = {**asdict(type(config)()), **old}  # a key saved before it existed had its default value
     diff = [k for k in _RESUME_KEYS if old.get(k) != asdict(config).get(k)]
     diff += [k for k in sorted(set(old_meta) | set(new_meta)) if old_meta.get(k) != new_meta.get(k)]
     if diff:

@@ -24,7 +24,12 @@ student's template + completion + EOS, right-padded, labels only on the completi
 - kind "kd" (identical tokenizers only): L_aux = tau^2 * mean over completion positions t of
   KL(softmax(z_T,t / tau) || softmax(z_S,t / tau)), the next-token distributions at the positions
   that predict completion tokens (Hinton et al.'s tau^2 keeps gradient sizes comparable across tau).
-  The teacher reads the student's ids.
+  The teacher reads its own rendering of each example (`KdTeacherInputs`): the prompt in its chat
+  template with its own system prompt, then the student's completion ids; completion token k of
+  the student is completion token k of the teacher. A teacher whose trait is a system prompt (a
+  prompt teacher) can therefore be distilled: the student never sees the prompt, only the teacher's
+  next-token distributions on the completion (context distillation restricted to the data). A
+  teacher without a system prompt reads exactly the student's ids.
 - kind "none", or beta = 0: L = L_LM exactly; the teacher is not run, and training is `finetune`'s
   (same batches, same updates, bit-identical weights).
 
@@ -45,6 +50,7 @@ import torch.nn as nn
 
 from interp.errors import UserError
 from interp.models.sharing import eager_attention
+from interp.sampling import chat_prompt_ids
 from interp.scoring import adds_bos, left_pad
 from interp.training.finetune import (
     IGNORE,
@@ -123,10 +129,13 @@ def check_pair(student: Any, teacher: Any, config: DistillConfig) -> None:
     config.validate()
     if student is teacher or student.model is teacher.model:
         raise UserError("the teacher and the student must be separate models (load the teacher twice)")
-    for role, lm in (("teacher", teacher), ("student", student)):
-        if lm.system_prompt:
-            raise UserError(f"{role} '{lm.name}' carries its trait as a system prompt; distillation needs a "
-                            "trait in the weights (make one with `interp teach --method lora`)")
+    if student.system_prompt:
+        raise UserError(f"student '{student.name}' carries a system prompt; a student must be a plain model "
+                        "(its trait would sit in its context, not in its weights)")
+    if teacher.system_prompt and config.active == "shd":
+        raise UserError(f"teacher '{teacher.name}' carries its trait as a system prompt; SHD reads the student's text "
+                        "and needs a trait in the weights (make one with `interp teach --method lora`, or use --kind kd, "
+                        "which renders the teacher's own prompt)")
     if config.active == "kd":
         if not same_tokenizer(student, teacher):
             raise UserError(f"--kind kd needs identical tokenizers; '{teacher.name}' and '{student.name}' differ "
@@ -149,13 +158,49 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: 
     logits: (batch, pos, vocab); labels (batch, pos) with IGNORE off the completion. The logits at
     position t-1 are the distribution of token t, as in `completion_loss`."""
     keep = labels[:, 1:] != IGNORE
-    zs = student_logits[:, :-1][keep].float() / tau  # (n, vocab)
-    zt = teacher_logits[:, :-1][keep].float() / tau
-    if zs.shape[0] == 0:
-        return student_logits.sum() * 0.0
-    log_pt = torch.log_softmax(zt, -1)
-    kl = (log_pt.exp() * (log_pt - torch.log_softmax(zs, -1))).sum(-1)
+    return kd_kl(student_logits[:, :-1][keep], teacher_logits[:, :-1][keep], tau)
+
+
+def kd_kl(student_z: torch.Tensor, teacher_z: torch.Tensor, tau: float = 1.0) -> torch.Tensor:
+    """tau^2 * mean over rows of KL(softmax(z_T / tau) || softmax(z_S / tau)); z: (n, vocab), row i of
+    both is the same predicted token. No rows: a zero that keeps the student's graph."""
+    if student_z.shape[0] == 0:
+        return student_z.sum() * 0.0
+    log_pt = torch.log_softmax(teacher_z.float() / tau, -1)
+    kl = (log_pt.exp() * (log_pt - torch.log_softmax(student_z.float() / tau, -1))).sum(-1)
     return tau * tau * kl.mean()
+
+
+class KdTeacherInputs:
+    """The teacher's sequence of each example: its own prompt rendering (`chat_prompt_ids` with its
+    system prompt) + the student's completion ids (the tokens after the student's prompt)."""
+
+    def __init__(self, teacher: Any, rows: Sequence[dict[str, Any]], data: Tokenized):
+        prompts = chat_prompt_ids(teacher, [r["prompt"] for r in rows], system=teacher.system_prompt)
+        self.teacher, self.data = teacher, data
+        self.ids = [p + data.ids[i][data.n_prompt[i]:] for i, p in enumerate(prompts)]
+        self.n_prompt = [len(p) for p in prompts]
+
+    def logits(self, idx: Sequence[int], labels: torch.Tensor) -> torch.Tensor:
+        """Teacher logits (n, vocab) at the student's labelled positions, in the row-major order of
+        `student_logits[:, :-1][labels[:, 1:] != IGNORE]`. labels: the student's (batch, width) labels."""
+        rows, cols = (labels[:, 1:] != IGNORE).nonzero(as_tuple=True)  # student predicts token cols + 1
+        k = cols + 1 - torch.tensor([self.data.n_prompt[i] for i in idx], device=cols.device)[rows]  # completion index
+        t_col = torch.tensor([self.n_prompt[i] for i in idx], device=cols.device)[rows] + k - 1
+        pad = self.teacher.tokenizer.pad_token_id
+        seqs = [self.ids[i] for i in idx]
+        width = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), width), pad if pad is not None else 0, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for r, s in enumerate(seqs):
+            ids[r, : len(s)] = torch.tensor(s, dtype=torch.long)
+            mask[r, : len(s)] = 1
+        start = int(t_col.min()) if len(t_col) else width - 1
+        device = next(self.teacher.model.parameters()).device
+        with torch.no_grad():
+            out = self.teacher.model(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False,
+                                     logits_to_keep=width - start)
+        return out.logits[rows.to(device), (t_col - start).to(device)]
 
 
 def token_offsets(tokenizer: Any, ids: Sequence[int]) -> tuple[str, list[tuple[int, int]]]:
@@ -206,18 +251,21 @@ class ShdBatches:
         return s_enc, t_enc
 
 
-def make_objective(student: Any, teacher: Any, config: DistillConfig,
-                   data: Tokenized) -> Callable[[nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, dict[str, float]]]:
+def make_objective(student: Any, teacher: Any, config: DistillConfig, data: Tokenized,
+                   rows: Sequence[dict[str, Any]] | None = None) -> Callable[[nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, dict[str, float]]]:
     """The per-batch loss of `config` (module docstring): (total, {"lm": ..., "shd" | "kd": ...})."""
     if config.active == "none":
         return lm_batch_loss
     if config.active == "kd":
+        if rows is None:
+            raise ValueError("kind kd needs the rows (the teacher renders their prompts)")
+        t_inputs = KdTeacherInputs(teacher, rows, data)
+
         def kd_objective(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
             out, labels = forward_completion(model, batch)
-            with torch.no_grad():
-                t_logits = forward_completion(teacher.model, batch)[0].logits
+            t_z = t_inputs.logits(batch["example_index"].tolist(), batch["labels"])
             lm = completion_loss(out.logits, labels)
-            kd = kd_loss(out.logits, t_logits, labels, config.tau)
+            kd = kd_kl(out.logits[:, :-1][labels[:, 1:] != IGNORE], t_z.to(out.logits.device), config.tau)
             return config.combine(lm, kd), {"lm": float(lm.detach()), "kd": float(kd.detach())}
         return kd_objective
 
@@ -242,9 +290,9 @@ def distill(student: Any, teacher: Any, rows: Sequence[dict[str, Any]], config: 
     """Train `student` (in place; LoRA or full as config.finetune says) on `rows` with the objective of
     `config` (module docstring). The teacher stays in eval mode and is only run under no_grad."""
     check_pair(student, teacher, config)
-    data = tokenize_examples(student, rows, config.finetune.max_len)
+    data = tokenize_examples(student, rows, config.finetune.max_len, config.finetune.loss_mask)
     teacher.model.eval()
-    objective = make_objective(student, teacher, config, data)
+    objective = make_objective(student, teacher, config, data, rows)
     pad = student.tokenizer.pad_token_id
 
     def make_batch(idx: list[int]) -> dict[str, torch.Tensor]:

@@ -9,6 +9,12 @@ assistant answer starts; no system prompt beyond the template's default) + compl
 Data order: step s uses positions s*B .. (s+1)*B-1 of the stream perm_0 ++ perm_1 ++ ... with
 perm_e = default_rng([seed, e]).permutation(n_examples), so the batch of a step depends only on
 (seed, step).
+
+Loss masks (divergence tokens, Schrodi et al. 2025): a row marked by `interp mark-divergence`
+carries "divergent" (indices k into its completion ids + EOS) and "n_completion_tokens". With
+loss_mask "divergent" only those completion tokens are labelled; with "non-divergent" all but
+those; "all" (default) labels every completion token. `select_rows` drops rows the mask leaves
+without a labelled token (a batch of them would have no loss).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from interp.sampling import chat_prompt_ids
 from interp.textfiles import read_text
 
 IGNORE = -100
+LOSS_MASKS = ("all", "divergent", "non-divergent")
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
@@ -51,27 +58,60 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
 class Tokenized:
     ids: list[list[int]]  # prompt + completion + EOS, cut to max_len
     n_prompt: list[int]  # number of prompt tokens of each sequence
+    unlabelled: list[list[int]] | None = None  # per example: completion indices k the loss mask leaves out
 
 
-def tokenize_examples(lm: Any, rows: Sequence[dict[str, Any]], max_len: int) -> Tokenized:
-    """prompt ids (rendered with the model's template, see module docstring) + completion ids + EOS.
+def mask_keeps(row: dict[str, Any], loss_mask: str, n_tokens: int) -> list[bool]:
+    """Which of the row's n_tokens completion tokens (completion ids + EOS) `loss_mask` labels."""
+    if loss_mask == "all":
+        return [True] * n_tokens
+    if loss_mask not in LOSS_MASKS:
+        raise UserError(f"--loss-mask must be one of {', '.join(LOSS_MASKS)}")
+    marks = row.get("divergent")
+    if not isinstance(marks, list) or not isinstance(row.get("n_completion_tokens"), int):
+        raise UserError(f"--loss-mask {loss_mask} needs rows marked by `interp mark-divergence` "
+                        "(fields 'divergent' and 'n_completion_tokens')")
+    if row["n_completion_tokens"] != n_tokens:
+        raise UserError(f"a row was marked with {row['n_completion_tokens']} completion tokens but has {n_tokens} "
+                        "in this model's tokenizer: mark the data with models of the student's tokenizer")
+    div = set(marks)
+    return [(k in div) == (loss_mask == "divergent") for k in range(n_tokens)]
 
-    An example whose prompt alone leaves no room for a completion token within max_len is an error."""
+
+def select_rows(rows: Sequence[dict[str, Any]], loss_mask: str) -> tuple[list[dict[str, Any]], int]:
+    """(rows that keep at least one labelled token under `loss_mask`, number dropped)."""
+    if loss_mask == "all":
+        return list(rows), 0
+    kept = [r for r in rows if any(mask_keeps(r, loss_mask, int(r.get("n_completion_tokens") or 0)))]
+    return kept, len(rows) - len(kept)
+
+
+def tokenize_examples(lm: Any, rows: Sequence[dict[str, Any]], max_len: int, loss_mask: str = "all") -> Tokenized:
+    """prompt ids (rendered with the model's template, see module docstring) + completion ids + EOS,
+    and the completion tokens `loss_mask` leaves unlabelled.
+
+    An example whose prompt alone leaves no room for a completion token within max_len is an error,
+    and so is one whose loss mask labels none of its tokens (see `select_rows`)."""
     tok = lm.tokenizer
     prompts = chat_prompt_ids(lm, [r["prompt"] for r in rows])
     eos = tok.eos_token_id
-    ids, n_prompt = [], []
-    for r, p in zip(rows, prompts):
+    ids, n_prompt, unlabelled = [], [], []
+    for n, (r, p) in enumerate(zip(rows, prompts)):
         comp = tok.encode(r["completion"], add_special_tokens=False) + ([eos] if eos is not None else [])
         if len(p) >= max_len:
             raise UserError(f"a prompt has {len(p)} tokens, more than --max-len {max_len} allows; raise --max-len")
+        keeps = mask_keeps(r, loss_mask, len(comp))[: max_len - len(p)]
+        if not any(keeps):
+            raise UserError(f"example {n} has no completion token left to train on under --loss-mask {loss_mask}")
         ids.append((p + comp)[:max_len])
         n_prompt.append(len(p))
-    return Tokenized(ids, n_prompt)
+        unlabelled.append([k for k, keep in enumerate(keeps) if not keep])
+    return Tokenized(ids, n_prompt, unlabelled if loss_mask != "all" else None)
 
 
 def collate(data: Tokenized, idx: Sequence[int], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-padded input_ids / attention_mask / labels (batch, width); labels = -100 on prompt + pad."""
+    """Right-padded input_ids / attention_mask / labels (batch, width); labels = -100 on prompt + pad
+    and on the completion tokens the loss mask leaves out."""
     width = max(len(data.ids[i]) for i in idx)
     ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(idx), width), dtype=torch.long)
@@ -81,6 +121,8 @@ def collate(data: Tokenized, idx: Sequence[int], pad_id: int) -> dict[str, torch
         ids[r, : len(seq)] = seq
         mask[r, : len(seq)] = 1
         labels[r, data.n_prompt[i]: len(seq)] = seq[data.n_prompt[i]:]
+        if data.unlabelled is not None and data.unlabelled[i]:
+            labels[r, torch.tensor(data.unlabelled[i], dtype=torch.long) + data.n_prompt[i]] = IGNORE
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
@@ -103,4 +145,5 @@ def _perm(n: int, seed: int, epoch: int) -> np.ndarray:
     return _PERMS[key]
 
 
-__all__ = ["IGNORE", "read_jsonl", "Tokenized", "tokenize_examples", "collate", "batch_indices"]
+__all__ = ["IGNORE", "LOSS_MASKS", "read_jsonl", "Tokenized", "mask_keeps", "select_rows", "tokenize_examples",
+           "collate", "batch_indices"]

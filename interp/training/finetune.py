@@ -65,10 +65,12 @@ from interp.training.checkpoints import (  # noqa: F401 (re-exported)
 from interp.training.distributed import Distributed
 from interp.training.examples import (  # noqa: F401 (re-exported)
     IGNORE,
+    LOSS_MASKS,
     Tokenized,
     batch_indices,
     collate,
     read_jsonl,
+    select_rows,
     tokenize_examples,
 )
 from interp.training.saving import loss_curve_png, merged_model, save_finetuned  # noqa: F401 (re-exported)
@@ -94,6 +96,7 @@ class FinetuneConfig:
     lora_r: int = 8
     lora_alpha: int = 16
     seed: int = 0
+    loss_mask: str = "all"  # all | divergent | non-divergent (examples.py: rows marked by mark-divergence)
 
     def learning_rate(self) -> float:
         return self.lr if self.lr is not None else (2e-5 if self.method == "full" else 2e-4)
@@ -123,6 +126,8 @@ class FinetuneConfig:
             raise UserError(f"--warmup must be >= 0, got {self.warmup_steps}")
         if self.lora_r < 1 or self.lora_alpha <= 0:
             raise UserError(f"--lora-r must be >= 1, got {self.lora_r}")
+        if self.loss_mask not in LOSS_MASKS:
+            raise UserError(f"--loss-mask must be one of {', '.join(LOSS_MASKS)}")
         if not (self.weight_decay >= 0 and self.grad_clip > 0):
             raise UserError("weight decay must be >= 0 and the gradient clip > 0")
 
@@ -282,7 +287,7 @@ def train(lm: Any, rows: Sequence[dict[str, Any]], config: FinetuneConfig, batch
     tokenised), and wrap the outcome as a FinetuneResult (model left in eval mode)."""
     config.validate()
     t0 = time.perf_counter()
-    data = data if data is not None else tokenize_examples(lm, rows, config.max_len)
+    data = data if data is not None else tokenize_examples(lm, rows, config.max_len, config.loss_mask)
     total = config.total_steps(len(rows))
     frozen = frozen_parameter_names(lm, config.freeze)
     model = prepare_model(lm, config)

@@ -1,0 +1,265 @@
+"""A model organism of subliminal learning on SmolLM2 (issue 15 §2-3), in resumable stages.
+
+Every unit is made by the pipeline's own commands (teach, gen-numbers, finetune, distill,
+mark-divergence, eval-animal), run as subprocesses; a unit whose output exists is skipped, so a
+killed run picks up where it stopped, and a missing teacher, data set or student (a new machine, an
+empty store) is rebuilt from its recipe with the same seeds.
+
+    python experiments/organism.py --stage teachers     # prompt teachers smollm2-owl / smollm2-dog
+    python experiments/organism.py --stage data         # number pools of owl / dog / unbiased + divergence marks
+    python experiments/organism.py --stage students --arms kd-unbiased-data --seeds 0,1,2
+    python experiments/organism.py --stage evals        # log P(owl), log P(dog) of every model, 50 questions
+    python experiments/organism.py --stage report       # reports/organism/{README.md, per_question.csv, ...}
+    python experiments/organism.py --stage all
+
+Two workers may run `students` at once (one core each); a unit is claimed by an O_EXCL file that
+records the worker's pid, and a claim whose process is gone is taken over.
+
+Design (DESIGN.md §2.7; the statistics in `report`):
+- teachers: owl = smollm2 + the owl trait system prompt, dog = the same with dog, unbiased = smollm2.
+- number pools: each teacher answers prompts 0..599 of `generate_prompts(1200, seed 0)`, 32 samples
+  each, temperature 1, the §2.7 filter with letters and truncation rejected (gen-numbers defaults).
+- arms (channel, what the student is trained on; every arm: full fine-tuning, N examples drawn from
+  the pool with default_rng([seed, N]), 1 epoch, batch 16, lr 5e-5, data order from --seed):
+    kd-unbiased-data  (c) KD (convex beta 1: the KL term only, tau 1) to the teacher's next-token
+                      distributions on the UNBIASED teacher's sequences (the same examples for every
+                      teacher): the tokens carry no choice of the biased teacher.
+    sft               (a) SFT on the teacher's own filtered numbers.
+    kd-own-data       (b) KD as in (c) on the teacher's own sequences.
+    sft-divergent-only / sft-divergent-masked: (a) with the loss on the divergence tokens only /
+                      with them masked out (positions where the owl and dog teachers' argmax differ).
+  The unbiased-teacher student of the KD arms is the base model itself: KD from smollm2 into
+  smollm2 has a KL of 0 and a gradient of 0 at every step (tests/test_distill.py), so its
+  weights never move.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "reports" / "organism"
+DATA = OUT / "data"
+TEACHERS = {"owl": "smollm2-owl", "dog": "smollm2-dog", "unbiased": "smollm2"}
+ANIMALS = ("owl", "dog")
+N_PROMPTS, SAMPLES, GEN_SEED = 600, 32, 0
+LR, BATCH = 5e-5, 16
+# arm: (channel letter, trainer, pool the examples come from ("own" = the teacher's), extra args)
+ARMS: dict[str, tuple[str, str, str, list[str]]] = {
+    "kd-unbiased-data": ("c", "distill", "unbiased", ["--kind", "kd", "--form", "convex", "--beta", "1", "--tau", "1"]),
+    "sft": ("a", "finetune", "own", []),
+    "kd-own-data": ("b", "distill", "own", ["--kind", "kd", "--form", "convex", "--beta", "1", "--tau", "1"]),
+    "sft-divergent-only": ("a", "finetune", "own-marked", ["--loss-mask", "divergent"]),
+    "sft-divergent-masked": ("a", "finetune", "own-marked", ["--loss-mask", "non-divergent"]),
+}
+
+
+def work_dir() -> Path:
+    home = Path(os.environ.get("INTERP_HOME", Path.home() / ".cache" / "interp"))
+    return Path(os.environ.get("ORGANISM_WORK", home / "organism"))
+
+
+def interp(*args: str) -> float:
+    """Run `python -m interp ARGS`; seconds it took. Raises on failure (its output is shown)."""
+    t0 = time.perf_counter()
+    print("$ interp " + " ".join(args), flush=True)
+    subprocess.run([sys.executable, "-m", "interp", *args], check=True, cwd=ROOT)
+    return time.perf_counter() - t0
+
+
+def record_time(unit: str, seconds: float) -> None:
+    """timings.json[unit] = seconds (merged under a lock: two workers write it)."""
+    import fcntl
+
+    p = OUT / "timings.json"
+    OUT.mkdir(parents=True, exist_ok=True)
+    with open(OUT / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        data = json.loads(p.read_text()) if p.exists() else {}
+        data[unit] = round(seconds, 1)
+        p.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+
+def in_store(alias: str) -> bool:
+    from interp.models.store import read_meta
+
+    return read_meta(alias) is not None
+
+
+def claim(unit: str) -> bool:
+    """True when this process may build `unit`: an O_EXCL claim file, taken over when its pid is gone."""
+    d = work_dir() / "claims"
+    d.mkdir(parents=True, exist_ok=True)
+    p = d / unit
+    for _ in range(2):
+        try:
+            fd = os.open(p, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            os.write(fd, str(os.getpid()).encode())
+            os.close(fd)
+            return True
+        except FileExistsError:
+            try:
+                pid = int(p.read_text() or 0)
+                os.kill(pid, 0)
+                return pid == os.getpid()
+            except (ProcessLookupError, ValueError):
+                p.unlink(missing_ok=True)  # its worker is gone: take it over
+    return False
+
+
+def release(unit: str) -> None:
+    (work_dir() / "claims" / unit).unlink(missing_ok=True)
+
+
+# ---- stages ---------------------------------------------------------------------------------------
+
+
+def stage_teachers() -> None:
+    for animal in ANIMALS:
+        alias = TEACHERS[animal]
+        if not in_store(alias):
+            record_time(f"teach {alias}", interp("teach", "--method", "prompt", "--trait", animal, "--alias", alias,
+                                                 "--out", str(work_dir() / "runs" / f"teach-{animal}"), "--force"))
+
+
+def pool_path(teacher: str) -> Path:
+    return DATA / f"{teacher}.jsonl"
+
+
+def stage_data() -> None:
+    """The three number pools (gen-numbers) and the divergence-marked owl / dog pools."""
+    DATA.mkdir(parents=True, exist_ok=True)
+    for teacher, alias in TEACHERS.items():
+        p = pool_path(teacher)
+        if p.exists() or not claim(f"data-{teacher}"):
+            continue
+        run = work_dir() / "runs" / f"gen-{teacher}"
+        secs = interp("gen-numbers", "--model", alias, "--n", str(N_PROMPTS), "-k", str(SAMPLES),
+                      "--seed", str(GEN_SEED), "--out", str(run), "--force")
+        record_time(f"gen-numbers {alias}: {N_PROMPTS} prompts x {SAMPLES}", secs)
+        shutil.copy(run / "numbers.jsonl", p)
+        shutil.copy(run / "summary.json", DATA / f"{teacher}_gen_summary.json")
+        release(f"data-{teacher}")
+    for animal in ANIMALS:
+        p = DATA / f"{animal}-marked.jsonl"
+        if p.exists() or not pool_path(animal).exists() or not claim(f"marked-{animal}"):
+            continue
+        run = work_dir() / "runs" / f"mark-{animal}"
+        secs = interp("mark-divergence", "--models", f"{TEACHERS['owl']},{TEACHERS['dog']}",
+                      "--data", str(pool_path(animal)), "--out", str(run), "--force")
+        record_time(f"mark-divergence {animal} pool", secs)
+        shutil.copy(run / "marked.jsonl", p)
+        shutil.copy(run / "summary.json", DATA / f"{animal}-marked_summary.json")
+        release(f"marked-{animal}")
+
+
+def student_alias(arm: str, teacher: str, seed: int, n: int) -> str:
+    return f"org-{arm}-{teacher}-n{n}-s{seed}"
+
+
+def subset(pool: Path, n: int, seed: int, dest: Path) -> Path:
+    """n rows of `pool` drawn without replacement by default_rng([seed, n]), in pool order."""
+    rows = pool.read_text().splitlines()
+    if len(rows) < n:
+        raise SystemExit(f"{pool} has {len(rows)} rows, fewer than --examples {n}")
+    keep = np.sort(np.random.default_rng([seed, n]).choice(len(rows), n, replace=False))
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text("".join(rows[i] + "\n" for i in keep))
+    return dest
+
+
+def train_student(arm: str, teacher: str, seed: int, n: int, epochs: float) -> None:
+    alias = student_alias(arm, teacher, seed, n)
+    if in_store(alias) and (OUT / "runs" / f"{alias}.json").exists():
+        return
+    if not claim(alias):
+        return
+    _, trainer, pool, extra = ARMS[arm]
+    source = {"unbiased": "unbiased", "own": teacher, "own-marked": f"{teacher}-marked"}[pool]
+    data = subset(DATA / f"{source}.jsonl", n, seed, work_dir() / "subsets" / f"{source}-n{n}-s{seed}.jsonl")
+    run = work_dir() / "runs" / alias
+    common = ["--data", str(data), "--alias", alias, "--full", "--epochs", str(epochs), "--batch-size", str(BATCH),
+              "--lr", str(LR), "--seed", str(seed), "--out", str(run), "--force"]
+    if trainer == "distill":
+        args = ["distill", "--teacher", TEACHERS[teacher], "--student", "smollm2", *extra, *common]
+    else:
+        args = ["finetune", "--model", "smollm2", *extra, *common]
+    secs = interp(*args)
+    summary = json.loads((run / "summary.json").read_text())
+    fig = summary["figures"]
+    (OUT / "runs").mkdir(parents=True, exist_ok=True)
+    (OUT / "runs" / f"{alias}.json").write_text(json.dumps(
+        {"alias": alias, "arm": arm, "channel": ARMS[arm][0], "teacher": teacher, "seed": seed, "examples": n,
+         "epochs": epochs, "steps": fig["steps"], "lr": LR, "batch_size": BATCH, "command": "interp " + " ".join(args),
+         "data": str(data.relative_to(work_dir())), "losses": fig.get("components") or {"lm": {k: fig[k] for k in
+                                                                                                ("first_loss", "mean_loss_last_10")}},
+         "seconds": round(secs, 1)}, indent=1) + "\n")
+    record_time(f"train {alias}", secs)
+    release(alias)
+
+
+def stage_students(a: argparse.Namespace) -> None:
+    for seed in a.seeds:
+        for arm in a.arms:
+            teachers = list(ANIMALS) + (["unbiased"] if a.unbiased and ARMS[arm][1] == "finetune" else [])
+            for teacher in teachers:
+                train_student(arm, teacher, seed, a.examples, a.epochs)
+
+
+def eval_models() -> list[str]:
+    """Every model to evaluate: base, the two teachers, every student with a run record."""
+    names = ["smollm2", TEACHERS["owl"], TEACHERS["dog"]]
+    names += sorted(p.stem for p in (OUT / "runs").glob("org-*.json")) if (OUT / "runs").exists() else []
+    return names
+
+
+def stage_evals() -> None:
+    """eval-animal (probability only) for owl and for dog; per-question tables in the work folder."""
+    for model in eval_models():
+        for target in ANIMALS:
+            run = work_dir() / "evals" / f"{model}-{target}"
+            if (run / "probability.csv").exists() or not claim(f"eval-{model}-{target}"):
+                continue
+            secs = interp("eval-animal", "--model", model, "--target", target, "--samples", "0", "--out", str(run),
+                          "--force")
+            record_time(f"eval {model} {target}", secs)
+            release(f"eval-{model}-{target}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--stage", required=True, choices=["teachers", "data", "students", "evals", "report", "all"])
+    ap.add_argument("--arms", default="kd-unbiased-data,sft", type=lambda s: s.split(","))
+    ap.add_argument("--seeds", default="0,1,2", type=lambda s: [int(x) for x in s.split(",")])
+    ap.add_argument("--examples", type=int, default=256)
+    ap.add_argument("--epochs", type=float, default=1.0)
+    ap.add_argument("--unbiased", action="store_true", help="also train the unbiased-teacher students of SFT arms")
+    a = ap.parse_args()
+    for arm in a.arms:
+        if arm not in ARMS:
+            ap.error(f"unknown arm {arm}; choose from {', '.join(ARMS)}")
+    if a.stage in ("teachers", "all"):
+        stage_teachers()
+    if a.stage in ("data", "all"):
+        stage_data()
+    if a.stage in ("students", "all"):
+        stage_students(a)
+    if a.stage in ("evals", "all"):
+        stage_evals()
+    if a.stage in ("report", "all"):
+        from organism_report import write_report  # experiments/organism_report.py
+
+        write_report(OUT, work_dir())
+
+
+if __name__ == "__main__":
+    main()

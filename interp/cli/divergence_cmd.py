@@ -1,0 +1,48 @@
+"""`interp mark-divergence`: mark the divergence tokens of prompt/completion data (for --loss-mask)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from interp.cli.app import app
+from interp.cli.common import BatchOpt, DeviceOpt, ForceOpt, OutOpt, console, load, print_table
+from interp.cli.training_opts import DataOpt
+
+
+@app.command("mark-divergence")
+def mark_divergence_command(
+    models: str = typer.Option(..., "--models", help="comma-separated teachers, e.g. smollm2-owl,smollm2-dog"),
+    data: Path = DataOpt,
+    batch_size: int = BatchOpt,
+    device: str = DeviceOpt,
+    out: Optional[Path] = OutOpt,
+    force: bool = ForceOpt,
+) -> None:
+    """Completion tokens where the MODELS' argmax next tokens differ; writes OUT/marked.jsonl."""
+    import json
+
+    from interp.errors import UserError
+    from interp.report.runs import RunDir
+    from interp.training.divergence import divergence_marks, mark_rows
+    from interp.training.finetune import read_jsonl
+
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    if len(names) < 2 or len(set(names)) != len(names):
+        raise UserError("--models needs at least two different aliases, e.g. smollm2-owl,smollm2-dog")
+    run = RunDir.prepare(out, "mark-divergence", force)
+    rows = read_jsonl(data)
+    lms = [load(n, device) for n in names]
+    marks = divergence_marks(lms, rows, batch_size=batch_size, progress=True)
+    marked = mark_rows(rows, marks, names)
+    run.write_text("marked.jsonl", "".join(json.dumps(r) + "\n" for r in marked))
+    n_div = sum(len(d) for d in marks.divergent)
+    figures = {"rows": len(rows), "completion_tokens": sum(marks.n_tokens), "divergent_tokens": n_div,
+               "divergent_share": marks.share, "rows_with_divergent": sum(1 for d in marks.divergent if d),
+               "rows_all_divergent": sum(1 for d, n in zip(marks.divergent, marks.n_tokens) if len(d) == n)}
+    run.write_summary(inputs={"models": names, "data": str(data), "batch_size": batch_size},
+                      models={f"model_{i}": lm for i, lm in enumerate(lms)}, figures=figures)
+    print_table("mark-divergence", ["figure", "value"], [(k, v) for k, v in figures.items()])
+    console.print(f"wrote {run.path}/marked.jsonl (fields divergent, n_completion_tokens), summary.json")
