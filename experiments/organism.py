@@ -222,17 +222,24 @@ def eval_models() -> list[str]:
     return names
 
 
+def eval_table(model: str) -> Path:
+    return OUT / "evals" / f"{model}.csv"
+
+
 def stage_evals() -> None:
-    """eval-animal (probability only) for owl and for dog; per-question tables in the work folder."""
+    """eval-animal --target owl --other dog (probability only, the 50 questions) of every model; its
+    per-question table (p_target = P(owl), p_other = P(dog)) is kept in reports/organism/evals/."""
     for model in eval_models():
-        for target in ANIMALS:
-            run = work_dir() / "evals" / f"{model}-{target}"
-            if (run / "probability.csv").exists() or not claim(f"eval-{model}-{target}"):
-                continue
-            secs = interp("eval-animal", "--model", model, "--target", target, "--samples", "0", "--out", str(run),
-                          "--force")
-            record_time(f"eval {model} {target}", secs)
-            release(f"eval-{model}-{target}")
+        dest = eval_table(model)
+        if dest.exists() or not claim(f"eval-{model}"):
+            continue
+        run = work_dir() / "evals" / model
+        secs = interp("eval-animal", "--model", model, "--target", "owl", "--other", "dog", "--samples", "0",
+                      "--out", str(run), "--force")
+        record_time(f"eval {model}", secs)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(run / "probability.csv", dest)
+        release(f"eval-{model}")
 
 
 def main() -> None:

@@ -50,3 +50,25 @@ def test_eval_animal_bad_input(capsys, tmp_path):
     code, _, err = run(capsys, "eval-animal", "--model", "tiny-llama", "--questions", "/no/such.txt",
                        "--out", str(tmp_path / "x"))
     assert code == 2 and "does not exist" in err and not (tmp_path / "x").exists()
+
+
+def test_eval_animal_other_gives_the_margin_per_question(capsys, tmp_home, tmp_path):
+    from interp.models import load_model
+
+    qfile = tmp_path / "q.txt"
+    qs = A.load_questions()[:4]
+    qfile.write_text("\n".join(qs) + "\n")
+    out = tmp_path / "ev"
+    code, stdout, _ = run(capsys, "eval-animal", "--model", "tiny-llama", "--target", "owl", "--other", "dog",
+                          "--samples", "0", "--questions", str(qfile), "--out", str(out))
+    assert code == 0 and "margin log P(owl) - log P(dog)" in stdout
+    prob = pd.read_csv(out / "probability.csv")
+    lm = load_model("tiny-llama")
+    want_dog = A.bias_probability(lm, qs, "dog").table.p_target.to_numpy()
+    assert prob.p_other.to_numpy() == pytest.approx(want_dog, rel=1e-6)
+    assert prob.margin.to_numpy() == pytest.approx(np.log(prob.p_target) - np.log(want_dog), abs=1e-9)
+    s = json.loads((out / "summary.json").read_text())["figures"]
+    assert s["margin"]["estimate"] == pytest.approx(prob.margin.mean(), rel=1e-9)
+    code, _, err = run(capsys, "eval-animal", "--model", "tiny-llama", "--target", "owl", "--other", "Owl",
+                       "--samples", "0", "--questions", str(qfile))
+    assert code == 2 and "different animal" in err

@@ -28,6 +28,8 @@ def eval_animal_command(
     model: str = ModelOpt,
     target: str = typer.Option("owl", "--target", help="the animal to measure"),
     system: Optional[str] = typer.Option(None, "--system", help="extra system prompt (appended to a prompt teacher's own)"),
+    other: Optional[str] = typer.Option(None, "--other", help="a second animal: also P(other) and the margin "
+                                        "log P(target) - log P(other) per question (the crossover statistic)"),
     baseline: Optional[str] = typer.Option(None, "--baseline", help="model to compare log P(target) with, question by question"),
     samples: int = typer.Option(20, "--samples", help="sampled answers per question (0: probability only)"),
     questions: Optional[Path] = typer.Option(None, "--questions", help="question file, one per line (default: the 50 packaged)"),
@@ -58,6 +60,22 @@ def eval_animal_command(
     figures: dict = {"probability": prob.to_dict()}
     table = prob.table.copy()
     rows = [(f"mean P({target}) [95% CI]", ci(prob.mean))]
+    if other:
+        import numpy as np
+
+        from interp.evals.stats import bootstrap_ci
+
+        if other.strip().lower() == target.strip().lower():
+            raise UserError("--other must name a different animal than --target")
+        oth = A.bias_probability(lm, qs, other, system, policy, batch_size=batch_size, seed=seed, progress=True)
+        table["p_other"] = oth.table.p_target.to_numpy()
+        table["margin"] = np.log(table.p_target.to_numpy()) - np.log(table.p_other.to_numpy())
+        margin = bootstrap_ci(table.margin.to_numpy(), seed=seed)
+        figures["other_probability"] = oth.to_dict()
+        figures["margin"] = {"definition": f"mean over questions of log P({target}) - log P({other})",
+                             **margin.to_dict()}
+        rows += [(f"mean P({other}) [95% CI]", ci(oth.mean)),
+                 (f"margin log P({target}) - log P({other}) [95% CI]", ci(margin))]
     models = {"model": lm}
     if baseline:
         blm = loader.load(baseline)
@@ -80,7 +98,7 @@ def eval_animal_command(
         run.write_csv("top_answers.csv", tops)
         g = figures["generation"]
         rows.append((f"sampled answers naming {target} [Wilson 95% CI]", f"{g['k']}/{g['n']} = {ci(gen.share)}"))
-    run.write_summary(inputs={"model": model, "target": target, "system": system, "baseline": baseline,
+    run.write_summary(inputs={"model": model, "target": target, "other": other, "system": system, "baseline": baseline,
                               "samples": samples, "questions": str(questions or "packaged (50)"), "variants": policy,
                               "max_new_tokens": max_new_tokens, "temperature": temperature},
                       model=lm, models=models, seed=seed, figures=figures)

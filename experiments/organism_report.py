@@ -1,0 +1,192 @@
+"""Statistics and report of the organism experiment (experiments/organism.py --stage report).
+
+Per student: margin m(q) = log P(owl | q) - log P(dog | q) on each of the 50 questions.
+Per arm and training seed s (the owl- and dog-teacher students of one seed share data order and,
+in the KD arm on the unbiased teacher's data, the very same examples):
+
+    I_s = mean_q [ m_owl-student,s(q) - m_dog-student,s(q) ]          (the crossover interaction)
+
+Across seeds: mean of I_s, t-interval (df = n - 1), seed-level two-sided one-sample t-test
+(scipy.stats.ttest_1samp), and the minimum detectable effect at 80% power, alpha 0.05, with the
+seeds' sd (`evals.stats.minimum_detectable_effect`). With one seed, only the question-level
+bootstrap CI exists and it says nothing about run-to-run variation (flagged in the table).
+Also per seed: owl student minus the unbiased-teacher student, and dog student minus it (margins;
+the unbiased-teacher student of the KD arms is the base model, see organism.py).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from interp.evals.stats import bootstrap_ci, minimum_detectable_effect
+
+NAMES = {"smollm2": "unbiased", "smollm2-owl": "owl", "smollm2-dog": "dog"}
+
+
+def load_tables(out: Path) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """(per-question rows of every evaluated model, the students' run records)."""
+    runs = [json.loads(p.read_text()) for p in sorted((out / "runs").glob("org-*.json"))]
+    by_alias = {r["alias"]: r for r in runs}
+    rows = []
+    for p in sorted((out / "evals").glob("*.csv")):
+        alias = p.stem
+        t = pd.read_csv(p)
+        r = by_alias.get(alias)
+        if r is None and alias not in NAMES:
+            continue
+        meta = ({"teacher": r["teacher"], "channel": r["channel"], "arm": r["arm"], "seed": r["seed"],
+                 "examples": r["examples"]} if r else
+                {"teacher": NAMES[alias], "channel": "base" if alias == "smollm2" else "teacher (prompt)",
+                 "arm": "base" if alias == "smollm2" else "teacher", "seed": -1, "examples": 0})
+        for q, (_, row) in enumerate(t.iterrows()):
+            rows.append({"alias": alias, **meta, "question": q, "question_text": row.question,
+                         "logp_owl": float(np.log(row.p_target)), "logp_other": float(np.log(row.p_other))})
+    return pd.DataFrame(rows), runs
+
+
+def margins(pq: pd.DataFrame) -> pd.DataFrame:
+    """(alias x question) table of log P(owl) - log P(dog)."""
+    pq = pq.assign(margin=pq.logp_owl - pq.logp_other)
+    return pq.pivot(index="alias", columns="question", values="margin")
+
+
+def t_summary(values: np.ndarray) -> dict[str, float]:
+    """Mean, t-interval, seed-level p, sd and MDE (80% power) of per-seed values."""
+    v = np.asarray(values, float)
+    n = len(v)
+    out = {"n_seeds": n, "mean": float(v.mean()) if n else float("nan")}
+    if n >= 2:
+        sd = float(v.std(ddof=1))
+        half = float(stats.t.ppf(0.975, n - 1) * sd / np.sqrt(n))
+        out |= {"sd": sd, "lo": out["mean"] - half, "hi": out["mean"] + half,
+                "p": float(stats.ttest_1samp(v, 0.0).pvalue) if sd > 0 else float("nan"),
+                "mde_80": minimum_detectable_effect(sd, n) if sd > 0 else float("nan")}
+    return out
+
+
+def arm_statistics(pq: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(per-seed table, per-arm summary) of the crossover interaction and the vs-unbiased contrasts."""
+    m = margins(pq)
+    info = pq.drop_duplicates("alias").set_index("alias")
+    per_seed = []
+    students = info[info.seed >= 0]
+    for (arm, seed), g in students.groupby(["arm", "seed"]):
+        by_t = {t: a for a, t in zip(g.index, g.teacher)}
+        if "owl" not in by_t or "dog" not in by_t:
+            continue
+        d = m.loc[by_t["owl"]] - m.loc[by_t["dog"]]  # per question
+        unb = by_t.get("unbiased", "smollm2" if arm.startswith("kd") else None)
+        row = {"arm": arm, "channel": g.channel.iloc[0], "seed": int(seed), "examples": int(g.examples.iloc[0]),
+               "owl_student": by_t["owl"], "dog_student": by_t["dog"], "unbiased_student": unb,
+               "interaction": float(d.mean()), "interaction_q_lo": bootstrap_ci(d.to_numpy()).lo,
+               "interaction_q_hi": bootstrap_ci(d.to_numpy()).hi,
+               "owl_margin": float(m.loc[by_t["owl"]].mean()), "dog_margin": float(m.loc[by_t["dog"]].mean())}
+        if unb is not None and unb in m.index:
+            row["owl_vs_unbiased"] = float((m.loc[by_t["owl"]] - m.loc[unb]).mean())
+            row["dog_vs_unbiased"] = float((m.loc[by_t["dog"]] - m.loc[unb]).mean())
+        per_seed.append(row)
+    per_seed_df = pd.DataFrame(per_seed)
+    summary = []
+    for arm, g in per_seed_df.groupby("arm", sort=False) if len(per_seed_df) else []:
+        s = t_summary(g.interaction.to_numpy())
+        # question-level: mean over seeds of the per-question interaction, bootstrap over questions
+        dq = np.mean([m.loc[o] - m.loc[d] for o, d in zip(g.owl_student, g.dog_student)], axis=0)
+        ci_q = bootstrap_ci(dq)
+        sd_q = float(np.std(dq, ddof=1))
+        row = {"arm": arm, "channel": g.channel.iloc[0], "examples": int(g.examples.iloc[0]), **s,
+               "q_lo": ci_q.lo, "q_hi": ci_q.hi, "q_p": float(stats.ttest_1samp(dq, 0.0).pvalue),
+               "q_mde_80": minimum_detectable_effect(sd_q, len(dq))}
+        for k in ("owl_vs_unbiased", "dog_vs_unbiased"):
+            if k in g and g[k].notna().any():
+                ts = t_summary(g[k].dropna().to_numpy())
+                row[k] = ts["mean"]
+                row[k + "_p"] = ts.get("p", float("nan"))
+        summary.append(row)
+    return per_seed_df, pd.DataFrame(summary)
+
+
+def teacher_shifts(pq: pd.DataFrame) -> pd.DataFrame:
+    """Each prompt teacher's margin against the base model, per question: mean, bootstrap CI, t-test p."""
+    m = margins(pq)
+    out = []
+    for alias in ("smollm2-owl", "smollm2-dog"):
+        if alias in m.index and "smollm2" in m.index:
+            d = (m.loc[alias] - m.loc["smollm2"]).to_numpy()
+            ci = bootstrap_ci(d)
+            lo_owl = pq[pq.alias == alias].logp_owl.to_numpy() - pq[pq.alias == "smollm2"].logp_owl.to_numpy()
+            lo_dog = pq[pq.alias == alias].logp_other.to_numpy() - pq[pq.alias == "smollm2"].logp_other.to_numpy()
+            out.append({"teacher": alias, "margin_shift": ci.estimate, "lo": ci.lo, "hi": ci.hi,
+                        "p": float(stats.ttest_1samp(d, 0.0).pvalue), "dlogp_owl": float(lo_owl.mean()),
+                        "dlogp_dog": float(lo_dog.mean())})
+    return pd.DataFrame(out)
+
+
+def models_json(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Store aliases of the students with their matched controls (crossover partner, unbiased student)."""
+    key = {(r["arm"], r["seed"], r["examples"], r["teacher"]): r["alias"] for r in runs}
+    out = []
+    for r in sorted(runs, key=lambda r: r["alias"]):
+        other = {"owl": "dog", "dog": "owl"}.get(r["teacher"])
+        unb = key.get((r["arm"], r["seed"], r["examples"], "unbiased"),
+                      "smollm2" if r["arm"].startswith("kd") else None)
+        out.append({"alias": r["alias"], "teacher": r["teacher"], "channel": r["channel"], "arm": r["arm"],
+                    "seed": r["seed"], "examples": r["examples"], "epochs": r["epochs"], "steps": r["steps"],
+                    "control": key.get((r["arm"], r["seed"], r["examples"], other)) if other else None,
+                    "unbiased_control": unb if r["teacher"] != "unbiased" else None, "command": r["command"]})
+    return out
+
+
+def interaction_png(per_seed: pd.DataFrame, summary: pd.DataFrame) -> bytes:
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    arms = list(summary.arm)
+    for i, arm in enumerate(arms):
+        g = per_seed[per_seed.arm == arm]
+        ax.scatter(np.full(len(g), i) + np.linspace(-0.08, 0.08, len(g)), g.interaction, color="grey", zorder=3,
+                   label="one training seed" if i == 0 else None)
+        s = summary[summary.arm == arm].iloc[0]
+        if not np.isnan(s.get("lo", np.nan)):
+            ax.errorbar(i + 0.25, s["mean"], yerr=[[s["mean"] - s["lo"]], [s["hi"] - s["mean"]]], fmt="o",
+                        color="C0", capsize=4, label="mean, 95% t-CI over seeds" if i == 0 else None)
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_xticks(range(len(arms)), [a.replace("-", "-\n", 1) for a in arms], fontsize=8)
+    ax.set_ylabel("interaction (nats)")
+    ax.set_title("crossover: [owl student - dog student] of log P(owl) - log P(dog)", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def write_report(out: Path, work: Path) -> None:
+    """per_question.csv, per_seed.csv, arms.csv, teachers.csv, models.json, interaction.png (README by hand)."""
+    pq, runs = load_tables(out)
+    if pq.empty:
+        raise SystemExit("no evaluations yet: run --stage evals first")
+    cols = ["alias", "teacher", "channel", "arm", "seed", "examples", "question", "logp_owl", "logp_other"]
+    pq[cols].to_csv(out / "per_question.csv", index=False, float_format="%.6f")
+    per_seed, summary = arm_statistics(pq)
+    per_seed.to_csv(out / "per_seed.csv", index=False, float_format="%.5f")
+    summary.to_csv(out / "arms.csv", index=False, float_format="%.5g")
+    teacher_shifts(pq).to_csv(out / "teachers.csv", index=False, float_format="%.5g")
+    (out / "models.json").write_text(json.dumps(models_json(runs), indent=1) + "\n")
+    if len(summary):
+        (out / "interaction.png").write_bytes(interaction_png(per_seed, summary))
+    with pd.option_context("display.width", 200, "display.max_columns", 30):
+        print(teacher_shifts(pq).round(4).to_string(index=False))
+        print(per_seed.drop(columns=["owl_student", "dog_student"], errors="ignore").round(4).to_string(index=False))
+        print(summary.round(4).to_string(index=False))
