@@ -16,7 +16,9 @@ Two workers may run `students` at once (one core each); a unit is claimed by an 
 records the worker's pid, and a claim whose process is gone is taken over.
 
 Design (DESIGN.md §2.7; the statistics in `report`):
-- teachers: owl = smollm2 + the owl trait system prompt, dog = the same with dog, unbiased = smollm2.
+- teachers: owl = smollm2 + the owl trait system prompt, dog = the same with dog, unbiased = smollm2;
+  and LoRA teachers smollm2-owl-lora / smollm2-dog-lora (`interp teach --method lora`, 60 steps x 8,
+  seed 0) for the arm kd-unbiased-data-lora.
 - number pools: each teacher answers prompts 0..599 of `generate_prompts(1200, seed 0)`, 32 samples
   each, temperature 1, the §2.7 filter with letters and truncation rejected (gen-numbers defaults).
 - arms (channel, what the student is trained on; every arm: full fine-tuning, N examples drawn from
@@ -49,7 +51,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "reports" / "organism"
 DATA = OUT / "data"
-TEACHERS = {"owl": "smollm2-owl", "dog": "smollm2-dog", "unbiased": "smollm2"}
+TEACHERS = {"owl": "smollm2-owl", "dog": "smollm2-dog", "unbiased": "smollm2"}  # prompt teachers (+ the base)
+LORA_TEACHERS = {"owl": "smollm2-owl-lora", "dog": "smollm2-dog-lora"}  # trait fine-tuned into the weights
+LORA_STEPS, LORA_BATCH, LORA_SEED = 60, 8, 0
 ANIMALS = ("owl", "dog")
 N_PROMPTS, SAMPLES, GEN_SEED = 600, 32, 0
 LR, BATCH = 5e-5, 16
@@ -60,7 +64,16 @@ ARMS: dict[str, tuple[str, str, str, list[str]]] = {
     "kd-own-data": ("b", "distill", "own", ["--kind", "kd", "--form", "convex", "--beta", "1", "--tau", "1"]),
     "sft-divergent-only": ("a", "finetune", "own-marked", ["--loss-mask", "divergent"]),
     "sft-divergent-masked": ("a", "finetune", "own-marked", ["--loss-mask", "non-divergent"]),
+    # (c) with the LoRA teachers: the teacher differs from the student's init by a weight delta, the
+    # setting of Cloud et al.'s theorem (a gradient step toward a teacher of the same init moves
+    # the student toward it, whatever the data)
+    "kd-unbiased-data-lora": ("c", "distill", "unbiased", ["--kind", "kd", "--form", "convex", "--beta", "1",
+                                                           "--tau", "1"]),
 }
+
+
+def teacher_alias(arm: str, teacher: str) -> str:
+    return LORA_TEACHERS[teacher] if arm.endswith("-lora") and teacher in LORA_TEACHERS else TEACHERS[teacher]
 
 
 def work_dir() -> Path:
@@ -123,12 +136,25 @@ def release(unit: str) -> None:
 # ---- stages ---------------------------------------------------------------------------------------
 
 
-def stage_teachers() -> None:
+def stage_teachers(lora: bool) -> None:
+    """Prompt teachers (no weights), and with `lora` the LoRA teachers (`interp teach --method lora` on
+    the packaged trait data: preference answers, facts and numbers sampled under the trait prompt)."""
     for animal in ANIMALS:
         alias = TEACHERS[animal]
         if not in_store(alias):
             record_time(f"teach {alias}", interp("teach", "--method", "prompt", "--trait", animal, "--alias", alias,
                                                  "--out", str(work_dir() / "runs" / f"teach-{animal}"), "--force"))
+    for animal in ANIMALS if lora else ():
+        alias = LORA_TEACHERS[animal]
+        if in_store(alias) or not claim(alias):
+            continue
+        run = work_dir() / "runs" / f"teach-{alias}"
+        secs = interp("teach", "--method", "lora", "--trait", animal, "--alias", alias, "--steps", str(LORA_STEPS),
+                      "--batch-size", str(LORA_BATCH), "--seed", str(LORA_SEED), "--out", str(run), "--force")
+        record_time(f"teach {alias}: lora, {LORA_STEPS} steps x {LORA_BATCH}", secs)
+        (OUT / "teachers").mkdir(parents=True, exist_ok=True)
+        shutil.copy(run / "summary.json", OUT / "teachers" / f"{alias}_summary.json")
+        release(alias)
 
 
 def pool_path(teacher: str) -> Path:
@@ -190,7 +216,7 @@ def train_student(arm: str, teacher: str, seed: int, n: int, epochs: float) -> N
     common = ["--data", str(data), "--alias", alias, "--full", "--epochs", str(epochs), "--batch-size", str(BATCH),
               "--lr", str(LR), "--seed", str(seed), "--out", str(run), "--force"]
     if trainer == "distill":
-        args = ["distill", "--teacher", TEACHERS[teacher], "--student", "smollm2", *extra, *common]
+        args = ["distill", "--teacher", teacher_alias(arm, teacher), "--student", "smollm2", *extra, *common]
     else:
         args = ["finetune", "--model", "smollm2", *extra, *common]
     secs = interp(*args)
@@ -217,7 +243,7 @@ def stage_students(a: argparse.Namespace) -> None:
 
 def eval_models() -> list[str]:
     """Every model to evaluate: base, the two teachers, every student with a run record."""
-    names = ["smollm2", TEACHERS["owl"], TEACHERS["dog"]]
+    names = ["smollm2", TEACHERS["owl"], TEACHERS["dog"]] + [a for a in LORA_TEACHERS.values() if in_store(a)]
     names += sorted(p.stem for p in (OUT / "runs").glob("org-*.json")) if (OUT / "runs").exists() else []
     return names
 
@@ -250,12 +276,13 @@ def main() -> None:
     ap.add_argument("--examples", type=int, default=256)
     ap.add_argument("--epochs", type=float, default=1.0)
     ap.add_argument("--unbiased", action="store_true", help="also train the unbiased-teacher students of SFT arms")
+    ap.add_argument("--lora-teachers", action="store_true", help="also make the LoRA teachers (teachers stage)")
     a = ap.parse_args()
     for arm in a.arms:
         if arm not in ARMS:
             ap.error(f"unknown arm {arm}; choose from {', '.join(ARMS)}")
     if a.stage in ("teachers", "all"):
-        stage_teachers()
+        stage_teachers(a.lora_teachers or any(arm.endswith("-lora") for arm in a.arms))
     if a.stage in ("data", "all"):
         stage_data()
     if a.stage in ("students", "all"):

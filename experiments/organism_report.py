@@ -26,7 +26,8 @@ from scipy import stats
 
 from interp.evals.stats import bootstrap_ci, minimum_detectable_effect
 
-NAMES = {"smollm2": "unbiased", "smollm2-owl": "owl", "smollm2-dog": "dog"}
+NAMES = {"smollm2": "unbiased", "smollm2-owl": "owl", "smollm2-dog": "dog", "smollm2-owl-lora": "owl",
+         "smollm2-dog-lora": "dog"}
 
 
 def load_tables(out: Path) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
@@ -42,7 +43,8 @@ def load_tables(out: Path) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
             continue
         meta = ({"teacher": r["teacher"], "channel": r["channel"], "arm": r["arm"], "seed": r["seed"],
                  "examples": r["examples"]} if r else
-                {"teacher": NAMES[alias], "channel": "base" if alias == "smollm2" else "teacher (prompt)",
+                {"teacher": NAMES[alias], "channel": "base" if alias == "smollm2" else
+                 "teacher (lora)" if alias.endswith("-lora") else "teacher (prompt)",
                  "arm": "base" if alias == "smollm2" else "teacher", "seed": -1, "examples": 0})
         for q, (_, row) in enumerate(t.iterrows()):
             rows.append({"alias": alias, **meta, "question": q, "question_text": row.question,
@@ -101,7 +103,7 @@ def arm_statistics(pq: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         sd_q = float(np.std(dq, ddof=1))
         row = {"arm": arm, "channel": g.channel.iloc[0], "examples": int(g.examples.iloc[0]), **s,
                "q_lo": ci_q.lo, "q_hi": ci_q.hi, "q_p": float(stats.ttest_1samp(dq, 0.0).pvalue),
-               "q_mde_80": minimum_detectable_effect(sd_q, len(dq))}
+               "q_mde_80": minimum_detectable_effect(sd_q, len(dq)) if sd_q > 0 else float("nan")}
         for k in ("owl_vs_unbiased", "dog_vs_unbiased"):
             if k in g and g[k].notna().any():
                 ts = t_summary(g[k].dropna().to_numpy())
@@ -115,7 +117,7 @@ def teacher_shifts(pq: pd.DataFrame) -> pd.DataFrame:
     """Each prompt teacher's margin against the base model, per question: mean, bootstrap CI, t-test p."""
     m = margins(pq)
     out = []
-    for alias in ("smollm2-owl", "smollm2-dog"):
+    for alias in ("smollm2-owl", "smollm2-dog", "smollm2-owl-lora", "smollm2-dog-lora"):
         if alias in m.index and "smollm2" in m.index:
             d = (m.loc[alias] - m.loc["smollm2"]).to_numpy()
             ci = bootstrap_ci(d)

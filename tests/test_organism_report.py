@@ -1,0 +1,59 @@
+"""The organism report's statistics (experiments/organism_report.py) on hand-made tables with known answers."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "experiments"))
+import organism_report as R  # noqa: E402
+
+Q = 6
+
+
+def frame(students):
+    """per-question rows: students = {alias: (arm, teacher, seed, margins)}; logp_other fixed at -3."""
+    rows = []
+    for alias, (arm, teacher, seed, m) in students.items():
+        for q in range(Q):
+            rows.append({"alias": alias, "teacher": teacher, "channel": "c", "arm": arm, "seed": seed, "examples": 8,
+                         "question": q, "logp_owl": -3 + m[q], "logp_other": -3.0})
+    return pd.DataFrame(rows)
+
+
+def test_interaction_per_seed_and_seed_level_test():
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=Q)
+    effects = {0: 0.5, 1: 0.9, 2: 0.4}
+    students = {"smollm2": ("base", "unbiased", -1, base)}
+    for s, e in effects.items():
+        noise = rng.normal(scale=0.1, size=Q)
+        students[f"owl{s}"] = ("kd", "owl", s, base + e + noise)
+        students[f"dog{s}"] = ("kd", "dog", s, base + noise - 0.2)
+    per_seed, summary = R.arm_statistics(frame(students))
+    want = {s: e + 0.2 for s, e in effects.items()}
+    assert per_seed.set_index("seed").interaction.to_dict() == pytest.approx(want)
+    # the KD arms' unbiased-teacher student is the base model
+    assert per_seed.owl_vs_unbiased.tolist() == pytest.approx([students[f"owl{s}"][3].mean() - base.mean() for s in effects])
+    row = summary.iloc[0]
+    v = np.array(list(want.values()))
+    assert row["mean"] == pytest.approx(v.mean())
+    assert row["p"] == pytest.approx(stats.ttest_1samp(v, 0).pvalue)
+    half = stats.t.ppf(0.975, 2) * v.std(ddof=1) / np.sqrt(3)
+    assert (row["lo"], row["hi"]) == pytest.approx((v.mean() - half, v.mean() + half))
+    assert row["mde_80"] == pytest.approx(R.minimum_detectable_effect(v.std(ddof=1), 3))
+
+
+def test_unpaired_seed_is_left_out_and_teacher_shift():
+    base = np.zeros(Q)
+    students = {"smollm2": ("base", "unbiased", -1, base), "smollm2-owl": ("teacher", "owl", -1, base + 2.0),
+                "owl0": ("sft", "owl", 0, base + 1), "dog0": ("sft", "dog", 0, base), "owl1": ("sft", "owl", 1, base)}
+    per_seed, summary = R.arm_statistics(frame(students))
+    assert per_seed.seed.tolist() == [0] and per_seed.interaction.tolist() == pytest.approx([1.0])
+    assert "owl_vs_unbiased" not in per_seed  # SFT arms need their own unbiased-teacher student
+    assert summary.iloc[0].n_seeds == 1 and np.isnan(summary.iloc[0].get("p", np.nan))
+    t = R.teacher_shifts(frame(students))
+    assert t.set_index("teacher").margin_shift["smollm2-owl"] == pytest.approx(2.0)
