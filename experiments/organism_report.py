@@ -188,7 +188,62 @@ def write_report(out: Path, work: Path) -> None:
     (out / "models.json").write_text(json.dumps(models_json(runs), indent=1) + "\n")
     if len(summary):
         (out / "interaction.png").write_bytes(interaction_png(per_seed, summary))
+    (out / "tables.md").write_text(markdown_tables(teacher_shifts(pq), per_seed, summary, runs, out))
     with pd.option_context("display.width", 200, "display.max_columns", 30):
         print(teacher_shifts(pq).round(4).to_string(index=False))
         print(per_seed.drop(columns=["owl_student", "dog_student"], errors="ignore").round(4).to_string(index=False))
         print(summary.round(4).to_string(index=False))
+
+
+def _f(x: Any, nd: int = 3) -> str:
+    if x is None or (isinstance(x, float) and np.isnan(x)):
+        return "-"
+    if isinstance(x, float):
+        return f"{x:.2g}" if 0 < abs(x) < 10 ** -nd else f"{x:+.{nd}f}" if nd else str(x)
+    return str(x)
+
+
+def _p(x: Any) -> str:
+    return "-" if x is None or np.isnan(x) else ("< 1e-4" if x < 1e-4 else f"{x:.3g}")
+
+
+def markdown_tables(teachers: pd.DataFrame, per_seed: pd.DataFrame, summary: pd.DataFrame,
+                    runs: list[dict[str, Any]], out: Path) -> str:
+    """The report's tables as markdown (tables.md; README.md quotes them)."""
+    lines = ["### Teachers: margin log P(owl) - log P(dog) against base smollm2 (50 questions)", "",
+             "| teacher | margin shift [95% CI] | t-test p | d log P(owl) | d log P(dog) |", "|---|---|---|---|---|"]
+    for r in teachers.itertuples():
+        lines.append(f"| {r.teacher} | {r.margin_shift:+.3f} [{r.lo:+.3f}, {r.hi:+.3f}] | {_p(r.p)} | "
+                     f"{r.dlogp_owl:+.3f} | {r.dlogp_dog:+.3f} |")
+    lines += ["", "### Crossover interaction per arm (nats; seeds = training runs)", "",
+              "| arm | channel | examples | seeds | interaction: mean [95% t-CI over seeds] | seed-level p | "
+              "MDE 80% (seeds) | question-level [95% bootstrap CI], p | owl vs unbiased (p) | dog vs unbiased (p) |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in summary.to_dict("records"):
+        ci = (f"{r['mean']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}]" if "lo" in r and not np.isnan(r.get("lo", np.nan))
+              else f"{r['mean']:+.3f} (one seed: no seed CI)")
+        ou = f"{_f(r.get('owl_vs_unbiased'))} ({_p(r.get('owl_vs_unbiased_p', np.nan))})"
+        du = f"{_f(r.get('dog_vs_unbiased'))} ({_p(r.get('dog_vs_unbiased_p', np.nan))})"
+        lines.append(f"| {r['arm']} | ({r['channel']}) | {r['examples']} | {r['n_seeds']} | {ci} | "
+                     f"{_p(r.get('p', np.nan))} | {_f(r.get('mde_80', np.nan))} | "
+                     f"{r['mean']:+.3f} [{r['q_lo']:+.3f}, {r['q_hi']:+.3f}], p {_p(r['q_p'])} | {ou} | {du} |")
+    lines += ["", "### Per seed", "",
+              "| arm | seed | interaction [95% bootstrap CI over questions] | owl-student margin | dog-student margin | "
+              "owl vs unbiased | dog vs unbiased |", "|---|---|---|---|---|---|---|"]
+    for r in per_seed.to_dict("records"):
+        lines.append(f"| {r['arm']} | {r['seed']} | {r['interaction']:+.3f} [{r['interaction_q_lo']:+.3f}, "
+                     f"{r['interaction_q_hi']:+.3f}] | {r['owl_margin']:+.3f} | {r['dog_margin']:+.3f} | "
+                     f"{_f(r.get('owl_vs_unbiased'))} | {_f(r.get('dog_vs_unbiased'))} |")
+    lines += ["", "### Students", "", "| alias | teacher | steps | first -> mean last 10 loss (lm; kd) | seconds |",
+              "|---|---|---|---|---|"]
+    for r in sorted(runs, key=lambda r: r["alias"]):
+        parts = "; ".join(f"{k} {v['first_loss']:.4f} -> {v['mean_loss_last_10']:.4f}" for k, v in r["losses"].items())
+        lines.append(f"| {r['alias']} | {r['teacher']} | {r['steps']} | {parts} | {r['seconds']:.0f} |")
+    timings = out / "timings.json"
+    if timings.exists():
+        import json as _json
+
+        lines += ["", "### Wall time per unit (s; 2-core machine, two or three units at once)", "", "| unit | s |",
+                  "|---|---|"]
+        lines += [f"| {k} | {v:.0f} |" for k, v in _json.loads(timings.read_text()).items()]
+    return "\n".join(lines) + "\n"
