@@ -163,6 +163,7 @@ def interaction_png(per_seed: pd.DataFrame, summary: pd.DataFrame) -> bytes:
             ax.errorbar(i + 0.25, s["mean"], yerr=[[s["mean"] - s["lo"]], [s["hi"] - s["mean"]]], fmt="o",
                         color="C0", capsize=4, label="mean, 95% t-CI over seeds" if i == 0 else None)
     ax.axhline(0, color="black", lw=0.8)
+    ax.set_xlim(-0.5, len(arms) - 0.3)
     ax.set_xticks(range(len(arms)), [a.replace("-", "-\n", 1) for a in arms], fontsize=8)
     ax.set_ylabel("interaction (nats)")
     ax.set_title("crossover: [owl student - dog student] of log P(owl) - log P(dog)", fontsize=9)
