@@ -188,13 +188,9 @@ class KdTeacherInputs:
         k = cols + 1 - torch.tensor([self.data.n_prompt[i] for i in idx], device=cols.device)[rows]  # completion index
         t_col = torch.tensor([self.n_prompt[i] for i in idx], device=cols.device)[rows] + k - 1
         pad = self.teacher.tokenizer.pad_token_id
-        seqs = [self.ids[i] for i in idx]
-        width = max(len(s) for s in seqs)
-        ids = torch.full((len(seqs), width), pad if pad is not None else 0, dtype=torch.long)
-        mask = torch.zeros((len(seqs), width), dtype=torch.long)
-        for r, s in enumerate(seqs):
-            ids[r, : len(s)] = torch.tensor(s, dtype=torch.long)
-            mask[r, : len(s)] = 1
+        batch = collate(Tokenized(self.ids, self.n_prompt), idx, pad if pad is not None else 0)  # right-padded
+        ids, mask = batch["input_ids"], batch["attention_mask"]
+        width = ids.shape[1]
         start = int(t_col.min()) if len(t_col) else width - 1
         device = next(self.teacher.model.parameters()).device
         with torch.no_grad():
