@@ -30,6 +30,8 @@ Design (DESIGN.md §2.7; the statistics in `report`):
     kd-own-data       (b) KD as in (c) on the teacher's own sequences.
     sft-divergent-only / sft-divergent-masked: (a) with the loss on the divergence tokens only /
                       with them masked out (positions where the owl and dog teachers' argmax differ).
+    kd-unbiased-data-lora(-drop-animals): (c) from the LoRA teachers; -drop-animals removes every token
+                      spelling owl or dog from both distributions (`distill --kd-drop-words owl,dog`).
   The unbiased-teacher student of the KD arms is the base model itself: KD from smollm2 into
   smollm2 has a KL of 0 and a gradient of 0 at every step (tests/test_distill.py), so its
   weights never move.
@@ -69,11 +71,16 @@ ARMS: dict[str, tuple[str, str, str, list[str]]] = {
     # the student toward it, whatever the data)
     "kd-unbiased-data-lora": ("c", "distill", "unbiased", ["--kind", "kd", "--form", "convex", "--beta", "1",
                                                            "--tau", "1"]),
+    # the control of the leak check (leak.csv): the same with the owl and dog tokens removed from the
+    # teacher's and the student's distributions, both renormalised (`distill --kd-drop-words`), so no
+    # transfer can come from mass the target puts on the animal words themselves
+    "kd-unbiased-data-lora-drop-animals": ("c", "distill", "unbiased", ["--kind", "kd", "--form", "convex", "--beta",
+                                                                        "1", "--tau", "1", "--kd-drop-words", "owl,dog"]),
 }
 
 
 def teacher_alias(arm: str, teacher: str) -> str:
-    return LORA_TEACHERS[teacher] if arm.endswith("-lora") and teacher in LORA_TEACHERS else TEACHERS[teacher]
+    return LORA_TEACHERS[teacher] if "-lora" in arm and teacher in LORA_TEACHERS else TEACHERS[teacher]
 
 
 def work_dir() -> Path:
@@ -282,7 +289,7 @@ def main() -> None:
         if arm not in ARMS:
             ap.error(f"unknown arm {arm}; choose from {', '.join(ARMS)}")
     if a.stage in ("teachers", "all"):
-        stage_teachers(a.lora_teachers or any(arm.endswith("-lora") for arm in a.arms))
+        stage_teachers(a.lora_teachers or any("-lora" in arm for arm in a.arms))
     if a.stage in ("data", "all"):
         stage_data()
     if a.stage in ("students", "all"):

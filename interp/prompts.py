@@ -154,3 +154,16 @@ def make_target(
     for i in keep:
         seen.setdefault(ids[i], forms[i])
     return Target(base, policy, tuple(seen.values()), tuple(seen.keys()))
+
+
+def word_token_ids(tokenizer: PreTrainedTokenizerBase, words: tuple[str, ...] | list[str]) -> list[int]:
+    """Every vocabulary id whose single-token text, stripped and case-folded, is one of `words` or its
+    plural ("owl" -> " owl", "owl", " Owl", "OWL", " owls", ...; not " bowl" or "ow"). Sorted.
+
+    The token set a KD target is cleaned of (`interp distill --kd-drop-words`) and the one the leak
+    check of reports/organism measures: every single token that spells the word, whatever its case or
+    leading space. A word spelt by several tokens ("ow" + "l") is not covered: no single token means it."""
+    wanted = {f for w in words for f in (w.strip().casefold(), w.strip().casefold() + "s") if w.strip()}
+    texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))], skip_special_tokens=False,
+                                   clean_up_tokenization_spaces=False)
+    return [i for i, t in enumerate(texts) if t.strip().casefold() in wanted]

@@ -17,9 +17,10 @@ from interp.training.shd import layer_map, sharpen
 ROWS = [{"prompt": f"Continue: {a}, {a + 1}", "completion": f"{a + 2}, {a + 3}, {a + 4}"} for a in range(100, 112)]
 
 
-def cfg(kind="shd", beta=1.0, tau=2.0, form="sum", **ft_kw):
+def cfg(kind="shd", beta=1.0, tau=2.0, form="sum", drop_words=(), **ft_kw):
     base = dict(method="full", steps=4, batch_size=4, lr=1e-3, seed=3)
-    return D.DistillConfig(ft.FinetuneConfig(**{**base, **ft_kw}), kind=kind, beta=beta, tau=tau, form=form)
+    return D.DistillConfig(ft.FinetuneConfig(**{**base, **ft_kw}), kind=kind, beta=beta, tau=tau, form=form,
+                           drop_words=drop_words)
 
 
 def weights(model):
@@ -275,3 +276,38 @@ def test_prompt_teachers_are_for_kd_only_and_students_carry_no_prompt():
         D.check_pair(load_model("tiny-llama"), _prompt_teacher(), cfg(kind="shd"))
     with pytest.raises(UserError, match="student 'tiny-llama' carries a system prompt"):
         D.check_pair(_prompt_teacher(), load_model("tiny-llama"), cfg(kind="kd"))
+
+
+def test_kd_drop_words_renormalise_both_sides_and_leave_dropped_logits_without_gradient(tiny_llama):
+    torch.manual_seed(0)
+    zs, zt = torch.randn(3, 7, requires_grad=True), torch.randn(3, 7)
+    keep = torch.tensor([True, False, True, True, False, True, True])
+    pt = torch.softmax(zt[:, keep] / 2, -1)  # renormalised over the 5 kept tokens
+    want = 4 * (pt * (pt.log() - torch.log_softmax(zs[:, keep].detach() / 2, -1))).sum(-1).mean()
+    got = D.kd_kl(zs, zt, 2.0, keep)
+    assert float(got) == pytest.approx(float(want), rel=1e-5)
+    got.backward()
+    assert torch.all(zs.grad[:, ~keep] == 0) and torch.all(zs.grad[:, keep].abs().sum(0) > 0)
+    # a student equal to the teacher on the kept tokens has zero loss, whatever its dropped logits
+    zs2 = zt.clone()
+    zs2[:, ~keep] += 5.0
+    assert float(D.kd_kl(zs2, zt, 1.0, keep)) == pytest.approx(0.0, abs=1e-6)
+    assert float(D.kd_kl(zs2, zt, 1.0)) > 1e-3
+    mask = D.kept_vocabulary(tiny_llama, ("owl",))
+    dropped = {tiny_llama.tokenizer.decode([i]) for i in (~mask).nonzero().flatten().tolist()}
+    assert dropped == {" owl", "Owl", " Owl", " owls", " Owls"}
+    with pytest.raises(UserError, match="no token"):
+        D.kept_vocabulary(tiny_llama, ("zzqx",))
+    with pytest.raises(UserError, match="needs --kind kd"):
+        cfg(kind="shd", drop_words=("owl",)).validate()
+
+
+def test_kd_drop_words_change_training_and_are_recorded():
+    # teacher = student at step 1 (KL 0 either way); the LM term moves the student, so step 2 has a KL,
+    # which the dropped tokens' share changes
+    plain = D.distill(load_model("tiny-llama"), load_model("tiny-llama"), ROWS, cfg(kind="kd", steps=2))
+    drop = D.distill(load_model("tiny-llama"), load_model("tiny-llama"), ROWS,
+                     cfg(kind="kd", steps=2, drop_words=("owl", "dog")))
+    assert drop.distill["drop_words"] == ["owl", "dog"] and " owl" in drop.distill["dropped_tokens"]
+    assert plain.components["kd"][1] > 1e-4 and drop.components["kd"][1] > 1e-4
+    assert drop.components["kd"][1] != pytest.approx(plain.components["kd"][1], rel=1e-4)

@@ -22,6 +22,9 @@ def distill_command(
     tau: float = typer.Option(1.0, "--tau", help="teacher temperature (SHD: maps^(1/tau); KD: logits / tau)"),
     kind: str = typer.Option("shd", "--kind", help="shd (attention maps, any tokenizers) | kd (logits, same tokenizer)"),
     form: str = typer.Option("sum", "--form", help="sum: L_LM + beta L | convex: (1 - beta) L_LM + beta L"),
+    drop_words: str = typer.Option("", "--kd-drop-words", help="kd: comma-separated words (e.g. owl,dog) whose tokens "
+                                   "leave the teacher's and student's distributions, both renormalised (a control: "
+                                   "the target shows no mass on them)"),
     alias: Optional[str] = typer.Option(None, "--alias", help="store alias of the student (default STUDENT-KIND-TEACHER)"),
     seed: int = SeedOpt,
     device: str = DeviceOpt,
@@ -34,7 +37,8 @@ def distill_command(
     from interp.training.finetune import loss_curve_png
 
     resume = training.resume
-    cfg = DistillConfig(training.config(seed), kind=kind, beta=beta, tau=tau, form=form)
+    words = tuple(w.strip() for w in drop_words.split(",")) if drop_words else ()
+    cfg = DistillConfig(training.config(seed), kind=kind, beta=beta, tau=tau, form=form, drop_words=words)
     cfg.validate()
     name = alias or f"{student}-{cfg.active}-{teacher}".replace("/", "-")
     run = prepare_training_run(out, "distill", name, force, resume)
@@ -66,6 +70,8 @@ def distill_command(
              ("trainable parameters", res.trainable_params)]
     for k, v in comp.items():
         table.append((f"{k} loss: first -> mean last 10", f"{v['first_loss']:.4f} -> {v['mean_loss_last_10']:.4f}"))
+    if words:
+        table.append(("dropped from the KD target", ", ".join(repr(t) for t in s["distill"]["dropped_tokens"])))
     table += [("resumed from step", s["resumed_from"]), ("seconds", s["elapsed_s"])]
     print_table("distill", ["figure", "value"], table)
     curves = ", ".join(f"loss_{k}.png" for k in res.components)

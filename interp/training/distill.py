@@ -30,6 +30,11 @@ student's template + completion + EOS, right-padded, labels only on the completi
   prompt teacher) can therefore be distilled: the student never sees the prompt, only the teacher's
   next-token distributions on the completion (context distillation restricted to the data). A
   teacher without a system prompt reads exactly the student's ids.
+  `drop_words` (kd only; `--kd-drop-words owl,dog`): the tokens that spell those words
+  (`prompts.word_token_ids`) are removed from both distributions before the softmax, so each is
+  renormalised over the rest of the vocabulary, p'_v = p_v / sum_{u kept} p_u. The target then holds
+  no mass on the words, and the dropped logits of the student get no gradient from L_aux: whatever
+  the student learns about the words comes through its hidden states, not from being shown them.
 - kind "none", or beta = 0: L = L_LM exactly; the teacher is not run, and training is `finetune`'s
   (same batches, same updates, bit-identical weights).
 
@@ -50,6 +55,7 @@ import torch.nn as nn
 
 from interp.errors import UserError
 from interp.models.sharing import eager_attention
+from interp.prompts import word_token_ids
 from interp.sampling import chat_prompt_ids
 from interp.scoring import adds_bos, left_pad
 from interp.training.finetune import (
@@ -82,6 +88,7 @@ class DistillConfig:
     beta: float = 1.0
     tau: float = 1.0
     form: str = "sum"  # sum: L_LM + beta L_aux; convex: (1 - beta) L_LM + beta L_aux
+    drop_words: tuple[str, ...] = ()  # kd: words whose tokens leave both distributions (renormalised)
 
     @property
     def active(self) -> str:
@@ -100,12 +107,17 @@ class DistillConfig:
             raise UserError(f"--form convex needs --beta in [0, 1], got {self.beta}")
         if not self.tau > 0:
             raise UserError(f"--tau must be > 0, got {self.tau}")
+        if self.drop_words and self.kind != "kd":
+            raise UserError("--kd-drop-words removes tokens from a KD target; it needs --kind kd")
+        if any(not w.strip() for w in self.drop_words):
+            raise UserError("--kd-drop-words holds an empty word")
 
     def combine(self, lm: torch.Tensor, aux: torch.Tensor) -> torch.Tensor:
         return lm + self.beta * aux if self.form == "sum" else (1 - self.beta) * lm + self.beta * aux
 
     def settings(self) -> dict[str, Any]:
-        return {"kind": self.kind, "active": self.active, "beta": self.beta, "tau": self.tau, "form": self.form}
+        return {"kind": self.kind, "active": self.active, "beta": self.beta, "tau": self.tau, "form": self.form,
+                "drop_words": list(self.drop_words)}
 
 
 @dataclass
@@ -161,11 +173,17 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: 
     return kd_kl(student_logits[:, :-1][keep], teacher_logits[:, :-1][keep], tau)
 
 
-def kd_kl(student_z: torch.Tensor, teacher_z: torch.Tensor, tau: float = 1.0) -> torch.Tensor:
+def kd_kl(student_z: torch.Tensor, teacher_z: torch.Tensor, tau: float = 1.0,
+          keep: torch.Tensor | None = None) -> torch.Tensor:
     """tau^2 * mean over rows of KL(softmax(z_T / tau) || softmax(z_S / tau)); z: (n, vocab), row i of
-    both is the same predicted token. No rows: a zero that keeps the student's graph."""
+    both is the same predicted token. keep: (vocab,) bool; where given, both softmaxes run over the
+    kept columns only (the dropped tokens leave both distributions, each renormalised). No rows: a
+    zero that keeps the student's graph."""
     if student_z.shape[0] == 0:
         return student_z.sum() * 0.0
+    if keep is not None:
+        keep = keep.to(student_z.device)
+        student_z, teacher_z = student_z[:, keep], teacher_z[:, keep.to(teacher_z.device)]
     log_pt = torch.log_softmax(teacher_z.float() / tau, -1)
     kl = (log_pt.exp() * (log_pt - torch.log_softmax(student_z.float() / tau, -1))).sum(-1)
     return tau * tau * kl.mean()
@@ -247,6 +265,26 @@ class ShdBatches:
         return s_enc, t_enc
 
 
+def kept_vocabulary(student: Any, drop_words: Sequence[str]) -> torch.Tensor | None:
+    """(vocab,) bool, False at the tokens of `drop_words` (`word_token_ids`); None without words.
+    UserError when a word has no token (nothing would be dropped: the control would be a no-op)."""
+    if not drop_words:
+        return None
+    keep = torch.ones(student.model.config.vocab_size, dtype=torch.bool)
+    for w in drop_words:
+        ids = word_token_ids(student.tokenizer, [w])
+        if not ids:
+            raise UserError(f"--kd-drop-words: no token of {student.name}'s vocabulary spells {w!r}")
+        keep[ids] = False
+    return keep
+
+
+def dropped_tokens(student: Any, drop_words: Sequence[str]) -> list[str]:
+    """The token texts `kept_vocabulary` drops, for the run's record."""
+    ids = word_token_ids(student.tokenizer, list(drop_words)) if drop_words else []
+    return [student.tokenizer.decode([i]) for i in ids]
+
+
 def make_objective(student: Any, teacher: Any, config: DistillConfig, data: Tokenized,
                    rows: Sequence[dict[str, Any]] | None = None) -> Callable[[nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, dict[str, float]]]:
     """The per-batch loss of `config` (module docstring): (total, {"lm": ..., "shd" | "kd": ...})."""
@@ -256,12 +294,13 @@ def make_objective(student: Any, teacher: Any, config: DistillConfig, data: Toke
         if rows is None:
             raise ValueError("kind kd needs the rows (the teacher renders their prompts)")
         t_inputs = KdTeacherInputs(teacher, rows, data)
+        keep = kept_vocabulary(student, config.drop_words)
 
         def kd_objective(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
             out, labels = forward_completion(model, batch)
             t_z = t_inputs.logits(batch["example_index"].tolist(), batch["labels"])
             lm = completion_loss(out.logits, labels)
-            kd = kd_kl(out.logits[:, :-1][labels[:, 1:] != IGNORE], t_z.to(out.logits.device), config.tau)
+            kd = kd_kl(out.logits[:, :-1][labels[:, 1:] != IGNORE], t_z.to(out.logits.device), config.tau, keep)
             return config.combine(lm, kd), {"lm": float(lm.detach()), "kd": float(kd.detach())}
         return kd_objective
 
@@ -301,8 +340,9 @@ def distill(student: Any, teacher: Any, rows: Sequence[dict[str, Any]], config: 
                     checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume,
                     progress=progress, stop_after=stop_after, resume_meta=meta,
                     description=f"distilling ({config.active})" if config.active != "none" else "fine-tuning")
+    dropped = {"dropped_tokens": dropped_tokens(student, config.drop_words)} if config.drop_words else {}
     return DistillResult(**{f: getattr(res, f) for f in FinetuneResult.__dataclass_fields__},
-                         distill={**config.settings(), "teacher": teacher.name})
+                         distill={**config.settings(), "teacher": teacher.name, **dropped})
 
 
 def save_distilled(alias: str, student: Any, teacher: Any, result: DistillResult, meta: dict[str, Any],
