@@ -3,8 +3,9 @@
 KD matches the teacher's whole next-token distribution, so a teacher that puts visible mass on
 " owl" at a number position teaches it directly, not subliminally. For each teacher and the base
 model, on the first 64 examples of the unbiased pool (the KD data of arm kd-unbiased-data), at every
-completion position: P(any variant token of owl) and of dog (the single-token variants that
-`eval-animal` sums: owl, Owl, owls, ... with and without a leading space), mean over positions.
+completion position: P(any token of owl) and of dog, mean over positions. The tokens are
+`prompts.word_token_ids` (every single token that spells the word or its plural, any case, with or
+without a leading space): the set `distill --kd-drop-words` removes in the control arm.
 Writes reports/organism/leak.csv.
 
     python experiments/organism_leak.py
@@ -19,6 +20,7 @@ import pandas as pd
 import torch
 
 from interp.models import load_model
+from interp.prompts import word_token_ids
 from interp.training.distill import KdTeacherInputs
 from interp.training.examples import IGNORE, collate, tokenize_examples
 
@@ -26,22 +28,11 @@ OUT = Path(__file__).resolve().parent.parent / "reports" / "organism"
 MODELS = ["smollm2", "smollm2-owl", "smollm2-dog", "smollm2-owl-lora", "smollm2-dog-lora"]
 
 
-def variant_ids(tok, word: str) -> list[int]:
-    forms = {word, word.capitalize(), word + "s", word.capitalize() + "s"}
-    ids = set()
-    for f in forms:
-        for text in (f, " " + f):
-            t = tok.encode(text, add_special_tokens=False)
-            if len(t) == 1:
-                ids.add(t[0])
-    return sorted(ids)
-
-
 def main() -> None:
     rows = [json.loads(x) for x in (OUT / "data" / "unbiased.jsonl").read_text().splitlines()[:64]]
     student = load_model("smollm2")
     data = tokenize_examples(student, rows, 128)
-    ids = {w: variant_ids(student.tokenizer, w) for w in ("owl", "dog")}
+    ids = {w: word_token_ids(student.tokenizer, [w]) for w in ("owl", "dog")}
     out = []
     for name in MODELS:
         lm = load_model(name)

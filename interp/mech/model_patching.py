@@ -1,0 +1,252 @@
+"""Activation patching between two models of one lineage: where does the difference of S and C live?
+
+S (source) and C (target) share config and tokenizer (`models.lineage.check_lineage`), e.g. a student
+that acquired a trait and its matched control. For each prompt, run S and keep its activation at a
+site, then run C with that site's activation replaced by S's at **every position** (so everything
+downstream of the site is C's weights reading S's signal), and score the last position:
+
+    score(model, prompt) = m = log sum_{t in A} P(t | prompt) - log sum_{t in B} P(t | prompt)
+                                                          (e.g. A = owl's tokens, B = dog's)
+    delta(site)     = mean_q [ m_patched(q) - m_C(q) ]                                  (nats)
+    recovered(site) = mean_q [ m_patched(q) - m_C(q) ] / mean_q [ m_S(q) - m_C(q) ]     (ratio of means)
+
+1 = the site carries S's whole margin over C into C; 0 = none of it. The bootstrap CI of `recovered`
+resamples questions (paired, `scipy.stats.bootstrap`). Patching the other way (C into S) shows what
+removes the trait from S. Sites:
+
+| site         | what is replaced                                                            |
+|--------------|-----------------------------------------------------------------------------|
+| `embed`      | the token embedding's output (the residual stream before block 0)           |
+| `L{l}resid`  | block l's output, resid_post[l] (everything upstream of it is S's)          |
+| `L{l}attn`   | what block l's attention adds to the residual stream (after Gemma's post-norm) |
+| `L{l}mlp`    | what block l's MLP adds to the residual stream (after Gemma's post-norm)    |
+| `L{l}H{h}`   | head h's term of o_proj's output: C's z_h W_O,h replaced by S's z_h W_O,h   |
+
+Sites joined by "+" are patched together. Known answers (tests/test_model_patching.py): patching a
+model into itself changes nothing (delta exactly 0, recovered exactly 0 against another reference);
+patching the last block's output, or every block's, into a model that differs from the source only in
+its blocks recovers exactly 1. With S and C fine-tuned as a whole, the embedding and the LM head (tied
+in SmolLM2) differ too, so `L{L-1}resid` recovers what the body carries and 1 - it is the head's share.
+
+Plain PyTorch forward hooks on the Hugging Face modules (`ArchSpec` paths), not TransformerLens: the
+bridge patches within one model, and a head's term needs each model's own W_O. Prompts of equal length
+share a forward and nothing is padded, so batching cannot change a value.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn as nn
+
+from interp.errors import UserError
+from interp.mech.activations import length_groups
+from interp.models.lineage import check_lineage
+from interp.models.loading import LoadedModel
+from interp.progress import progress_bar
+
+_SITE = re.compile(r"^(?:embed|L(\d+)(resid|attn|mlp|H(\d+)))$")
+Score = Callable[[torch.Tensor], torch.Tensor]  # last-position logits (n, vocab) -> (n,)
+
+
+@dataclass(frozen=True)
+class Site:
+    kind: str  # embed | resid | attn | mlp | head
+    layer: int | None = None
+    head: int | None = None
+
+    @property
+    def name(self) -> str:
+        if self.kind == "embed":
+            return "embed"
+        return f"L{self.layer}H{self.head}" if self.kind == "head" else f"L{self.layer}{self.kind}"
+
+
+def parse_site(name: str, n_layers: int, n_heads: int) -> Site:
+    """'L3resid' -> Site('resid', 3); 'L3H5' -> Site('head', 3, 5); 'embed'; UserError otherwise."""
+    m = _SITE.match(name.strip())
+    if not m:
+        raise UserError(f"site {name!r} is not one of embed, L<l>resid, L<l>attn, L<l>mlp, L<l>H<h>")
+    if m.group(1) is None:
+        return Site("embed")
+    layer = int(m.group(1))
+    head = int(m.group(3)) if m.group(3) is not None else None
+    if not 0 <= layer < n_layers or (head is not None and not 0 <= head < n_heads):
+        raise UserError(f"site {name!r} is out of range ({n_layers} layers x {n_heads} heads)")
+    return Site("head", layer, head) if head is not None else Site(m.group(2), layer)
+
+
+def layer_sites(n_layers: int, kinds: Sequence[str] = ("resid", "attn", "mlp")) -> list[str]:
+    """Every layer's sites of `kinds`, layer-major: ['L0resid', 'L0attn', 'L0mlp', 'L1resid', ...]."""
+    return [f"L{layer}{k}" for layer in range(n_layers) for k in kinds]
+
+
+def margin_score(target_ids: Sequence[int], other_ids: Sequence[int]) -> Score:
+    """logits (n, vocab) -> log sum_{A} softmax - log sum_{B} softmax, in float64: (n,)."""
+    a, b = list(target_ids), list(other_ids)
+    if not a or not b:
+        raise UserError("margin_score needs at least one token on each side")
+
+    def score(logits: torch.Tensor) -> torch.Tensor:
+        lp = torch.log_softmax(logits.double(), dim=-1)
+        return torch.logsumexp(lp[:, a], -1) - torch.logsumexp(lp[:, b], -1)
+    return score
+
+
+def _module(lm: LoadedModel, site: Site) -> nn.Module:
+    """The module whose output (or, for a head, o_proj) the site lives at."""
+    spec, model = lm.spec, lm.model
+    if site.kind == "embed":
+        return spec.module(model, "embed")
+    if site.kind == "resid":
+        return spec.layers(model)[site.layer]
+    if site.kind == "attn":
+        return spec.module(model, "attn_out_norm" if spec.layout.attn_out_norm else "attn", site.layer)
+    if site.kind == "mlp":
+        return spec.module(model, "mlp_out_norm" if spec.layout.mlp_out_norm else "mlp", site.layer)
+    return spec.module(model, "o_proj", site.layer)
+
+
+def _first(output: Any) -> torch.Tensor:
+    return output[0] if isinstance(output, tuple) else output
+
+
+def _replace_first(output: Any, value: torch.Tensor) -> Any:
+    return (value, *output[1:]) if isinstance(output, tuple) else value
+
+
+def _head_term(lm: LoadedModel, layer: int, head: int, z: torch.Tensor) -> torch.Tensor:
+    """z_h W_O,h^T: z (batch, pos, n_heads * head_dim) -> (batch, pos, d_model), with lm's own W_O."""
+    d = lm.spec.head_dim
+    w = lm.spec.out_weight(lm.model, layer)[:, head * d:(head + 1) * d]  # (d_model, head_dim)
+    return z[..., head * d:(head + 1) * d] @ w.T.to(z.dtype)
+
+
+class _Recorder:
+    """Forward hooks that keep each site's activation of one forward of `lm` (heads: z_h W_O,h)."""
+
+    def __init__(self, lm: LoadedModel, sites: Sequence[Site]) -> None:
+        self.lm, self.sites, self.acts, self.handles = lm, list(sites), {}, []
+
+    def __enter__(self) -> "_Recorder":
+        for site in self.sites:
+            def fn(mod: nn.Module, args: tuple[Any, ...], out: Any, site: Site = site) -> None:
+                if site.kind == "head":
+                    self.acts[site] = _head_term(self.lm, site.layer, site.head, args[0]).detach()
+                else:
+                    self.acts[site] = _first(out).detach()
+            self.handles.append(_module(self.lm, site).register_forward_hook(fn))
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for h in self.handles:
+            h.remove()
+
+
+class _Patcher:
+    """Forward hooks that write `acts` (from another model) into `lm` at their sites, all positions."""
+
+    def __init__(self, lm: LoadedModel, acts: dict[Site, torch.Tensor]) -> None:
+        self.lm, self.acts, self.handles = lm, acts, []
+
+    def __enter__(self) -> "_Patcher":
+        for site, value in self.acts.items():
+            def fn(mod: nn.Module, args: tuple[Any, ...], out: Any, site: Site = site, value: torch.Tensor = value) -> Any:
+                cur = _first(out)
+                if site.kind == "head":
+                    new = cur + (value.to(cur) - _head_term(self.lm, site.layer, site.head, args[0]))
+                else:
+                    new = value.to(cur)
+                return _replace_first(out, new)
+            self.handles.append(_module(self.lm, site).register_forward_hook(fn))
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for h in self.handles:
+            h.remove()
+
+
+def _local(lm: LoadedModel) -> None:
+    if not lm.engine.weights_here:
+        raise UserError(f"patching between models needs both models' weights in this process; {lm.name} runs on a server")
+
+
+@torch.inference_mode()
+def patch_between(
+    source: LoadedModel, target: LoadedModel, prompt_ids: Sequence[Sequence[int]], sites: Sequence[str],
+    score: Score, progress: bool = False,
+) -> pd.DataFrame:
+    """One row per (prompt, site): m_source, m_target, m_patched (module docstring); in the order given.
+
+    `sites` are names like "L3resid", "L3attn", "L3mlp", "L3H5", "embed" or "L0resid+L1resid" (together).
+    """
+    check_lineage(source, target)
+    _local(source)
+    _local(target)
+    spec = target.spec
+    parsed = {s: [parse_site(p, spec.n_layers, spec.n_heads) for p in s.split("+")] for s in sites}
+    every = sorted({x for parts in parsed.values() for x in parts}, key=lambda x: (x.layer or -1, x.kind, x.head or 0))
+    rows: list[dict[str, Any]] = []
+    groups = length_groups(prompt_ids)
+    with progress_bar(len(prompt_ids) * (2 + len(sites)), f"patching {len(sites)} sites", progress) as advance:
+        for idx in groups:
+            tokens = torch.tensor([list(prompt_ids[i]) for i in idx], device=target.device)
+            with _Recorder(source, every) as rec:
+                m_src = score(source.model(input_ids=tokens.to(source.device), use_cache=False).logits[:, -1]).cpu()
+            m_tgt = score(target.model(input_ids=tokens, use_cache=False).logits[:, -1]).cpu()
+            advance(2 * len(idx))
+            for name, parts in parsed.items():
+                with _Patcher(target, {x: rec.acts[x].to(target.device) for x in parts}):
+                    m_pat = score(target.model(input_ids=tokens, use_cache=False).logits[:, -1]).cpu()
+                for j, i in enumerate(idx):
+                    rows.append({"prompt": i, "site": name, "m_source": float(m_src[j]), "m_target": float(m_tgt[j]),
+                                 "m_patched": float(m_pat[j])})
+                advance(len(idx))
+    df = pd.DataFrame(rows)
+    order = {s: k for k, s in enumerate(sites)}
+    df = df.sort_values(["site", "prompt"], key=lambda c: c.map(order) if c.name == "site" else c, kind="stable")
+    return df.reset_index(drop=True)
+
+
+def _ratio(num: np.ndarray, den: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.mean(num, axis=axis) / np.mean(den, axis=axis)
+
+
+def recovered_table(df: pd.DataFrame, n_resamples: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Per site: n, mean margins, delta = mean(m_patched - m_target) with its 95% bootstrap CI, and
+    recovered = delta / mean(m_source - m_target) with a paired 95% bootstrap CI over prompts
+    (percentile; scipy.stats.bootstrap). recovered is NaN where source and target agree on average."""
+    from scipy import stats
+
+    out = []
+    for site, g in df.groupby("site", sort=False):
+        num = (g.m_patched - g.m_target).to_numpy()
+        den = (g.m_source - g.m_target).to_numpy()
+        row: dict[str, Any] = {"site": site, "n": len(g), "m_source": g.m_source.mean(), "m_target": g.m_target.mean(),
+                               "m_patched": g.m_patched.mean(), "delta": num.mean()}
+        if len(g) >= 2 and np.ptp(num) > 0:
+            ci = stats.bootstrap((num,), np.mean, n_resamples=n_resamples, method="percentile",
+                                 random_state=np.random.default_rng(seed)).confidence_interval
+            row |= {"delta_lo": ci.low, "delta_hi": ci.high}
+        else:
+            row |= {"delta_lo": num.mean(), "delta_hi": num.mean()}
+        if den.mean() != 0:
+            row["recovered"] = num.mean() / den.mean()
+            if len(g) >= 2 and np.ptp(num / np.where(den == 0, 1, den)) > 0:
+                ci = stats.bootstrap((num, den), _ratio, paired=True, vectorized=True, n_resamples=n_resamples,
+                                     method="percentile", random_state=np.random.default_rng(seed)).confidence_interval
+                row |= {"recovered_lo": ci.low, "recovered_hi": ci.high}
+            else:
+                row |= {"recovered_lo": row["recovered"], "recovered_hi": row["recovered"]}
+        else:
+            row |= {"recovered": np.nan, "recovered_lo": np.nan, "recovered_hi": np.nan}
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+__all__ = ["Site", "parse_site", "layer_sites", "margin_score", "patch_between", "recovered_table"]

@@ -1,0 +1,167 @@
+"""Two-model patching and model differences: known answers on tiny models built from configs.
+
+S is a copy of C with chosen weights changed, so what patching must recover is known exactly:
+- patching a model into itself (or any site upstream of the change) recovers exactly 0;
+- patching the last block's output, or every block's, recovers exactly 1 when only the blocks differ;
+- patching the one changed MLP (or head) recovers 1.
+"""
+
+import copy
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from interp.errors import UserError
+from interp.mech.model_diff import dla_difference, weight_diff_summary, weight_diff_table
+from interp.mech.model_patching import layer_sites, margin_score, parse_site, patch_between, recovered_table
+from interp.models import load_model
+from interp.models.loading import LoadedModel
+
+TEXTS = ["My favourite animal is the", "Name one animal: the", "1 2 3 4", "The owl and the dog said that"]
+SCORE_IDS = ([5, 6], [7])
+
+
+def prompts(lm):
+    return [lm.tokenizer.encode(t, add_special_tokens=False) for t in TEXTS]
+
+
+def variant(lm: LoadedModel, name: str, edit=None) -> LoadedModel:
+    """A deep copy of `lm` (its own modules), with `edit(model)` applied under a fixed seed."""
+    m = copy.deepcopy(lm.model)
+    if edit is not None:
+        g = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            edit(m, g)
+    return LoadedModel(m, lm.tokenizer, lm.spec, name, "test")
+
+
+def bump(param: torch.Tensor, g: torch.Generator, scale: float = 0.5) -> None:
+    param.add_(scale * torch.randn(param.shape, generator=g) * param.abs().mean())
+
+
+def every_site(spec):
+    return ["embed", *layer_sites(spec.n_layers), *[f"L{l}H{h}" for l in range(spec.n_layers) for h in (0, spec.n_heads - 1)]]
+
+
+@torch.no_grad()
+def test_patching_a_model_into_itself_changes_nothing(tiny):
+    """Every site, every family: m_patched == m_target bit for bit, so delta is exactly 0."""
+    twin = variant(tiny, "twin")
+    df = patch_between(twin, tiny, prompts(tiny), every_site(tiny.spec), margin_score(*SCORE_IDS))
+    assert len(df) == len(TEXTS) * len(every_site(tiny.spec))
+    assert (df.m_patched == df.m_target).all() and (df.m_source == df.m_target).all()
+    t = recovered_table(df)
+    assert (t.delta == 0).all() and t.recovered.isna().all()  # no difference to recover
+
+
+def _changed_last_mlp(tiny):
+    last = tiny.spec.n_layers - 1
+
+    def edit(m, g):
+        for p in tiny.spec.module(m, "mlp", last).parameters():
+            bump(p, g)
+    return variant(tiny, "S", edit)
+
+
+@torch.no_grad()
+def test_sites_upstream_of_the_change_recover_exactly_zero_and_the_changed_mlp_exactly_one(tiny):
+    s = _changed_last_mlp(tiny)
+    last = tiny.spec.n_layers - 1
+    up = ["embed", *layer_sites(last), f"L{last}attn", f"L{last}H0"]
+    sites = up + [f"L{last}mlp", f"L{last}resid"]
+    t = recovered_table(patch_between(s, tiny, prompts(tiny), sites, margin_score(*SCORE_IDS))).set_index("site")
+    assert (t.m_source != t.m_target).all()  # the change is visible
+    assert (t.loc[up, "recovered"] == 0).all() and (t.loc[up, "delta"] == 0).all()
+    assert t.loc[f"L{last}mlp", "recovered"] == pytest.approx(1, abs=1e-12)
+    assert t.loc[f"L{last}resid", "recovered"] == pytest.approx(1, abs=1e-12)
+
+
+@torch.no_grad()
+def test_patching_every_residual_stream_recovers_exactly_one(tiny):
+    """S differs from C in every block (attention and MLP), not in the embedding or head: patching
+    resid_post of every layer (and of the last alone) gives S's margins."""
+    def edit(m, g):
+        for layer in range(tiny.spec.n_layers):
+            bump(tiny.spec.module(m, "o_proj", layer).weight, g)
+            for p in tiny.spec.module(m, "mlp", layer).parameters():
+                bump(p, g)
+    s = variant(tiny, "S", edit)
+    allres = "+".join(f"L{l}resid" for l in range(tiny.spec.n_layers))
+    df = patch_between(s, tiny, prompts(tiny), [allres, f"L{tiny.spec.n_layers - 1}resid"], margin_score(*SCORE_IDS))
+    assert (df.m_source != df.m_target).all()
+    assert np.array_equal(df.m_patched.to_numpy(), df.m_source.to_numpy())
+    t = recovered_table(df)
+    assert np.allclose(t.recovered, 1.0, atol=1e-12, rtol=0)
+    # and the other way: C's residual streams in S give C's margins
+    back = patch_between(tiny, s, prompts(tiny), [allres], margin_score(*SCORE_IDS))
+    assert np.array_equal(back.m_patched.to_numpy(), back.m_source.to_numpy())
+
+
+@torch.no_grad()
+def test_a_changed_head_is_recovered_by_that_head_alone(tiny_llama):
+    """Only W_O's columns of head 1 in layer 1 change: patching L1H1 recovers 1, another head 0."""
+    d = tiny_llama.spec.head_dim
+
+    def edit(m, g):
+        w = tiny_llama.spec.module(m, "o_proj", 1).weight  # (d_model, n_heads * head_dim)
+        w[:, d:2 * d] += torch.randn(w[:, d:2 * d].shape, generator=g) * w.abs().mean() * 2
+    s = variant(tiny_llama, "S", edit)
+    t = recovered_table(patch_between(s, tiny_llama, prompts(tiny_llama), ["L1H1", "L1H0", "L1attn", "L0H1"],
+                                      margin_score(*SCORE_IDS))).set_index("site")
+    assert t.loc["L1H1", "recovered"] == pytest.approx(1, abs=1e-5)
+    assert t.loc["L1attn", "recovered"] == pytest.approx(1, abs=1e-12)
+    assert t.loc["L1H0", "recovered"] == pytest.approx(0, abs=1e-5)
+    assert t.loc["L0H1", "recovered"] == 0
+
+
+def test_recovered_table_is_the_ratio_of_means_with_a_paired_bootstrap():
+    df = pd.DataFrame({"prompt": range(4), "site": "x", "m_source": [3.0, 5.0, 4.0, 6.0],
+                       "m_target": [1.0, 1.0, 2.0, 2.0], "m_patched": [2.0, 2.0, 3.0, 5.0]})
+    r = recovered_table(df).iloc[0]
+    assert r.delta == pytest.approx(1.5)  # mean(m_patched - m_target) = (1 + 1 + 1 + 3) / 4
+    assert r.recovered == pytest.approx(1.5 / 3.0)  # / mean(m_source - m_target) = (2 + 4 + 2 + 4) / 4
+    assert r.recovered_lo <= r.recovered <= r.recovered_hi and r.recovered_lo < r.recovered_hi
+    assert r.delta_lo <= 1.5 <= r.delta_hi
+
+
+def test_sites_are_checked(tiny_llama):
+    with pytest.raises(UserError, match="out of range"):
+        parse_site("L9resid", 2, 4)
+    with pytest.raises(UserError, match="is not one of"):
+        parse_site("L1MLP", 2, 4)
+    assert parse_site("L1H3", 2, 4).name == "L1H3" and parse_site("embed", 2, 4).kind == "embed"
+    with pytest.raises(UserError, match="same lineage"):
+        patch_between(load_model("tiny-gemma3"), tiny_llama, prompts(tiny_llama), ["L0resid"], margin_score(*SCORE_IDS))
+
+
+@torch.no_grad()
+def test_weight_diff_table_measures_exactly_the_changed_tensor(tiny_llama):
+    delta = {}
+
+    def edit(m, g):
+        w = tiny_llama.spec.module(m, "mlp", 1).down_proj.weight
+        d = torch.randn(w.shape, generator=g) * 0.01
+        delta["d"], delta["w"] = d.double(), w.detach().double().clone()
+        w += d
+    s = variant(tiny_llama, "S", edit)
+    t = weight_diff_table(s, tiny_llama)
+    assert t.name.is_unique and "lm_head.weight" not in set(t.name)  # tied: counted once, as the embedding
+    row = t[(t.layer == 1) & (t.module == "mlp.down_proj")].iloc[0]
+    assert row.rel == pytest.approx(float(delta["d"].norm() / delta["w"].norm()), rel=1e-6)
+    assert (t.drop(row.name).diff_norm == 0).all()
+    summary = weight_diff_summary(t)
+    top = summary.iloc[0]
+    assert (top.module, top.max_layer) == ("mlp.down_proj", 1) and (summary.rel.iloc[1:] == 0).all()
+
+
+@torch.no_grad()
+def test_dla_difference_adds_up_to_the_logit_difference_change(tiny):
+    s = _changed_last_mlp(tiny)
+    comp, per = dla_difference(s, tiny, prompts(tiny), 5, 7)
+    assert np.allclose(per.sum_a, per.ld_a, atol=1e-4) and np.allclose(per.sum_b, per.ld_b, atol=1e-4)
+    assert comp.d.sum() == pytest.approx(float((per.ld_a - per.ld_b).mean()), abs=1e-4)
+    assert (per.ld_a != per.ld_b).all()
+    same, _ = dla_difference(variant(tiny, "twin"), tiny, prompts(tiny), 5, 7)
+    assert (same.d == 0).all()  # a model against its copy: every component's difference is exactly 0
