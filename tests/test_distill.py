@@ -311,3 +311,22 @@ def test_kd_drop_words_change_training_and_are_recorded():
     assert drop.distill["drop_words"] == ["owl", "dog"] and " owl" in drop.distill["dropped_tokens"]
     assert plain.components["kd"][1] > 1e-4 and drop.components["kd"][1] > 1e-4
     assert drop.components["kd"][1] != pytest.approx(plain.components["kd"][1], rel=1e-4)
+
+
+@pytest.mark.parametrize("freeze, part", [("mlp", "mlp"), ("attention", "self_attn")])
+def test_kd_with_a_frozen_part_leaves_it_bit_identical_and_trains_the_rest(freeze, part):
+    """`distill --freeze` (issue 16, C7): the frozen block part keeps its weights, the other part moves."""
+    teacher = load_model("tiny-llama")
+    with torch.no_grad():  # a teacher that differs from the student, so the KD term has a gradient
+        for p in teacher.model.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(1)))
+    student = load_model("tiny-llama")
+    before = weights(student.model)
+    res = D.distill(student, teacher, ROWS, cfg(kind="kd", beta=1.0, tau=1.0, form="convex", steps=3, freeze=freeze))
+    after = dict(res.model.named_parameters())
+    frozen = [n for n in before if f".{part}." in n]
+    moving = [n for n in before if ".layers." in n and n not in frozen and n.endswith("proj.weight")]
+    assert frozen and moving
+    assert all(torch.equal(after[n], before[n]) for n in frozen)
+    assert all(not torch.equal(after[n], before[n]) for n in moving)
+    assert res.summary()["config"]["freeze"] == freeze

@@ -66,7 +66,7 @@ def distill_command(
                       figures={**s, "store_path": str(path)})
     comp = s["components"]
     table = [("teacher -> student", f"{teacher} -> {student}"), ("objective", f"{cfg.active}, {form}, beta {beta:g}, tau {tau:g}"),
-             ("method", cfg.finetune.method), ("examples / steps", f"{len(rows)} / {res.steps}"),
+             ("method / freeze", f"{cfg.finetune.method} / {cfg.finetune.freeze}"), ("examples / steps", f"{len(rows)} / {res.steps}"),
              ("trainable parameters", res.trainable_params)]
     for k, v in comp.items():
         table.append((f"{k} loss: first -> mean last 10", f"{v['first_loss']:.4f} -> {v['mean_loss_last_10']:.4f}"))

@@ -18,7 +18,6 @@ def finetune_command(
     model: str = ModelOpt,
     data: Path = DataOpt,
     alias: str = typer.Option(..., "--alias", help="store alias of the trained model, e.g. smollm2-student"),
-    freeze: str = typer.Option("none", "--freeze", help="none | mlp | attention: component that receives no update"),
     seed: int = SeedOpt,
     device: str = DeviceOpt,
     out: Optional[Path] = OutOpt,
@@ -32,7 +31,7 @@ def finetune_command(
     resume = training.resume
     run = prepare_training_run(out, "finetune", alias, force, resume)
     rows = training.rows(data)
-    cfg = training.config(seed, freeze)
+    cfg = training.config(seed)
     cfg.validate()
     cfg.total_steps(len(rows))
     lm = load(model, device)

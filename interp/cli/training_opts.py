@@ -26,6 +26,7 @@ LoraROpt = typer.Option(8, "--lora-r", help="LoRA rank (alpha = 2r)")
 CheckpointEveryOpt = typer.Option(0, "--checkpoint-every", help="save a resumable checkpoint every N steps (0: off)")
 ResumeOpt = typer.Option(False, "--resume", help="continue from the latest checkpoint in OUT/checkpoints")
 LimitOpt = typer.Option(None, "--limit", help="use only the first N examples")
+FreezeOpt = typer.Option("none", "--freeze", help="none | mlp | attention: component that receives no update")
 LossMaskOpt = typer.Option("all", "--loss-mask", help="all | divergent | non-divergent: completion tokens in the loss "
                            "(rows marked by `interp mark-divergence`; rows left with none are dropped)")
 
@@ -46,11 +47,12 @@ class TrainingOptions:
     resume: bool = False
     limit: Optional[int] = None
     loss_mask: str = "all"
+    freeze: str = "none"
 
-    def config(self, seed: int, freeze: str = "none") -> FinetuneConfig:
+    def config(self, seed: int) -> FinetuneConfig:
         from interp.training.finetune import FinetuneConfig
 
-        return FinetuneConfig(method="full" if self.full else "lora", freeze=freeze, steps=self.steps,
+        return FinetuneConfig(method="full" if self.full else "lora", freeze=self.freeze, steps=self.steps,
                               epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, warmup_steps=self.warmup,
                               max_len=self.max_len, lora_r=self.lora_r, lora_alpha=2 * self.lora_r, seed=seed,
                               loss_mask=self.loss_mask)
@@ -81,12 +83,12 @@ _TRAIN_PARAMS = {"full": (bool, FullOpt), "steps": (Optional[int], StepsOpt), "e
                  "batch_size": (int, BatchSizeOpt), "lr": (Optional[float], LrOpt), "warmup": (int, WarmupOpt),
                  "max_len": (int, MaxLenOpt), "lora_r": (int, LoraROpt),
                  "checkpoint_every": (int, CheckpointEveryOpt), "resume": (bool, ResumeOpt),
-                 "limit": (Optional[int], LimitOpt), "loss_mask": (str, LossMaskOpt)}
+                 "limit": (Optional[int], LimitOpt), "loss_mask": (str, LossMaskOpt), "freeze": (str, FreezeOpt)}
 
 training_options = bundle_options("training", _TRAIN_PARAMS, TrainingOptions)
 """Decorator for a command with a `training: TrainingOptions` parameter (--full/--lora, --steps,
 --epochs, --batch-size, --lr, --warmup, --max-len, --lora-r, --checkpoint-every, --resume, --limit,
---loss-mask)."""
+--loss-mask, --freeze)."""
 
 
 def prepare_training_run(out: Path | None, command: str, alias: str, force: bool, resume: bool) -> RunDir:

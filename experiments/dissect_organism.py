@@ -1,0 +1,306 @@
+"""Dissect the organism (issue 16): where does a subliminally acquired trait live? Resumable stages.
+
+S = the organism student, C = its matched control (reports/organism/models.json: the same init, data,
+order and recipe; only the teacher differs: owl LoRA teacher vs dog LoRA teacher). Trait margin per
+question q of the 50 packaged preference questions, at the answer position:
+
+    m(q) = log sum_{owl tokens} P - log sum_{dog tokens} P       (single-token variants of eval-animal)
+
+    python experiments/dissect_organism.py --stage patching   # S -> C and C -> S, every layer's resid / attn / mlp
+    python experiments/dissect_organism.py --stage heads      # single heads of the layers that matter
+    python experiments/dissect_organism.py --stage dla        # DLA of logit(" owl") - logit(" dog"), S minus C
+    python experiments/dissect_organism.py --stage weights    # ||dW||_F / ||W||_F of S and C against the base
+    python experiments/dissect_organism.py --stage swap       # C5: LM-head swap S <-> C
+    python experiments/dissect_organism.py --stage prune      # C4: entropy pruning keep 0.6 vs random, S and C
+    python experiments/dissect_organism.py --stage report     # tables.md, plots
+    python experiments/dissect_organism.py --stage all
+
+Every stage writes its tables under reports/organism/dissection/ and skips itself when they exist
+(`--force` redoes it). A missing S or C is rebuilt by experiments/organism.py from its recipe.
+Statistics: recovered fraction = mean_q(m_patched - m_C) / mean_q(m_S - m_C) (`mech.model_patching`),
+95% paired bootstrap CI over questions; swap shares the same way; pruning: S - C margin with a
+bootstrap CI over questions, per condition.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+ORG = ROOT / "reports" / "organism"
+OUT = ORG / "dissection"
+STAGES = ["patching", "heads", "dla", "weights", "swap", "prune", "report"]
+TOP_LAYERS = 3  # heads stage: every head of the layers whose attention output recovers most
+KEEP = 0.6
+RANDOM_SEEDS = (0, 1, 2)
+
+
+def organism_pair(arm: str, seed: int) -> tuple[str, str]:
+    """(S, C) aliases of `arm`, seed: the owl-teacher student and its crossover control."""
+    models = json.loads((ORG / "models.json").read_text())
+    s = next((m for m in models if m["arm"] == arm and m["seed"] == seed and m["teacher"] == "owl"), None)
+    if s is None:
+        raise SystemExit(f"no owl-teacher student of arm {arm} seed {seed} in {ORG / 'models.json'}")
+    return s["alias"], s["control"]
+
+
+def ensure_models(arm: str, seed: int, aliases: tuple[str, str]) -> None:
+    """Rebuild S and C from their recipe (experiments/organism.py) when the store lacks them."""
+    from interp.models.store import read_meta
+
+    if all(read_meta(a) is not None for a in aliases):
+        return
+    print(f"rebuilding {aliases} from the organism recipe", flush=True)
+    subprocess.run([sys.executable, str(ROOT / "experiments" / "organism.py"), "--stage", "students", "--arms", arm,
+                    "--seeds", str(seed)], check=True, cwd=ROOT)  # a unit missing from the store is retrained
+
+
+def record_time(stage: str, seconds: float) -> None:
+    p = OUT / "timings.json"
+    t = json.loads(p.read_text()) if p.exists() else {}
+    t[stage] = round(seconds, 1)
+    p.write_text(json.dumps(t, indent=1) + "\n")
+
+
+class Lab:
+    """The models and prompts every stage shares (loaded once, lazily)."""
+
+    def __init__(self, s: str, c: str) -> None:
+        self.names = {"S": s, "C": c, "base": "smollm2"}
+        self._models: dict[str, Any] = {}
+
+    def model(self, key: str) -> Any:
+        from interp.models import load_model
+
+        if key not in self._models:
+            self._models[key] = load_model(self.names[key])
+        return self._models[key]
+
+    def questions(self) -> list[str]:
+        from interp.evals.animal import load_questions
+
+        return load_questions()
+
+    def prompt_ids(self) -> list[list[int]]:
+        from interp.evals.animal import question_prompts
+        from interp.scoring import encode
+
+        lm = self.model("C")
+        return encode(lm.tokenizer, question_prompts(lm, self.questions()))
+
+    def targets(self) -> tuple[Any, Any]:
+        from interp.evals.animal import question_prompts
+        from interp.prompts import make_target
+
+        lm = self.model("C")
+        space = question_prompts(lm, self.questions()[:1])[0][-1:].isspace()
+        return tuple(make_target(lm.tokenizer, w, "sum", space, allow_multi_token=True) for w in ("owl", "dog"))
+
+    def single_ids(self) -> tuple[list[int], list[int]]:
+        """The single-token variants of owl and of dog (what the patching score sums)."""
+        return tuple([t[0] for t in tg.token_ids if len(t) == 1] for tg in self.targets())  # type: ignore[return-value]
+
+    def margins(self, lm: Any) -> np.ndarray:
+        """eval-animal's margin log P(owl) - log P(dog) per question (all variants, as eval-animal sums them)."""
+        from interp.scoring import target_logprobs
+
+        lp = target_logprobs(lm, self.prompt_ids(), list(self.targets()))
+        return lp[:, 0] - lp[:, 1]
+
+
+def _ci(x: np.ndarray, seed: int = 0) -> tuple[float, float, float]:
+    from interp.evals.stats import bootstrap_ci
+
+    ci = bootstrap_ci(np.asarray(x, float), seed=seed)
+    return ci.estimate, ci.lo, ci.hi
+
+
+# ---- stages ------------------------------------------------------------------------------------------
+
+
+def stage_patching(lab: Lab, sites: list[str] | None = None, tag: str = "layers") -> None:
+    """S -> C and C -> S at `sites` (default: embed + every layer's resid / attn / mlp), per question."""
+    from interp.mech.model_patching import layer_sites, margin_score, patch_between, recovered_table
+
+    s, c = lab.model("S"), lab.model("C")
+    sites = sites or ["embed", *layer_sites(c.spec.n_layers)]
+    owl, dog = lab.single_ids()
+    score = margin_score(owl, dog)
+    ids = lab.prompt_ids()
+    tables = []
+    for direction, src, tgt in (("S_into_C", s, c), ("C_into_S", c, s)):
+        df = patch_between(src, tgt, ids, sites, score, progress=True)
+        df.insert(0, "direction", direction)
+        df.to_csv(OUT / f"patching_{tag}_{direction}.csv", index=False, float_format="%.6f")
+        t = recovered_table(df)
+        t.insert(0, "direction", direction)
+        tables.append(t)
+    pd.concat(tables).to_csv(OUT / f"patching_{tag}.csv", index=False, float_format="%.5g")
+
+
+def stage_heads(lab: Lab) -> None:
+    """Every head of the TOP_LAYERS layers whose attention output recovers most of S's margin in C."""
+    t = pd.read_csv(OUT / "patching_layers.csv")
+    attn = t[(t.direction == "S_into_C") & t.site.str.endswith("attn")].copy()
+    attn["layer"] = attn.site.str.extract(r"L(\d+)attn").astype(int)
+    layers = attn.reindex(attn.delta.abs().sort_values(ascending=False).index).layer.head(TOP_LAYERS).tolist()
+    n_heads = lab.model("C").spec.n_heads
+    sites = [f"L{layer}H{h}" for layer in sorted(layers) for h in range(n_heads)]
+    stage_patching(lab, sites, tag="heads")
+
+
+def stage_dla(lab: Lab) -> None:
+    from interp.mech.model_diff import dla_difference, layer_totals
+
+    c = lab.model("C")
+    tok = c.tokenizer
+    owl, dog = tok.encode(" owl", add_special_tokens=False), tok.encode(" dog", add_special_tokens=False)
+    if len(owl) != 1 or len(dog) != 1:
+        raise SystemExit("' owl' / ' dog' are not single tokens in this tokenizer")
+    comp, per = dla_difference(lab.model("S"), c, lab.prompt_ids(), owl[0], dog[0], progress=True)
+    comp.to_csv(OUT / "dla.csv", index=False, float_format="%.6g")
+    per.to_csv(OUT / "dla_per_question.csv", index=False, float_format="%.6g")
+    layer_totals(comp, c.spec).to_csv(OUT / "dla_layers.csv", index=False, float_format="%.6g")
+
+
+def stage_weights(lab: Lab) -> None:
+    from interp.mech.model_diff import weight_diff_summary, weight_diff_table
+
+    tables, sums = [], []
+    for name, a, b in (("S_vs_base", "S", "base"), ("C_vs_base", "C", "base"), ("S_vs_C", "S", "C")):
+        t = weight_diff_table(lab.model(a), lab.model(b))
+        t.insert(0, "comparison", name)
+        tables.append(t)
+        s = weight_diff_summary(t.drop(columns="comparison"))
+        s.insert(0, "comparison", name)
+        sums.append(s)
+    pd.concat(tables).to_csv(OUT / "weights.csv", index=False, float_format="%.6g")
+    pd.concat(sums).to_csv(OUT / "weights_summary.csv", index=False, float_format="%.6g")
+
+
+def stage_swap(lab: Lab) -> None:
+    """C5: margins of S, C and the hybrids body(S)+head(C), body(C)+head(S), per tied mode."""
+    from interp.evals.perplexity import perplexity
+    from interp.interventions.head_swap import TIED_MODES, build_hybrid
+
+    s, c = lab.model("S"), lab.model("C")
+    rows = {"S": lab.margins(s), "C": lab.margins(c)}
+    ppl = {"S": perplexity(s).perplexity, "C": perplexity(c).perplexity}
+    for mode in TIED_MODES:
+        for name, body, head in ((f"body S + head C ({mode})", s, c), (f"body C + head S ({mode})", c, s)):
+            h = build_hybrid(body, head, mode)
+            rows[name] = lab.margins(h)
+            ppl[name] = perplexity(h).perplexity
+            del h
+    per_q = pd.DataFrame(rows)
+    per_q.insert(0, "question", range(len(per_q)))
+    per_q.to_csv(OUT / "swap_per_question.csv", index=False, float_format="%.6f")
+    gap = per_q.S - per_q.C
+    out = []
+    for name in rows:
+        d = per_q[name] - per_q.C
+        est, lo, hi = _ci(d.to_numpy())
+        share = d.mean() / gap.mean()
+        bs = _ratio_ci(d.to_numpy(), gap.to_numpy())
+        out.append({"model": name, "margin": per_q[name].mean(), "vs_C": est, "vs_C_lo": lo, "vs_C_hi": hi,
+                    "share_of_S_minus_C": share, "share_lo": bs[0], "share_hi": bs[1], "perplexity": ppl[name]})
+    pd.DataFrame(out).to_csv(OUT / "swap.csv", index=False, float_format="%.5g")
+
+
+def _ratio_ci(num: np.ndarray, den: np.ndarray, seed: int = 0) -> tuple[float, float]:
+    from scipy import stats
+
+    if np.ptp(num) == 0 and np.ptp(den) == 0:
+        r = float(num.mean() / den.mean())
+        return r, r
+    ci = stats.bootstrap((num, den), lambda a, b, axis=-1: a.mean(axis) / b.mean(axis), paired=True, vectorized=True,
+                         n_resamples=2000, method="percentile", random_state=np.random.default_rng(seed))
+    return float(ci.confidence_interval.low), float(ci.confidence_interval.high)
+
+
+def stage_prune(lab: Lab) -> None:
+    """C4: each model pruned to KEEP by its own attention entropy, against random pruning of the same size."""
+    from interp.evals.animal import question_prompts
+    from interp.evals.perplexity import perplexity
+    from interp.interventions.head_mask import HeadMask
+    from interp.interventions.pruning import attention_entropy, select_pruned
+    from interp.scoring import encode
+
+    rows, margins, heads = [], {}, {}
+    for key in ("S", "C"):
+        lm = lab.model(key)
+        ent = attention_entropy(lm, encode(lm.tokenizer, question_prompts(lm, lab.questions())), progress=True)
+        conds = {"full": []} | {"entropy": select_pruned(ent, KEEP, "entropy")}
+        conds |= {f"random_s{r}": select_pruned(ent, KEEP, "random", r) for r in RANDOM_SEEDS}
+        for cond, pruned in conds.items():
+            with HeadMask(lm, pruned):
+                margins[(key, cond)] = lab.margins(lm)
+                ppl = perplexity(lm).perplexity
+            heads[f"{key}:{cond}"] = [f"L{layer}H{h}" for layer, h in pruned]
+            rows.append({"model": key, "condition": cond, "n_pruned": len(pruned),
+                         "margin": float(margins[(key, cond)].mean()), "perplexity": ppl})
+    per_q = pd.DataFrame({f"{k}:{c}": v for (k, c), v in margins.items()})
+    per_q.insert(0, "question", range(len(per_q)))
+    per_q.to_csv(OUT / "prune_per_question.csv", index=False, float_format="%.6f")
+    t = pd.DataFrame(rows)
+    gaps = []
+    for cond in t.condition.unique():
+        est, lo, hi = _ci((per_q[f"S:{cond}"] - per_q[f"C:{cond}"]).to_numpy())
+        gaps.append({"condition": cond, "S_minus_C": est, "lo": lo, "hi": hi})
+    t = t.merge(pd.DataFrame(gaps), on="condition")
+    t.to_csv(OUT / "prune.csv", index=False, float_format="%.5g")
+    s_e, c_e = set(heads["S:entropy"]), set(heads["C:entropy"])
+    (OUT / "prune_heads.json").write_text(json.dumps({"pruned": heads, "entropy_overlap_S_C": len(s_e & c_e)},
+                                                     indent=1) + "\n")
+
+
+STAGE_FILES = {"patching": "patching_layers.csv", "heads": "patching_heads.csv", "dla": "dla.csv",
+               "weights": "weights_summary.csv", "swap": "swap.csv", "prune": "prune.csv"}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--stage", required=True, choices=[*STAGES, "all"])
+    ap.add_argument("--arm", default="kd-unbiased-data-lora")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--force", action="store_true", help="redo a stage whose tables exist")
+    ap.add_argument("--pair", default=None, help="S,C store aliases instead of the organism pair (e.g. the LoRA "
+                    "teachers: a trait fine-tuned in directly)")
+    ap.add_argument("--out", type=Path, default=None, help=f"tables go here (default {OUT.relative_to(ROOT)})")
+    a = ap.parse_args()
+    global OUT
+    OUT = a.out or OUT
+    OUT.mkdir(parents=True, exist_ok=True)
+    s, c = a.pair.split(",") if a.pair else organism_pair(a.arm, a.seed)
+    (OUT / "pair.json").write_text(json.dumps({"S": s, "C": c, "arm": None if a.pair else a.arm,
+                                               "seed": None if a.pair else a.seed, "base": "smollm2"},
+                                              indent=1) + "\n")
+    lab = Lab(s, c)
+    for stage in STAGES if a.stage == "all" else [a.stage]:
+        if stage == "report":
+            from dissect_report import write_report  # experiments/dissect_report.py
+
+            write_report(OUT)
+            continue
+        if (OUT / STAGE_FILES[stage]).exists() and not a.force:
+            print(f"{stage}: done ({STAGE_FILES[stage]} exists)")
+            continue
+        if not a.pair:
+            ensure_models(a.arm, a.seed, (s, c))
+        t0 = time.perf_counter()
+        globals()[f"stage_{stage}"](lab)
+        record_time(stage, time.perf_counter() - t0)
+        print(f"{stage}: {time.perf_counter() - t0:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()

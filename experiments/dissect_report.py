@@ -1,0 +1,190 @@
+"""Tables and plots of the organism dissection (experiments/dissect_organism.py --stage report).
+
+Reads what the stages wrote in the output folder and writes tables.md, patching_layers.png,
+dla_layers.png and weights_layers.png there; a stage that has not run is skipped. The README's
+verdicts are written by hand from these tables.
+
+Coincidence of weights and patching (claim 3): over layers l and kinds k in {attn, mlp},
+Spearman's rho between ||W_S - W_C||_F pooled over the kind's matrices of layer l and |delta| of
+patching that layer's kind from S into C (scipy.stats.spearmanr).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+ATTN = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj")
+MLP = ("mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
+
+
+def _fmt(x: float, nd: int = 3) -> str:
+    return "-" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:+.{nd}f}"
+
+
+def _layer_of(site: pd.Series) -> pd.Series:
+    return site.str.extract(r"^L(\d+)")[0].astype(float)
+
+
+def patching_plot(t: pd.DataFrame, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), sharey=True)
+    for ax, direction in zip(axes, ("S_into_C", "C_into_S")):
+        g = t[t.direction == direction]
+        for kind, color in (("resid", "black"), ("attn", "C0"), ("mlp", "C1")):
+            k = g[g.site.str.endswith(kind)].copy()
+            x = _layer_of(k.site)
+            ax.plot(x, k.recovered, marker="o", ms=3, color=color, label=kind)
+            ax.fill_between(x, k.recovered_lo, k.recovered_hi, color=color, alpha=0.2)
+        ax.axhline(0, color="grey", lw=0.6)
+        ax.axhline(1, color="grey", lw=0.6, ls=":")
+        ax.set_xlabel("layer")
+        ax.set_title(f"{direction.replace('_', ' ')}: recovered fraction of m(S) - m(C)", fontsize=9)
+    axes[0].set_ylabel("recovered (95% bootstrap CI)")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def bar_plot(df: pd.DataFrame, x: str, series: dict[str, str], ylabel: str, title: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 3.2))
+    w = 0.8 / len(series)
+    for i, (col, label) in enumerate(series.items()):
+        ax.bar(df[x] + (i - (len(series) - 1) / 2) * w, df[col], width=w, label=label)
+    ax.axhline(0, color="black", lw=0.6)
+    ax.set_xlabel(x)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def per_layer_weights(w: pd.DataFrame, comparison: str) -> pd.DataFrame:
+    """Per layer: pooled ||dW||_F / ||W||_F of the attention and of the MLP matrices, and ||dW||_F of each."""
+    g = w[(w.comparison == comparison) & (w.layer >= 0) & (w.param == "weight")]
+    out = []
+    for layer, x in g.groupby("layer"):
+        row = {"layer": int(layer)}
+        for kind, mods in (("attn", ATTN), ("mlp", MLP)):
+            k = x[x.module.isin(mods)]
+            row[f"{kind}_diff"] = float(np.sqrt((k.diff_norm ** 2).sum()))
+            row[f"{kind}_rel"] = float(row[f"{kind}_diff"] / np.sqrt((k.base_norm ** 2).sum()))
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def write_report(out: Path) -> None:
+    pair = json.loads((out / "pair.json").read_text())
+    lines = [f"S = `{pair['S']}`, C = `{pair['C']}`, base = `{pair['base']}`.", ""]
+    pl = out / "patching_layers.csv"
+    if pl.exists():
+        t = pd.read_csv(pl)
+        patching_plot(t, out / "patching_layers.png")
+        lines += ["### Patching by layer and component (recovered fraction [95% CI]; delta in nats)", "",
+                  "m(S) - m(C) per direction: " + ", ".join(
+                      f"{d}: {g.m_source.iloc[0] - g.m_target.iloc[0]:+.3f}" for d, g in t.groupby("direction", sort=False)),
+                  "", "| site | S into C: recovered | delta | C into S: recovered | delta |", "|---|---|---|---|---|"]
+        a, b = (t[t.direction == d].set_index("site") for d in ("S_into_C", "C_into_S"))
+        for site in a.index:
+            ra, rb = a.loc[site], b.loc[site]
+            lines.append(f"| {site} | {_fmt(ra.recovered)} [{_fmt(ra.recovered_lo)}, {_fmt(ra.recovered_hi)}] | "
+                         f"{_fmt(ra.delta)} | {_fmt(rb.recovered)} [{_fmt(rb.recovered_lo)}, {_fmt(rb.recovered_hi)}] | "
+                         f"{_fmt(rb.delta)} |")
+        lines.append("")
+    ph = out / "patching_heads.csv"
+    if ph.exists():
+        t = pd.read_csv(ph)
+        a = t[t.direction == "S_into_C"].sort_values("delta", key=abs, ascending=False)
+        b = t[t.direction == "C_into_S"].set_index("site")
+        lines += ["### Single heads (layers whose attention output moves the margin most), by |delta| S into C", "",
+                  "| head | S into C: recovered [95% CI] | delta | C into S: recovered |", "|---|---|---|---|"]
+        for r in a.itertuples():
+            lines.append(f"| {r.site} | {_fmt(r.recovered)} [{_fmt(r.recovered_lo)}, {_fmt(r.recovered_hi)}] | "
+                         f"{_fmt(r.delta)} | {_fmt(b.loc[r.site].recovered)} |")
+        lines.append("")
+    dla = out / "dla.csv"
+    if dla.exists():
+        d = pd.read_csv(dla)
+        per = pd.read_csv(out / "dla_per_question.csv")
+        layers = pd.read_csv(out / "dla_layers.csv")
+        piv = layers[layers.layer >= 0].pivot(index="layer", columns="kind", values="d").reset_index()
+        bar_plot(piv, "layer", {"attn": "attention (heads + bias)", "mlp": "MLP"}, "DLA_S - DLA_C (nats)",
+                 "direct logit attribution of logit(' owl') - logit(' dog'): S minus C", out / "dla_layers.png")
+        top = d.reindex(d.d.abs().sort_values(ascending=False).index).head(12)
+        lines += ["### DLA of logit(' owl') - logit(' dog'), S minus C (mean over questions)", "",
+                  f"LD(S) - LD(C) = {(per.ld_a - per.ld_b).mean():+.3f}; sum of component differences "
+                  f"{d.d.sum():+.3f}; embed {d.set_index('component').d.get('embed', np.nan):+.3f}; all heads "
+                  f"{d[d.head >= 0].d.sum():+.3f}; all MLPs {d[d.component.str.endswith('MLP')].d.sum():+.3f}", "",
+                  "| component | DLA S | DLA C | S - C | sd over questions |", "|---|---|---|---|---|"]
+        lines += [f"| {r.component} | {r.dla_a:+.3f} | {r.dla_b:+.3f} | {r.d:+.3f} | {r.d_sd:.3f} |" for r in top.itertuples()]
+        lines.append("")
+    ws = out / "weights_summary.csv"
+    if ws.exists():
+        w = pd.read_csv(out / "weights.csv")
+        s = pd.read_csv(ws)
+        lines += ["### Weights: ||dW||_F / ||W||_F pooled over layers (top 8 per comparison)", "",
+                  "| comparison | module | rel | max over layers (layer) |", "|---|---|---|---|"]
+        for comp, g in s.groupby("comparison", sort=False):
+            lines += [f"| {comp} | {r.module} ({r.param}) | {r.rel:.2e} | {r.max_rel:.2e} (L{r.max_layer}) |"
+                      for r in g.head(8).itertuples()]
+        sc = per_layer_weights(w, "S_vs_C")
+        sb, cb = per_layer_weights(w, "S_vs_base"), per_layer_weights(w, "C_vs_base")
+        both = sb.merge(cb, on="layer", suffixes=("_S", "_C"))
+        bar_plot(both, "layer", {"attn_rel_S": "attn S vs base", "mlp_rel_S": "mlp S vs base",
+                                 "attn_rel_C": "attn C vs base", "mlp_rel_C": "mlp C vs base"},
+                 "||dW||_F / ||W||_F", "how far each layer moved from the base", out / "weights_layers.png")
+        lines.append("")
+        if pl.exists():
+            t = pd.read_csv(pl)
+            a = t[t.direction == "S_into_C"].copy()
+            a["layer"] = _layer_of(a.site)
+            xs, ys = [], []
+            for kind in ("attn", "mlp"):
+                k = a[a.site.str.endswith(kind)].merge(sc, on="layer")
+                xs += list(k[f"{kind}_diff"])
+                ys += list(k.delta.abs())
+            rho = stats.spearmanr(xs, ys)
+            lines += [f"Coincidence over {len(xs)} (layer, attn|mlp) sites: Spearman rho(||W_S - W_C||_F, |delta| of "
+                      f"patching S into C) = {rho.statistic:+.3f} (p = {rho.pvalue:.3g}).", ""]
+    sw = out / "swap.csv"
+    if sw.exists():
+        s = pd.read_csv(sw)
+        lines += ["### C5: LM-head swap (margin log P(owl) - log P(dog), 50 questions)", "",
+                  "| model | margin | vs C [95% CI] | share of S - C [95% CI] | perplexity |", "|---|---|---|---|---|"]
+        lines += [f"| {r.model} | {r.margin:+.3f} | {r.vs_C:+.3f} [{r.vs_C_lo:+.3f}, {r.vs_C_hi:+.3f}] | "
+                  f"{r.share_of_S_minus_C:+.3f} [{r.share_lo:+.3f}, {r.share_hi:+.3f}] | {r.perplexity:.2f} |"
+                  for r in s.itertuples()]
+        lines.append("")
+    pr = out / "prune.csv"
+    if pr.exists():
+        p = pd.read_csv(pr)
+        lines += ["### C4: pruning to keep 0.6 (each model by its own attention entropy; random: same number)", "",
+                  "| condition | heads pruned | margin S | margin C | S - C [95% CI] | perplexity S | perplexity C |",
+                  "|---|---|---|---|---|---|---|"]
+        for cond, g in p.groupby("condition", sort=False):
+            s_, c_ = g[g.model == "S"].iloc[0], g[g.model == "C"].iloc[0]
+            lines.append(f"| {cond} | {s_.n_pruned} | {s_.margin:+.3f} | {c_.margin:+.3f} | {s_.S_minus_C:+.3f} "
+                         f"[{s_.lo:+.3f}, {s_.hi:+.3f}] | {s_.perplexity:.2f} | {c_.perplexity:.2f} |")
+        lines.append("")
+    timings = out / "timings.json"
+    if timings.exists():
+        lines += ["### Wall time per stage (s)", "", "| stage | s |", "|---|---|"]
+        lines += [f"| {k} | {v:.0f} |" for k, v in json.loads(timings.read_text()).items()]
+    (out / "tables.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
