@@ -32,6 +32,7 @@ Design (DESIGN.md §2.7; the statistics in `report`):
                       with them masked out (positions where the owl and dog teachers' argmax differ).
     kd-unbiased-data-lora(-drop-animals): (c) from the LoRA teachers; -drop-animals removes every token
                       spelling owl or dog from both distributions (`distill --kd-drop-words owl,dog`).
+    kd-unbiased-data-lora-freeze-mlp / -freeze-attention: the same with that part frozen (issue 16, C7).
   The unbiased-teacher student of the KD arms is the base model itself: KD from smollm2 into
   smollm2 has a KL of 0 and a gradient of 0 at every step (tests/test_distill.py), so its
   weights never move.
@@ -76,6 +77,12 @@ ARMS: dict[str, tuple[str, str, str, list[str]]] = {
     # transfer can come from mass the target puts on the animal words themselves
     "kd-unbiased-data-lora-drop-animals": ("c", "distill", "unbiased", ["--kind", "kd", "--form", "convex", "--beta",
                                                                         "1", "--tau", "1", "--kd-drop-words", "owl,dog"]),
+    # issue 16, C7: the organism recipe with the MLPs (or the attention) frozen (`distill --freeze`): does
+    # transfer need the part that is frozen?
+    "kd-unbiased-data-lora-freeze-mlp": ("c", "distill", "unbiased", ["--kind", "kd", "--form", "convex", "--beta", "1",
+                                                                      "--tau", "1", "--freeze", "mlp"]),
+    "kd-unbiased-data-lora-freeze-attention": ("c", "distill", "unbiased", ["--kind", "kd", "--form", "convex", "--beta",
+                                                                            "1", "--tau", "1", "--freeze", "attention"]),
 }
 
 
