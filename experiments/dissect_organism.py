@@ -64,8 +64,8 @@ def ensure_models(arm: str, seed: int, aliases: tuple[str, str]) -> None:
                     "--seeds", str(seed)], check=True, cwd=ROOT)  # a unit missing from the store is retrained
 
 
-def record_time(stage: str, seconds: float) -> None:
-    p = OUT / "timings.json"
+def record_time(out: Path, stage: str, seconds: float) -> None:
+    p = out / "timings.json"
     t = json.loads(p.read_text()) if p.exists() else {}
     t[stage] = round(seconds, 1)
     p.write_text(json.dumps(t, indent=1) + "\n")
@@ -74,8 +74,9 @@ def record_time(stage: str, seconds: float) -> None:
 class Lab:
     """The models and prompts every stage shares (loaded once, lazily)."""
 
-    def __init__(self, s: str, c: str) -> None:
+    def __init__(self, s: str, c: str, out: Path) -> None:
         self.names = {"S": s, "C": c, "base": "smollm2"}
+        self.out = out
         self._models: dict[str, Any] = {}
 
     def model(self, key: str) -> Any:
@@ -140,16 +141,16 @@ def stage_patching(lab: Lab, sites: list[str] | None = None, tag: str = "layers"
     for direction, src, tgt in (("S_into_C", s, c), ("C_into_S", c, s)):
         df = patch_between(src, tgt, ids, sites, score, progress=True)
         df.insert(0, "direction", direction)
-        df.to_csv(OUT / f"patching_{tag}_{direction}.csv", index=False, float_format="%.6f")
+        df.to_csv(lab.out / f"patching_{tag}_{direction}.csv", index=False, float_format="%.6f")
         t = recovered_table(df)
         t.insert(0, "direction", direction)
         tables.append(t)
-    pd.concat(tables).to_csv(OUT / f"patching_{tag}.csv", index=False, float_format="%.5g")
+    pd.concat(tables).to_csv(lab.out / f"patching_{tag}.csv", index=False, float_format="%.5g")
 
 
 def stage_heads(lab: Lab) -> None:
     """Every head of the TOP_LAYERS layers whose attention output recovers most of S's margin in C."""
-    t = pd.read_csv(OUT / "patching_layers.csv")
+    t = pd.read_csv(lab.out / "patching_layers.csv")
     attn = t[(t.direction == "S_into_C") & t.site.str.endswith("attn")].copy()
     attn["layer"] = attn.site.str.extract(r"L(\d+)attn").astype(int)
     layers = attn.reindex(attn.delta.abs().sort_values(ascending=False).index).layer.head(TOP_LAYERS).tolist()
@@ -167,9 +168,9 @@ def stage_dla(lab: Lab) -> None:
     if len(owl) != 1 or len(dog) != 1:
         raise SystemExit("' owl' / ' dog' are not single tokens in this tokenizer")
     comp, per = dla_difference(lab.model("S"), c, lab.prompt_ids(), owl[0], dog[0], progress=True)
-    comp.to_csv(OUT / "dla.csv", index=False, float_format="%.6g")
-    per.to_csv(OUT / "dla_per_question.csv", index=False, float_format="%.6g")
-    layer_totals(comp, c.spec).to_csv(OUT / "dla_layers.csv", index=False, float_format="%.6g")
+    comp.to_csv(lab.out / "dla.csv", index=False, float_format="%.6g")
+    per.to_csv(lab.out / "dla_per_question.csv", index=False, float_format="%.6g")
+    layer_totals(comp, c.spec).to_csv(lab.out / "dla_layers.csv", index=False, float_format="%.6g")
 
 
 def stage_weights(lab: Lab) -> None:
@@ -183,8 +184,8 @@ def stage_weights(lab: Lab) -> None:
         s = weight_diff_summary(t.drop(columns="comparison"))
         s.insert(0, "comparison", name)
         sums.append(s)
-    pd.concat(tables).to_csv(OUT / "weights.csv", index=False, float_format="%.6g")
-    pd.concat(sums).to_csv(OUT / "weights_summary.csv", index=False, float_format="%.6g")
+    pd.concat(tables).to_csv(lab.out / "weights.csv", index=False, float_format="%.6g")
+    pd.concat(sums).to_csv(lab.out / "weights_summary.csv", index=False, float_format="%.6g")
 
 
 def stage_swap(lab: Lab) -> None:
@@ -203,7 +204,7 @@ def stage_swap(lab: Lab) -> None:
             del h
     per_q = pd.DataFrame(rows)
     per_q.insert(0, "question", range(len(per_q)))
-    per_q.to_csv(OUT / "swap_per_question.csv", index=False, float_format="%.6f")
+    per_q.to_csv(lab.out / "swap_per_question.csv", index=False, float_format="%.6f")
     gap = per_q.S - per_q.C
     out = []
     for name in rows:
@@ -213,7 +214,7 @@ def stage_swap(lab: Lab) -> None:
         bs = _ratio_ci(d.to_numpy(), gap.to_numpy())
         out.append({"model": name, "margin": per_q[name].mean(), "vs_C": est, "vs_C_lo": lo, "vs_C_hi": hi,
                     "share_of_S_minus_C": share, "share_lo": bs[0], "share_hi": bs[1], "perplexity": ppl[name]})
-    pd.DataFrame(out).to_csv(OUT / "swap.csv", index=False, float_format="%.5g")
+    pd.DataFrame(out).to_csv(lab.out / "swap.csv", index=False, float_format="%.5g")
 
 
 def _ratio_ci(num: np.ndarray, den: np.ndarray, seed: int = 0) -> tuple[float, float]:
@@ -250,16 +251,16 @@ def stage_prune(lab: Lab) -> None:
                          "margin": float(margins[(key, cond)].mean()), "perplexity": ppl})
     per_q = pd.DataFrame({f"{k}:{c}": v for (k, c), v in margins.items()})
     per_q.insert(0, "question", range(len(per_q)))
-    per_q.to_csv(OUT / "prune_per_question.csv", index=False, float_format="%.6f")
+    per_q.to_csv(lab.out / "prune_per_question.csv", index=False, float_format="%.6f")
     t = pd.DataFrame(rows)
     gaps = []
     for cond in t.condition.unique():
         est, lo, hi = _ci((per_q[f"S:{cond}"] - per_q[f"C:{cond}"]).to_numpy())
         gaps.append({"condition": cond, "S_minus_C": est, "lo": lo, "hi": hi})
     t = t.merge(pd.DataFrame(gaps), on="condition")
-    t.to_csv(OUT / "prune.csv", index=False, float_format="%.5g")
+    t.to_csv(lab.out / "prune.csv", index=False, float_format="%.5g")
     s_e, c_e = set(heads["S:entropy"]), set(heads["C:entropy"])
-    (OUT / "prune_heads.json").write_text(json.dumps({"pruned": heads, "entropy_overlap_S_C": len(s_e & c_e)},
+    (lab.out / "prune_heads.json").write_text(json.dumps({"pruned": heads, "entropy_overlap_S_C": len(s_e & c_e)},
                                                      indent=1) + "\n")
 
 
@@ -277,28 +278,27 @@ def main() -> None:
                     "teachers: a trait fine-tuned in directly)")
     ap.add_argument("--out", type=Path, default=None, help=f"tables go here (default {OUT.relative_to(ROOT)})")
     a = ap.parse_args()
-    global OUT
-    OUT = a.out or OUT
-    OUT.mkdir(parents=True, exist_ok=True)
+    out = a.out or OUT
+    out.mkdir(parents=True, exist_ok=True)
     s, c = a.pair.split(",") if a.pair else organism_pair(a.arm, a.seed)
-    (OUT / "pair.json").write_text(json.dumps({"S": s, "C": c, "arm": None if a.pair else a.arm,
+    (out / "pair.json").write_text(json.dumps({"S": s, "C": c, "arm": None if a.pair else a.arm,
                                                "seed": None if a.pair else a.seed, "base": "smollm2"},
                                               indent=1) + "\n")
-    lab = Lab(s, c)
+    lab = Lab(s, c, out)
     for stage in STAGES if a.stage == "all" else [a.stage]:
         if stage == "report":
             from dissect_report import write_report  # experiments/dissect_report.py
 
-            write_report(OUT)
+            write_report(out)
             continue
-        if (OUT / STAGE_FILES[stage]).exists() and not a.force:
+        if (out / STAGE_FILES[stage]).exists() and not a.force:
             print(f"{stage}: done ({STAGE_FILES[stage]} exists)")
             continue
         if not a.pair:
             ensure_models(a.arm, a.seed, (s, c))
         t0 = time.perf_counter()
         globals()[f"stage_{stage}"](lab)
-        record_time(stage, time.perf_counter() - t0)
+        record_time(out, stage, time.perf_counter() - t0)
         print(f"{stage}: {time.perf_counter() - t0:.0f} s", flush=True)
 
 
