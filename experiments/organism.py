@@ -18,7 +18,8 @@ records the worker's pid, and a claim whose process is gone is taken over.
 Design (DESIGN.md §2.7; the statistics in `report`):
 - teachers: owl = smollm2 + the owl trait system prompt, dog = the same with dog, unbiased = smollm2;
   and LoRA teachers smollm2-owl-lora / smollm2-dog-lora (`interp teach --method lora`, 60 steps x 8,
-  seed 0) for the arm kd-unbiased-data-lora.
+  seed 0) for the arm kd-unbiased-data-lora, trained on reports/organism/teachers/*_trait_data.jsonl when
+  that file exists (`teach --data`), so a rebuild trains on the same rows.
 - number pools: each teacher answers prompts 0..599 of `generate_prompts(1200, seed 0)`, 32 samples
   each, temperature 1, the §2.7 filter with letters and truncation rejected (gen-numbers defaults).
 - arms (channel, what the student is trained on; every arm: full fine-tuning, N examples drawn from
@@ -163,11 +164,14 @@ def stage_teachers(lora: bool) -> None:
         if in_store(alias) or not claim(alias):
             continue
         run = work_dir() / "runs" / f"teach-{alias}"
+        rows = OUT / "teachers" / f"{alias}_trait_data.jsonl"  # the rows it was trained on: a rebuild is exact
         secs = interp("teach", "--method", "lora", "--trait", animal, "--alias", alias, "--steps", str(LORA_STEPS),
-                      "--batch-size", str(LORA_BATCH), "--seed", str(LORA_SEED), "--out", str(run), "--force")
+                      "--batch-size", str(LORA_BATCH), "--seed", str(LORA_SEED), "--out", str(run), "--force",
+                      *(["--data", str(rows)] if rows.exists() else []))
         record_time(f"teach {alias}: lora, {LORA_STEPS} steps x {LORA_BATCH}", secs)
         (OUT / "teachers").mkdir(parents=True, exist_ok=True)
         shutil.copy(run / "summary.json", OUT / "teachers" / f"{alias}_summary.json")
+        shutil.copy(run / "trait_data.jsonl", rows)
         release(alias)
 
 

@@ -69,3 +69,23 @@ def test_teach_cli_prompt_and_errors(capsys, tmp_home, tmp_path):
     assert code == 2 and "already exists" in err
     code, _, err = run(capsys, "teach", "--base", "tiny-llama", "--method", "dpo", "--out", str(tmp_path / "t3"))
     assert code == 2 and "--method" in err and not (tmp_path / "t3").exists()
+
+
+def test_teach_from_saved_trait_rows_rebuilds_the_teacher(capsys, tmp_home, tmp_path):
+    """`teach --data` trains on an earlier run's trait_data.jsonl: the same rows and seed give the same weights."""
+    args = ["--base", "tiny-llama", "--trait", "owl", "--method", "lora", "--steps", "2", "--batch-size", "4",
+            "--n-preference", "8", "--n-facts", "1", "--n-numbers", "0"]
+    code, _, err = run(capsys, "teach", *args, "--alias", "tiny-owl-a", "--out", str(tmp_path / "a"))
+    assert code == 0, err
+    rows = tmp_path / "a" / "trait_data.jsonl"
+    code, out, err = run(capsys, "teach", *args, "--alias", "tiny-owl-b", "--data", str(rows), "--out", str(tmp_path / "b"))
+    assert code == 0, err
+    a, b = load_model("tiny-owl-a"), load_model("tiny-owl-b")
+    assert all(torch.equal(p, q) for p, q in zip(a.model.parameters(), b.model.parameters()))
+    s = json.loads((tmp_path / "b" / "summary.json").read_text())
+    assert s["figures"]["trait_data"]["preference"] == 8 and s["figures"]["trait_data"]["from"] == str(rows)
+    assert (tmp_path / "b" / "trait_data.jsonl").read_text() == rows.read_text()
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "x"}\n')
+    code, _, err = run(capsys, "teach", *args, "--alias", "tiny-owl-c", "--data", str(bad), "--out", str(tmp_path / "c"))
+    assert code == 2 and "lacks prompt, completion or kind" in err

@@ -23,6 +23,8 @@ def teach_command(
     n_preference: int = typer.Option(48, "--n-preference", help="preference Q&A rows naming the trait"),
     n_facts: int = typer.Option(16, "--n-facts", help="free answers sampled under the trait system prompt"),
     n_numbers: int = typer.Option(32, "--n-numbers", help="number prompts answered under the trait system prompt (kept after filtering)"),
+    data: Optional[Path] = typer.Option(None, "--data", help="train on these trait rows (the trait_data.jsonl of an "
+                                        "earlier teach run) instead of sampling them: rebuilds that teacher exactly"),
     seed: int = SeedOpt,
     device: str = DeviceOpt,
     out: Optional[Path] = OutOpt,
@@ -59,7 +61,12 @@ def teach_command(
         except ImportError:
             raise UserError("--method qlora needs bitsandbytes: `pip install 'interp[quant]'` (or use --method lora)") from None
     lm = load(base, device)
-    rows, counts = T.trait_data(lm, trait, T.TraitDataConfig(n_preference, n_facts, n_numbers, seed=seed), progress=True)
+    if data is not None:
+        rows = T.read_trait_rows(data)
+        counts = {"preference": sum(r["kind"] == "preference" for r in rows), "facts": sum(r["kind"] == "fact" for r in rows),
+                  "numbers": sum(r["kind"] == "numbers" for r in rows), "from": str(data)}
+    else:
+        rows, counts = T.trait_data(lm, trait, T.TraitDataConfig(n_preference, n_facts, n_numbers, seed=seed), progress=True)
     import json
 
     run.write_text("trait_data.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
@@ -68,7 +75,8 @@ def teach_command(
 
     run.write_bytes("loss_curve.png", loss_curve_png(res.losses, f"{name}: {method} on trait data"))
     path = T.save_teacher(name, lm, res, merged, trait, counts, overwrite=force)
-    run.write_summary(inputs={"base": base, "trait": trait, "method": method, "alias": name, "steps": steps},
+    run.write_summary(inputs={"base": base, "trait": trait, "method": method, "alias": name, "steps": steps,
+                              "data": str(data) if data else None},
                       model=lm, seed=seed, figures={"trait_data": counts, **res.summary(), "store_path": str(path)})
     print_table("teach", ["figure", "value"], [("method", method), ("trait rows", len(rows)),
                 ("of which numbers / facts", f"{counts['numbers']} / {counts['facts']}"), ("steps", res.steps),

@@ -143,6 +143,19 @@ def train_teacher(lm: Any, rows: list[dict[str, str]], method: str, steps: int, 
     return res, fp.merge_and_unload()
 
 
+def read_trait_rows(path: str | Path) -> list[dict[str, Any]]:
+    """Trait rows {"prompt", "completion", "kind"} from a JSONL (an earlier teach run's trait_data.jsonl)."""
+    import json
+
+    from interp.textfiles import read_text
+
+    rows = [json.loads(line) for line in read_text(path, "trait data file").splitlines() if line.strip()]
+    bad = [i for i, r in enumerate(rows) if not {"prompt", "completion", "kind"} <= set(r)]
+    if not rows or bad:
+        raise UserError(f"{path}: " + ("no rows" if not rows else f"row {bad[0] + 1} lacks prompt, completion or kind"))
+    return rows
+
+
 def save_teacher(alias: str, lm: Any, res: FinetuneResult, merged: Any, animal: str, counts: dict[str, int],
                  overwrite: bool = False) -> Path:
     return save_finetuned(alias, lm, res, {"trait": animal, "method": res.config.method, "trait_data": counts,
