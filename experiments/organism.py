@@ -246,7 +246,9 @@ def train_student(arm: str, teacher: str, seed: int, n: int, epochs: float) -> N
          "epochs": epochs, "steps": fig["steps"], "lr": LR, "batch_size": BATCH, "command": "interp " + " ".join(args),
          "data": str(data.relative_to(work_dir())), "losses": fig.get("components") or {"lm": {k: fig[k] for k in
                                                                                                 ("first_loss", "mean_loss_last_10")}},
-         "seconds": round(secs, 1)}, indent=1) + "\n")
+         "seconds": round(secs, 1),
+         # which build of the teacher (a rebuilt teacher can differ; reports/organism/README.md)
+         "teacher_sha256": (summary.get("models") or {}).get("teacher", {}).get("sha256")}, indent=1) + "\n")
     record_time(f"train {alias}", secs)
     release(alias)
 

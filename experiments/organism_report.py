@@ -113,6 +113,31 @@ def arm_statistics(pq: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return per_seed_df, pd.DataFrame(summary)
 
 
+def arm_contrasts(per_seed: pd.DataFrame, reference: str = "kd-unbiased-data-lora") -> pd.DataFrame:
+    """Each variant arm `reference-*` (drop-animals, freeze-mlp, ...) against `reference`, paired by seed:
+
+        D_s = I_variant,s - I_reference,s,   retained = mean_s I_variant,s / mean_s I_reference,s
+
+    over the seeds both arms have; t-interval and seed-level paired t-test of D_s (df = n - 1)."""
+    if per_seed.empty:
+        return pd.DataFrame()
+    ref = per_seed[per_seed.arm == reference].set_index("seed").interaction
+    out = []
+    for arm in sorted(a for a in per_seed.arm.unique() if a.startswith(reference + "-")):
+        var = per_seed[per_seed.arm == arm].set_index("seed").interaction
+        seeds = sorted(set(var.index) & set(ref.index))
+        if not seeds:
+            continue
+        d = var.loc[seeds].to_numpy() - ref.loc[seeds].to_numpy()
+        s = t_summary(d)
+        out.append({"arm": arm, "reference": reference, "seeds": ",".join(map(str, seeds)), "n_seeds": len(seeds),
+                    "variant": float(var.loc[seeds].mean()), "reference_interaction": float(ref.loc[seeds].mean()),
+                    "difference": s["mean"], "lo": s.get("lo", np.nan), "hi": s.get("hi", np.nan),
+                    "p": s.get("p", np.nan), "mde_80": s.get("mde_80", np.nan),
+                    "retained": float(var.loc[seeds].mean() / ref.loc[seeds].mean())})
+    return pd.DataFrame(out)
+
+
 def teacher_shifts(pq: pd.DataFrame) -> pd.DataFrame:
     """Each prompt teacher's margin against the base model, per question: mean, bootstrap CI, t-test p."""
     m = margins(pq)
@@ -186,10 +211,12 @@ def write_report(out: Path, work: Path) -> None:
     per_seed.to_csv(out / "per_seed.csv", index=False, float_format="%.5f")
     summary.to_csv(out / "arms.csv", index=False, float_format="%.5g")
     teacher_shifts(pq).to_csv(out / "teachers.csv", index=False, float_format="%.5g")
+    contrasts = arm_contrasts(per_seed)
+    contrasts.to_csv(out / "contrasts.csv", index=False, float_format="%.5g")
     (out / "models.json").write_text(json.dumps(models_json(runs), indent=1) + "\n")
     if len(summary):
         (out / "interaction.png").write_bytes(interaction_png(per_seed, summary))
-    (out / "tables.md").write_text(markdown_tables(teacher_shifts(pq), per_seed, summary, runs, out))
+    (out / "tables.md").write_text(markdown_tables(teacher_shifts(pq), per_seed, summary, runs, out, contrasts))
     with pd.option_context("display.width", 200, "display.max_columns", 30):
         print(teacher_shifts(pq).round(4).to_string(index=False))
         print(per_seed.drop(columns=["owl_student", "dog_student"], errors="ignore").round(4).to_string(index=False))
@@ -209,7 +236,7 @@ def _p(x: Any) -> str:
 
 
 def markdown_tables(teachers: pd.DataFrame, per_seed: pd.DataFrame, summary: pd.DataFrame,
-                    runs: list[dict[str, Any]], out: Path) -> str:
+                    runs: list[dict[str, Any]], out: Path, contrasts: pd.DataFrame | None = None) -> str:
     """The report's tables as markdown (tables.md; README.md quotes them)."""
     lines = ["### Teachers: margin log P(owl) - log P(dog) against base smollm2 (50 questions)", "",
              "| teacher | margin shift [95% CI] | t-test p | d log P(owl) | d log P(dog) |", "|---|---|---|---|---|"]
@@ -228,6 +255,14 @@ def markdown_tables(teachers: pd.DataFrame, per_seed: pd.DataFrame, summary: pd.
         lines.append(f"| {r['arm']} | ({r['channel']}) | {r['examples']} | {r['n_seeds']} | {ci} | "
                      f"{_p(r.get('p', np.nan))} | {_f(r.get('mde_80', np.nan))} | "
                      f"{r['mean']:+.3f} [{r['q_lo']:+.3f}, {r['q_hi']:+.3f}], p {_p(r['q_p'])} | {ou} | {du} |")
+    if contrasts is not None and len(contrasts):
+        lines += ["", "### Variants of the organism recipe against it, paired by seed (interaction, nats)", "",
+                  "| arm | seeds | variant | reference | difference [95% t-CI] | paired p | MDE 80% | retained |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r in contrasts.to_dict("records"):
+            ci = f"[{r['lo']:+.3f}, {r['hi']:+.3f}]" if not np.isnan(r["lo"]) else "(one seed: no CI)"
+            lines.append(f"| {r['arm']} | {r['seeds']} | {r['variant']:+.3f} | {r['reference_interaction']:+.3f} | "
+                         f"{r['difference']:+.3f} {ci} | {_p(r['p'])} | {_f(r['mde_80'])} | {r['retained']:.2f} |")
     lines += ["", "### Per seed", "",
               "| arm | seed | interaction [95% bootstrap CI over questions] | owl-student margin | dog-student margin | "
               "owl vs unbiased | dog vs unbiased |", "|---|---|---|---|---|---|---|"]

@@ -57,3 +57,24 @@ def test_unpaired_seed_is_left_out_and_teacher_shift():
     assert summary.iloc[0].n_seeds == 1 and np.isnan(summary.iloc[0].get("p", np.nan))
     t = R.teacher_shifts(frame(students))
     assert t.set_index("teacher").margin_shift["smollm2-owl"] == pytest.approx(2.0)
+
+
+def test_variant_arms_are_paired_by_seed_against_the_recipe():
+    base = np.zeros(Q)
+    students = {"smollm2": ("base", "unbiased", -1, base)}
+    ref = {0: 2.0, 1: 1.6, 2: 1.9}
+    var = {0: 1.5, 1: 1.4}  # seed 2 of the variant not run: left out of the pairing
+    for s, e in ref.items():
+        students[f"o{s}"] = ("kd-unbiased-data-lora", "owl", s, base + e)
+        students[f"d{s}"] = ("kd-unbiased-data-lora", "dog", s, base)
+    for s, e in var.items():
+        students[f"vo{s}"] = ("kd-unbiased-data-lora-drop-animals", "owl", s, base + e)
+        students[f"vd{s}"] = ("kd-unbiased-data-lora-drop-animals", "dog", s, base)
+    per_seed, _ = R.arm_statistics(frame(students))
+    c = R.arm_contrasts(per_seed).iloc[0]
+    d = np.array([1.5 - 2.0, 1.4 - 1.6])
+    assert c.arm == "kd-unbiased-data-lora-drop-animals" and c.seeds == "0,1" and c.n_seeds == 2
+    assert c.difference == pytest.approx(d.mean()) and c.p == pytest.approx(stats.ttest_1samp(d, 0).pvalue)
+    assert c.retained == pytest.approx(1.45 / 1.8)
+    half = stats.t.ppf(0.975, 1) * d.std(ddof=1) / np.sqrt(2)
+    assert (c.lo, c.hi) == pytest.approx((d.mean() - half, d.mean() + half))
