@@ -8,10 +8,12 @@ question q of the 50 packaged preference questions, at the answer position:
 
     python experiments/dissect_organism.py --stage patching   # S -> C and C -> S, every layer's resid / attn / mlp
     python experiments/dissect_organism.py --stage heads      # single heads of the layers that matter
+    python experiments/dissect_organism.py --stage attention  # offline HTML attention report of the top heads
     python experiments/dissect_organism.py --stage dla        # DLA of logit(" owl") - logit(" dog"), S minus C
     python experiments/dissect_organism.py --stage weights    # ||dW||_F / ||W||_F of S and C against the base
     python experiments/dissect_organism.py --stage swap       # C5: LM-head swap S <-> C
     python experiments/dissect_organism.py --stage prune      # C4: entropy pruning keep 0.6 vs random, S and C
+    python experiments/dissect_organism.py --stage probes     # C1 / C3: reverse link on S and C, trace on S
     python experiments/dissect_organism.py --stage report     # tables.md, plots
     python experiments/dissect_organism.py --stage all
 
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import time
@@ -38,10 +41,13 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 ORG = ROOT / "reports" / "organism"
 OUT = ORG / "dissection"
-STAGES = ["patching", "heads", "dla", "weights", "swap", "prune", "report"]
+STAGES = ["patching", "heads", "attention", "dla", "weights", "swap", "prune", "probes", "report"]
 TOP_LAYERS = 3  # heads stage: every head of the layers whose attention output recovers most
 KEEP = 0.6
 RANDOM_SEEDS = (0, 1, 2)
+ATTENTION_HEADS = 4  # attention stage: the heads whose patching moves the margin most
+PROBE_NUMBERS = 10  # probes stage: the owl teacher's 10 most increased 3-digit numbers, and 10 random ones
+TRACE_NUMBERS = 5  # ... of which the 5 with the highest reverse-link specificity on S are traced
 
 
 def organism_pair(arm: str, seed: int) -> tuple[str, str]:
@@ -74,9 +80,10 @@ def record_time(out: Path, stage: str, seconds: float) -> None:
 class Lab:
     """The models and prompts every stage shares (loaded once, lazily)."""
 
-    def __init__(self, s: str, c: str, out: Path) -> None:
+    def __init__(self, s: str, c: str, out: Path, teacher: str = "smollm2-owl-lora") -> None:
         self.names = {"S": s, "C": c, "base": "smollm2"}
         self.out = out
+        self.teacher = teacher  # S's teacher (the probes stage reads its animal -> number shift)
         self._models: dict[str, Any] = {}
 
     def model(self, key: str) -> Any:
@@ -264,8 +271,77 @@ def stage_prune(lab: Lab) -> None:
                                                      indent=1) + "\n")
 
 
+def stage_probes(lab: Lab) -> None:
+    """C1 / C3: the owl teacher's most increased 3-digit numbers (its animal -> number shift against the base,
+    neutral prompt) through the template-controlled reverse link on S and on C, against random 3-digit
+    numbers (the template control); then the trace on S of the numbers with the highest specificity on S."""
+    from interp.mech.trace import TraceConfig, trace
+    from interp.models import load_model
+    from interp.probes.number_sets import random_numbers
+    from interp.probes.numbers import NumbersConfig, animal_numbers
+    from interp.probes.reverse_link import ReverseLinkConfig, reverse_link
+
+    teacher = load_model(lab.teacher)
+    shift = animal_numbers(lab.model("base"), "owl", NumbersConfig(method="ar", digits=3, top=PROBE_NUMBERS),
+                           biased_model=teacher, progress=True)
+    del teacher
+    shift.table.to_csv(lab.out / "probe_teacher_numbers.csv", index=False, float_format="%.6g")
+    increased = shift.category("increased")[:PROBE_NUMBERS]
+    randoms = random_numbers(3, PROBE_NUMBERS, seed=0, exclude=set(increased))
+    rows, summaries = [], {}
+    cfg = ReverseLinkConfig(bias="owl", control="dog", template_control=100, cumulative=False)
+    for key in ("S", "C"):
+        for group, numbers in (("increased", increased), ("random", randoms)):
+            res = reverse_link(lab.model(key), numbers, config=cfg, progress=True)
+            t = res.table.assign(model=key, group=group)
+            rows.append(t)
+            summaries[f"{key}:{group}"] = res.summary
+    table = pd.concat(rows, ignore_index=True)
+    table.to_csv(lab.out / "probe_reverse_link.csv", index=False, float_format="%.6g")
+    s_inc = table[(table.model == "S") & (table.group == "increased")].sort_values("specificity_vs_template",
+                                                                                  ascending=False)
+    top = list(s_inc.number.astype(str).str.zfill(3).head(TRACE_NUMBERS))
+    # one trace per number: its own spike layer and its top head there (do they repeat across numbers?)
+    spikes, layers = [], []
+    for n in top:
+        tr = trace(lab.model("S"), [n], TraceConfig(bias="owl", control="dog", top_k=0, attention_heads=0), progress=True)
+        layers.append(tr.layers)
+        spikes.append({"number": n, "spike_layer": tr.summary["spike_layer_mean"], "top_head": tr.summary["top_head"],
+                       "sim_diff_at_spike": tr.summary["sim_diff_at_spike_mean"],
+                       "top_dla_heads": ",".join(tr.summary["dla"]["top_heads_clean"]) if "dla" in tr.summary else ""})
+    pd.concat(layers).to_csv(lab.out / "probe_trace_layers.csv", index=False, float_format="%.6g")
+    sp = pd.DataFrame(spikes)
+    sp.to_csv(lab.out / "probe_trace_spikes.csv", index=False, float_format="%.6g")
+    (lab.out / "probe_summary.json").write_text(json.dumps(
+        {"increased": increased, "random": randoms, "traced": top, "reverse_link": summaries,
+         "spike_layer_counts": sp.spike_layer.value_counts().to_dict(), "top_head_counts": sp.top_head.value_counts().to_dict()},
+        indent=1, default=str) + "\n")
+
+
+def stage_attention(lab: Lab) -> None:
+    """Offline circuitsvis report (one HTML file) of the heads whose patching S -> C moves the margin most."""
+    from interp.mech.trace import attention_patterns
+    from interp.report.html import attention_html
+
+    t = pd.read_csv(lab.out / "patching_heads.csv")
+    t = t[t.direction == "S_into_C"].sort_values("delta", key=abs, ascending=False).head(ATTENTION_HEADS)
+    heads = [tuple(int(x) for x in re.match(r"L(\d+)H(\d+)", site).groups()) for site in t.site]
+    from interp.evals.animal import question_prompts
+
+    text = question_prompts(lab.model("S"), lab.questions()[:1])[0]
+    body = []
+    for key in ("S", "C"):
+        att = attention_patterns(lab.model(key), text, heads)
+        body.append(f"<h2>{key} = {lab.names[key]}</h2>\n{attention_html(att)}")
+    html = ("<!doctype html><html><head><meta charset='utf-8'><title>top heads</title></head><body>"
+            f"<h1>Attention of the top patching heads ({', '.join(f'L{a}H{b}' for a, b in heads)})</h1>"
+            f"<p>Prompt: the first preference question, as eval-animal renders it.</p>{''.join(body)}</body></html>")
+    (lab.out / "attention_top_heads.html").write_text(html)
+
+
 STAGE_FILES = {"patching": "patching_layers.csv", "heads": "patching_heads.csv", "dla": "dla.csv",
-               "weights": "weights_summary.csv", "swap": "swap.csv", "prune": "prune.csv"}
+               "weights": "weights_summary.csv", "swap": "swap.csv", "prune": "prune.csv",
+               "probes": "probe_summary.json", "attention": "attention_top_heads.html"}
 
 
 def main() -> None:
