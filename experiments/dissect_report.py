@@ -182,6 +182,42 @@ def write_report(out: Path) -> None:
             lines.append(f"| {cond} | {s_.n_pruned} | {s_.margin:+.3f} | {c_.margin:+.3f} | {s_.S_minus_C:+.3f} "
                          f"[{s_.lo:+.3f}, {s_.hi:+.3f}] | {s_.perplexity:.2f} | {c_.perplexity:.2f} |")
         lines.append("")
+    rl = out / "probe_reverse_link.csv"
+    if rl.exists():
+        from interp.evals.stats import bootstrap_ci, permutation_test
+
+        r = pd.read_csv(rl)
+        lines += ["### C1 / C3: reverse link (specificity_vs_template = log bias_ratio - log control_ratio, minus the "
+                  "same for 100 random 3-digit numbers)", "",
+                  "| model | numbers | n | mean specificity_vs_template [95% CI] | increased vs random: permutation p |",
+                  "|---|---|---|---|---|"]
+        for model, g in r.groupby("model", sort=False):
+            inc = g[g.group == "increased"].specificity_vs_template.to_numpy()
+            ran = g[g.group == "random"].specificity_vs_template.to_numpy()
+            perm = permutation_test(inc, ran, seed=0)
+            for grp, v in (("increased", inc), ("random", ran)):
+                ci = bootstrap_ci(v, seed=0)
+                lines.append(f"| {model} | {grp} | {len(v)} | {ci.estimate:+.3f} [{ci.lo:+.3f}, {ci.hi:+.3f}] | "
+                             f"{perm.p_value:.3g} |" if grp == "increased" else
+                             f"| {model} | {grp} | {len(v)} | {ci.estimate:+.3f} [{ci.lo:+.3f}, {ci.hi:+.3f}] | |")
+        if {"S", "C"} <= set(r.model):
+            key = r.assign(number=r.number.astype(str).str.zfill(3))
+            w = key.pivot_table(index=["number", "group"], columns="model", values="specificity_vs_template").reset_index()
+            for grp, g in w.groupby("group"):
+                ci = bootstrap_ci((g.S - g.C).to_numpy(), seed=0)
+                lines.append(f"\nS - C on the {grp} numbers (paired per number): {ci.estimate:+.3f} "
+                             f"[{ci.lo:+.3f}, {ci.hi:+.3f}]")
+        lines.append("")
+    sp = out / "probe_trace_spikes.csv"
+    if sp.exists():
+        t = pd.read_csv(sp)
+        lines += ["### C3: trace on S of the numbers with the highest specificity on S (one trace per number)", "",
+                  "| number | spike layer | sim_diff there | top head there | top DLA heads (primed prompt) |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {str(x.number).zfill(3)} | {x.spike_layer} | {x.sim_diff_at_spike:+.4f} | {x.top_head} | "
+                  f"{x.top_dla_heads} |" for x in t.itertuples()]
+        lines += ["", "Spike layers: " + ", ".join(f"L{k} x{v}" for k, v in t.spike_layer.value_counts().items())
+                  + "; top heads: " + ", ".join(f"{k} x{v}" for k, v in t.top_head.value_counts().items()), ""]
     timings = out / "timings.json"
     if timings.exists():
         lines += ["### Wall time per stage (s)", "", "| stage | s |", "|---|---|"]
