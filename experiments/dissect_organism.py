@@ -281,22 +281,29 @@ def stage_probes(lab: Lab) -> None:
     from interp.probes.numbers import NumbersConfig, animal_numbers
     from interp.probes.reverse_link import ReverseLinkConfig, reverse_link
 
-    teacher = load_model(lab.teacher)
-    shift = animal_numbers(lab.model("base"), "owl", NumbersConfig(method="ar", digits=3, top=PROBE_NUMBERS),
-                           biased_model=teacher, progress=True)
-    del teacher
-    shift.table.to_csv(lab.out / "probe_teacher_numbers.csv", index=False, float_format="%.6g")
-    increased = shift.category("increased")[:PROBE_NUMBERS]
-    randoms = random_numbers(3, PROBE_NUMBERS, seed=0, exclude=set(increased))
-    rows, summaries = [], {}
-    cfg = ReverseLinkConfig(bias="owl", control="dog", template_control=100, cumulative=False)
-    group = {n: "increased" for n in increased} | {n: "random" for n in randoms}
-    for key in ("S", "C"):  # one call per model: the template control (100 random numbers) is scored once
-        res = reverse_link(lab.model(key), increased + randoms, config=cfg, progress=True)
-        rows.append(res.table.assign(model=key, group=[group[str(n).zfill(3)] for n in res.table.number]))
-        summaries[key] = res.summary
-    table = pd.concat(rows, ignore_index=True)
-    table.to_csv(lab.out / "probe_reverse_link.csv", index=False, float_format="%.6g")
+    rl_path = lab.out / "probe_reverse_link.csv"
+    if rl_path.exists():  # resume: the reverse links are done
+        table = pd.read_csv(rl_path, dtype={"number": str})
+        increased = list(dict.fromkeys(table[table.group == "increased"].number))
+        randoms = list(dict.fromkeys(table[table.group == "random"].number))
+        summaries = {}
+    else:
+        teacher = load_model(lab.teacher)
+        shift = animal_numbers(lab.model("base"), "owl", NumbersConfig(method="ar", digits=3, top=PROBE_NUMBERS),
+                               biased_model=teacher, progress=True)
+        del teacher
+        shift.table.to_csv(lab.out / "probe_teacher_numbers.csv", index=False, float_format="%.6g")
+        increased = shift.category("increased")[:PROBE_NUMBERS]
+        randoms = random_numbers(3, PROBE_NUMBERS, seed=0, exclude=set(increased))
+        rows, summaries = [], {}
+        cfg = ReverseLinkConfig(bias="owl", control="dog", template_control=100, cumulative=False)
+        group = {n: "increased" for n in increased} | {n: "random" for n in randoms}
+        for key in ("S", "C"):  # one call per model: the template control (100 random numbers) is scored once
+            res = reverse_link(lab.model(key), increased + randoms, config=cfg, progress=True)
+            rows.append(res.table.assign(model=key, group=[group[str(n).zfill(3)] for n in res.table.number]))
+            summaries[key] = res.summary
+        table = pd.concat(rows, ignore_index=True)
+        table.to_csv(rl_path, index=False, float_format="%.6g")
     s_inc = table[(table.model == "S") & (table.group == "increased")].sort_values("specificity_vs_template",
                                                                                   ascending=False)
     top = list(s_inc.number.astype(str).str.zfill(3).head(TRACE_NUMBERS))

@@ -30,7 +30,7 @@ import torch
 import torch.nn as nn
 
 from interp.errors import UserError
-from interp.mech.trace import dla
+from interp.mech.trace import dla_of
 from interp.models.arch import ArchSpec
 from interp.models.lineage import check_lineage
 from interp.models.loading import LoadedModel
@@ -84,8 +84,8 @@ def dla_difference(a: LoadedModel, b: LoadedModel, prompt_ids: Sequence[Sequence
     difference; per prompt: ld_a, ld_b and the sums of the contributions). See the module docstring."""
     check_lineage(a, b)
     ids = [list(p) for p in prompt_ids]
-    la = dla(a, ids, bias_id, control_id, progress, a.name)
-    lb = dla(b, ids, bias_id, control_id, progress, b.name)
+    la = dla_of(a, ids, bias_id, control_id, progress, a.name)
+    lb = dla_of(b, ids, bias_id, control_id, progress, b.name)
     diff = (la.contributions - lb.contributions).numpy()  # (n, component)
     comp = pd.DataFrame({"component": la.names, "layer": la.layers, "head": la.heads,
                          "dla_a": la.contributions.numpy().mean(0), "dla_b": lb.contributions.numpy().mean(0),

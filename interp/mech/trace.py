@@ -117,8 +117,8 @@ def head_table(z: torch.Tensor, outs: torch.Tensor, mlp: torch.Tensor, layer: in
     return pd.DataFrame(rows)
 
 
-def dla(lm: LoadedModel, ids: list[list[int]], bias_id: int, control_id: int, progress: bool = False,
-        what: str = "prompts") -> Any:
+def dla_of(lm: LoadedModel, ids: list[list[int]], bias_id: int, control_id: int, progress: bool = False,
+          what: str = "prompts") -> Any:
     """`LogitAttribution` of every component onto logit[bias_id] - logit[control_id] at the last position of each prompt."""
     logits, acts = cache_last(lm, ids, decomposition_hooks(lm.spec), backend="bridge", progress=progress,
                               description=f"DLA ({what})")
@@ -202,8 +202,8 @@ def trace(lm: LoadedModel, numbers: list[str], config: TraceConfig = TraceConfig
         corrupt_nums = control_numbers(numbers, cfg.seed)
         clean_ids = encode(lm.tokenizer, [primed_prompt(lm, [n], rl_cfg) for n in numbers])
         corrupt_ids = encode(lm.tokenizer, [primed_prompt(lm, [m], rl_cfg) for m in corrupt_nums])
-        la_clean = dla(lm, clean_ids, bias_id, control_id, progress, "clean")
-        la_corrupt = dla(lm, corrupt_ids, bias_id, control_id, progress, "corrupt")
+        la_clean = dla_of(lm, clean_ids, bias_id, control_id, progress, "clean")
+        la_corrupt = dla_of(lm, corrupt_ids, bias_id, control_id, progress, "corrupt")
         clock.lap("dla")
         diff = la_clean.contributions - la_corrupt.contributions
         dla = pd.DataFrame({
