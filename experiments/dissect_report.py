@@ -130,7 +130,7 @@ def write_report(out: Path) -> None:
         lines += ["### DLA of logit(' owl') - logit(' dog'), S minus C (mean over questions)", "",
                   f"LD(S) - LD(C) = {(per.ld_a - per.ld_b).mean():+.3f}; sum of component differences "
                   f"{d.d.sum():+.3f}; embed {d.set_index('component').d.get('embed', np.nan):+.3f}; all heads "
-                  f"{d[d.head >= 0].d.sum():+.3f}; all MLPs {d[d.component.str.endswith('MLP')].d.sum():+.3f}", "",
+                  f"{d[d['head'] >= 0].d.sum():+.3f}; all MLPs {d[d.component.str.endswith('MLP')].d.sum():+.3f}", "",
                   "| component | DLA S | DLA C | S - C | sd over questions |", "|---|---|---|---|---|"]
         lines += [f"| {r.component} | {r.dla_a:+.3f} | {r.dla_b:+.3f} | {r.d:+.3f} | {r.d_sd:.3f} |" for r in top.itertuples()]
         lines.append("")
