@@ -84,6 +84,7 @@ class Lab:
         self.names = {"S": s, "C": c, "base": "smollm2"}
         self.out = out
         self.teacher = teacher  # S's teacher (the probes stage reads its animal -> number shift)
+        self.direction: str | None = None  # patching: only this direction (None: both)
         self._models: dict[str, Any] = {}
 
     def model(self, key: str) -> Any:
@@ -136,7 +137,10 @@ def _ci(x: np.ndarray, seed: int = 0) -> tuple[float, float, float]:
 
 
 def stage_patching(lab: Lab, sites: list[str] | None = None, tag: str = "layers") -> None:
-    """S -> C and C -> S at `sites` (default: embed + every layer's resid / attn / mlp), per question."""
+    """S -> C and C -> S at `sites` (default: embed + every layer's resid / attn / mlp), per question.
+
+    Each direction is written as it finishes (patching_TAG_DIRECTION.csv, per question) and skipped when
+    its file exists, so the two directions can run as two processes (`--direction`)."""
     from interp.mech.model_patching import layer_sites, margin_score, patch_between, recovered_table
 
     s, c = lab.model("S"), lab.model("C")
@@ -144,15 +148,22 @@ def stage_patching(lab: Lab, sites: list[str] | None = None, tag: str = "layers"
     owl, dog = lab.single_ids()
     score = margin_score(owl, dog)
     ids = lab.prompt_ids()
-    tables = []
     for direction, src, tgt in (("S_into_C", s, c), ("C_into_S", c, s)):
+        path = lab.out / f"patching_{tag}_{direction}.csv"
+        if path.exists() or (lab.direction and lab.direction != direction):
+            continue
         df = patch_between(src, tgt, ids, sites, score, progress=True)
         df.insert(0, "direction", direction)
-        df.to_csv(lab.out / f"patching_{tag}_{direction}.csv", index=False, float_format="%.6f")
-        t = recovered_table(df)
-        t.insert(0, "direction", direction)
-        tables.append(t)
-    pd.concat(tables).to_csv(lab.out / f"patching_{tag}.csv", index=False, float_format="%.5g")
+        df.to_csv(path, index=False, float_format="%.6f")
+    parts = [lab.out / f"patching_{tag}_{d}.csv" for d in ("S_into_C", "C_into_S")]
+    if all(p.exists() for p in parts):
+        tables = []
+        for p in parts:
+            df = pd.read_csv(p)
+            t = recovered_table(df)
+            t.insert(0, "direction", df.direction.iloc[0])
+            tables.append(t)
+        pd.concat(tables).to_csv(lab.out / f"patching_{tag}.csv", index=False, float_format="%.5g")
 
 
 def stage_heads(lab: Lab) -> None:
@@ -358,6 +369,8 @@ def main() -> None:
     ap.add_argument("--force", action="store_true", help="redo a stage whose tables exist")
     ap.add_argument("--pair", default=None, help="S,C store aliases instead of the organism pair (e.g. the LoRA "
                     "teachers: a trait fine-tuned in directly)")
+    ap.add_argument("--direction", choices=["S_into_C", "C_into_S"], default=None,
+                    help="patching / heads: only this direction (run the two as two processes)")
     ap.add_argument("--out", type=Path, default=None, help=f"tables go here (default {OUT.relative_to(ROOT)})")
     a = ap.parse_args()
     out = a.out or OUT
@@ -367,6 +380,7 @@ def main() -> None:
                                                "seed": None if a.pair else a.seed, "base": "smollm2"},
                                               indent=1) + "\n")
     lab = Lab(s, c, out)
+    lab.direction = a.direction
     for stage in STAGES if a.stage == "all" else [a.stage]:
         if stage == "report":
             from dissect_report import write_report  # experiments/dissect_report.py
