@@ -136,7 +136,8 @@ def _ci(x: np.ndarray, seed: int = 0) -> tuple[float, float, float]:
 # ---- stages ------------------------------------------------------------------------------------------
 
 
-def stage_patching(lab: Lab, sites: list[str] | None = None, tag: str = "layers") -> None:
+def stage_patching(lab: Lab, sites: list[str] | None = None, tag: str = "layers",
+                   directions: tuple[str, ...] = ("S_into_C", "C_into_S")) -> None:
     """S -> C and C -> S at `sites` (default: embed + every layer's resid / attn / mlp), per question.
 
     Each direction is written as it finishes (patching_TAG_DIRECTION.csv, per question) and skipped when
@@ -149,13 +150,15 @@ def stage_patching(lab: Lab, sites: list[str] | None = None, tag: str = "layers"
     score = margin_score(owl, dog)
     ids = lab.prompt_ids()
     for direction, src, tgt in (("S_into_C", s, c), ("C_into_S", c, s)):
+        if direction not in directions:
+            continue
         path = lab.out / f"patching_{tag}_{direction}.csv"
         if path.exists() or (lab.direction and lab.direction != direction):
             continue
         df = patch_between(src, tgt, ids, sites, score, progress=True)
         df.insert(0, "direction", direction)
         df.to_csv(path, index=False, float_format="%.6f")
-    parts = [lab.out / f"patching_{tag}_{d}.csv" for d in ("S_into_C", "C_into_S")]
+    parts = [lab.out / f"patching_{tag}_{d}.csv" for d in directions]
     if all(p.exists() for p in parts):
         tables = []
         for p in parts:
@@ -174,7 +177,7 @@ def stage_heads(lab: Lab) -> None:
     layers = attn.reindex(attn.delta.abs().sort_values(ascending=False).index).layer.head(TOP_LAYERS).tolist()
     n_heads = lab.model("C").spec.n_heads
     sites = [f"L{layer}H{h}" for layer in sorted(layers) for h in range(n_heads)]
-    stage_patching(lab, sites, tag="heads")
+    stage_patching(lab, sites, tag="heads", directions=("S_into_C",))  # what carries S's trait into C
 
 
 def stage_dla(lab: Lab) -> None:

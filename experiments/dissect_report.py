@@ -111,12 +111,11 @@ def write_report(out: Path) -> None:
     if ph.exists():
         t = pd.read_csv(ph)
         a = t[t.direction == "S_into_C"].sort_values("delta", key=abs, ascending=False)
-        b = t[t.direction == "C_into_S"].set_index("site")
-        lines += ["### Single heads (layers whose attention output moves the margin most), by |delta| S into C", "",
-                  "| head | S into C: recovered [95% CI] | delta | C into S: recovered |", "|---|---|---|---|"]
+        lines += ["### Single heads (layers whose attention output moves the margin most), by |delta|, S into C", "",
+                  "| head | recovered [95% CI] | delta [95% CI] |", "|---|---|---|"]
         for r in a.itertuples():
             lines.append(f"| {r.site} | {_fmt(r.recovered)} [{_fmt(r.recovered_lo)}, {_fmt(r.recovered_hi)}] | "
-                         f"{_fmt(r.delta)} | {_fmt(b.loc[r.site].recovered)} |")
+                         f"{_fmt(r.delta)} [{_fmt(r.delta_lo)}, {_fmt(r.delta_hi)}] |")
         lines.append("")
     dla = out / "dla.csv"
     if dla.exists():
