@@ -266,7 +266,7 @@ def stage_prune(lab: Lab) -> None:
         for cond, pruned in conds.items():
             with HeadMask(lm, pruned):
                 margins[(key, cond)] = lab.margins(lm)
-                ppl = perplexity(lm).perplexity
+                ppl = perplexity(lm).perplexity if cond in ("full", "entropy", "random_s0") else float("nan")
             heads[f"{key}:{cond}"] = [f"L{layer}H{h}" for layer, h in pruned]
             rows.append({"model": key, "condition": cond, "n_pruned": len(pruned),
                          "margin": float(margins[(key, cond)].mean()), "perplexity": ppl})
