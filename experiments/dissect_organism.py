@@ -181,14 +181,16 @@ def stage_heads(lab: Lab) -> None:
 
 
 def stage_dla(lab: Lab) -> None:
+    from interp.evals.animal import question_prompts
     from interp.mech.model_diff import dla_difference, layer_totals
+    from interp.prompts import make_target
 
     c = lab.model("C")
-    tok = c.tokenizer
-    owl, dog = tok.encode(" owl", add_special_tokens=False), tok.encode(" dog", add_special_tokens=False)
-    if len(owl) != 1 or len(dog) != 1:
-        raise SystemExit("' owl' / ' dog' are not single tokens in this tokenizer")
-    comp, per = dla_difference(lab.model("S"), c, lab.prompt_ids(), owl[0], dog[0], progress=True)
+    # the natural answer tokens at the answer position (the prompt ends with "assistant\n": 'owl', 'dog',
+    # no leading space), as the reverse link resolves them
+    space = question_prompts(c, lab.questions()[:1])[0][-1:].isspace()
+    owl, dog = (make_target(c.tokenizer, w, "natural", space).token_ids[0][0] for w in ("owl", "dog"))
+    comp, per = dla_difference(lab.model("S"), c, lab.prompt_ids(), owl, dog, progress=True)
     comp.to_csv(lab.out / "dla.csv", index=False, float_format="%.6g")
     per.to_csv(lab.out / "dla_per_question.csv", index=False, float_format="%.6g")
     layer_totals(comp, c.spec).to_csv(lab.out / "dla_layers.csv", index=False, float_format="%.6g")

@@ -124,9 +124,9 @@ def write_report(out: Path) -> None:
         layers = pd.read_csv(out / "dla_layers.csv")
         piv = layers[layers.layer >= 0].pivot(index="layer", columns="kind", values="d").reset_index()
         bar_plot(piv, "layer", {"attn": "attention (heads + bias)", "mlp": "MLP"}, "DLA_S - DLA_C (nats)",
-                 "direct logit attribution of logit(' owl') - logit(' dog'): S minus C", out / "dla_layers.png")
+                 "direct logit attribution of logit('owl') - logit('dog'): S minus C", out / "dla_layers.png")
         top = d.reindex(d.d.abs().sort_values(ascending=False).index).head(12)
-        lines += ["### DLA of logit(' owl') - logit(' dog'), S minus C (mean over questions)", "",
+        lines += ["### DLA of logit('owl') - logit('dog') (the natural answer tokens), S minus C (mean over questions)", "",
                   f"LD(S) - LD(C) = {(per.ld_a - per.ld_b).mean():+.3f}; sum of component differences "
                   f"{d.d.sum():+.3f}; embed {d.set_index('component').d.get('embed', np.nan):+.3f}; all heads "
                   f"{d[d['head'] >= 0].d.sum():+.3f}; all MLPs {d[d.component.str.endswith('MLP')].d.sum():+.3f}", "",
