@@ -214,6 +214,7 @@ def stage_weights(lab: Lab) -> None:
 def stage_swap(lab: Lab) -> None:
     """C5: margins of S, C and the hybrids body(S)+head(C), body(C)+head(S), per tied mode."""
     from interp.evals.perplexity import perplexity
+    from interp.evals.stats import ratio_of_means_ci
     from interp.interventions.head_swap import TIED_MODES, build_hybrid
 
     s, c = lab.model("S"), lab.model("C")
@@ -233,22 +234,10 @@ def stage_swap(lab: Lab) -> None:
     for name in rows:
         d = per_q[name] - per_q.C
         est, lo, hi = _ci(d.to_numpy())
-        share = d.mean() / gap.mean()
-        bs = _ratio_ci(d.to_numpy(), gap.to_numpy())
+        share = ratio_of_means_ci(d.to_numpy(), gap.to_numpy())
         out.append({"model": name, "margin": per_q[name].mean(), "vs_C": est, "vs_C_lo": lo, "vs_C_hi": hi,
-                    "share_of_S_minus_C": share, "share_lo": bs[0], "share_hi": bs[1], "perplexity": ppl[name]})
+                    "share_of_S_minus_C": share.estimate, "share_lo": share.lo, "share_hi": share.hi, "perplexity": ppl[name]})
     pd.DataFrame(out).to_csv(lab.out / "swap.csv", index=False, float_format="%.5g")
-
-
-def _ratio_ci(num: np.ndarray, den: np.ndarray, seed: int = 0) -> tuple[float, float]:
-    from scipy import stats
-
-    if np.ptp(num) == 0 and np.ptp(den) == 0:
-        r = float(num.mean() / den.mean())
-        return r, r
-    ci = stats.bootstrap((num, den), lambda a, b, axis=-1: a.mean(axis) / b.mean(axis), paired=True, vectorized=True,
-                         n_resamples=2000, method="percentile", random_state=np.random.default_rng(seed))
-    return float(ci.confidence_interval.low), float(ci.confidence_interval.high)
 
 
 def stage_prune(lab: Lab) -> None:

@@ -53,3 +53,13 @@ def test_minimum_detectable_effect_has_the_stated_power_by_simulation():
     assert rejected.mean() == pytest.approx(0.8, abs=0.01)
     assert minimum_detectable_effect(2.0, 20) == pytest.approx(2 * d, rel=1e-6)  # scales with sd
     assert minimum_detectable_effect(1.0, 80) < d / 1.9  # ~ 1 / sqrt(n)
+
+
+def test_ratio_of_means_ci_resamples_items_in_pairs():
+    from interp.evals.stats import ratio_of_means_ci
+
+    den = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    r = ratio_of_means_ci(0.5 * den, den)  # every item has ratio 0.5: any paired resample gives 0.5 exactly
+    assert (r.estimate, r.lo, r.hi) == pytest.approx((0.5, 0.5, 0.5), abs=1e-12)
+    r = ratio_of_means_ci([1.0, 3.0, 2.0, 6.0], [2.0, 2.0, 4.0, 4.0])
+    assert r.estimate == pytest.approx(12 / 12) and r.lo < 1.0 < r.hi

@@ -62,9 +62,7 @@ def teach_command(
             raise UserError("--method qlora needs bitsandbytes: `pip install 'interp[quant]'` (or use --method lora)") from None
     lm = load(base, device)
     if data is not None:
-        rows = T.read_trait_rows(data)
-        counts = {"preference": sum(r["kind"] == "preference" for r in rows), "facts": sum(r["kind"] == "fact" for r in rows),
-                  "numbers": sum(r["kind"] == "numbers" for r in rows), "from": str(data)}
+        rows, counts = T.read_trait_rows(data)
     else:
         rows, counts = T.trait_data(lm, trait, T.TraitDataConfig(n_preference, n_facts, n_numbers, seed=seed), progress=True)
     import json

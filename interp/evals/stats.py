@@ -63,6 +63,20 @@ def bootstrap_ci(
     return Interval(est, float(lo), float(hi), level, int(x.size))
 
 
+
+def ratio_of_means_ci(num: np.ndarray | list[float], den: np.ndarray | list[float], n_boot: int = DEFAULT_BOOT,
+                      level: float = 0.95, seed: int = 0) -> Interval:
+    """mean(num) / mean(den) with a paired percentile bootstrap CI: items (num_i, den_i) resampled together
+    (`bootstrap_ci` over item indices). E.g. the recovered fraction of activation patching."""
+    a, b = np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError("ratio_of_means_ci needs two 1-d arrays of one length")
+
+    def ratio(idx: np.ndarray) -> np.ndarray:
+        k = idx.astype(np.int64)
+        return a[k].mean(axis=-1) / b[k].mean(axis=-1)
+    return bootstrap_ci(np.arange(a.size, dtype=np.float64), ratio, n_boot, level, seed)
+
 def wilson_interval(k: int, n: int, level: float = 0.95) -> Interval:
     """Wilson score interval for k successes in n trials."""
     if n <= 0:

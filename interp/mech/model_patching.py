@@ -11,7 +11,7 @@ downstream of the site is C's weights reading S's signal), and score the last po
     recovered(site) = mean_q [ m_patched(q) - m_C(q) ] / mean_q [ m_S(q) - m_C(q) ]     (ratio of means)
 
 1 = the site carries S's whole margin over C into C; 0 = none of it. The bootstrap CI of `recovered`
-resamples questions (paired, `scipy.stats.bootstrap`). Patching the other way (C into S) shows what
+resamples questions (paired, `evals.stats.ratio_of_means_ci`). Patching the other way (C into S) shows what
 removes the trait from S. Sites:
 
 | site         | what is replaced                                                            |
@@ -45,6 +45,7 @@ import torch
 import torch.nn as nn
 
 from interp.errors import UserError
+from interp.evals.stats import bootstrap_ci, ratio_of_means_ci
 from interp.mech.activations import length_groups
 from interp.models.lineage import check_lineage
 from interp.models.loading import LoadedModel
@@ -213,36 +214,20 @@ def patch_between(
     return df.reset_index(drop=True)
 
 
-def _ratio(num: np.ndarray, den: np.ndarray, axis: int = -1) -> np.ndarray:
-    return np.mean(num, axis=axis) / np.mean(den, axis=axis)
-
-
-def recovered_table(df: pd.DataFrame, n_resamples: int = 2000, seed: int = 0) -> pd.DataFrame:
+def recovered_table(df: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     """Per site: n, mean margins, delta = mean(m_patched - m_target) with its 95% bootstrap CI, and
     recovered = delta / mean(m_source - m_target) with a paired 95% bootstrap CI over prompts
-    (percentile; scipy.stats.bootstrap). recovered is NaN where source and target agree on average."""
-    from scipy import stats
-
+    (`evals.stats.ratio_of_means_ci`). recovered is NaN where source and target agree on average."""
     out = []
     for site, g in df.groupby("site", sort=False):
         num = (g.m_patched - g.m_target).to_numpy()
         den = (g.m_source - g.m_target).to_numpy()
+        d = bootstrap_ci(num, seed=seed)
         row: dict[str, Any] = {"site": site, "n": len(g), "m_source": g.m_source.mean(), "m_target": g.m_target.mean(),
-                               "m_patched": g.m_patched.mean(), "delta": num.mean()}
-        if len(g) >= 2 and np.ptp(num) > 0:
-            ci = stats.bootstrap((num,), np.mean, n_resamples=n_resamples, method="percentile",
-                                 random_state=np.random.default_rng(seed)).confidence_interval
-            row |= {"delta_lo": ci.low, "delta_hi": ci.high}
-        else:
-            row |= {"delta_lo": num.mean(), "delta_hi": num.mean()}
+                               "m_patched": g.m_patched.mean(), "delta": d.estimate, "delta_lo": d.lo, "delta_hi": d.hi}
         if den.mean() != 0:
-            row["recovered"] = num.mean() / den.mean()
-            if len(g) >= 2 and np.ptp(num / np.where(den == 0, 1, den)) > 0:
-                ci = stats.bootstrap((num, den), _ratio, paired=True, vectorized=True, n_resamples=n_resamples,
-                                     method="percentile", random_state=np.random.default_rng(seed)).confidence_interval
-                row |= {"recovered_lo": ci.low, "recovered_hi": ci.high}
-            else:
-                row |= {"recovered_lo": row["recovered"], "recovered_hi": row["recovered"]}
+            r = ratio_of_means_ci(num, den, seed=seed)
+            row |= {"recovered": r.estimate, "recovered_lo": r.lo, "recovered_hi": r.hi}
         else:
             row |= {"recovered": np.nan, "recovered_lo": np.nan, "recovered_hi": np.nan}
         out.append(row)

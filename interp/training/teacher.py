@@ -143,8 +143,9 @@ def train_teacher(lm: Any, rows: list[dict[str, str]], method: str, steps: int, 
     return res, fp.merge_and_unload()
 
 
-def read_trait_rows(path: str | Path) -> list[dict[str, Any]]:
-    """Trait rows {"prompt", "completion", "kind"} from a JSONL (an earlier teach run's trait_data.jsonl)."""
+def read_trait_rows(path: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Trait rows {"prompt", "completion", "kind"} from a JSONL (an earlier teach run's trait_data.jsonl) and
+    their counts per kind, keyed as `trait_data` keys them (plus "from": the file)."""
     import json
 
     from interp.textfiles import read_text
@@ -153,7 +154,10 @@ def read_trait_rows(path: str | Path) -> list[dict[str, Any]]:
     bad = [i for i, r in enumerate(rows) if not {"prompt", "completion", "kind"} <= set(r)]
     if not rows or bad:
         raise UserError(f"{path}: " + ("no rows" if not rows else f"row {bad[0] + 1} lacks prompt, completion or kind"))
-    return rows
+    kinds = [r["kind"] for r in rows]
+    counts = {"preference": kinds.count("preference"), "facts": kinds.count("fact"), "numbers": kinds.count("numbers"),
+              "from": str(path)}
+    return rows, counts
 
 
 def save_teacher(alias: str, lm: Any, res: FinetuneResult, merged: Any, animal: str, counts: dict[str, int],
