@@ -165,3 +165,26 @@ def test_dla_difference_adds_up_to_the_logit_difference_change(tiny):
     assert (per.ld_a != per.ld_b).all()
     same, _ = dla_difference(variant(tiny, "twin"), tiny, prompts(tiny), 5, 7)
     assert (same.d == 0).all()  # a model against its copy: every component's difference is exactly 0
+
+
+@torch.no_grad()
+def test_patching_agrees_with_transformerlens_hooks(tiny_llama):
+    """Reference: the same patch done with TransformerLens' bridge hooks (cache S's hook_resid_post /
+    hook_mlp_out, write it into C's run) gives the same patched margin as our module hooks."""
+    from interp.mech.activations import hook, run_cached
+
+    def edit(m, g):
+        for layer in range(tiny_llama.spec.n_layers):
+            for p in tiny_llama.spec.module(m, "mlp", layer).parameters():
+                bump(p, g)
+    s = variant(tiny_llama, "S", edit)
+    score = margin_score(*SCORE_IDS)
+    ids = prompts(tiny_llama)
+    ours = patch_between(s, tiny_llama, ids, ["L0resid", "L1mlp"], score).set_index(["site", "prompt"]).m_patched
+    for site, name in (("L0resid", hook.resid_post(0)), ("L1mlp", hook.mlp_out(1))):
+        for i, p in enumerate(ids):
+            tokens = torch.tensor([p])
+            _, acts = run_cached(s, tokens, [name], backend="bridge")
+            src = acts[name]
+            lg, _ = run_cached(tiny_llama, tokens, [], backend="bridge", hooks=[(name, lambda act, hook: src.to(act.dtype))])
+            assert float(score(lg)[0]) == pytest.approx(ours[(site, i)], abs=1e-5), (site, i)
