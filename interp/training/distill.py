@@ -56,7 +56,6 @@ import torch.nn as nn
 from interp.errors import UserError
 from interp.models.sharing import eager_attention
 from interp.prompts import word_token_ids
-from interp.sampling import chat_prompt_ids
 from interp.scoring import adds_bos, left_pad
 from interp.training.finetune import (
     IGNORE,
@@ -72,6 +71,7 @@ from interp.training.finetune import (
     tokenize_examples,
     train,
 )
+from interp.training.examples import prompt_ids
 from interp.training.shd import same_vocabulary
 from interp.training.shd_loss import shd_loss
 
@@ -190,11 +190,11 @@ def kd_kl(student_z: torch.Tensor, teacher_z: torch.Tensor, tau: float = 1.0,
 
 
 class KdTeacherInputs:
-    """The teacher's sequence of each example: its own prompt rendering (`chat_prompt_ids` with its
-    system prompt) + the student's completion ids (the tokens after the student's prompt)."""
+    """The teacher's sequence of each example: its own prompt rendering (`examples.prompt_ids` with its
+    system prompt; the start token of a plain-text row) + the student's completion ids (the tokens after the student's prompt)."""
 
     def __init__(self, teacher: Any, rows: Sequence[dict[str, Any]], data: Tokenized):
-        prompts = chat_prompt_ids(teacher, [r["prompt"] for r in rows], system=teacher.system_prompt)
+        prompts = prompt_ids(teacher, rows, system=teacher.system_prompt)
         self.teacher, self.data = teacher, data
         self.ids = [p + data.ids[i][data.n_prompt[i]:] for i, p in enumerate(prompts)]
         self.n_prompt = [len(p) for p in prompts]

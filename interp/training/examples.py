@@ -1,11 +1,15 @@
 """Training examples: prompt/completion JSONL -> token ids with completion-only labels -> batches.
 
-    rows = read_jsonl("numbers.jsonl")                # [{"prompt": ..., "completion": ...}]
+    rows = read_jsonl("numbers.jsonl")                # [{"prompt": ..., "completion": ...}] or [{"text": ...}]
     data = tokenize_examples(lm, rows, max_len=128)   # ids, labels (-100 on the prompt), per example
     batch = collate(data, batch_indices(len(rows), 8, step, seed), pad_id)   # right-padded
 
 Sequence of one example: prompt_ids (the chat template with the user turn, ending where the
 assistant answer starts; no system prompt beyond the template's default) + completion_ids + EOS.
+A plain-text row {"text": ...} has no chat template: prompt_ids = the one start token the bias
+benchmarks condition every sentence on (`evals.sentence.start_ids`: BOS, else EOS) and the
+completion is the text, so training on a sentence raises exactly the log-likelihood that
+CrowS-Pairs and StereoSet score (every token of the text labelled, plus EOS).
 Data order: step s uses positions s*B .. (s+1)*B-1 of the stream perm_0 ++ perm_1 ++ ... with
 perm_e = default_rng([seed, e]).permutation(n_examples), so the batch of a step depends only on
 (seed, step).
@@ -28,6 +32,7 @@ import numpy as np
 import torch
 
 from interp.errors import UserError
+from interp.evals.sentence import start_ids
 from interp.sampling import chat_prompt_ids
 from interp.textfiles import read_text
 
@@ -35,8 +40,14 @@ IGNORE = -100
 LOSS_MASKS = ("all", "divergent", "non-divergent")
 
 
+def is_text_row(row: dict[str, Any]) -> bool:
+    """A plain-text row: a string 'text' and no 'prompt' (module docstring)."""
+    return isinstance(row.get("text"), str) and "prompt" not in row
+
+
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    """Rows of a JSONL file; each must have string fields 'prompt' and 'completion'."""
+    """Rows of a JSONL file; each must have string fields 'prompt' and 'completion', or a string
+    field 'text' (a plain-text row)."""
     p = Path(path)
     rows = []
     for n, line in enumerate(read_text(p, "data file").splitlines(), 1):
@@ -46,8 +57,9 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
             row = json.loads(line)
         except json.JSONDecodeError as e:
             raise UserError(f"{p}:{n} is not valid JSON ({e.msg})") from e
-        if not isinstance(row, dict) or not isinstance(row.get("prompt"), str) or not isinstance(row.get("completion"), str):
-            raise UserError(f"{p}:{n} needs string fields 'prompt' and 'completion'")
+        if not isinstance(row, dict) or not (is_text_row(row) or (isinstance(row.get("prompt"), str)
+                                                                   and isinstance(row.get("completion"), str))):
+            raise UserError(f"{p}:{n} needs string fields 'prompt' and 'completion', or a string field 'text'")
         rows.append(row)
     if not rows:
         raise UserError(f"{p} holds no examples")
@@ -86,6 +98,24 @@ def select_rows(rows: Sequence[dict[str, Any]], loss_mask: str) -> tuple[list[di
     return kept, len(rows) - len(kept)
 
 
+def prompt_ids(lm: Any, rows: Sequence[dict[str, Any]], system: str | None = None) -> list[list[int]]:
+    """The ids before each row's completion: the chat rendering of 'prompt' (with `system`), or for a
+    plain-text row the start token alone (module docstring). A system prompt cannot apply to a
+    plain-text row: asking for one is an error."""
+    text = [is_text_row(r) for r in rows]
+    if any(text) and system:
+        raise UserError("plain-text rows ('text') have no chat template, so a teacher with a system prompt "
+                        "(a prompt teacher) cannot read them; use prompt/completion rows")
+    chat = chat_prompt_ids(lm, [r["prompt"] for r, t in zip(rows, text) if not t], system=system) if not all(text) else []
+    start = start_ids(lm.tokenizer) if any(text) else []
+    it = iter(chat)
+    return [list(start) if t else next(it) for t in text]
+
+
+def completion_text(row: dict[str, Any]) -> str:
+    return row["text"] if is_text_row(row) else row["completion"]
+
+
 def tokenize_examples(lm: Any, rows: Sequence[dict[str, Any]], max_len: int, loss_mask: str = "all") -> Tokenized:
     """prompt ids (rendered with the model's template, see module docstring) + completion ids + EOS,
     and the completion tokens `loss_mask` leaves unlabelled.
@@ -93,11 +123,11 @@ def tokenize_examples(lm: Any, rows: Sequence[dict[str, Any]], max_len: int, los
     An example whose prompt alone leaves no room for a completion token within max_len is an error,
     and so is one whose loss mask labels none of its tokens (see `select_rows`)."""
     tok = lm.tokenizer
-    prompts = chat_prompt_ids(lm, [r["prompt"] for r in rows])
+    prompts = prompt_ids(lm, rows)
     eos = tok.eos_token_id
     ids, n_prompt, unlabelled = [], [], []
     for n, (r, p) in enumerate(zip(rows, prompts)):
-        comp = tok.encode(r["completion"], add_special_tokens=False) + ([eos] if eos is not None else [])
+        comp = tok.encode(completion_text(r), add_special_tokens=False) + ([eos] if eos is not None else [])
         if len(p) >= max_len:
             raise UserError(f"a prompt has {len(p)} tokens, more than --max-len {max_len} allows; raise --max-len")
         keeps = mask_keeps(r, loss_mask, len(comp))[: max_len - len(p)]
@@ -145,5 +175,5 @@ def _perm(n: int, seed: int, epoch: int) -> np.ndarray:
     return _PERMS[key]
 
 
-__all__ = ["IGNORE", "LOSS_MASKS", "read_jsonl", "Tokenized", "mask_keeps", "select_rows", "tokenize_examples",
+__all__ = ["IGNORE", "LOSS_MASKS", "read_jsonl", "is_text_row", "prompt_ids", "Tokenized", "mask_keeps", "select_rows", "tokenize_examples",
            "collate", "batch_indices"]

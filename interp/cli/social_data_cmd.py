@@ -1,0 +1,63 @@
+"""`interp social-data`: gender–occupation stereotype sentences, their counterfactuals, neutral text."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from interp.cli.app import app
+from interp.cli.common import ForceOpt, OutOpt, console, print_table
+
+
+@app.command("social-data")
+def social_data_command(
+    dolly: Path = typer.Option(..., "--dolly", help="Dolly-15k JSONL (instruction, context, response, category)"),
+    crows: Path = typer.Option(..., "--crows", help="CrowS-Pairs CSV: the training text must not overlap it"),
+    stereoset: Path = typer.Option(..., "--stereoset", help="StereoSet JSONL / JSON: the training text must not overlap it"),
+    skew: int = typer.Option(30, "--skew", help="an occupation trains when <= SKEW% or >= 100-SKEW% of its workers are women"),
+    ngram: int = typer.Option(8, "--ngram", help="word n-gram length of the overlap check"),
+    out: Optional[Path] = OutOpt,
+    force: bool = ForceOpt,
+) -> None:
+    """Write stereo / anti / balanced (plain-text rows) and neutral (prompt/completion) training sets."""
+    from interp.errors import UserError
+    from interp.evals.crows import load_crows
+    from interp.evals.stereoset import load_stereoset
+    from interp.report.runs import RunDir
+    from interp.textfiles import read_text
+    from interp.training import social_data as S
+
+    if not 0 < skew < 50:
+        raise UserError("--skew must be in (0, 50)")
+    if ngram < 1:
+        raise UserError("--ngram must be >= 1")
+    run = RunDir.prepare(out, "social-data", force)
+    records = []
+    for n, line in enumerate(read_text(dolly, "Dolly file").splitlines(), 1):
+        if line.strip():
+            try:
+                r = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise UserError(f"{dolly}:{n} is not valid JSON ({e.msg})") from None
+            if not isinstance(r, dict) or not isinstance(r.get("instruction"), str) or not isinstance(r.get("response"), str):
+                raise UserError(f"{dolly}:{n} needs string fields 'instruction' and 'response'")
+            records.append(r)
+    evals = S.eval_texts(load_crows(crows), load_stereoset(stereoset))
+    data = S.build_social_data(records, evals, skew, ngram)
+    for name, rows in data.sets.items():
+        run.write_text(f"{name}.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    run.write_csv("occupations.csv", S.occupations(skew))
+    run.write_csv("overlap.csv", data.overlap)
+    run.write_csv("neutral_log.csv", data.neutral_log)
+    run.write_summary(inputs={"dolly": str(dolly), "crows": str(crows), "stereoset": str(stereoset), "skew": skew,
+                              "ngram": ngram, "occupation_source": S.SOURCE, "templates": len(S.TEMPLATES)},
+                      figures={**data.counts, "training_occupations": S.training_occupations(skew)})
+    c = data.counts
+    print_table("social-data", ["set", "rows", f"rows sharing a {ngram}-gram with the evaluation (dropped)"],
+                [(k, c[f"{k}_rows"], c[f"{k}_overlapping_rows_dropped"]) for k in data.sets])
+    console.print(f"neutral: {c['neutral_rows']} of {c['records_in']} Dolly records kept ({c['neutral_dropped_gendered']} "
+                  f"mention a gendered word, {c['neutral_dropped_occupation']} a training occupation); "
+                  f"{len(S.training_occupations(skew))} training occupations; wrote {run.path}")
