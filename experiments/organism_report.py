@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from interp.evals.stats import bootstrap_ci, minimum_detectable_effect
+from interp.evals.stats import bootstrap_ci, minimum_detectable_effect, seed_summary
 
 NAMES = {"smollm2": "unbiased", "smollm2-owl": "owl", "smollm2-dog": "dog", "smollm2-owl-lora": "owl",
          "smollm2-dog-lora": "dog"}
@@ -59,17 +59,8 @@ def margins(pq: pd.DataFrame) -> pd.DataFrame:
 
 
 def t_summary(values: np.ndarray) -> dict[str, float]:
-    """Mean, t-interval, seed-level p, sd and MDE (80% power) of per-seed values."""
-    v = np.asarray(values, float)
-    n = len(v)
-    out = {"n_seeds": n, "mean": float(v.mean()) if n else float("nan")}
-    if n >= 2:
-        sd = float(v.std(ddof=1))
-        half = float(stats.t.ppf(0.975, n - 1) * sd / np.sqrt(n))
-        out |= {"sd": sd, "lo": out["mean"] - half, "hi": out["mean"] + half,
-                "p": float(stats.ttest_1samp(v, 0.0).pvalue) if sd > 0 else float("nan"),
-                "mde_80": minimum_detectable_effect(sd, n) if sd > 0 else float("nan")}
-    return out
+    """Mean, t-interval, seed-level p, sd and MDE (80% power) of per-seed values (`evals.stats.seed_summary`)."""
+    return seed_summary(values)
 
 
 def arm_statistics(pq: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

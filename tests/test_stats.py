@@ -63,3 +63,15 @@ def test_ratio_of_means_ci_resamples_items_in_pairs():
     assert (r.estimate, r.lo, r.hi) == pytest.approx((0.5, 0.5, 0.5), abs=1e-12)
     r = ratio_of_means_ci([1.0, 3.0, 2.0, 6.0], [2.0, 2.0, 4.0, 4.0])
     assert r.estimate == pytest.approx(12 / 12) and r.lo < 1.0 < r.hi
+
+
+def test_seed_summary_known_answer():
+    from interp.evals.stats import seed_summary
+
+    s = seed_summary([1.0, 2.0, 3.0])
+    # mean 2, sd 1, half-width t_{0.975, 2} / sqrt(3) = 4.302653 / 1.732051; t = 2 sqrt(3) = 3.4641, p(df 2) = 0.07418
+    assert s["n_seeds"] == 3 and s["mean"] == 2.0 and s["sd"] == 1.0
+    assert s["lo"] == pytest.approx(2 - 2.484138, abs=1e-5) and s["hi"] == pytest.approx(2 + 2.484138, abs=1e-5)
+    assert s["p"] == pytest.approx(0.07418, abs=1e-4)
+    assert s["mde_80"] > s["hi"] - s["mean"]  # 80% power needs more than the CI half-width
+    assert seed_summary([0.5]) == {"n_seeds": 1, "mean": 0.5}

@@ -9,6 +9,8 @@ Every probe and eval uses these rather than re-implementing them. All resampling
   plus a bootstrap CI of the mean difference.
 - t_test_power / minimum_detectable_effect: power of a two-sided one-sample (paired) t-test, and
   the smallest mean it detects with 80 % power (noncentral t): the effect a null result rules out.
+- seed_summary: per-seed values (training runs, the unit of replication) -> mean, t-interval,
+  one-sample t-test p and the MDE.
 """
 
 from __future__ import annotations
@@ -177,3 +179,20 @@ def minimum_detectable_effect(sd: float, n: int, alpha: float = 0.05, power: flo
     while t_test_power(hi, sd, n, alpha) < power:
         hi *= 2.0
     return float(optimize.brentq(lambda d: t_test_power(d, sd, n, alpha) - power, 0.0, hi, xtol=1e-10 * sd))
+
+
+def seed_summary(values: np.ndarray | list[float], alpha: float = 0.05) -> dict[str, float]:
+    """Mean, t-interval (df = n - 1), one-sample t-test p against 0, sd and the minimum detectable
+    effect at 80% power of per-seed values; with one seed only n_seeds and mean."""
+    from scipy import stats
+
+    v = np.asarray(values, dtype=np.float64)
+    n = int(v.size)
+    out: dict[str, float] = {"n_seeds": n, "mean": float(v.mean()) if n else float("nan")}
+    if n >= 2:
+        sd = float(v.std(ddof=1))
+        half = float(stats.t.ppf(1 - alpha / 2, n - 1) * sd / np.sqrt(n))
+        out |= {"sd": sd, "lo": out["mean"] - half, "hi": out["mean"] + half,
+                "p": float(stats.ttest_1samp(v, 0.0).pvalue) if sd > 0 else float("nan"),
+                "mde_80": minimum_detectable_effect(sd, n, alpha) if sd > 0 else float("nan")}
+    return out

@@ -1,0 +1,39 @@
+"""`interp perplexity`: perplexity on held-out plain English text (a model that merely broke shows here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from interp.cli.app import app
+from interp.cli.common import ForceOpt, ModelLoad, ModelOpt, OutOpt, console, model_options, print_table
+
+
+@app.command("perplexity")
+@model_options()
+def perplexity_command(
+    model: str = ModelOpt,
+    heldout: Optional[Path] = typer.Option(None, "--heldout", help="held-out text file (default: the one shipped)"),
+    window: int = typer.Option(256, "--window", help="tokens per non-overlapping window"),
+    batch_size: int = typer.Option(2, "--batch-size", help="windows per forward pass"),
+    out: Optional[Path] = OutOpt,
+    force: bool = ForceOpt,
+    loader: ModelLoad = ModelLoad(),
+) -> None:
+    """exp(mean NLL) of every token after the first of each window (evals.perplexity); per-token, so
+    compare models of one tokenizer only."""
+    from interp.evals.perplexity import load_heldout, perplexity
+    from interp.report.runs import RunDir
+
+    run = RunDir.prepare(out, "perplexity", force)
+    text = load_heldout(heldout)
+    lm = loader.load(model)
+    res = perplexity(lm, text, window=window, batch_size=batch_size, progress=True)
+    run.write_summary(inputs={"model": model, "heldout": str(heldout) if heldout else "packaged heldout.txt",
+                              "window": window}, model=lm, figures=res.to_dict())
+    print_table(f"perplexity of {model}", ["figure", "value"],
+                [("perplexity", f"{res.perplexity:.3f}"), ("mean NLL (nats / token)", f"{res.nll:.4f}"),
+                 ("tokens scored", res.n_tokens), ("windows", res.n_windows)])
+    console.print(f"wrote {run.path}/summary.json")
