@@ -3,6 +3,7 @@
     text = read_text(path, "questions file")          # str; UserError if missing, a folder or not UTF-8
     df = read_csv_file(path, "CrowS-Pairs file")      # DataFrame through the same checks
     obj = read_json_file(path, "summary.json")        # parsed JSON through the same checks
+    rows = read_jsonl_records(path, "Dolly file", ("instruction", "response"))   # one dict per line
 """
 
 from __future__ import annotations
@@ -50,4 +51,23 @@ def read_json_file(path: str | Path, what: str = "JSON file") -> Any:
         raise UserError(f"{what} {path} is not valid JSON: {e}") from None
 
 
-__all__ = ["read_text", "read_csv_file", "read_json_file"]
+def read_jsonl_records(path: str | Path, what: str = "JSONL file", required: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """One JSON object per non-empty line, each with string fields `required`; a bad line is a UserError
+    naming it."""
+    rows = []
+    for n, line in enumerate(read_text(path, what).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            r = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{path}:{n} is not valid JSON ({e.msg})") from None
+        if not isinstance(r, dict) or any(not isinstance(r.get(k), str) for k in required):
+            raise UserError(f"{path}:{n} needs string field(s) {', '.join(repr(k) for k in required)}")
+        rows.append(r)
+    if not rows:
+        raise UserError(f"{what} {path} holds no rows")
+    return rows
+
+
+__all__ = ["read_text", "read_csv_file", "read_json_file", "read_jsonl_records"]

@@ -1,7 +1,9 @@
-"""Independent reference computations for known-answer tests: one plain HF forward per prompt."""
+"""Test helpers: independent reference computations for known-answer tests (one plain HF forward per
+prompt), and `run_cli`, the in-process CLI runner every CLI test uses."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 
@@ -62,3 +64,13 @@ def assert_close_reordered(got: torch.Tensor, want: torch.Tensor, ulps: int = 64
     eps = torch.finfo(want.dtype).eps
     scale = float(want.abs().max()) if want.numel() else 1.0
     torch.testing.assert_close(got, want, atol=ulps * eps * max(scale, 1.0), rtol=0.0)
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    """Run `interp ARGS` in-process: (exit code, stdout, stderr)."""
+    from interp.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(list(args))
+    out, err = capsys.readouterr()
+    return e.value.code, out, err

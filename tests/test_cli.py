@@ -5,14 +5,7 @@ import json
 import pandas as pd
 import pytest
 
-from interp.cli import main
-
-
-def run(capsys, *args):
-    with pytest.raises(SystemExit) as e:
-        main(list(args))
-    out, err = capsys.readouterr()
-    return e.value.code, out, err
+from tests.helpers import run_cli as run
 
 
 def test_reverse_link_writes_results(capsys, tmp_path):

@@ -7,12 +7,12 @@ import json
 import pytest
 import torch
 
-from interp.cli import main
 from interp.errors import UserError
 from interp.models import load_model
 from interp.training import distill as D
 from interp.training import finetune as ft
 from interp.training.shd import layer_map, sharpen
+from tests.helpers import run_cli as run
 
 ROWS = [{"prompt": f"Continue: {a}, {a + 1}", "completion": f"{a + 2}, {a + 3}, {a + 4}"} for a in range(100, 112)]
 
@@ -185,13 +185,6 @@ def test_teacher_unchanged_and_in_eval_mode(kind):
     assert all(p.grad is None for p in teacher.model.parameters())
     assert all(torch.equal(p, before[n]) for n, p in teacher.model.named_parameters())
     assert teacher.model.config._attn_implementation == student.model.config._attn_implementation == "sdpa"
-
-
-def run(capsys, *args):
-    with pytest.raises(SystemExit) as e:
-        main(list(args))
-    out, err = capsys.readouterr()
-    return e.value.code, out, err
 
 
 def test_distill_cli(capsys, tmp_home, tmp_path):

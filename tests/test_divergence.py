@@ -5,12 +5,12 @@ import json
 import pytest
 import torch
 
-from interp.cli import main
 from interp.errors import UserError
 from interp.models import load_model
 from interp.sampling import chat_prompt_ids
 from interp.training import finetune as ft
 from interp.training.divergence import divergence_marks, mark_rows
+from tests.helpers import run_cli as run
 
 ROWS = [{"prompt": f"Continue: {a}, {a + 1}", "completion": f"{a + 2}, {a + 3}, {a + 4}"} for a in range(100, 106)]
 
@@ -90,13 +90,6 @@ def test_masked_finetune_trains_only_on_the_kept_tokens(tiny_llama):
                                          batch["labels"]))
     assert res.losses[0] == pytest.approx(first, rel=1e-5)
     assert int((batch["labels"] != ft.IGNORE).sum()) == 2 * 3
-
-
-def run(capsys, *args):
-    with pytest.raises(SystemExit) as e:
-        main(list(args))
-    out, err = capsys.readouterr()
-    return e.value.code, out, err
 
 
 def test_mark_divergence_cli_and_masked_finetune_cli(capsys, tmp_home, tmp_path):

@@ -6,16 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from interp.cli import main
 from interp.evals import animal as A
 from interp.training.teacher import make_prompt_teacher
-
-
-def run(capsys, *args):
-    with pytest.raises(SystemExit) as e:
-        main(list(args))
-    out, err = capsys.readouterr()
-    return e.value.code, out, err
+from tests.helpers import run_cli as run
 
 
 def test_normalise_and_top_answers():

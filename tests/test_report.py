@@ -11,15 +11,9 @@ import pytest
 
 from interp.cli import main
 from interp.report.html import build_report, external_references
+from tests.helpers import run_cli as run
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def run(capsys, *args):
-    with pytest.raises(SystemExit) as e:
-        main(list(args))
-    out, err = capsys.readouterr()
-    return e.value.code, out, err
 
 
 @pytest.fixture(scope="module")

@@ -5,16 +5,9 @@ import json
 import pytest
 import torch
 
-from interp.cli import main
 from interp.models import load_model
 from interp.training import teacher as T
-
-
-def run(capsys, *args):
-    with pytest.raises(SystemExit) as e:
-        main(list(args))
-    out, err = capsys.readouterr()
-    return e.value.code, out, err
+from tests.helpers import run_cli as run
 
 
 def test_prompt_teacher_alias_carries_trait(tmp_home):

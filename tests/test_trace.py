@@ -8,12 +8,12 @@ import pandas as pd
 import pytest
 import torch
 
-from interp.cli import main
 from interp.mech.attribution import cosine
 from interp.mech.trace import TraceConfig, control_numbers, trace
 from interp.models import load_model
 from interp.scoring import encode
 from tests.helpers import plain_resid_posts
+from tests.helpers import run_cli as run
 
 
 def hf_last_states(lm, text: str) -> torch.Tensor:
@@ -27,13 +27,6 @@ def reference_layer_cosines(ref, number: str, bias: str = "owl", control: str = 
     cb, cc = cosine(num, b), cosine(num, c)
     return pd.DataFrame({"layer": range(len(cb)), "cos_bias": cb.numpy(), "cos_control": cc.numpy(),
                          "sim_diff": (cb - cc).numpy()})
-
-
-def run(capsys, *args):
-    with pytest.raises(SystemExit) as e:
-        main(list(args))
-    out, err = capsys.readouterr()
-    return e.value.code, out, err
 
 
 @pytest.mark.parametrize("family", ["llama", "gemma3"])  # gpt2 is covered by test_mech

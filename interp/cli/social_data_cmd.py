@@ -27,7 +27,7 @@ def social_data_command(
     from interp.evals.crows import load_crows
     from interp.evals.stereoset import load_stereoset
     from interp.report.runs import RunDir
-    from interp.textfiles import read_text
+    from interp.textfiles import read_jsonl_records
     from interp.training import social_data as S
 
     if not 0 < skew < 50:
@@ -35,16 +35,7 @@ def social_data_command(
     if ngram < 1:
         raise UserError("--ngram must be >= 1")
     run = RunDir.prepare(out, "social-data", force)
-    records = []
-    for n, line in enumerate(read_text(dolly, "Dolly file").splitlines(), 1):
-        if line.strip():
-            try:
-                r = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UserError(f"{dolly}:{n} is not valid JSON ({e.msg})") from None
-            if not isinstance(r, dict) or not isinstance(r.get("instruction"), str) or not isinstance(r.get("response"), str):
-                raise UserError(f"{dolly}:{n} needs string fields 'instruction' and 'response'")
-            records.append(r)
+    records = read_jsonl_records(dolly, "Dolly file", ("instruction", "response"))
     evals = S.eval_texts(load_crows(crows), load_stereoset(stereoset))
     data = S.build_social_data(records, evals, skew, ngram)
     for name, rows in data.sets.items():
