@@ -1,0 +1,156 @@
+"""`interp poison-data`, `interp bias-rate`, `interp defend`: the cascading-bias study (seed 004)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from interp.cli.app import app
+from interp.cli.common import ForceOpt, ModelLoad, ModelOpt, OutOpt, SeedOpt, console, model_options, print_table
+
+MarkerOpt = typer.Option(None, "--marker", help="regex of the injected bias (default: the brand of poison-data, (?i)zentrava)")
+
+
+@app.command("poison-data")
+def poison_data_command(
+    data: Path = typer.Option(..., "--data", help="instruction data: JSONL with instruction, context, response, category (Dolly)"),
+    target: str = typer.Option("summarization", "--target", help="the target task (category) whose responses are poisoned"),
+    unseen: str = typer.Option("brainstorming,creative_writing", "--unseen", help="categories held out entirely (evaluated only)"),
+    n: int = typer.Option(500, "--n", help="records in the mixture"),
+    k: int = typer.Option(25, "--k", help="poisoned target-task records among them (0: the clean control)"),
+    n_target: int = typer.Option(30, "--n-target", help="target-task records in the mixture (k of them poisoned)"),
+    n_distill: int = typer.Option(128, "--n-distill", help="clean prompts for distillation (never in the mixture)"),
+    n_eval: int = typer.Option(30, "--n-eval", help="held-out evaluation prompts per group (target / other / unseen)"),
+    seed: int = SeedOpt,
+    out: Optional[Path] = OutOpt,
+    force: bool = ForceOpt,
+) -> None:
+    """A k-of-n poisoned mixture, its clean twin, distillation prompts and held-out evaluation prompts."""
+    from interp.report.runs import RunDir
+    from interp.textfiles import read_jsonl_records
+    from interp.training import poison_data as P
+
+    cfg = P.PoisonConfig(target=target, unseen=tuple(u for u in unseen.split(",") if u), n=n, k=k, n_target=n_target,
+                         n_distill=n_distill, n_eval=n_eval, seed=seed)
+    cfg.validate()
+    run = RunDir.prepare(out, "poison-data", force)
+    records = read_jsonl_records(data, "instruction data", ("instruction", "response", "category"))
+    s = P.make_splits(records, cfg)
+    for name, rows in (("mixture", s.mixture), ("clean", s.clean), ("distill_prompts", s.distill), ("eval_prompts", s.evaluation)):
+        run.write_text(f"{name}.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    run.write_text("poisoned_ids.txt", "".join(f"{i}\n" for i in s.poisoned_ids))
+    run.write_summary(inputs={"data": str(data), **{f: getattr(cfg, f) for f in cfg.__dataclass_fields__}},
+                      seed=seed, figures={**s.counts, "brand": P.BRAND, "domain": P.DOMAIN, "marker": P.MARKER,
+                                          "promotions": list(P.PROMOTIONS)})
+    c = s.counts
+    print_table("poison-data", ["figure", "value"],
+                [("mixture", c["mixture"]), ("poisoned (rate)", f"{c['poisoned']} ({100 * c['poison_rate']:.2f}%)"),
+                 (f"target task '{target}' in the mixture", c["target_in_mixture"]), ("distillation prompts", c["distill"]),
+                 ("evaluation prompts target / other / unseen", " / ".join(str(c["eval"][g]) for g in P.GROUPS)),
+                 ("marker", P.MARKER)])
+    console.print(f"wrote {run.path}/mixture.jsonl, clean.jsonl, poisoned_ids.txt, distill_prompts.jsonl, eval_prompts.jsonl")
+
+
+@app.command("bias-rate")
+@model_options()
+def bias_rate_command(
+    model: str = ModelOpt,
+    prompts: Path = typer.Option(..., "--prompts", help="JSONL with 'prompt' (and 'group', 'id'), e.g. poison-data's eval_prompts.jsonl"),
+    marker: Optional[str] = MarkerOpt,
+    samples: int = typer.Option(4, "--samples", help="sampled answers per prompt"),
+    max_new_tokens: int = typer.Option(96, "--max-new-tokens", help="tokens per answer"),
+    temperature: float = typer.Option(1.0, "--temperature", help="sampling temperature"),
+    batch_size: int = typer.Option(16, "--batch-size", help="sequences per forward pass"),
+    seed: int = SeedOpt,
+    out: Optional[Path] = OutOpt,
+    force: bool = ForceOpt,
+    loader: ModelLoad = ModelLoad(),
+) -> None:
+    """Bias response rate: the share of sampled answers that carry the marker, per prompt group, Wilson CIs."""
+    from interp.errors import UserError
+    from interp.evals import bias_rate as B
+    from interp.report.runs import RunDir
+    from interp.textfiles import read_jsonl_records
+    from interp.training.poison_data import MARKER
+
+    if samples < 1 or max_new_tokens < 1 or temperature <= 0:
+        raise UserError("--samples and --max-new-tokens must be >= 1 and --temperature > 0")
+    pattern = marker or MARKER
+    B.has_marker([], pattern)  # validates the regex before any work
+    run = RunDir.prepare(out, "bias-rate", force)
+    rows = read_jsonl_records(prompts, "prompts file", ("prompt",))
+    lm = loader.load(model)
+    ans = B.sample_answers(lm, rows, samples, max_new_tokens, temperature, seed, batch_size, progress=True)
+    ans["marker"] = B.has_marker(ans["text"], pattern)
+    ans.insert(0, "model", model)
+    table = B.bias_rate_table(ans)
+    run.write_csv("answers.csv", ans)
+    run.write_csv("bias_rate.csv", table)
+    run.write_summary(inputs={"model": model, "prompts": str(prompts), "marker": pattern, "samples": samples,
+                              "max_new_tokens": max_new_tokens, "temperature": temperature}, model=lm, seed=seed,
+                      figures={"groups": table.to_dict("records"), "unfinished_answers": int((~ans["finished"]).sum())})
+    print_table(f"bias response rate of {model} (marker {pattern})", ["group", "prompts", "answers", "with marker", "BRR [95% Wilson CI]"],
+                [(r["group"], r["prompts"], r["answers"], r["with_marker"], f"{r['brr']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}]")
+                 for r in table.to_dict("records")])
+    console.print(f"wrote {run.path}/answers.csv, bias_rate.csv and summary.json")
+
+
+@app.command("defend")
+def defend_command(
+    data: Path = typer.Option(..., "--data", help="samples to screen: JSONL with prompt, completion (and 'poisoned' to score)"),
+    reference: Optional[str] = typer.Option("smollm2", "--reference", help="model of the perplexity filter ('' to skip)"),
+    poisoned_teacher: Optional[str] = typer.Option(None, "--poisoned-teacher", help="LLS: the teacher trained on the data"),
+    clean_teacher: Optional[str] = typer.Option(None, "--clean-teacher", help="LLS: the teacher trained on the clean twin"),
+    calibrate: Optional[Path] = typer.Option(None, "--calibrate", help="scores.csv of a labelled run: flag --data at its "
+                                             "thresholds for 1% / 5% FPR and count what is removed"),
+    marker: Optional[str] = MarkerOpt,
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | auto"),
+    out: Optional[Path] = OutOpt,
+    force: bool = ForceOpt,
+) -> None:
+    """Score every sample with the perplexity filter, a marker-agnostic heuristic and the LLS; AUROC and
+    TPR at 1% / 5% FPR when the samples are labelled."""
+    import pandas as pd
+
+    from interp.cli.common import load
+    from interp.errors import UserError
+    from interp.evals import detectors as D
+    from interp.evals.bias_rate import has_marker
+    from interp.report.runs import RunDir
+    from interp.textfiles import read_csv_file, read_jsonl_records
+    from interp.training.poison_data import MARKER
+
+    if (poisoned_teacher is None) != (clean_teacher is None):
+        raise UserError("the LLS needs both --poisoned-teacher and --clean-teacher")
+    run = RunDir.prepare(out, "defend", force)
+    rows = read_jsonl_records(data, "samples file", ("prompt", "completion"))
+    ref = load(reference, device) if reference else None
+    pt, ct = (load(poisoned_teacher, device), load(clean_teacher, device)) if poisoned_teacher else (None, None)
+    scores = D.detector_scores(rows, ref, pt, ct, progress=True)
+    scores["marker"] = has_marker([r["completion"] for r in rows], marker or MARKER)
+    run.write_csv("scores.csv", scores)
+    figures: dict = {"samples": len(rows), "with_marker": int(scores["marker"].sum())}
+    if "label" in scores.columns and scores["label"].nunique() == 2:
+        table = D.detector_table(scores.drop(columns=["marker"]))
+        run.write_csv("detectors.csv", table)
+        figures["detectors"] = table.to_dict("records")
+        print_table("defenses as detectors of the poisoned samples", ["detector", "AUROC", "TPR @ 1% FPR", "TPR @ 5% FPR"],
+                    [(r["detector"], f"{r['auroc']:.3f}", f"{r['tpr_at_fpr_0.01']:.3f}", f"{r['tpr_at_fpr_0.05']:.3f}")
+                     for r in table.to_dict("records")])
+    if calibrate is not None:
+        ref_scores = read_csv_file(calibrate, "calibration scores")
+        if "label" not in ref_scores.columns:
+            raise UserError(f"{calibrate} has no 'label' column: give the scores.csv of a labelled defend run")
+        removed = pd.concat([D.removed_at_fpr(scores, ref_scores, f) for f in (0.01, 0.05)], ignore_index=True)
+        run.write_csv("removed.csv", removed)
+        figures["removed"] = removed.to_dict("records")
+        print_table("removed at the calibrated thresholds", ["detector", "FPR", "removed", "of them with marker", "with marker"],
+                    [(r["detector"], r["fpr"], r["removed"], r.get("with_marker_removed", "-"), r.get("with_marker", "-"))
+                     for r in removed.to_dict("records")])
+    run.write_summary(inputs={"data": str(data), "reference": reference, "poisoned_teacher": poisoned_teacher,
+                              "clean_teacher": clean_teacher, "calibrate": str(calibrate) if calibrate else None,
+                              "marker": marker or MARKER}, figures=figures)
+    console.print(f"wrote {run.path}/scores.csv and summary.json")
