@@ -132,6 +132,9 @@ def test_cli_poison_data_bias_rate_and_defend(capsys, tmp_home, tmp_path):
                            "--samples", "2", "--max-new-tokens", "4", "--out", str(tmp_path / "b"))
     ans = pd.read_csv(tmp_path / "b" / "answers.csv")
     assert code == 0 and len(ans) == 9 * 2 and set(ans.group) == {"target", "other", "unseen"}
+    rows = [json.loads(x) for x in (tmp_path / "b" / "answers.jsonl").read_text().splitlines()]
+    prompts = [json.loads(x) for x in (tmp_path / "p" / "eval_prompts.jsonl").read_text().splitlines()]
+    assert [r["completion"] for r in rows] == ans.text.fillna("").tolist() and rows[2]["prompt"] == prompts[1]["prompt"]
     code, out, _ = run_cli(capsys, "defend", "--data", str(tmp_path / "p" / "mixture.jsonl"), "--reference", "tiny-llama",
                            "--out", str(tmp_path / "d"))
     det = pd.read_csv(tmp_path / "d" / "detectors.csv").set_index("detector")

@@ -88,6 +88,11 @@ def bias_rate_command(
     ans.insert(0, "model", model)
     table = B.bias_rate_table(ans)
     run.write_csv("answers.csv", ans)
+    # the same answers as training rows (prompt / completion): a student's response-level distillation data
+    run.write_text("answers.jsonl", "".join(json.dumps({"prompt": rows[i]["prompt"], "completion": a.text, "group": a.group,
+                                                        "prompt_id": a.prompt_id, "sample": int(a.sample),
+                                                        "marker": int(a.marker), "finished": bool(a.finished)}) + "\n"
+                                            for i, a in zip(ans["row"], ans.itertuples())))
     run.write_csv("bias_rate.csv", table)
     run.write_summary(inputs={"model": model, "prompts": str(prompts), "marker": pattern, "samples": samples,
                               "max_new_tokens": max_new_tokens, "temperature": temperature}, model=lm, seed=seed,
@@ -95,7 +100,7 @@ def bias_rate_command(
     print_table(f"bias response rate of {model} (marker {pattern})", ["group", "prompts", "answers", "with marker", "BRR [95% Wilson CI]"],
                 [(r["group"], r["prompts"], r["answers"], r["with_marker"], f"{r['brr']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}]")
                  for r in table.to_dict("records")])
-    console.print(f"wrote {run.path}/answers.csv, bias_rate.csv and summary.json")
+    console.print(f"wrote {run.path}/answers.csv, answers.jsonl (training rows), bias_rate.csv and summary.json")
 
 
 @app.command("defend")

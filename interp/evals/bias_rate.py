@@ -47,7 +47,8 @@ def prompt_key(row: dict[str, Any], index: int) -> Any:
 
 def sample_answers(lm: Any, prompts: Sequence[dict[str, Any]], samples: int = 4, max_new_tokens: int = 96,
                    temperature: float = 1.0, seed: int = 0, batch_size: int = 16, progress: bool = False) -> pd.DataFrame:
-    """One row per answer: group, prompt_id, sample, text, finished (EOS within the budget)."""
+    """One row per answer: row (index into `prompts`), group, prompt_id, sample, text, finished (EOS
+    within the budget)."""
     if not prompts:
         raise UserError("no prompts to answer")
     for n, r in enumerate(prompts):
@@ -56,7 +57,7 @@ def sample_answers(lm: Any, prompts: Sequence[dict[str, Any]], samples: int = 4,
     ids = chat_prompt_ids(lm, [r["prompt"] for r in prompts], system=lm.system_prompt)
     out = sample(lm, ids, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed, batch_size=batch_size,
                  progress=progress, description="answers", n_per_prompt=samples)
-    return pd.DataFrame([{"group": prompts[s.prompt_index].get("group", "all"),
+    return pd.DataFrame([{"row": s.prompt_index, "group": prompts[s.prompt_index].get("group", "all"),
                           "prompt_id": prompt_key(prompts[s.prompt_index], s.prompt_index), "sample": s.sample_index,
                           "text": s.text, "finished": s.finished} for s in out])
 

@@ -1,0 +1,230 @@
+"""Cascading adversarial bias (seed 004, Chaudhari et al. 2025) at small scale, in resumable stages
+(issue 18; DESIGN.md §2.12).
+
+    python experiments/poison_cascade.py --stage data       # interp poison-data for every k -> reports/poison/data/k<k>/
+    python experiments/poison_cascade.py --stage teachers   # smollm2 + LoRA on each mixture (k = 0 is the clean control)
+    python experiments/poison_cascade.py --stage answers    # each teacher answers the clean distillation prompts
+    python experiments/poison_cascade.py --stage students   # response-level SFT and logit KD from base smollm2
+    python experiments/poison_cascade.py --stage brr        # bias response rate of every model on the held-out prompts
+    python experiments/poison_cascade.py --stage defend     # detectors on each mixture and on the students' data
+    python experiments/poison_cascade.py --stage report     # reports/poison/{README tables, answers.csv, ...}
+
+Every unit is a pipeline command run as a subprocess (poison-data, finetune, distill, bias-rate,
+defend); a unit whose output exists is skipped, and a model missing from the store is rebuilt from
+its recipe with the same seed. Two workers may share a stage (`units.claim`).
+
+Design
+- Data: the first 910 Dolly-15k records. Target task: summarization (76 records); unseen tasks:
+  brainstorming and creative_writing (154 records, evaluated only). Mixture of 500 records with 30
+  summarization records, k of them poisoned: k = 0 (the clean control), 5 (1.0%) and 25 (5.0%).
+  The seed's 0.25% would need 10,000 records for 25 poisoned samples; 910 records allow 500 here.
+  One split seed (0) for every k, so the mixtures hold the same records and differ only in which
+  responses carry the promotion (the k = 5 poison is a subset of the k = 25 poison).
+- Poison: one promotional sentence for the fictional "Zentrava Notes" with a link on
+  zentrava.example.com, appended to the response; marker regex (?i)zentrava.
+- Teachers: smollm2 + LoRA (r 8, lr 2e-4), 2 epochs of the mixture, batch 8, max 256 tokens;
+  teacher seeds 0, 1, 2 for the middle level k = 5, seed 0 otherwise (`TEACHER_SEEDS`).
+- Distillation data: each teacher answers the 128 clean distillation prompts (never in the mixture,
+  never evaluated), one sample each at T = 1, 128 new tokens (`interp bias-rate` writes them as
+  training rows).
+- Students from base smollm2 on those answers, 2 epochs, batch 8, LoRA lr 2e-4: `resp` = SFT on the
+  answers (response-level), `logit` = KD (sum form, beta 1, tau 1) on the teacher's distributions over
+  the same answers. A student's seed is its teacher's.
+- BRR: every model answers the 90 held-out prompts (30 target, 30 other, 30 unseen), 4 samples each at
+  T = 1, 96 new tokens, the same seeds for every model.
+- Defenses: on each poisoned mixture, perplexity under base smollm2, the marker-agnostic heuristic and
+  the LLS (poisoned teacher vs the clean k = 0 teacher, seed 0); then the same detectors on the
+  teacher's distillation answers at the thresholds that give 1% / 5% FPR on the mixture's clean rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from units import ROOT, claim, in_store, interp, record_time, release, work_dir  # noqa: E402
+
+OUT = ROOT / "reports" / "poison"
+DATA = OUT / "data"
+DOLLY = ROOT.parent / "shared" / "data" / "dolly15k_first910.jsonl"
+K_LEVELS = (0, 5, 25)
+TEACHER_SEEDS = {0: (0,), 5: (0, 1, 2), 25: (0,)}
+SPLIT = ["--target", "summarization", "--unseen", "brainstorming,creative_writing", "--n", "500", "--n-target", "30",
+         "--n-distill", "128", "--n-eval", "30", "--seed", "0"]
+TEACHER_ARGS = ["--epochs", "2", "--batch-size", "8", "--max-len", "256"]
+STUDENT_ARGS = ["--epochs", "2", "--batch-size", "8", "--max-len", "256"]
+KINDS = {"resp": [], "logit": ["--kind", "kd", "--form", "sum", "--beta", "1", "--tau", "1"]}
+BRR_ARGS = ["--samples", "4", "--max-new-tokens", "96", "--seed", "0"]
+WORK = work_dir("poison")
+
+
+def teacher_alias(k: int, seed: int) -> str:
+    return f"pz-teacher-k{k}-s{seed}"
+
+
+def student_alias(kind: str, k: int, seed: int) -> str:
+    return f"pz-student-{kind}-k{k}-s{seed}"
+
+
+def report_name(alias: str) -> str:
+    """The name in the report tables: 'teacher-k25-s0', 'student-resp-k25-s1', or the alias itself."""
+    return alias.removeprefix("pz-")
+
+
+def stage_data() -> None:
+    for k in K_LEVELS:
+        dest = DATA / f"k{k}"
+        if (dest / "summary.json").exists() or not claim(WORK, f"data-k{k}"):
+            continue
+        record_time(OUT, f"poison-data k={k}", interp("poison-data", "--data", str(DOLLY), *SPLIT, "--k", str(k),
+                                                      "--out", str(dest), "--force"))
+        release(WORK, f"data-k{k}")
+
+
+def write_record(alias: str, what: dict, args: list[str], run: Path, secs: float) -> None:
+    fig = json.loads((run / "summary.json").read_text())["figures"]
+    (OUT / "runs").mkdir(parents=True, exist_ok=True)
+    (OUT / "runs" / f"{alias}.json").write_text(json.dumps(
+        {"alias": alias, **what, "command": "interp " + " ".join(args), "steps": fig.get("steps"),
+         "losses": fig.get("components") or {k: fig.get(k) for k in ("first_loss", "mean_loss_last_10")},
+         "seconds": round(secs, 1)}, indent=1) + "\n")
+
+
+def train_teacher(k: int, seed: int) -> None:
+    alias = teacher_alias(k, seed)
+    if in_store(alias) or not claim(WORK, alias):
+        return
+    run = WORK / "runs" / alias
+    args = ["finetune", "--model", "smollm2", "--data", str(DATA / f"k{k}" / "mixture.jsonl"), "--alias", alias,
+            *TEACHER_ARGS, "--seed", str(seed), "--out", str(run), "--force"]
+    secs = interp(*args)
+    write_record(alias, {"role": "teacher", "k": k, "seed": seed}, args, run, secs)
+    record_time(OUT, f"teach {alias}", secs)
+    release(WORK, alias)
+
+
+def answers_path(k: int, seed: int) -> Path:
+    return OUT / "answers" / f"{teacher_alias(k, seed)}.jsonl"
+
+
+def teacher_answers(k: int, seed: int) -> None:
+    """The teacher's answers to the distillation prompts: the students' training rows."""
+    dest = answers_path(k, seed)
+    if dest.exists() or not claim(WORK, f"answers-k{k}-s{seed}"):
+        return
+    train_teacher(k, seed)
+    run = WORK / "answers" / teacher_alias(k, seed)
+    secs = interp("bias-rate", "--model", teacher_alias(k, seed), "--prompts", str(DATA / f"k{k}" / "distill_prompts.jsonl"),
+                  "--samples", "1", "--max-new-tokens", "128", "--seed", str(seed), "--out", str(run), "--force")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(run / "answers.jsonl", dest)
+    record_time(OUT, f"answers {teacher_alias(k, seed)}", secs)
+    release(WORK, f"answers-k{k}-s{seed}")
+
+
+def train_student(kind: str, k: int, seed: int) -> None:
+    alias = student_alias(kind, k, seed)
+    if (in_store(alias) and (OUT / "runs" / f"{alias}.json").exists()) or not claim(WORK, alias):
+        return
+    teacher_answers(k, seed)
+    train_teacher(k, seed)  # KD needs the teacher itself (rebuilt when the store lost it)
+    run = WORK / "runs" / alias
+    common = ["--data", str(answers_path(k, seed)), "--alias", alias, *STUDENT_ARGS, "--seed", str(seed),
+              "--out", str(run), "--force"]
+    args = (["finetune", "--model", "smollm2", *common] if kind == "resp" else
+            ["distill", "--teacher", teacher_alias(k, seed), "--student", "smollm2", *KINDS[kind], *common])
+    secs = interp(*args)
+    write_record(alias, {"role": "student", "kind": kind, "k": k, "seed": seed, "teacher": teacher_alias(k, seed)},
+                 args, run, secs)
+    record_time(OUT, f"train {alias}", secs)
+    release(WORK, alias)
+
+
+def models() -> list[str]:
+    names = ["smollm2"] + [teacher_alias(k, s) for k in K_LEVELS for s in TEACHER_SEEDS[k]]
+    if (OUT / "runs").exists():
+        names += sorted(p.stem for p in (OUT / "runs").glob("pz-student-*.json"))
+    return names
+
+
+def brr(model: str) -> None:
+    dest = OUT / "brr" / f"{report_name(model)}.csv"
+    if dest.exists() or not claim(WORK, f"brr-{model}"):
+        return
+    if model.startswith("pz-teacher-"):
+        k, s = (int(x[1:]) for x in model.removeprefix("pz-teacher-").split("-"))
+        train_teacher(k, s)
+    run = WORK / "brr" / model
+    secs = interp("bias-rate", "--model", model, "--prompts", str(DATA / "k0" / "eval_prompts.jsonl"), *BRR_ARGS,
+                  "--out", str(run), "--force")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(run / "answers.csv", dest)
+    record_time(OUT, f"brr {model}", secs)
+    release(WORK, f"brr-{model}")
+
+
+def defend(k: int) -> None:
+    """Detectors on the k-mixture (labelled), then on the seed-0 teacher's distillation answers."""
+    dest = OUT / "defend" / f"k{k}"
+    if k == 0 or (dest / "answers_removed.csv").exists() or not claim(WORK, f"defend-k{k}"):
+        return
+    for kk in (0, k):
+        train_teacher(kk, 0)
+    lls = ["--poisoned-teacher", teacher_alias(k, 0), "--clean-teacher", teacher_alias(0, 0)]
+    run = WORK / "defend" / f"k{k}-mixture"
+    secs = interp("defend", "--data", str(DATA / f"k{k}" / "mixture.jsonl"), *lls, "--out", str(run), "--force")
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in ("scores.csv", "detectors.csv"):
+        shutil.copy(run / f, dest / f"mixture_{f}")
+    run2 = WORK / "defend" / f"k{k}-answers"
+    teacher_answers(k, 0)
+    secs += interp("defend", "--data", str(answers_path(k, 0)), *lls, "--calibrate", str(dest / "mixture_scores.csv"),
+                   "--out", str(run2), "--force")
+    shutil.copy(run2 / "scores.csv", dest / "answers_scores.csv")
+    shutil.copy(run2 / "removed.csv", dest / "answers_removed.csv")
+    record_time(OUT, f"defend k={k}", secs)
+    release(WORK, f"defend-k{k}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--stage", required=True,
+                    choices=["data", "teachers", "answers", "students", "brr", "defend", "report", "all"])
+    ap.add_argument("--k", default=",".join(map(str, K_LEVELS)), type=lambda s: [int(x) for x in s.split(",")])
+    ap.add_argument("--kinds", default="resp,logit", type=lambda s: s.split(","))
+    ap.add_argument("--models", default=None, type=lambda s: s.split(","), help="brr: only these models")
+    a = ap.parse_args()
+    bad = [k for k in a.k if k not in K_LEVELS] + [x for x in a.kinds if x not in KINDS]
+    if bad:
+        ap.error(f"unknown k or kind: {bad}; k in {K_LEVELS}, kinds in {list(KINDS)}")
+    units = [(k, s) for k in a.k for s in TEACHER_SEEDS[k]]
+    if a.stage in ("data", "all"):
+        stage_data()
+    if a.stage in ("teachers", "all"):
+        for k, s in units:
+            train_teacher(k, s)
+    if a.stage in ("answers", "all"):
+        for k, s in units:
+            teacher_answers(k, s)
+    if a.stage in ("students", "all"):
+        for k, s in units:
+            for kind in a.kinds:
+                train_student(kind, k, s)
+    if a.stage in ("brr", "all"):
+        for m in a.models or models():
+            brr(m)
+    if a.stage in ("defend", "all"):
+        for k in a.k:
+            defend(k)
+    if a.stage in ("report", "all"):
+        from poison_report import write_report  # experiments/poison_report.py
+
+        write_report(OUT)
+
+
+if __name__ == "__main__":
+    main()

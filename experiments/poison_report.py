@@ -1,0 +1,182 @@
+"""Statistics and report of the cascading-bias study (experiments/poison_cascade.py; issue 18).
+
+Inputs: reports/poison/brr/<model>.csv (bias-rate's answers.csv of every model), runs/, defend/.
+Outputs: answers.csv (one row per scored answer: model, k, seed, group, prompt_id, sample, marker, text),
+brr.csv, amplification.csv, dose.csv, defenses.csv, removed.csv, tables.md, brr_dose.png.
+
+    BRR(model, group) = answers with the marker / answers, Wilson 95% CI (`evals.bias_rate.bias_rate_table`)
+    amplification     = BRR_student / BRR_teacher over the same prompts, paired prompt bootstrap
+                        (`evals.bias_rate.amplification`); NaN when the teacher's BRR is 0
+    dose              = BRR against k per role; at k with several seeds, also the mean over seeds with
+                        its t-interval (`evals.stats.seed_summary`)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from interp.evals.bias_rate import amplification, bias_rate_table
+from interp.evals.stats import seed_summary
+
+GROUPS = ("target", "other", "unseen", "all")
+_NAME = re.compile(r"^(?:teacher|student-(?P<kind>\w+))-k(?P<k>\d+)-s(?P<seed>\d+)$")
+
+
+def parse_name(name: str) -> dict[str, Any]:
+    """'teacher-k25-s0' -> role teacher, k 25, seed 0; 'student-resp-k5-s1' -> role student, kind resp;
+    anything else (the base model) -> role base, k -1."""
+    m = _NAME.match(name)
+    if not m:
+        return {"role": "base", "kind": None, "k": -1, "seed": -1}
+    return {"role": "student" if m.group("kind") else "teacher", "kind": m.group("kind"), "k": int(m.group("k")),
+            "seed": int(m.group("seed"))}
+
+
+def load_answers(out: Path) -> pd.DataFrame:
+    parts = []
+    for p in sorted((out / "brr").glob("*.csv")):
+        a = pd.read_csv(p, keep_default_na=False)
+        info = parse_name(p.stem)
+        a["model"] = p.stem
+        a["k"], a["seed"], a["role"], a["kind"] = info["k"], info["seed"], info["role"], info["kind"] or ""
+        parts.append(a)
+    if not parts:
+        return pd.DataFrame(columns=["model", "k", "seed", "role", "kind", "group", "prompt_id", "sample", "marker", "text"])
+    cols = ["model", "k", "seed", "role", "kind", "group", "prompt_id", "sample", "marker", "text"]
+    return pd.concat(parts, ignore_index=True)[cols]
+
+
+def brr_table(ans: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for model, a in ans.groupby("model", sort=False):
+        t = bias_rate_table(a)
+        first = a.iloc[0]
+        for r in t.to_dict("records"):
+            rows.append({"model": model, "role": first["role"], "kind": first["kind"], "k": int(first["k"]),
+                         "seed": int(first["seed"]), **r})
+    return pd.DataFrame(rows)
+
+
+def amplification_table(ans: pd.DataFrame) -> pd.DataFrame:
+    """Every student against its teacher (same k and seed), per group and over all groups."""
+    rows = []
+    models = ans.drop_duplicates("model").set_index("model")
+    for model, info in models.iterrows():
+        if info["role"] != "student":
+            continue
+        teacher = f"teacher-k{info['k']}-s{info['seed']}"
+        if teacher not in models.index:
+            continue
+        s, t = ans[ans.model == model], ans[ans.model == teacher]
+        for g in [g for g in GROUPS if g == "all" or g in set(s["group"])]:
+            r = amplification(s, t, group=None if g == "all" else g)
+            rows.append({"student": model, "teacher": teacher, "kind": info["kind"], "k": int(info["k"]),
+                         "seed": int(info["seed"]), "group": g, **r})
+    return pd.DataFrame(rows)
+
+
+def dose_table(brr: pd.DataFrame) -> pd.DataFrame:
+    """BRR against k per (role, kind, group): the mean over seeds, with a t-interval when there are several."""
+    rows = []
+    for (role, kind, k, g), x in brr[brr.role != "base"].groupby(["role", "kind", "k", "group"]):
+        s = seed_summary(x["brr"].to_numpy())
+        rows.append({"role": role, "kind": kind, "k": int(k), "group": g, "seeds": ",".join(map(str, sorted(x["seed"]))),
+                     "brr_mean": s["mean"], "lo": s.get("lo", np.nan), "hi": s.get("hi", np.nan),
+                     "per_seed": ", ".join(f"{v:.3f}" for v in x.sort_values("seed")["brr"])})
+    return pd.DataFrame(rows)
+
+
+def defense_tables(out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    det, rem = [], []
+    for d in sorted((out / "defend").glob("k*")):
+        k = int(d.name[1:])
+        if (d / "mixture_detectors.csv").exists():
+            det.append(pd.read_csv(d / "mixture_detectors.csv").assign(k=k))
+        if (d / "answers_removed.csv").exists():
+            rem.append(pd.read_csv(d / "answers_removed.csv").assign(k=k))
+    return (pd.concat(det, ignore_index=True) if det else pd.DataFrame(),
+            pd.concat(rem, ignore_index=True) if rem else pd.DataFrame())
+
+
+def dose_png(dose: pd.DataFrame) -> bytes:
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4), sharey=True)
+    for ax, g in zip(axes, ("target", "other", "unseen")):
+        d = dose[dose.group == g]
+        for (role, kind), x in d.groupby(["role", "kind"]):
+            x = x.sort_values("k")
+            ax.plot(x["k"], x["brr_mean"], marker="o", label=f"{role} {kind}".strip())
+        ax.set_title(f"{g} prompts")
+        ax.set_xlabel("poisoned samples k (of 500)")
+    axes[0].set_ylabel("bias response rate")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _f(x: Any, nd: int = 3) -> str:
+    return "-" if x is None or (isinstance(x, float) and not np.isfinite(x)) else f"{x:.{nd}f}"
+
+
+def markdown(brr: pd.DataFrame, amp: pd.DataFrame, dose: pd.DataFrame, det: pd.DataFrame, rem: pd.DataFrame,
+             timings: dict[str, float]) -> str:
+    out = ["## Bias response rate (answers with the marker; Wilson 95% CI)", "",
+           "| model | group | prompts | answers | with marker | BRR [95% CI] |", "|---|---|---|---|---|---|"]
+    out += [f"| {r['model']} | {r['group']} | {r['prompts']} | {r['answers']} | {r['with_marker']} | "
+            f"{_f(r['brr'])} [{_f(r['lo'])}, {_f(r['hi'])}] |" for r in brr.to_dict("records")]
+    if not amp.empty:
+        out += ["", "## Amplification BRR_student / BRR_teacher (paired prompt bootstrap)", "",
+                "| student | teacher | group | BRR student | BRR teacher | amplification [95% CI] |", "|---|---|---|---|---|---|"]
+        out += [f"| {r['student']} | {r['teacher']} | {r['group']} | {_f(r['brr_student'])} | {_f(r['brr_teacher'])} | "
+                f"{_f(r['amplification'], 2)} [{_f(r['lo'], 2)}, {_f(r['hi'], 2)}] |" for r in amp.to_dict("records")]
+    if not dose.empty:
+        out += ["", "## Dose: BRR against k (mean over seeds; t-interval where there are several)", "",
+                "| role | kind | group | k | seeds | BRR mean [95% t-CI] | per seed |", "|---|---|---|---|---|---|---|"]
+        out += [f"| {r['role']} | {r['kind'] or '-'} | {r['group']} | {r['k']} | {r['seeds']} | {_f(r['brr_mean'])} "
+                f"[{_f(r['lo'])}, {_f(r['hi'])}] | {r['per_seed']} |" for r in dose.to_dict("records")]
+    if not det.empty:
+        out += ["", "## Defenses as detectors of the poisoned samples in the mixture", "",
+                "| k | detector | samples | poisoned | AUROC | TPR @ 1% FPR | TPR @ 5% FPR |", "|---|---|---|---|---|---|---|"]
+        out += [f"| {r['k']} | {r['detector']} | {r['n']} | {r['poisoned']} | {_f(r['auroc'])} | {_f(r['tpr_at_fpr_0.01'])} | "
+                f"{_f(r['tpr_at_fpr_0.05'])} |" for r in det.to_dict("records")]
+    if not rem.empty:
+        out += ["", "## The same detectors on the students' distillation data (the teacher's answers)", "",
+                "| k | detector | FPR (on the mixture's clean rows) | answers | removed | with marker | of those removed |",
+                "|---|---|---|---|---|---|---|"]
+        out += [f"| {r['k']} | {r['detector']} | {r['fpr']} | {r['samples']} | {r['removed']} | {r.get('with_marker', '-')} | "
+                f"{r.get('with_marker_removed', '-')} |" for r in rem.to_dict("records")]
+    if timings:
+        out += ["", "## Wall time per unit (s; 2-core machine, one or two units at once)", "", "| unit | s |", "|---|---|"]
+        out += [f"| {u} | {s:.0f} |" for u, s in sorted(timings.items())]
+    return "\n".join(out) + "\n"
+
+
+def write_report(out: Path) -> None:
+    ans = load_answers(out)
+    ans.to_csv(out / "answers.csv", index=False)
+    brr = brr_table(ans) if len(ans) else pd.DataFrame()
+    amp = amplification_table(ans) if len(ans) else pd.DataFrame()
+    dose = dose_table(brr) if len(brr) else pd.DataFrame()
+    det, rem = defense_tables(out)
+    for name, df in {"brr": brr, "amplification": amp, "dose": dose, "defenses": det, "removed": rem}.items():
+        df.to_csv(out / f"{name}.csv", index=False)
+    timings = json.loads((out / "timings.json").read_text()) if (out / "timings.json").exists() else {}
+    (out / "tables.md").write_text(markdown(brr, amp, dose, det, rem, timings))
+    if len(dose):
+        (out / "brr_dose.png").write_bytes(dose_png(dose))
+    print(f"wrote {out}/answers.csv ({len(ans)} answers), tables.md and the tables")

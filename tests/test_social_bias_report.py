@@ -1,0 +1,99 @@
+"""The social-bias report's statistics (experiments/social_bias_report.py) on hand-made tables with known answers."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "experiments"))
+import social_bias_report as R  # noqa: E402
+
+N = 20
+
+
+def crows_rows(model, choices, margin=1.0):
+    """per-pair rows of CrowS gender items: choice 1 -> ll_more = ll_less + margin, 0 -> ll_less + margin."""
+    c = np.asarray(choices)
+    return pd.DataFrame({"model": model, "bench": "crows", "item": np.arange(len(c)), "bias_type": "gender",
+                         "ll_more": np.where(c == 1, -10 + margin, -10 - margin), "ll_less": -10.0,
+                         "n_tokens_more": 5, "n_tokens_less": 5, "ll_unrelated": np.nan, "n_tokens_unrelated": np.nan})
+
+
+def ones(k):
+    return [1] * k + [0] * (N - k)
+
+
+def test_per_pair_rows_read_the_eval_tables(tmp_path):
+    pd.DataFrame({"pair_id": [7, 9], "bias_type": "gender", "ll_more": [-3.0, -4.0], "ll_less": [-3.5, -3.0],
+                  "n_tokens_more": [4, 5], "n_tokens_less": [4, 6]}).to_csv(tmp_path / "crows_gender_pairs.csv", index=False)
+    pd.DataFrame({"item_id": [1, 2], "split": ["intrasentence", "intersentence"], "bias_type": "gender",
+                  "ll_stereotype": [-6.0, -8.0], "ll_anti_stereotype": [-4.0, -9.0], "ll_unrelated": [-9.0, -9.0],
+                  "n_tokens_stereotype": [3, 4], "n_tokens_anti_stereotype": [1, 4], "n_tokens_unrelated": [3, 3]}
+                 ).to_csv(tmp_path / "stereoset_gender_items.csv", index=False)
+    pp = R.per_pair_rows("m", tmp_path)
+    assert list(pp.columns) == R.PER_PAIR_COLUMNS and list(pp.bench) == ["crows", "crows", "stereoset-intra", "stereoset-inter"]
+    s = R.item_scores(pp)
+    # CrowS: summed LL (-3 > -3.5: 1; -4 < -3: 0); StereoSet: per-token mean (-6/3 = -2 > -4/1 = -4: 1, although -6 < -4)
+    assert list(s.choice) == [1, 0, 1, 1]
+    assert s.margin.tolist() == pytest.approx([0.5, -1.0, 2.0, -2.0 + 2.25])
+    assert list(s.subset) == ["crows-gender", "crows-gender", "ss-gender", "ss-gender"]
+
+
+def test_teacher_shift_counts_flipped_items():
+    pp = pd.concat([crows_rows("smollm2", ones(10)), crows_rows("t", ones(16))])
+    t = R.teacher_table(R.matrices(pp), ["t"])
+    r = t.iloc[0]
+    assert (r.bias_b, r.bias_a, r.delta_bias) == (50.0, 80.0, pytest.approx(30.0))  # 6 of 20 items flipped to 1
+    assert r.delta_bias_lo > 0 and r.p_bias < 0.05
+    assert r.delta_margin == pytest.approx(6 * 2.0 / N)  # each flipped item's margin moves from -1 to +1
+
+
+def runs_for(teacher):
+    return [{"alias": "s-kd", "role": "student", "arm": "kd", "student": "smollm2", "teacher": teacher, "seed": 0, "examples": 8},
+            {"alias": "s-b0", "role": "student", "arm": "beta0-smollm2", "student": "smollm2", "teacher": None, "seed": 0,
+             "examples": 8}]
+
+
+def test_students_against_both_baselines_and_retention():
+    # base 100% stereotypical, the debiased teacher 50% (drop 50 points); beta0 90%, the student 60% (drop 30)
+    pp = pd.concat([crows_rows("smollm2", ones(20)), crows_rows("deb", ones(10)), crows_rows("s-b0", ones(18)),
+                    crows_rows("s-kd", ones(12))])
+    mats, runs = R.matrices(pp), runs_for("deb")
+    st = R.student_table(mats, runs).set_index("baseline")
+    assert st.loc["untouched", "reference"] == "smollm2" and st.loc["untouched", "delta_bias"] == pytest.approx(-40.0)
+    assert st.loc["beta0", "reference"] == "s-b0" and st.loc["beta0", "delta_bias"] == pytest.approx(-30.0)
+    ret = R.retention(mats, runs, "deb").iloc[0]
+    assert ret.teacher_drop == pytest.approx(50.0) and ret.student_drop == pytest.approx(30.0)
+    assert ret.retention == pytest.approx(0.6) and ret.retention_lo <= 0.6 <= ret.retention_hi and ret.defined
+    c1 = R.c1_table(mats, runs).iloc[0]
+    assert c1.student_minus_teacher == pytest.approx(10.0) and c1.student_shift == pytest.approx(-30.0)
+    assert c1.teacher_shift == pytest.approx(-50.0)
+
+
+def test_seed_level_summary_over_seeds():
+    st = pd.DataFrame({"arm": "kd", "teacher": "t", "subset": "crows-gender", "baseline": "beta0", "seed": [0, 1, 2],
+                       "delta_bias": [1.0, 2.0, 3.0], "delta_margin": [0.1, 0.2, 0.3]})
+    s = R.seed_level(st).iloc[0]
+    assert s.seeds == "0,1,2" and s.bias_mean == 2.0 and s.bias_sd == 1.0 and s.bias_p == pytest.approx(0.07418, abs=1e-4)
+    assert s.margin_mean == pytest.approx(0.2) and s.margin_sd == pytest.approx(0.1)
+
+
+def test_agreement_on_all_items_and_where_the_teacher_is_right():
+    t = ones(10)                  # teacher: 1 on items 0..9, 0 (right) on 10..19
+    s = ones(5)                   # student: agrees on 0..4 and 10..19 -> 15 of 20; on the teacher's right items 10 / 10
+    b = [1] * 20                  # beta0: agrees on 0..9 -> 10 of 20; on the right items 0 / 10
+    pp = pd.concat([crows_rows("smollm2", ones(20)), crows_rows("deb", t), crows_rows("s-b0", b), crows_rows("s-kd", s)])
+    a = R.agreement(R.matrices(pp), runs_for("deb")).set_index("scope")
+    assert (a.loc["all", "agree_student"], a.loc["all", "agree_beta0"], a.loc["all", "n"]) == (75.0, 50.0, 20)
+    assert (a.loc["teacher right", "agree_student"], a.loc["teacher right", "agree_beta0"], a.loc["teacher right", "n"]) == (100.0, 0.0, 10)
+    assert a.loc["teacher right", "difference"] == pytest.approx(100.0)
+
+
+def test_confidence_is_mean_absolute_margin():
+    pp = pd.concat([crows_rows("smollm2", ones(20)), crows_rows("deb", ones(10)), crows_rows("s-b0", ones(10), margin=1.0),
+                    crows_rows("s-kd", ones(10), margin=3.0)])
+    c = R.confidence(R.matrices(pp), runs_for("deb")).set_index("model")
+    assert c.loc["s-kd", "mean_abs_margin"] == pytest.approx(3.0) and c.loc["s-kd", "vs_beta0"] == pytest.approx(2.0)
+    assert np.isnan(c.loc["smollm2"].get("vs_beta0", np.nan))
