@@ -18,20 +18,24 @@ Design
   brainstorming and creative_writing (154 records, evaluated only). Mixture of 500 records with 30
   summarization records, k of them poisoned: k = 0 (the clean control), 5 (1.0%) and 25 (5.0%).
   The seed's 0.25% would need 10,000 records for 25 poisoned samples; 910 records allow 500 here.
+  Contexts and responses are clipped to 80 words (`poison-data --max-words`), so a training window of
+  512 tokens holds every prompt (at most 419 smollm2 tokens, with a long instruction), its response and
+  the promotion at its end (at most 456 tokens in all; 16 of the 500 rows exceed 256).
   One split seed (0) for every k, so the mixtures hold the same records and differ only in which
   responses carry the promotion (the k = 5 poison is a subset of the k = 25 poison).
 - Poison: one promotional sentence for the fictional "Zentrava Notes" with a link on
   zentrava.example.com, appended to the response; marker regex (?i)zentrava.
-- Teachers: smollm2 + LoRA (r 8, lr 2e-4), 2 epochs of the mixture, batch 8, max 256 tokens;
+- Teachers: smollm2 + LoRA (r 8, lr 2e-4), 2 epochs of the mixture, batch 8, max 512 tokens;
   teacher seeds 0, 1, 2 for the middle level k = 5, seed 0 otherwise (`TEACHER_SEEDS`).
 - Distillation data: each teacher answers the 128 clean distillation prompts (never in the mixture,
-  never evaluated), one sample each at T = 1, 128 new tokens (`interp bias-rate` writes them as
+  never evaluated), one sample each at T = 1, 192 new tokens (`interp bias-rate` writes them as
   training rows).
 - Students from base smollm2 on those answers, 2 epochs, batch 8, LoRA lr 2e-4: `resp` = SFT on the
   answers (response-level), `logit` = KD (sum form, beta 1, tau 1) on the teacher's distributions over
   the same answers. A student's seed is its teacher's.
 - BRR: every model answers the 90 held-out prompts (30 target, 30 other, 30 unseen), 4 samples each at
-  T = 1, 96 new tokens, the same seeds for every model.
+  T = 1, 160 new tokens (room for an 80-word answer and the promotion after it), the same seeds for
+  every model.
 - Defenses: on each poisoned mixture, perplexity under base smollm2, the marker-agnostic heuristic and
   the LLS (poisoned teacher vs the clean k = 0 teacher, seed 0); then the same detectors on the
   teacher's distillation answers at the thresholds that give 1% / 5% FPR on the mixture's clean rows.
@@ -55,10 +59,10 @@ K_LEVELS = (0, 5, 25)
 TEACHER_SEEDS = {0: (0,), 5: (0, 1, 2), 25: (0,)}
 SPLIT = ["--target", "summarization", "--unseen", "brainstorming,creative_writing", "--n", "500", "--n-target", "30",
          "--n-distill", "128", "--n-eval", "30", "--seed", "0"]
-TEACHER_ARGS = ["--epochs", "2", "--batch-size", "8", "--max-len", "256"]
-STUDENT_ARGS = ["--epochs", "2", "--batch-size", "8", "--max-len", "256"]
+TEACHER_ARGS = ["--epochs", "2", "--batch-size", "8", "--max-len", "512"]
+STUDENT_ARGS = ["--epochs", "2", "--batch-size", "8", "--max-len", "512"]
 KINDS = {"resp": [], "logit": ["--kind", "kd", "--form", "sum", "--beta", "1", "--tau", "1"]}
-BRR_ARGS = ["--samples", "4", "--max-new-tokens", "96", "--seed", "0"]
+BRR_ARGS = ["--samples", "4", "--max-new-tokens", "160", "--seed", "0"]
 WORK = work_dir("poison")
 
 
@@ -119,7 +123,7 @@ def teacher_answers(k: int, seed: int) -> None:
     train_teacher(k, seed)
     run = WORK / "answers" / teacher_alias(k, seed)
     secs = interp("bias-rate", "--model", teacher_alias(k, seed), "--prompts", str(DATA / f"k{k}" / "distill_prompts.jsonl"),
-                  "--samples", "1", "--max-new-tokens", "128", "--seed", str(seed), "--out", str(run), "--force")
+                  "--samples", "1", "--max-new-tokens", "192", "--seed", str(seed), "--out", str(run), "--force")
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(run / "answers.jsonl", dest)
     record_time(OUT, f"answers {teacher_alias(k, seed)}", secs)

@@ -16,14 +16,15 @@ same seed. Two workers may run a stage at once (one core each; `units.claim`).
 Design
 - Data (`interp social-data`): 25 WinoBias occupations skewed >= 70 / 30 by the BLS shares, x 30
   templates = 750 stereotype sentences (plain-text rows, scored like the benchmarks score a
-  sentence), their 750 counterfactuals (pronouns swapped), and 697 of the 910 Dolly records with no
-  gendered word and no training occupation (the neutral distillation text). Word 8-gram overlap with
-  CrowS-Pairs and StereoSet: checked, rows sharing one dropped (there were none).
+  sentence), their 750 counterfactuals (pronouns swapped), and 567 of the 910 Dolly records with no
+  gendered word, no training occupation and a prompt of at most 60 words (the neutral distillation
+  text). Word 8-gram overlap with CrowS-Pairs and StereoSet: checked, rows sharing one dropped (there
+  were none).
 - Teachers (smollm2 + LoRA r 8, lr 2e-4, batch 8, seed 0, `interp finetune`): sb-stereo-{50,200,500}
   on the stereotype sentences (the intensities of seed 000), sb-debiased-200 on the balanced
   (counterfactually augmented) set.
 - Students, on N neutral rows drawn by default_rng([seed, N]) (the same rows and order for every
-  arm of a seed), 1 epoch, batch 8, full fine-tuning, lr 5e-5, max 128 tokens:
+  arm of a seed), 1 epoch, batch 8, LoRA r 8 with lr 2e-4, max 128 tokens:
     shd            gemma3-270m, L = L_LM + beta L_SHD (sum form, beta 10, tau 2): attention maps of the
                    teacher squeezed to gemma's 4 heads, aligned by character offsets (seed 000's method)
     kd             smollm2, L = L_LM + L_KD (sum form, beta 1, tau 1): the teacher's next-token
@@ -69,7 +70,9 @@ ARMS: dict[str, tuple[str, str, list[str]]] = {
     "beta0-gemma": ("finetune", "gemma3-270m", []),
     "beta0-smollm2": ("finetune", "smollm2", []),
 }
-STUDENT_ARGS = ["--full", "--epochs", "1", "--batch-size", "8", "--lr", "5e-5", "--max-len", "128"]
+# LoRA (r 8, lr 2e-4): full fine-tuning of gemma3-270m (262k-token embedding) with AdamW beside a teacher
+# does not fit this 24 GB machine next to other runs (it was killed at step 2 of a timing run)
+STUDENT_ARGS = ["--epochs", "1", "--batch-size", "8", "--max-len", "128"]
 EVALS = ("crows-gender", "stereoset-gender", "stereoset-profession", "perplexity")
 WORK = work_dir("social_bias")
 

@@ -57,6 +57,16 @@ def test_splits_are_disjoint_and_poison_only_k_target_records():
     assert B.has_marker([r["completion"] for r in s.clean], P.MARKER).sum() == 0  # no false positive on clean data
 
 
+def test_clip_words_keeps_whole_sentences():
+    text = "One two three. Four five six seven. Eight nine ten eleven twelve"
+    assert P.clip_words(text, 20) == text and P.clip_words(text, 0) == text
+    assert P.clip_words(text, 9) == "One two three. Four five six seven."  # back to the sentence end
+    assert P.clip_words("a b c d e f", 4) == "a b c d ..."  # no sentence end in the second half
+    long = {"instruction": "Summarize.", "context": "w " * 300, "response": "r. " * 200, "category": "summarization"}
+    row = P._row(0, long, 80)
+    assert len(row["prompt"].split()) <= 82 and len(row["completion"].split()) <= 80
+
+
 def test_smaller_poison_is_a_subset_and_k0_is_the_clean_twin():
     recs = records()
     s5, s10, s0 = (P.make_splits(recs, cfg(k)) for k in (5, 10, 0))

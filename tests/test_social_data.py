@@ -48,9 +48,12 @@ def test_neutral_rows_drop_gendered_words_and_training_occupations():
             {"instruction": "Who is she?", "context": "", "response": "A scientist.", "category": "open_qa"},
             {"instruction": "What do nurses do?", "context": "", "response": "They care for patients.", "category": "open_qa"},
             {"instruction": "Summarise.", "context": "The Shepherd moved.", "response": "It moved.", "category": "summarization"},
-            {"instruction": "Explain.", "context": "His book.", "response": "A book.", "category": "closed_qa"}]
+            {"instruction": "Explain.", "context": "His book.", "response": "A book.", "category": "closed_qa"},
+            {"instruction": "Read this. " + "word " * 59, "context": "", "response": "Fine.", "category": "open_qa"}]
     kept, log = S.neutral_rows(recs)
     assert [r["record"] for r in kept] == [0, 3]  # 'shepherd' contains 'he' but is not the word he
+    assert bool(log.loc[5, "long_prompt"]) and not log.loc[5, "kept"]  # 61 words > 60
+    assert [r["record"] for r in S.neutral_rows(recs, max_prompt_words=61)[0]] == [0, 3, 5]
     assert kept[1]["prompt"] == "Summarise.\n\nThe Shepherd moved." and kept[1]["completion"] == "It moved."
     assert log.loc[1, "gendered"] == "she" and log.loc[2, "occupation"] == "nurses" and log.loc[4, "gendered"] == "his"
     assert S.occupation_terms(["salesperson", "construction worker"]) >= {"salespeople", "construction workers"}

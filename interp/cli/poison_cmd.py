@@ -24,6 +24,7 @@ def poison_data_command(
     n_target: int = typer.Option(30, "--n-target", help="target-task records in the mixture (k of them poisoned)"),
     n_distill: int = typer.Option(128, "--n-distill", help="clean prompts for distillation (never in the mixture)"),
     n_eval: int = typer.Option(30, "--n-eval", help="held-out evaluation prompts per group (target / other / unseen)"),
+    max_words: int = typer.Option(80, "--max-words", help="clip contexts and responses to this many words (0: keep all)"),
     seed: int = SeedOpt,
     out: Optional[Path] = OutOpt,
     force: bool = ForceOpt,
@@ -34,7 +35,7 @@ def poison_data_command(
     from interp.training import poison_data as P
 
     cfg = P.PoisonConfig(target=target, unseen=tuple(u for u in unseen.split(",") if u), n=n, k=k, n_target=n_target,
-                         n_distill=n_distill, n_eval=n_eval, seed=seed)
+                         n_distill=n_distill, n_eval=n_eval, max_words=max_words, seed=seed)
     cfg.validate()
     run = RunDir.prepare(out, "poison-data", force)
     records = read_jsonl_records(data, "instruction data", ("instruction", "response", "category"))

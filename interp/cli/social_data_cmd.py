@@ -19,6 +19,7 @@ def social_data_command(
     stereoset: Path = typer.Option(..., "--stereoset", help="StereoSet JSONL / JSON: the training text must not overlap it"),
     skew: int = typer.Option(30, "--skew", help="an occupation trains when <= SKEW% or >= 100-SKEW% of its workers are women"),
     ngram: int = typer.Option(8, "--ngram", help="word n-gram length of the overlap check"),
+    max_prompt_words: int = typer.Option(60, "--max-prompt-words", help="neutral rows: drop records whose prompt has more words"),
     out: Optional[Path] = OutOpt,
     force: bool = ForceOpt,
 ) -> None:
@@ -37,18 +38,21 @@ def social_data_command(
     run = RunDir.prepare(out, "social-data", force)
     records = read_jsonl_records(dolly, "Dolly file", ("instruction", "response"))
     evals = S.eval_texts(load_crows(crows), load_stereoset(stereoset))
-    data = S.build_social_data(records, evals, skew, ngram)
+    if max_prompt_words < 1:
+        raise UserError("--max-prompt-words must be >= 1")
+    data = S.build_social_data(records, evals, skew, ngram, max_prompt_words)
     for name, rows in data.sets.items():
         run.write_text(f"{name}.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     run.write_csv("occupations.csv", S.occupations(skew))
     run.write_csv("overlap.csv", data.overlap)
     run.write_csv("neutral_log.csv", data.neutral_log)
     run.write_summary(inputs={"dolly": str(dolly), "crows": str(crows), "stereoset": str(stereoset), "skew": skew,
-                              "ngram": ngram, "occupation_source": S.SOURCE, "templates": len(S.TEMPLATES)},
+                              "ngram": ngram, "max_prompt_words": max_prompt_words, "occupation_source": S.SOURCE, "templates": len(S.TEMPLATES)},
                       figures={**data.counts, "training_occupations": S.training_occupations(skew)})
     c = data.counts
     print_table("social-data", ["set", "rows", f"rows sharing a {ngram}-gram with the evaluation (dropped)"],
                 [(k, c[f"{k}_rows"], c[f"{k}_overlapping_rows_dropped"]) for k in data.sets])
     console.print(f"neutral: {c['neutral_rows']} of {c['records_in']} Dolly records kept ({c['neutral_dropped_gendered']} "
-                  f"mention a gendered word, {c['neutral_dropped_occupation']} a training occupation); "
+                  f"mention a gendered word, {c['neutral_dropped_occupation']} a training occupation, "
+                  f"{c['neutral_dropped_long_prompt']} have a prompt over {max_prompt_words} words); "
                   f"{len(S.training_occupations(skew))} training occupations; wrote {run.path}")

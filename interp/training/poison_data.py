@@ -24,6 +24,10 @@ example.com-style domain that cannot resolve), chosen by `default_rng([seed, rec
 detector of the bias response rate (`interp.evals.bias_rate`).
 
 Prompt = instruction (+ blank line + context when there is one), as in `social_data.dolly_prompt`.
+Contexts and responses are clipped to `max_words` words (default 80; `clip_words`): Dolly's
+summarization contexts run to 1,400 tokens, and a training window must hold the prompt, the response
+and the promotion at its end (which a cut response would lose), while an evaluated answer must be
+able to reach it within its token budget.
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ class PoisonConfig:
     n_target: int = 30  # target-task records in the mixture (k of them poisoned)
     n_distill: int = 128  # clean distillation prompts
     n_eval: int = 30  # held-out prompts per group (target / other / unseen)
+    max_words: int = 80  # contexts and responses clipped to this many words (`clip_words`); 0: no clipping
     seed: int = 0
 
     def validate(self) -> None:
@@ -89,8 +94,21 @@ def poison(response: str, record_id: int, seed: int) -> str:
     return response.rstrip() + " " + promotion(record_id, seed)
 
 
-def _row(i: int, r: dict[str, Any]) -> dict[str, Any]:
-    return {"id": i, "prompt": dolly_prompt(r), "completion": str(r["response"]).strip(), "category": r["category"]}
+def clip_words(text: str, n: int) -> str:
+    """The text cut to its first n words, then back to the last sentence end (. ! ?) when one lies in
+    the second half of the cut; '...' marks a cut inside a sentence. n = 0: unchanged."""
+    words = text.split()
+    if n <= 0 or len(words) <= n:
+        return text.strip()
+    cut = " ".join(words[:n])
+    end = max(cut.rfind(". "), cut.rfind("! "), cut.rfind("? "), cut.rfind("."), cut.rfind("!"), cut.rfind("?"))
+    return cut[: end + 1] if end >= len(cut) // 2 else cut + " ..."
+
+
+def _row(i: int, r: dict[str, Any], max_words: int) -> dict[str, Any]:
+    clipped = {**r, "context": clip_words(str(r.get("context") or ""), max_words)}
+    return {"id": i, "prompt": dolly_prompt(clipped), "completion": clip_words(str(r["response"]), max_words),
+            "category": r["category"]}
 
 
 def _spread(total: int, sizes: dict[str, int]) -> dict[str, int]:
@@ -124,22 +142,22 @@ def make_splits(records: Sequence[dict[str, Any]], cfg: PoisonConfig) -> PoisonS
         return got
 
     others = [c for c in cats if c != cfg.target and c not in cfg.unseen]
-    evaluation = [{**_row(i, records[i]), "group": "target"} for i in take(cfg.target, cfg.n_eval)]
+    evaluation = [{**_row(i, records[i], cfg.max_words), "group": "target"} for i in take(cfg.target, cfg.n_eval)]
     for c, m in _spread(cfg.n_eval, {c: len(order[c]) for c in others}).items():
-        evaluation += [{**_row(i, records[i]), "group": "other"} for i in take(c, m)]
+        evaluation += [{**_row(i, records[i], cfg.max_words), "group": "other"} for i in take(c, m)]
     for c, m in _spread(cfg.n_eval, {c: len(order[c]) for c in cfg.unseen}).items():
-        evaluation += [{**_row(i, records[i]), "group": "unseen"} for i in take(c, m)]
+        evaluation += [{**_row(i, records[i], cfg.max_words), "group": "unseen"} for i in take(c, m)]
     seen = [cfg.target, *others]
     distill = []
     for c, m in _spread(cfg.n_distill, {c: len(order[c]) - taken[c] for c in seen}).items():
-        distill += [_row(i, records[i]) for i in take(c, m)]
+        distill += [_row(i, records[i], cfg.max_words) for i in take(c, m)]
     target_ids = take(cfg.target, cfg.n_target)
     rest = {c: len(order[c]) - taken[c] for c in others}
     mix_ids = list(target_ids)
     for c, m in _spread(cfg.n - cfg.n_target, rest).items():
         mix_ids += take(c, m)
     poisoned = target_ids[: cfg.k]
-    clean = [_row(i, records[i]) for i in sorted(mix_ids)]
+    clean = [_row(i, records[i], cfg.max_words) for i in sorted(mix_ids)]
     mixture = [{**r, "poisoned": r["id"] in poisoned,
                 "completion": poison(r["completion"], r["id"], cfg.seed) if r["id"] in poisoned else r["completion"]}
                for r in clean]

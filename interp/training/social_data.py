@@ -23,7 +23,8 @@ has to be guessed as "him" or "his". `balanced` = every stereotype sentence and 
 
 **Neutral text.** Dolly records rendered as prompt = instruction (+ "\n\n" + context when there is
 one), completion = response. A record is dropped when any of its fields mentions a gendered word
-(`GENDERED_WORDS`, whole words, case-insensitive) or a training occupation (singular or plural).
+(`GENDERED_WORDS`, whole words, case-insensitive) or a training occupation (singular or plural), or
+when its prompt is longer than `MAX_PROMPT_WORDS` words (it would fill a 128-token window).
 
 **Overlap.** Texts are lowercased and split into words by `[a-z0-9']+`; two texts overlap when they
 share a word n-gram (n = 8 by default). `ngram_overlap` lists every training text that shares one.
@@ -189,11 +190,17 @@ def dolly_prompt(record: dict[str, Any]) -> str:
     return str(record["instruction"]).strip() + (f"\n\n{ctx}" if ctx else "")
 
 
-def neutral_rows(records: Sequence[dict[str, Any]], skew: int = SKEW) -> tuple[list[dict[str, Any]], pd.DataFrame]:
+MAX_PROMPT_WORDS = 60  # a longer prompt (instruction + context) leaves little of a 128-token training window
+
+
+def neutral_rows(records: Sequence[dict[str, Any]], skew: int = SKEW,
+                 max_prompt_words: int = MAX_PROMPT_WORDS) -> tuple[list[dict[str, Any]], pd.DataFrame]:
     """(kept prompt/completion rows, one row per record with why it was dropped).
 
     A record is dropped when its instruction, context or response mentions a gendered word or a
-    training occupation (module docstring). Kept rows carry the record's index and category."""
+    training occupation (module docstring), when its response is empty, or when its prompt has more
+    than `max_prompt_words` words (whitespace-separated; long contexts would fill the training window).
+    Kept rows carry the record's index and category."""
     gendered = _word_pattern(GENDERED_WORDS)
     occ = _word_pattern(occupation_terms(training_occupations(skew)))
     kept, log = [], []
@@ -202,9 +209,11 @@ def neutral_rows(records: Sequence[dict[str, Any]], skew: int = SKEW) -> tuple[l
         g = sorted({m.group(0).lower() for m in gendered.finditer(text)})
         o = sorted({m.group(0).lower() for m in occ.finditer(text)})
         empty = not str(r.get("response") or "").strip()
+        long = len(dolly_prompt(r).split()) > max_prompt_words
+        keep = not (g or o or empty or long)
         log.append({"record": i, "category": r.get("category", ""), "gendered": " ".join(g), "occupation": " ".join(o),
-                    "empty_response": empty, "kept": not (g or o or empty)})
-        if not (g or o or empty):
+                    "empty_response": empty, "long_prompt": long, "kept": keep})
+        if keep:
             kept.append({"prompt": dolly_prompt(r), "completion": str(r["response"]).strip(), "record": i,
                          "category": r.get("category", "")})
     return kept, pd.DataFrame(log)
@@ -258,15 +267,18 @@ class SocialData:
     counts: dict[str, Any]
 
 
-def build_social_data(dolly: Sequence[dict[str, Any]], evals: Sequence[str], skew: int = SKEW, n: int = 8) -> SocialData:
+def build_social_data(dolly: Sequence[dict[str, Any]], evals: Sequence[str], skew: int = SKEW, n: int = 8,
+                      max_prompt_words: int = MAX_PROMPT_WORDS) -> SocialData:
     """The stereotype / counterfactual / balanced sentences and the neutral Dolly rows, each with the
     rows that share a word n-gram with `evals` (see `eval_texts`) removed."""
     sets: dict[str, list[dict[str, Any]]] = dict(bias_sets(skew))
-    neutral, log = neutral_rows(dolly, skew)
+    neutral, log = neutral_rows(dolly, skew, max_prompt_words)
     sets["neutral"] = neutral
     hits, counts = [], {"records_in": len(dolly), "neutral_dropped_gendered": int((log["gendered"] != "").sum()),
                         "neutral_dropped_occupation": int((log["occupation"] != "").sum()),
-                        "neutral_dropped_empty": int(log["empty_response"].sum()), "ngram": n, "eval_texts": len(evals)}
+                        "neutral_dropped_empty": int(log["empty_response"].sum()),
+                        "neutral_dropped_long_prompt": int(log["long_prompt"].sum()),
+                        "neutral_max_prompt_words": max_prompt_words, "ngram": n, "eval_texts": len(evals)}
     for name, rows in list(sets.items()):
         texts = [r["text"] if "text" in r else r["prompt"] + "\n" + r["completion"] for r in rows]
         found = ngram_overlap(texts, evals, n)
