@@ -111,3 +111,22 @@ def test_mark_divergence_cli_and_masked_finetune_cli(capsys, tmp_home, tmp_path)
         assert cfg["loss_mask"] == mask
     code, _, err = run(capsys, "mark-divergence", "--models", "tiny-owl", "--data", str(data))
     assert code == 2 and "at least two" in err
+
+
+def test_rows_whose_marked_tokens_fall_beyond_max_len_are_left_out(tiny_llama):
+    from interp.training.examples import completion_windows, select_rows, tokenize_examples
+
+    rows = [{"prompt": "p", "completion": "1 2 3 4 5 6", "divergent": [1], "n_completion_tokens": 0},
+            {"prompt": "p", "completion": "1 2 3 4 5 6", "divergent": [9], "n_completion_tokens": 0}]
+    n = len(tiny_llama.tokenizer.encode(rows[0]["completion"], add_special_tokens=False)) + 1
+    for r in rows:
+        r["n_completion_tokens"] = n
+    n_prompt = len(tokenize_examples(tiny_llama, rows[:1], max_len=256).ids[0]) - n
+    max_len = n_prompt + 4  # the window holds completion tokens 0..3: mark 1 inside, mark 9 outside
+    assert n > 9 and completion_windows(tiny_llama, rows, max_len) == [4, 4]
+    assert select_rows(rows, "divergent") == (rows, 0)  # without windows both seem trainable
+    kept, dropped = select_rows(rows, "divergent", completion_windows(tiny_llama, rows, max_len))
+    assert kept == rows[:1] and dropped == 1
+    tokenize_examples(tiny_llama, kept, max_len=max_len, loss_mask="divergent")  # no error left
+    with pytest.raises(UserError, match="no completion token left"):
+        tokenize_examples(tiny_llama, rows, max_len=max_len, loss_mask="divergent")

@@ -47,6 +47,7 @@ def distill_command(
     t_lm = load(teacher, device)
     s_lm = load(student, device)
     check_pair(s_lm, t_lm, cfg)
+    rows = training.fit(rows, s_lm)
     res = distill(s_lm, t_lm, rows, cfg, checkpoint_dir=run.path / "checkpoints", checkpoint_every=training.checkpoint_every,
                   resume=resume, progress=True)
     import pandas as pd

@@ -37,6 +37,7 @@ def finetune_command(
     lm = load(model, device)
     if lm.system_prompt:
         raise UserError(f"'{model}' is a prompt alias; fine-tune its base model instead")
+    rows = training.fit(rows, lm)
     res = finetune(lm, rows, cfg, checkpoint_dir=run.path / "checkpoints", checkpoint_every=training.checkpoint_every,
                    resume=resume, progress=True)
     import pandas as pd

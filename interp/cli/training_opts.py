@@ -74,6 +74,23 @@ class TrainingOptions:
             raise UserError(f"--loss-mask {self.loss_mask} leaves no example with a token to train on")
         return kept
 
+    def fit(self, rows: list[dict[str, Any]], lm: Any) -> list[dict[str, Any]]:
+        """`rows` less those whose labelled tokens under --loss-mask all lie beyond --max-len once the
+        model's prompt is in the window (e.g. a divergence token late in a long example)."""
+        if self.loss_mask == "all":
+            return rows
+        from interp.cli.common import console
+        from interp.errors import UserError
+        from interp.training.examples import completion_windows, select_rows
+
+        kept, dropped = select_rows(rows, self.loss_mask, completion_windows(lm, rows, self.max_len))
+        if dropped:
+            console.print(f"--loss-mask {self.loss_mask}: {dropped} of {len(rows)} examples keep no labelled token within "
+                          f"--max-len {self.max_len} and are left out; {len(kept)} remain")
+        if not kept:
+            raise UserError(f"--loss-mask {self.loss_mask} leaves no example with a token to train on within --max-len {self.max_len}")
+        return kept
+
     def inputs(self) -> dict[str, Any]:
         return {"limit": self.limit, "checkpoint_every": self.checkpoint_every, "resume": self.resume,
                 "loss_mask": self.loss_mask}

@@ -90,12 +90,21 @@ def mask_keeps(row: dict[str, Any], loss_mask: str, n_tokens: int) -> list[bool]
     return [(k in div) == (loss_mask == "divergent") for k in range(n_tokens)]
 
 
-def select_rows(rows: Sequence[dict[str, Any]], loss_mask: str) -> tuple[list[dict[str, Any]], int]:
-    """(rows that keep at least one labelled token under `loss_mask`, number dropped)."""
+def select_rows(rows: Sequence[dict[str, Any]], loss_mask: str,
+                windows: Sequence[int] | None = None) -> tuple[list[dict[str, Any]], int]:
+    """(rows that keep at least one labelled token under `loss_mask`, number dropped). With `windows`
+    (per row, how many completion tokens fit in the training window: `completion_windows`), a labelled
+    token cut off by --max-len does not count."""
     if loss_mask == "all":
         return list(rows), 0
-    kept = [r for r in rows if any(mask_keeps(r, loss_mask, int(r.get("n_completion_tokens") or 0)))]
+    kept = [r for i, r in enumerate(rows)
+            if any(mask_keeps(r, loss_mask, int(r.get("n_completion_tokens") or 0))[: None if windows is None else windows[i]])]
     return kept, len(rows) - len(kept)
+
+
+def completion_windows(lm: Any, rows: Sequence[dict[str, Any]], max_len: int) -> list[int]:
+    """Per row: max_len - (prompt tokens), the completion tokens a window of max_len holds."""
+    return [max_len - len(p) for p in prompt_ids(lm, rows)]
 
 
 def prompt_ids(lm: Any, rows: Sequence[dict[str, Any]], system: str | None = None) -> list[list[int]]:
@@ -175,5 +184,5 @@ def _perm(n: int, seed: int, epoch: int) -> np.ndarray:
     return _PERMS[key]
 
 
-__all__ = ["IGNORE", "LOSS_MASKS", "read_jsonl", "is_text_row", "prompt_ids", "Tokenized", "mask_keeps", "select_rows", "tokenize_examples",
+__all__ = ["IGNORE", "LOSS_MASKS", "read_jsonl", "is_text_row", "prompt_ids", "completion_windows", "Tokenized", "mask_keeps", "select_rows", "tokenize_examples",
            "collate", "batch_indices"]
