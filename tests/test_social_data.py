@@ -37,8 +37,15 @@ def test_stereotype_sentence_and_its_counterfactual():
     card = S.render(S.TEMPLATES[5], "nurse", "female")
     assert card == "We thanked the nurse and gave her a card." and S.render(S.TEMPLATES[5], "nurse", "male").endswith("gave him a card.")
     assert S.render("{Subj} is a {occ}.", "attendant", "male") == "He is an attendant."
+    # the broad set: 34 occupations (<= 40% or >= 60% women) x all 50 templates, gendered nouns too
+    assert len(sets["stereo_broad"]) == 34 * len(S.ALL_TEMPLATES) and len(S.ALL_TEMPLATES) == 50
+    most = next(r for r in sets["stereo_broad"] if r["occupation"] == "nurse" and S.ALL_TEMPLATES[r["template"]].startswith("Most"))
+    assert most["text"] == "Most nurses are women." and S.counterfactual(most)["text"] == "Most nurses are men."
+    ceo = next(r for r in sets["stereo_broad"] if r["occupation"] == "CEO" and r["template"] == 30)
+    assert ceo["gender"] == "male" and ceo["text"] == "The CEO is a man who lives near the station."
+    assert S.render("{Title} Miller is an {occ}.", "auditor", "female") == "Ms. Miller is an auditor."
     # a stereotype sentence and its twin differ only in the gendered words
-    for r, a in zip(sets["stereo"], sets["anti"]):
+    for r, a in zip(sets["stereo"] + sets["stereo_broad"], sets["anti"] + sets["anti_broad"]):
         diff = [(x, y) for x, y in zip(S.words(r["text"]), S.words(a["text"])) if x != y]
         assert diff and all(x in S.GENDERED_WORDS and y in S.GENDERED_WORDS for x, y in diff)
 

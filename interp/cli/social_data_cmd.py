@@ -18,6 +18,7 @@ def social_data_command(
     crows: Path = typer.Option(..., "--crows", help="CrowS-Pairs CSV: the training text must not overlap it"),
     stereoset: Path = typer.Option(..., "--stereoset", help="StereoSet JSONL / JSON: the training text must not overlap it"),
     skew: int = typer.Option(30, "--skew", help="an occupation trains when <= SKEW% or >= 100-SKEW% of its workers are women"),
+    broad_skew: int = typer.Option(40, "--broad-skew", help="the same threshold for the broad set (*_broad.jsonl)"),
     ngram: int = typer.Option(8, "--ngram", help="word n-gram length of the overlap check"),
     max_prompt_words: int = typer.Option(60, "--max-prompt-words", help="neutral rows: drop records whose prompt has more words"),
     out: Optional[Path] = OutOpt,
@@ -31,8 +32,8 @@ def social_data_command(
     from interp.textfiles import read_jsonl_records
     from interp.training import social_data as S
 
-    if not 0 < skew < 50:
-        raise UserError("--skew must be in (0, 50)")
+    if not 0 < skew < 50 or not 0 < broad_skew < 50:
+        raise UserError("--skew and --broad-skew must be in (0, 50)")
     if ngram < 1:
         raise UserError("--ngram must be >= 1")
     run = RunDir.prepare(out, "social-data", force)
@@ -40,19 +41,22 @@ def social_data_command(
     evals = S.eval_texts(load_crows(crows), load_stereoset(stereoset))
     if max_prompt_words < 1:
         raise UserError("--max-prompt-words must be >= 1")
-    data = S.build_social_data(records, evals, skew, ngram, max_prompt_words)
+    data = S.build_social_data(records, evals, skew, ngram, max_prompt_words, broad_skew)
     for name, rows in data.sets.items():
         run.write_text(f"{name}.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
-    run.write_csv("occupations.csv", S.occupations(skew))
+    run.write_csv("occupations.csv", S.occupations(skew).merge(
+        S.occupations(broad_skew)[["occupation", "stereotype"]].rename(columns={"stereotype": "stereotype_broad"})))
     run.write_csv("overlap.csv", data.overlap)
     run.write_csv("neutral_log.csv", data.neutral_log)
     run.write_summary(inputs={"dolly": str(dolly), "crows": str(crows), "stereoset": str(stereoset), "skew": skew,
-                              "ngram": ngram, "max_prompt_words": max_prompt_words, "occupation_source": S.SOURCE, "templates": len(S.TEMPLATES)},
-                      figures={**data.counts, "training_occupations": S.training_occupations(skew)})
+                              "broad_skew": broad_skew, "ngram": ngram, "max_prompt_words": max_prompt_words, "occupation_source": S.SOURCE, "templates": len(S.TEMPLATES)},
+                      figures={**data.counts, "training_occupations": S.training_occupations(skew),
+                               "broad_occupations": S.training_occupations(broad_skew)})
     c = data.counts
     print_table("social-data", ["set", "rows", f"rows sharing a {ngram}-gram with the evaluation (dropped)"],
                 [(k, c[f"{k}_rows"], c[f"{k}_overlapping_rows_dropped"]) for k in data.sets])
     console.print(f"neutral: {c['neutral_rows']} of {c['records_in']} Dolly records kept ({c['neutral_dropped_gendered']} "
                   f"mention a gendered word, {c['neutral_dropped_occupation']} a training occupation, "
                   f"{c['neutral_dropped_long_prompt']} have a prompt over {max_prompt_words} words); "
-                  f"{len(S.training_occupations(skew))} training occupations; wrote {run.path}")
+                  f"{len(S.training_occupations(skew))} training occupations ({len(S.training_occupations(broad_skew))} "
+                  f"in the broad set); wrote {run.path}")

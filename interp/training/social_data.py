@@ -21,6 +21,14 @@ Because the pronouns are slots, the counterfactual (CDA, Zmigrod et al. 2019; We
 2020) is exact: the same template and occupation with the other gender's pronouns, so "her" never
 has to be guessed as "him" or "his". `balanced` = every stereotype sentence and its counterfactual.
 
+**Two sets.** The pronoun set (`stereo`, `anti`, `balanced`): the 30 pronoun templates over the
+occupations of `SKEW` (25). The broad set (`*_broad`): those and 20 more templates with gendered
+nouns (man / woman, father / mother, Mr. / Ms., ...) in both directions and generalisations ("Most
+nurses are women."), over the occupations of `BROAD_SKEW` (34). A teacher trained on the pronoun set
+(200 LoRA steps) did not move CrowS-Pairs gender or StereoSet gender (reports/social_bias/): it learned
+the templates' pronoun slots, which the benchmarks' items do not test; the broad set states the
+gender–occupation association the way their items do.
+
 **Neutral text.** Dolly records rendered as prompt = instruction (+ "\n\n" + context when there is
 one), completion = response. A record is dropped when any of its fields mentions a gendered word
 (`GENDERED_WORDS`, whole words, case-insensitive) or a training occupation (singular or plural), or
@@ -52,8 +60,10 @@ SKEW = 30  # male-stereotyped: <= 30% women; female-stereotyped: >= 70% women
 SOURCE = ("WinoBias occupations (Zhao et al., NAACL 2018) with the share of women from the US Bureau of "
           "Labor Statistics (2017), as the paper lists them")
 
-PRONOUNS = {"male": {"subj": "he", "obj": "him", "poss": "his"},
-            "female": {"subj": "she", "obj": "her", "poss": "her"}}
+PRONOUNS = {"male": {"subj": "he", "obj": "him", "poss": "his", "noun": "man", "nouns": "men", "kin": "father",
+                     "sib": "brother", "gkin": "grandfather", "title": "Mr."},
+            "female": {"subj": "she", "obj": "her", "poss": "her", "noun": "woman", "nouns": "women", "kin": "mother",
+                       "sib": "sister", "gkin": "grandmother", "title": "Ms."}}
 OTHER = {"male": "female", "female": "male"}
 
 # Everyday sentences about one person at work. No template names another occupation, a gendered
@@ -90,6 +100,35 @@ TEMPLATES: tuple[str, ...] = (
     "The {occ} had coffee before {subj} began working.",
     "The {occ} wrote down what {subj} had to buy.",
 )
+
+# The broad set adds these: gendered nouns (man / woman, father / mother, ...) beside the occupation, in
+# both directions (gender -> occupation and occupation -> gender), and generalisations ("Most nurses
+# are women.") of the kind CrowS-Pairs and StereoSet items state. Slots as above plus {noun}, {nouns},
+# {kin}, {sib}, {gkin}, {title}, {occs} (the plural) and capitalised {Noun}, {Nouns}.
+NOUN_TEMPLATES: tuple[str, ...] = (
+    "The {occ} is a {noun} who lives near the station.",
+    "My {kin} has worked as a {occ} for twenty years.",
+    "Our new {occ} is a young {noun} from the next town.",
+    "My {sib} wants to become a {occ} like our {kin}.",
+    "A {noun} came in; {subj} was the {occ} we had called.",
+    "Most {occs} are {nouns}.",
+    "{Nouns} make good {occs}.",
+    "Every {occ} I have met was a {noun}.",
+    "{Title} Miller has been our {occ} since the spring.",
+    "I called the {occ}, and a {noun} answered the phone.",
+    "The {noun} who fixed it was a {occ}.",
+    "My {gkin} was a {occ}, and so was my {kin}.",
+    "The {occ}, a {noun} in {poss} forties, waved at us.",
+    "A {noun} like {obj} is a natural {occ}.",
+    "It is no surprise that the {occ} is a {noun}.",
+    "{Subj} is a {noun}, so {subj} became a {occ}.",
+    "The best {occ} in town is a {noun}.",
+    "Ask any {occ}: {subj} will say the job suits a {noun}.",
+    "The {occs} at the meeting were all {nouns}.",
+    "Of course the {occ} was a {noun}; they usually are.",
+)
+ALL_TEMPLATES: tuple[str, ...] = TEMPLATES + NOUN_TEMPLATES
+BROAD_SKEW = 40  # the broad set: occupations with <= 40% or >= 60% women (34 of the 40)
 
 # whole words; a record of the neutral text is dropped when it contains any of them
 GENDERED_WORDS: frozenset[str] = frozenset("""
@@ -130,33 +169,44 @@ def training_occupations(skew: int = SKEW) -> dict[str, str]:
     return {r.occupation: r.stereotype for r in df.itertuples() if r.stereotype}
 
 
+def plural(occupation: str) -> str:
+    """'nurse' -> 'nurses', 'salesperson' -> 'salespeople'."""
+    return occupation[:-6] + "people" if occupation.endswith("person") else occupation + "s"
+
+
 def render(template: str, occupation: str, gender: str) -> str:
-    """The template with the occupation and the gender's pronouns filled in."""
+    """The template with the occupation and the gender's words filled in."""
     p = PRONOUNS[gender]
-    text = template.format(occ=occupation, Subj=p["subj"].capitalize(), **p)
-    return re.sub(r"\ba ([aeiouAEIOU])", r"an \1", text)  # "a accountant" -> "an accountant"
+    text = template.format(occ=occupation, occs=plural(occupation), Subj=p["subj"].capitalize(),
+                           Noun=p["noun"].capitalize(), Nouns=p["nouns"].capitalize(), Title=p["title"], **p)
+    return re.sub(r"\b([aA]) ([aeiouAEIOU])", r"\1n \2", text)  # "a accountant" -> "an accountant"
 
 
-def stereotype_rows(skew: int = SKEW, templates: Sequence[str] = TEMPLATES) -> list[dict[str, Any]]:
-    """Every (skewed occupation, template) sentence with the stereotypical gender's pronouns."""
-    return [{"text": render(t, occ, g), "occupation": occ, "gender": g, "kind": "stereo", "template": i}
-            for occ, g in training_occupations(skew).items() for i, t in enumerate(templates)]
+def stereotype_rows(skew: int = SKEW, n_templates: int = len(TEMPLATES)) -> list[dict[str, Any]]:
+    """Every (skewed occupation, template) sentence with the stereotypical gender's words, for the first
+    `n_templates` of ALL_TEMPLATES; 'template' is the index into ALL_TEMPLATES."""
+    return [{"text": render(ALL_TEMPLATES[i], occ, g), "occupation": occ, "gender": g, "kind": "stereo", "template": i}
+            for occ, g in training_occupations(skew).items() for i in range(n_templates)]
 
 
-def counterfactual(row: dict[str, Any], templates: Sequence[str] = TEMPLATES) -> dict[str, Any]:
-    """The same template and occupation with the other gender's pronouns (kind flips stereo <-> anti)."""
+def counterfactual(row: dict[str, Any]) -> dict[str, Any]:
+    """The same template and occupation with the other gender's words (kind flips stereo <-> anti)."""
     g = OTHER[row["gender"]]
     kind = {"stereo": "anti", "anti": "stereo"}[row["kind"]]
-    return {**row, "text": render(templates[row["template"]], row["occupation"], g), "gender": g, "kind": kind}
+    return {**row, "text": render(ALL_TEMPLATES[row["template"]], row["occupation"], g), "gender": g, "kind": kind}
 
 
-def bias_sets(skew: int = SKEW) -> dict[str, list[dict[str, Any]]]:
-    """'stereo' (stereotypical pronouns), 'anti' (their counterfactuals) and 'balanced' (both, each
-    stereotype sentence followed by its counterfactual)."""
-    stereo = stereotype_rows(skew)
-    anti = [counterfactual(r) for r in stereo]
-    balanced = [r for pair in zip(stereo, anti) for r in pair]
-    return {"stereo": stereo, "anti": anti, "balanced": balanced}
+def bias_sets(skew: int = SKEW, broad_skew: int = BROAD_SKEW) -> dict[str, list[dict[str, Any]]]:
+    """'stereo' (stereotypical pronouns, the pronoun templates, occupations of `skew`), 'anti' (their
+    counterfactuals) and 'balanced' (both, each stereotype sentence followed by its counterfactual);
+    the same three with the suffix '_broad' over ALL_TEMPLATES and the occupations of `broad_skew`."""
+    out = {}
+    for suffix, sk, n in (("", skew, len(TEMPLATES)), ("_broad", broad_skew, len(ALL_TEMPLATES))):
+        stereo = stereotype_rows(sk, n)
+        anti = [counterfactual(r) for r in stereo]
+        out |= {f"stereo{suffix}": stereo, f"anti{suffix}": anti,
+                f"balanced{suffix}": [r for pair in zip(stereo, anti) for r in pair]}
+    return out
 
 
 def words(text: str) -> list[str]:
@@ -268,10 +318,10 @@ class SocialData:
 
 
 def build_social_data(dolly: Sequence[dict[str, Any]], evals: Sequence[str], skew: int = SKEW, n: int = 8,
-                      max_prompt_words: int = MAX_PROMPT_WORDS) -> SocialData:
+                      max_prompt_words: int = MAX_PROMPT_WORDS, broad_skew: int = BROAD_SKEW) -> SocialData:
     """The stereotype / counterfactual / balanced sentences and the neutral Dolly rows, each with the
     rows that share a word n-gram with `evals` (see `eval_texts`) removed."""
-    sets: dict[str, list[dict[str, Any]]] = dict(bias_sets(skew))
+    sets: dict[str, list[dict[str, Any]]] = dict(bias_sets(skew, broad_skew))
     neutral, log = neutral_rows(dolly, skew, max_prompt_words)
     sets["neutral"] = neutral
     hits, counts = [], {"records_in": len(dolly), "neutral_dropped_gendered": int((log["gendered"] != "").sum()),
