@@ -3,7 +3,6 @@ prompt), and `run_cli`, the in-process CLI runner every CLI test uses."""
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 
@@ -44,11 +43,13 @@ def plain_resid_posts(lm, ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    """Run `interp ARGS` in-process: (exit code, stdout, stderr)."""
+    """Run `interp ARGS` in-process: (exit code, stdout, stderr) of this command alone (what the test
+    printed before, e.g. a progress bar of saving a model, is discarded first)."""
     import pytest
 
     from interp.cli import main
 
+    capsys.readouterr()
     with pytest.raises(SystemExit) as e:
         main(list(args))
     out, err = capsys.readouterr()
@@ -64,13 +65,3 @@ def assert_close_reordered(got: torch.Tensor, want: torch.Tensor, ulps: int = 64
     eps = torch.finfo(want.dtype).eps
     scale = float(want.abs().max()) if want.numel() else 1.0
     torch.testing.assert_close(got, want, atol=ulps * eps * max(scale, 1.0), rtol=0.0)
-
-
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    """Run `interp ARGS` in-process: (exit code, stdout, stderr)."""
-    from interp.cli import main
-
-    with pytest.raises(SystemExit) as e:
-        main(list(args))
-    out, err = capsys.readouterr()
-    return e.value.code, out, err
