@@ -23,6 +23,7 @@ import pandas as pd
 
 from interp.evals.bias_rate import amplification, bias_rate_table
 from interp.evals.stats import seed_summary
+from interp.plots import figure_png
 
 GROUPS = ("target", "other", "unseen", "all")
 _NAME = re.compile(r"^(?:teacher|student-(?P<kind>\w+))-k(?P<k>\d+)-s(?P<seed>\d+)$")
@@ -105,8 +106,6 @@ def defense_tables(out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def dose_png(dose: pd.DataFrame) -> bytes:
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -122,11 +121,7 @@ def dose_png(dose: pd.DataFrame) -> bytes:
         ax.set_xlabel("poisoned samples k (of 500)")
     axes[0].set_ylabel("bias response rate")
     axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return buf.getvalue()
+    return figure_png(fig, dpi=110)
 
 
 def _f(x: Any, nd: int = 3) -> str:

@@ -42,7 +42,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from interp.evals.stats import paired_test, ratio_of_means_ci, seed_summary
+from interp.evals.stats import bootstrap_ci, paired_test, ratio_of_means_ci, seed_summary
+from interp.plots import figure_png
 
 SUBSETS = ("crows-gender", "ss-gender", "ss-profession")
 PER_PAIR_COLUMNS = ["model", "bench", "item", "bias_type", "ll_more", "ll_less", "n_tokens_more", "n_tokens_less",
@@ -192,8 +193,6 @@ def retention(mats: dict[str, dict[str, pd.DataFrame]], runs: list[dict[str, Any
             ch = m["choice"]
             t_drop = (ch[base] - ch[teacher]).to_numpy(float)
             s_drop = (ch[b2] - ch[r["alias"]]).to_numpy(float)
-            from interp.evals.stats import bootstrap_ci
-
             td = bootstrap_ci(100 * t_drop, n_boot=N_BOOT)
             ratio = ratio_of_means_ci(s_drop, t_drop, n_boot=N_BOOT) if t_drop.mean() != 0 else None
             rows.append({"student": r["alias"], "arm": r["arm"], "seed": r["seed"], "subset": sub,
@@ -269,8 +268,6 @@ def perplexities(out: Path) -> pd.DataFrame:
 
 def bias_shift_png(teachers: pd.DataFrame, students: pd.DataFrame) -> bytes:
     """Delta bias with 95% CIs: teachers vs base, students vs baseline 2, one panel per subset."""
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -290,11 +287,7 @@ def bias_shift_png(teachers: pd.DataFrame, students: pd.DataFrame) -> bytes:
         ax.set_yticks(y, labels, fontsize=7)
         ax.invert_yaxis()
         ax.set_title(f"{sub}: delta bias (points)")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return buf.getvalue()
+    return figure_png(fig, dpi=110)
 
 
 def _f(x: Any, nd: int = 2) -> str:

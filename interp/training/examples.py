@@ -23,7 +23,6 @@ without a labelled token (a batch of them would have no loss).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -34,7 +33,7 @@ import torch
 from interp.errors import UserError
 from interp.evals.sentence import start_ids
 from interp.sampling import chat_prompt_ids
-from interp.textfiles import read_text
+from interp.textfiles import read_jsonl_records
 
 IGNORE = -100
 LOSS_MASKS = ("all", "divergent", "non-divergent")
@@ -46,23 +45,12 @@ def is_text_row(row: dict[str, Any]) -> bool:
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    """Rows of a JSONL file; each must have string fields 'prompt' and 'completion', or a string
-    field 'text' (a plain-text row)."""
-    p = Path(path)
-    rows = []
-    for n, line in enumerate(read_text(p, "data file").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise UserError(f"{p}:{n} is not valid JSON ({e.msg})") from e
-        if not isinstance(row, dict) or not (is_text_row(row) or (isinstance(row.get("prompt"), str)
-                                                                   and isinstance(row.get("completion"), str))):
-            raise UserError(f"{p}:{n} needs string fields 'prompt' and 'completion', or a string field 'text'")
-        rows.append(row)
-    if not rows:
-        raise UserError(f"{p} holds no examples")
+    """Rows of a JSONL file (`textfiles.read_jsonl_records`); each must have string fields 'prompt' and
+    'completion', or a string field 'text' (a plain-text row)."""
+    rows = read_jsonl_records(path, "data file")
+    for n, row in enumerate(rows, 1):
+        if not (is_text_row(row) or (isinstance(row.get("prompt"), str) and isinstance(row.get("completion"), str))):
+            raise UserError(f"{path}: row {n} needs string fields 'prompt' and 'completion', or a string field 'text'")
     return rows
 
 
