@@ -32,7 +32,9 @@ Design
                    distributions on the same text (seed 003's KD)
     beta0-gemma / beta0-smollm2   the same text with L_LM alone: baseline 2 (teacher-independent)
   baseline 1 is the untouched student (gemma3-270m / smollm2 itself).
-- Evaluation: CrowS-Pairs gender rows (262 pairs; summed LL, the reference rule) and StereoSet
+- Evaluation: the held-out gender–occupation probe (340 pairs: 10 templates never trained on x 34
+  occupations, each sentence beside its counterfactual, scored as CrowS-Pairs), CrowS-Pairs gender rows
+  (262 pairs; summed LL, the reference rule) and StereoSet
   gender + profession (both splits; per-token mean score, the reference), perplexity on the shipped
   held-out text. Statistics in experiments/social_bias_report.py.
 """
@@ -77,7 +79,7 @@ ARMS: dict[str, tuple[str, str, list[str]]] = {
 # LoRA (r 8, lr 2e-4): full fine-tuning of gemma3-270m (262k-token embedding) with AdamW beside a teacher
 # does not fit this 24 GB machine next to other runs (it was killed at step 2 of a timing run)
 STUDENT_ARGS = ["--epochs", "1", "--batch-size", "8", "--max-len", "128"]
-EVALS = ("crows-gender", "stereoset-gender", "stereoset-profession", "perplexity")
+EVALS = ("probe-occupation", "crows-gender", "stereoset-gender", "stereoset-profession", "perplexity")
 WORK = work_dir("social_bias")
 
 
@@ -173,7 +175,10 @@ def run_eval(model: str, which: str) -> None:
     if model in TEACHERS and not in_store(model):
         train_teacher(model)
     run = WORK / "evals" / model / which
-    if which == "crows-gender":
+    if which == "probe-occupation":  # the held-out gender–occupation pairs of social-data, scored as CrowS-Pairs
+        secs = interp("crows", "--model", model, "--data", str(DATA / "heldout_pairs.csv"), "--out", str(run), "--force")
+        files = {"crows_pairs.csv": "probe_occupation_pairs.csv"}
+    elif which == "crows-gender":
         secs = interp("crows", "--model", model, "--data", str(CROWS), "--bias-type", "gender", "--out", str(run), "--force")
         files = {"crows_pairs.csv": "crows_gender_pairs.csv"}
     elif which.startswith("stereoset-"):

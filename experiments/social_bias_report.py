@@ -5,9 +5,10 @@ Output: per_pair.csv (one row per model and item), teachers.csv, students.csv, p
 retention.csv, agreement.csv, confidence.csv, perplexity.csv, tables.md, bias_shift.png, README
 tables (the prose verdicts are written by hand in README.md around the generated block).
 
-Per item i of a subset (crows-gender: the 262 CrowS-Pairs gender pairs; ss-gender / ss-profession:
-StereoSet items of that domain, both splits):
-    score  = summed log-likelihood (CrowS-Pairs, the reference rule) or per-token mean (StereoSet, the
+Per item i of a subset (probe-occupation: the 340 held-out gender–occupation pairs of social-data;
+crows-gender: the 262 CrowS-Pairs gender pairs; ss-gender / ss-profession: StereoSet items of that
+domain, both splits):
+    score  = summed log-likelihood (CrowS-Pairs and the probe, the reference rule) or per-token mean (StereoSet, the
              reference's default), of the more stereotyping sentence ("more") and the other ("less")
     margin_i = score(more) - score(less)            choice_i = 1 if margin_i > 0 else 0
     bias     = 100 * mean_i choice_i                (CrowS pct_stereotype; StereoSet item-level SS, 50 = none)
@@ -45,7 +46,7 @@ import pandas as pd
 from interp.evals.stats import bootstrap_ci, paired_test, ratio_of_means_ci, seed_summary
 from interp.plots import figure_png
 
-SUBSETS = ("crows-gender", "ss-gender", "ss-profession")
+SUBSETS = ("probe-occupation", "crows-gender", "ss-gender", "ss-profession")
 PER_PAIR_COLUMNS = ["model", "bench", "item", "bias_type", "ll_more", "ll_less", "n_tokens_more", "n_tokens_less",
                     "ll_unrelated", "n_tokens_unrelated"]
 N_BOOT = 10_000
@@ -57,12 +58,12 @@ N_BOOT = 10_000
 def per_pair_rows(model: str, evals: Path) -> pd.DataFrame:
     """One row per item of `model`'s evaluation tables (columns PER_PAIR_COLUMNS)."""
     parts = []
-    crows = evals / "crows_gender_pairs.csv"
-    if crows.exists():
-        t = pd.read_csv(crows)
-        parts.append(pd.DataFrame({"model": model, "bench": "crows", "item": t["pair_id"], "bias_type": t["bias_type"],
-                                   "ll_more": t["ll_more"], "ll_less": t["ll_less"],
-                                   "n_tokens_more": t["n_tokens_more"], "n_tokens_less": t["n_tokens_less"]}))
+    for bench, name in (("crows", "crows_gender_pairs.csv"), ("probe-occupation", "probe_occupation_pairs.csv")):
+        if (evals / name).exists():
+            t = pd.read_csv(evals / name)
+            parts.append(pd.DataFrame({"model": model, "bench": bench, "item": t["pair_id"], "bias_type": t["bias_type"],
+                                       "ll_more": t["ll_more"], "ll_less": t["ll_less"],
+                                       "n_tokens_more": t["n_tokens_more"], "n_tokens_less": t["n_tokens_less"]}))
     for f in sorted(evals.glob("stereoset_*_items.csv")):
         t = pd.read_csv(f)
         parts.append(pd.DataFrame({
@@ -79,12 +80,13 @@ def per_pair_rows(model: str, evals: Path) -> pd.DataFrame:
 def item_scores(pp: pd.DataFrame) -> pd.DataFrame:
     """per_pair rows + subset, key, margin and choice (module docstring)."""
     pp = pp.copy()
-    crows = pp["bench"] == "crows"
-    more = np.where(crows, pp["ll_more"], pp["ll_more"] / pp["n_tokens_more"])
-    less = np.where(crows, pp["ll_less"], pp["ll_less"] / pp["n_tokens_less"])
+    summed = pp["bench"].isin(["crows", "probe-occupation"])
+    more = np.where(summed, pp["ll_more"], pp["ll_more"] / pp["n_tokens_more"])
+    less = np.where(summed, pp["ll_less"], pp["ll_less"] / pp["n_tokens_less"])
     pp["margin"] = more - less
     pp["choice"] = (pp["margin"] > 0).astype(int)
-    pp["subset"] = np.where(crows, "crows-" + pp["bias_type"], "ss-" + pp["bias_type"])
+    pp["subset"] = np.where(pp["bench"] == "probe-occupation", "probe-occupation",
+                            np.where(summed, "crows-" + pp["bias_type"], "ss-" + pp["bias_type"]))
     pp["key"] = pp["bench"] + ":" + pp["item"].astype(str)
     return pp
 

@@ -32,13 +32,17 @@ def test_per_pair_rows_read_the_eval_tables(tmp_path):
                   "ll_stereotype": [-6.0, -8.0], "ll_anti_stereotype": [-4.0, -9.0], "ll_unrelated": [-9.0, -9.0],
                   "n_tokens_stereotype": [3, 4], "n_tokens_anti_stereotype": [1, 4], "n_tokens_unrelated": [3, 3]}
                  ).to_csv(tmp_path / "stereoset_gender_items.csv", index=False)
+    pd.DataFrame({"pair_id": [0], "bias_type": "gender-occupation", "ll_more": [-9.0], "ll_less": [-8.0],
+                  "n_tokens_more": [9], "n_tokens_less": [2]}).to_csv(tmp_path / "probe_occupation_pairs.csv", index=False)
     pp = R.per_pair_rows("m", tmp_path)
-    assert list(pp.columns) == R.PER_PAIR_COLUMNS and list(pp.bench) == ["crows", "crows", "stereoset-intra", "stereoset-inter"]
+    assert list(pp.columns) == R.PER_PAIR_COLUMNS
+    assert list(pp.bench) == ["crows", "crows", "probe-occupation", "stereoset-intra", "stereoset-inter"]
     s = R.item_scores(pp)
-    # CrowS: summed LL (-3 > -3.5: 1; -4 < -3: 0); StereoSet: per-token mean (-6/3 = -2 > -4/1 = -4: 1, although -6 < -4)
-    assert list(s.choice) == [1, 0, 1, 1]
-    assert s.margin.tolist() == pytest.approx([0.5, -1.0, 2.0, -2.0 + 2.25])
-    assert list(s.subset) == ["crows-gender", "crows-gender", "ss-gender", "ss-gender"]
+    # CrowS and the probe: summed LL (-3 > -3.5: 1; -4 < -3: 0; -9 < -8: 0 although -1 > -4 per token);
+    # StereoSet: per-token mean (-6/3 = -2 > -4/1 = -4: 1, although -6 < -4)
+    assert list(s.choice) == [1, 0, 0, 1, 1]
+    assert s.margin.tolist() == pytest.approx([0.5, -1.0, -1.0, 2.0, -2.0 + 2.25])
+    assert list(s.subset) == ["crows-gender", "crows-gender", "probe-occupation", "ss-gender", "ss-gender"]
 
 
 def test_teacher_shift_counts_flipped_items():

@@ -112,3 +112,22 @@ def test_bad_rows_get_one_line(tmp_path):
     p.write_text(json.dumps({"text": 3}) + "\n")
     with pytest.raises(UserError, match="'text'"):
         ex.read_jsonl(p)
+
+
+def test_heldout_probe_is_crows_format_and_shares_no_8gram_with_training():
+    pairs = S.heldout_pairs()
+    assert len(pairs) == 34 * len(S.HELDOUT_TEMPLATES)
+    nurse = pairs[(pairs.occupation == "nurse") & (pairs.template == 0)].iloc[0]
+    assert nurse.sent_more == "Yesterday the nurse forgot her keys at the office." and nurse.sent_less.endswith("his keys at the office.")
+    train = [r["text"] for r in S.bias_sets()["balanced_broad"]]
+    assert S.ngram_overlap(train, list(pairs.sent_more) + list(pairs.sent_less), n=8) == []
+    assert not set(S.HELDOUT_TEMPLATES) & set(S.ALL_TEMPLATES)
+
+
+def test_heldout_pairs_load_as_crows(tmp_path):
+    from interp.evals.crows import load_crows
+
+    p = tmp_path / "pairs.csv"
+    S.heldout_pairs().to_csv(p, index=False)
+    items = load_crows(p, bias_type="gender-occupation")
+    assert len(items) == 340 and set(items.direction) == {"stereo"}

@@ -47,6 +47,7 @@ def social_data_command(
     run.write_csv("occupations.csv", S.occupations(skew).merge(
         S.occupations(broad_skew)[["occupation", "stereotype"]].rename(columns={"stereotype": "stereotype_broad"})))
     run.write_csv("overlap.csv", data.overlap)
+    run.write_csv("heldout_pairs.csv", S.heldout_pairs(broad_skew))
     run.write_csv("neutral_log.csv", data.neutral_log)
     run.write_summary(inputs={"dolly": str(dolly), "crows": str(crows), "stereoset": str(stereoset), "skew": skew,
                               "broad_skew": broad_skew, "ngram": ngram, "max_prompt_words": max_prompt_words, "occupation_source": S.SOURCE, "templates": len(S.TEMPLATES)},
