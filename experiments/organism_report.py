@@ -202,7 +202,8 @@ def write_report(out: Path, work: Path) -> None:
     per_seed.to_csv(out / "per_seed.csv", index=False, float_format="%.5f")
     summary.to_csv(out / "arms.csv", index=False, float_format="%.5g")
     teacher_shifts(pq).to_csv(out / "teachers.csv", index=False, float_format="%.5g")
-    contrasts = arm_contrasts(per_seed)
+    # the organism recipe's variants against it; the divergence-token arms against plain SFT (channel a)
+    contrasts = pd.concat([arm_contrasts(per_seed), arm_contrasts(per_seed, "sft")], ignore_index=True)
     contrasts.to_csv(out / "contrasts.csv", index=False, float_format="%.5g")
     (out / "models.json").write_text(json.dumps(models_json(runs), indent=1) + "\n")
     if len(summary):
@@ -247,12 +248,12 @@ def markdown_tables(teachers: pd.DataFrame, per_seed: pd.DataFrame, summary: pd.
                      f"{_p(r.get('p', np.nan))} | {_f(r.get('mde_80', np.nan))} | "
                      f"{r['mean']:+.3f} [{r['q_lo']:+.3f}, {r['q_hi']:+.3f}], p {_p(r['q_p'])} | {ou} | {du} |")
     if contrasts is not None and len(contrasts):
-        lines += ["", "### Variants of the organism recipe against it, paired by seed (interaction, nats)", "",
-                  "| arm | seeds | variant | reference | difference [95% t-CI] | paired p | MDE 80% | retained |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += ["", "### Variant arms against their reference arm, paired by seed (interaction, nats)", "",
+                  "| arm | reference arm | seeds | variant | reference | difference [95% t-CI] | paired p | MDE 80% | retained |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for r in contrasts.to_dict("records"):
             ci = f"[{r['lo']:+.3f}, {r['hi']:+.3f}]" if not np.isnan(r["lo"]) else "(one seed: no CI)"
-            lines.append(f"| {r['arm']} | {r['seeds']} | {r['variant']:+.3f} | {r['reference_interaction']:+.3f} | "
+            lines.append(f"| {r['arm']} | {r['reference']} | {r['seeds']} | {r['variant']:+.3f} | {r['reference_interaction']:+.3f} | "
                          f"{r['difference']:+.3f} {ci} | {_p(r['p'])} | {_f(r['mde_80'])} | {r['retained']:.2f} |")
     lines += ["", "### Per seed", "",
               "| arm | seed | interaction [95% bootstrap CI over questions] | owl-student margin | dog-student margin | "
