@@ -38,6 +38,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import units  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 ORG = ROOT / "reports" / "organism"
 OUT = ORG / "dissection"
@@ -71,10 +74,7 @@ def ensure_models(arm: str, seed: int, aliases: tuple[str, str]) -> None:
 
 
 def record_time(out: Path, stage: str, seconds: float) -> None:
-    p = out / "timings.json"
-    t = json.loads(p.read_text()) if p.exists() else {}
-    t[stage] = round(seconds, 1)
-    p.write_text(json.dumps(t, indent=1) + "\n")
+    units.record_time(out, stage, seconds)
 
 
 class Lab:

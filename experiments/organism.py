@@ -45,14 +45,14 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import units  # noqa: E402
+from units import ROOT, in_store, interp  # noqa: E402,F401
 OUT = ROOT / "reports" / "organism"
 DATA = OUT / "data"
 TEACHERS = {"owl": "smollm2-owl", "dog": "smollm2-dog", "unbiased": "smollm2"}  # prompt teachers (+ the base)
@@ -96,56 +96,18 @@ def work_dir() -> Path:
     return Path(os.environ.get("ORGANISM_WORK", home / "organism"))
 
 
-def interp(*args: str) -> float:
-    """Run `python -m interp ARGS`; seconds it took. Raises on failure (its output is shown)."""
-    t0 = time.perf_counter()
-    print("$ interp " + " ".join(args), flush=True)
-    subprocess.run([sys.executable, "-m", "interp", *args], check=True, cwd=ROOT)
-    return time.perf_counter() - t0
-
-
 def record_time(unit: str, seconds: float) -> None:
-    """timings.json[unit] = seconds (merged under a lock: two workers write it)."""
-    import fcntl
-
-    p = OUT / "timings.json"
-    OUT.mkdir(parents=True, exist_ok=True)
-    with open(OUT / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        data = json.loads(p.read_text()) if p.exists() else {}
-        data[unit] = round(seconds, 1)
-        p.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-
-
-def in_store(alias: str) -> bool:
-    from interp.models.store import read_meta
-
-    return read_meta(alias) is not None
+    """timings.json[unit] = seconds (`units.record_time`: merged under a lock, two workers write it)."""
+    units.record_time(OUT, unit, seconds)
 
 
 def claim(unit: str) -> bool:
-    """True when this process may build `unit`: an O_EXCL claim file, taken over when its pid is gone."""
-    d = work_dir() / "claims"
-    d.mkdir(parents=True, exist_ok=True)
-    p = d / unit
-    for _ in range(2):
-        try:
-            fd = os.open(p, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            os.write(fd, str(os.getpid()).encode())
-            os.close(fd)
-            return True
-        except FileExistsError:
-            try:
-                pid = int(p.read_text() or 0)
-                os.kill(pid, 0)
-                return pid == os.getpid()
-            except (ProcessLookupError, ValueError):
-                p.unlink(missing_ok=True)  # its worker is gone: take it over
-    return False
+    """True when this process may build `unit` (`units.claim` under the work folder)."""
+    return units.claim(work_dir(), unit)
 
 
 def release(unit: str) -> None:
-    (work_dir() / "claims" / unit).unlink(missing_ok=True)
+    units.release(work_dir(), unit)
 
 
 # ---- stages ---------------------------------------------------------------------------------------
