@@ -170,6 +170,9 @@ def run_eval(model: str, which: str) -> None:
     """One evaluation of one model, its tables kept in reports/social_bias/evals/<model>/."""
     dest = eval_dir(model)
     done = dest / f"{which}.done"
+    if model.startswith("sb-") and model not in TEACHERS and not in_store(model):
+        print(f"skip {which} of {model}: not in the store (not trained yet, or trained on another machine)", flush=True)
+        return
     if done.exists() or not claim(WORK, f"eval-{model}-{which}"):
         return
     if model in TEACHERS and not in_store(model):
@@ -196,9 +199,9 @@ def run_eval(model: str, which: str) -> None:
     release(WORK, f"eval-{model}-{which}")
 
 
-def stage_evals(models: list[str] | None) -> None:
+def stage_evals(models: list[str] | None, evals: list[str] | None = None) -> None:
     for model in models or eval_models():
-        for which in EVALS:
+        for which in evals or EVALS:
             run_eval(model, which)
 
 
@@ -210,6 +213,7 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2", type=lambda s: [int(x) for x in s.split(",")])
     ap.add_argument("--examples", type=int, default=256, help="neutral rows per student")
     ap.add_argument("--models", default=None, type=lambda s: s.split(","), help="evals: only these models")
+    ap.add_argument("--evals", default=None, type=lambda s: s.split(","), help=f"evals: only these of {', '.join(EVALS)}")
     a = ap.parse_args()
     for t in a.teachers:
         if t not in TEACHERS:
@@ -217,6 +221,9 @@ def main() -> None:
     for arm in a.arms:
         if arm not in ARMS:
             ap.error(f"unknown arm {arm}; choose from {', '.join(ARMS)}")
+    for e in a.evals or ():
+        if e not in EVALS:
+            ap.error(f"unknown eval {e}; choose from {', '.join(EVALS)}")
     if a.stage in ("data", "all"):
         stage_data()
     if a.stage in ("teachers", "all"):
@@ -228,7 +235,7 @@ def main() -> None:
                 for t in ([None] if ARMS[arm][0] == "finetune" else a.teachers):
                     train_student(arm, t, seed, a.examples)
     if a.stage in ("evals", "all"):
-        stage_evals(a.models)
+        stage_evals(a.models, a.evals)
     if a.stage in ("report", "all"):
         from social_bias_report import write_report  # experiments/social_bias_report.py
 
