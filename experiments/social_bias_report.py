@@ -26,7 +26,12 @@ Seed 003's comparisons:
     C2  KD vs non-KD: the kd student against beta0-smollm2 (baseline 2 of the kd arm).
     retention = mean_i (choice_b2,i - choice_S,i) / mean_i (choice_base,i - choice_T,i): the student's bias
         drop over the debiased teacher's, paired ratio-of-means bootstrap CI (`evals.stats.ratio_of_means_ci`);
-        undefined (reported, not used) when the teacher's drop CI includes 0.
+        undefined (reported, not used) when the teacher's drop CI includes 0. The same ratio on margins,
+        mean_i (margin_b2,i - margin_S,i) / mean_i (margin_base,i - margin_T,i), is defined where a teacher moved
+        the margins without flipping enough choices; both are summarised over seeds.
+    teacher contrast = the student of the stereotyped teacher minus the student of the debiased teacher of the
+        same arm and seed (same rows, same order, same initialisation: only the teacher differs), paired over
+        items, then over seeds: the best-controlled test of whether the teacher's bias reaches the student.
     agreement = share of items where teacher and student choose the same sentence, overall and on the items
         where the debiased teacher chooses the less stereotyping one (it is "right"); against the
         agreement of baseline 2 with the same teacher (paired over items), since any two models agree
@@ -153,7 +158,7 @@ def seed_level(students: pd.DataFrame) -> pd.DataFrame:
         g = g.sort_values("seed")
         sb, sm = seed_summary(g["delta_bias"].to_numpy()), seed_summary(g["delta_margin"].to_numpy())
         rows.append({"arm": arm, "teacher": teacher, "subset": sub, "baseline": base, "seeds": ",".join(map(str, g["seed"])),
-                     **{f"bias_{k}": v for k, v in sb.items()}, **{f"margin_{k}": v for k, v in sm.items() if k != "n_seeds"}})
+                     **{f"bias_{k}": v for k, v in sb.items()}, **{f"margin_{k}": v for k, v in sm.items()}})
     return pd.DataFrame(rows)
 
 
@@ -181,7 +186,8 @@ def c1_table(mats: dict[str, dict[str, pd.DataFrame]], runs: list[dict[str, Any]
 
 def retention(mats: dict[str, dict[str, pd.DataFrame]], runs: list[dict[str, Any]], teacher: str,
               base: str = "smollm2") -> pd.DataFrame:
-    """Debiasing retention of every student of `teacher` (module docstring), per subset."""
+    """Debiasing retention of every student of `teacher` (module docstring), per subset, in bias points
+    (choices) and in margins."""
     beta0 = {(r["student"], r["seed"], r["examples"]): r["alias"] for r in runs if r.get("arm", "").startswith("beta0")}
     rows = []
     for r in runs:
@@ -192,18 +198,58 @@ def retention(mats: dict[str, dict[str, pd.DataFrame]], runs: list[dict[str, Any
             m = mats.get(sub)
             if m is None or any(x not in m["choice"] for x in (r["alias"], teacher, base)) or b2 not in m["choice"]:
                 continue
-            ch = m["choice"]
-            t_drop = (ch[base] - ch[teacher]).to_numpy(float)
-            s_drop = (ch[b2] - ch[r["alias"]]).to_numpy(float)
-            td = bootstrap_ci(100 * t_drop, n_boot=N_BOOT)
-            ratio = ratio_of_means_ci(s_drop, t_drop, n_boot=N_BOOT) if t_drop.mean() != 0 else None
-            rows.append({"student": r["alias"], "arm": r["arm"], "seed": r["seed"], "subset": sub,
-                         "teacher_drop": td.estimate, "teacher_drop_lo": td.lo, "teacher_drop_hi": td.hi,
-                         "student_drop": 100 * s_drop.mean(), "retention": ratio.estimate if ratio else float("nan"),
-                         "retention_lo": ratio.lo if ratio else float("nan"),
-                         "retention_hi": ratio.hi if ratio else float("nan"),
-                         "defined": bool(td.lo > 0)})  # a teacher drop whose CI holds 0 leaves the ratio meaningless
+            row: dict[str, Any] = {"student": r["alias"], "arm": r["arm"], "seed": r["seed"], "subset": sub}
+            for tag, v, scale in (("", "choice", 100.0), ("_margin", "margin", 1.0)):  # bias points; nats
+                t_drop = (m[v][base] - m[v][teacher]).to_numpy(float)
+                s_drop = (m[v][b2] - m[v][r["alias"]]).to_numpy(float)
+                td = bootstrap_ci(scale * t_drop, n_boot=N_BOOT)
+                with np.errstate(divide="ignore", invalid="ignore"):  # resamples whose teacher drop is exactly 0
+                    ratio = ratio_of_means_ci(s_drop, t_drop, n_boot=N_BOOT) if t_drop.mean() != 0 else None
+                nan = float("nan")
+                row |= {f"teacher{tag}_drop": td.estimate, f"teacher{tag}_drop_lo": td.lo, f"teacher{tag}_drop_hi": td.hi,
+                        f"student{tag}_drop": scale * s_drop.mean(), f"retention{tag}": ratio.estimate if ratio else nan,
+                        f"retention{tag}_lo": ratio.lo if ratio else nan, f"retention{tag}_hi": ratio.hi if ratio else nan,
+                        f"defined{tag}": bool(td.lo > 0)}  # a teacher drop whose CI holds 0 leaves the ratio meaningless
+            rows.append(row)
     return pd.DataFrame(rows)
+
+
+def retention_seed_level(ret: pd.DataFrame) -> pd.DataFrame:
+    """Per (arm, subset): the per-seed retentions (bias and margin) summarised over seeds."""
+    rows = []
+    for (arm, sub), g in ret.groupby(["arm", "subset"]) if not ret.empty else ():
+        g = g.sort_values("seed")
+        row: dict[str, Any] = {"arm": arm, "subset": sub, "seeds": ",".join(map(str, g["seed"]))}
+        for col in ("retention", "retention_margin"):
+            row |= {f"{col}_{k}": v for k, v in seed_summary(g[col].to_numpy()).items()}
+        row |= {"defined": bool(g["defined"].all()), "defined_margin": bool(g["defined_margin"].all())}
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def teacher_contrast(mats: dict[str, dict[str, pd.DataFrame]], runs: list[dict[str, Any]], biased: str,
+                     debiased: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(per seed, over seeds): the student of `biased` against the student of `debiased`, same arm, seed
+    and rows (module docstring); delta > 0 = the stereotyped teacher's student is the more stereotyped."""
+    by = {(r["arm"], r["seed"], r["examples"], r["teacher"]): r["alias"] for r in runs if r.get("role") == "student"}
+    rows = []
+    for (arm, seed, n, t), a in sorted(by.items(), key=lambda kv: tuple(map(str, kv[0]))):
+        b = by.get((arm, seed, n, debiased))
+        if t != biased or b is None:
+            continue
+        for sub in SUBSETS:
+            if sub in mats and a in mats[sub]["choice"] and b in mats[sub]["choice"]:
+                rows.append({"arm": arm, "seed": seed, "subset": sub, "student": a, "reference": b,
+                             **compare(mats[sub], a, b)})
+    per_seed = pd.DataFrame(rows)
+    summary = []
+    for (arm, sub), g in per_seed.groupby(["arm", "subset"]) if not per_seed.empty else ():
+        g = g.sort_values("seed")
+        sb, sm = seed_summary(g["delta_bias"].to_numpy()), seed_summary(g["delta_margin"].to_numpy())
+        summary.append({"arm": arm, "subset": sub, "biased": biased, "debiased": debiased,
+                        "seeds": ",".join(map(str, g["seed"])), **{f"bias_{k}": v for k, v in sb.items()},
+                        **{f"margin_{k}": v for k, v in sm.items()}})
+    return per_seed, pd.DataFrame(summary)
 
 
 def agreement(mats: dict[str, dict[str, pd.DataFrame]], runs: list[dict[str, Any]]) -> pd.DataFrame:
@@ -300,8 +346,18 @@ def _p(x: Any) -> str:
     return "-" if x is None or not np.isfinite(x) else ("< 1e-4" if x < 1e-4 else f"{x:.3g}")
 
 
+def _seed_cells(r: dict[str, Any], prefix: str, nd: int) -> str:
+    """'mean [t-CI] | seed p | MDE' cells of a seed_summary row whose keys start with prefix."""
+    lo, hi = r.get(f"{prefix}_lo", np.nan), r.get(f"{prefix}_hi", np.nan)
+    ci = f"[{_f(lo, nd)}, {_f(hi, nd)}]" if np.isfinite(lo) else "(one seed)" if r.get(f"{prefix}_n_seeds", 2) < 2 else "(no spread)"
+    return (f"{_f(r[f'{prefix}_mean'], nd)} {ci} | {_p(r.get(f'{prefix}_p', np.nan))} | "
+            f"{_f(r.get(f'{prefix}_mde_80', np.nan), nd)}")
+
+
 def markdown(teachers: pd.DataFrame, students: pd.DataFrame, seeds: pd.DataFrame, c1: pd.DataFrame,
-             ret: pd.DataFrame, agree: pd.DataFrame, conf: pd.DataFrame, ppl: pd.DataFrame) -> str:
+             ret: pd.DataFrame, agree: pd.DataFrame, conf: pd.DataFrame, ppl: pd.DataFrame,
+             ret_seeds: pd.DataFrame | None = None, contrast: pd.DataFrame | None = None,
+             contrast_seeds: pd.DataFrame | None = None) -> str:
     out = ["## Teachers: bias against base smollm2 (paired over items)", "",
            "| teacher | subset | items | bias base | bias teacher | delta bias [95% CI] | p | delta margin [95% CI] | p |",
            "|---|---|---|---|---|---|---|---|---|"]
@@ -311,14 +367,11 @@ def markdown(teachers: pd.DataFrame, students: pd.DataFrame, seeds: pd.DataFrame
                    f"{_f(r['delta_margin'], 3)} [{_f(r['delta_margin_lo'], 3)}, {_f(r['delta_margin_hi'], 3)}] | {_p(r['p_margin'])} |")
     if not seeds.empty:
         out += ["", "## Students: bias change against baseline 1 (untouched) and 2 (beta = 0), seed level", "",
-                "| arm | teacher | subset | baseline | seeds | delta bias: mean [95% t-CI] | seed p | MDE 80% | delta margin [95% t-CI] | seed p |",
-                "|---|---|---|---|---|---|---|---|---|---|"]
+                "| arm | teacher | subset | baseline | seeds | delta bias: mean [95% t-CI] | seed p | MDE 80% | delta margin: mean [95% t-CI] | seed p | MDE 80% |",
+                "|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in seeds.to_dict("records"):
-            ci = f"[{_f(r.get('bias_lo'))}, {_f(r.get('bias_hi'))}]" if "bias_lo" in r and np.isfinite(r.get("bias_lo", np.nan)) else "(one seed)"
-            mci = f"[{_f(r.get('margin_lo'), 3)}, {_f(r.get('margin_hi'), 3)}]" if np.isfinite(r.get("margin_lo", np.nan)) else ""
             out.append(f"| {r['arm']} | {r['teacher']} | {r['subset']} | {r['baseline']} | {r['seeds']} | "
-                       f"{_f(r['bias_mean'])} {ci} | {_p(r.get('bias_p', np.nan))} | {_f(r.get('bias_mde_80', np.nan))} | "
-                       f"{_f(r['margin_mean'], 3)} {mci} | {_p(r.get('margin_p', np.nan))} |")
+                       f"{_seed_cells(r, 'bias', 2)} | {_seed_cells(r, 'margin', 3)} |")
         out += ["", "## Students per seed (item-level CIs)", "",
                 "| student | subset | baseline | bias student | bias baseline | delta bias [95% CI] | p | delta margin [95% CI] | p |",
                 "|---|---|---|---|---|---|---|---|---|"]
@@ -332,12 +385,39 @@ def markdown(teachers: pd.DataFrame, students: pd.DataFrame, seeds: pd.DataFrame
         for r in c1.to_dict("records"):
             out.append(f"| {r['student']} | {r['subset']} | {r['bias_student']:.1f} | {r['bias_teacher']:.1f} | {_f(r['student_minus_teacher'])} "
                        f"[{_f(r['lo'])}, {_f(r['hi'])}] | {_p(r['p'])} | {_f(r['student_shift'])} | {_f(r['teacher_shift'])} |")
+    if contrast_seeds is not None and not contrast_seeds.empty:
+        out += ["", "## Teacher contrast: student of the stereotyped teacher minus student of the debiased teacher (same arm, seed, rows)", "",
+                "| arm | subset | biased - debiased teacher | seeds | delta bias: mean [95% t-CI] | seed p | MDE 80% | delta margin: mean [95% t-CI] | seed p | MDE 80% |",
+                "|---|---|---|---|---|---|---|---|---|---|"]
+        for r in contrast_seeds.to_dict("records"):
+            out.append(f"| {r['arm']} | {r['subset']} | {r['biased']} - {r['debiased']} | {r['seeds']} | "
+                       f"{_seed_cells(r, 'bias', 2)} | {_seed_cells(r, 'margin', 3)} |")
+    if contrast is not None and not contrast.empty:
+        out += ["", "### Teacher contrast per seed (item-level CIs)", "",
+                "| student | reference | subset | delta bias [95% CI] | p | delta margin [95% CI] | p |", "|---|---|---|---|---|---|---|"]
+        for r in contrast.to_dict("records"):
+            out.append(f"| {r['student']} | {r['reference']} | {r['subset']} | {_f(r['delta_bias'])} [{_f(r['delta_bias_lo'])}, "
+                       f"{_f(r['delta_bias_hi'])}] | {_p(r['p_bias'])} | {_f(r['delta_margin'], 3)} [{_f(r['delta_margin_lo'], 3)}, "
+                       f"{_f(r['delta_margin_hi'], 3)}] | {_p(r['p_margin'])} |")
     if not ret.empty:
-        out += ["", "## Debiasing retention (student drop / teacher drop)", "", "| student | subset | teacher drop [95% CI] | student drop | retention [95% CI] | defined |",
-                "|---|---|---|---|---|---|"]
+        out += ["", "## Debiasing retention (student drop / teacher drop; bias points and margins)", "",
+                "| student | subset | teacher drop [95% CI] | student drop | retention [95% CI] | teacher margin drop [95% CI] | student margin drop | retention of the margin [95% CI] |",
+                "|---|---|---|---|---|---|---|---|"]
         for r in ret.to_dict("records"):
+            und = lambda ok: "" if ok else " (undefined: teacher drop CI holds 0)"  # noqa: E731
             out.append(f"| {r['student']} | {r['subset']} | {_f(r['teacher_drop'])} [{_f(r['teacher_drop_lo'])}, {_f(r['teacher_drop_hi'])}] | "
-                       f"{_f(r['student_drop'])} | {_f(r['retention'])} [{_f(r['retention_lo'])}, {_f(r['retention_hi'])}] | {'yes' if r['defined'] else 'no: teacher drop CI holds 0'} |")
+                       f"{_f(r['student_drop'])} | {_f(r['retention'])} [{_f(r['retention_lo'])}, {_f(r['retention_hi'])}]{und(r['defined'])} | "
+                       f"{_f(r['teacher_margin_drop'], 3)} [{_f(r['teacher_margin_drop_lo'], 3)}, {_f(r['teacher_margin_drop_hi'], 3)}] | "
+                       f"{_f(r['student_margin_drop'], 3)} | {_f(r['retention_margin'])} [{_f(r['retention_margin_lo'])}, "
+                       f"{_f(r['retention_margin_hi'])}]{und(r['defined_margin'])} |")
+    if ret_seeds is not None and not ret_seeds.empty:
+        out += ["", "### Retention over seeds", "",
+                "| arm | subset | seeds | retention: mean [95% t-CI] | seed p | MDE 80% | retention of the margin: mean [95% t-CI] | seed p | MDE 80% |",
+                "|---|---|---|---|---|---|---|---|---|"]
+        for r in ret_seeds.to_dict("records"):
+            b = _seed_cells(r, "retention", 2) if r["defined"] else "undefined (teacher drop CI holds 0) | - | -"
+            mg = _seed_cells(r, "retention_margin", 2) if r["defined_margin"] else "undefined (teacher drop CI holds 0) | - | -"
+            out.append(f"| {r['arm']} | {r['subset']} | {r['seeds']} | {b} | {mg} |")
     if not agree.empty:
         out += ["", "## Agreement with the teacher (% of items), against baseline 2", "", "| student | subset | scope | items | student | beta0 | difference [95% CI] | p |",
                 "|---|---|---|---|---|---|---|---|"]
@@ -356,7 +436,7 @@ def markdown(teachers: pd.DataFrame, students: pd.DataFrame, seeds: pd.DataFrame
 
 
 def write_report(out: Path) -> None:
-    from social_bias import TEACHERS, eval_models  # the model list of the experiment
+    from social_bias import DEBIASED, MEDIUM, TEACHERS, eval_models  # the model list of the experiment
 
     pp = pd.concat([per_pair_rows(m, out / "evals" / m) for m in eval_models() if (out / "evals" / m).exists()],
                    ignore_index=True)
@@ -367,10 +447,15 @@ def write_report(out: Path) -> None:
     seeds = seed_level(students)
     c1, agree, conf, ppl = c1_table(mats, runs), agreement(mats, runs), confidence(mats, runs), perplexities(out)
     ret = pd.concat([retention(mats, runs, t) for t in TEACHERS if TEACHERS[t][0].startswith("balanced")] or [pd.DataFrame()])
+    ret_seeds = retention_seed_level(ret)
+    contrast, contrast_seeds = teacher_contrast(mats, runs, MEDIUM, DEBIASED)
     for name, df in {"teachers": teachers, "students": students, "per_seed_summary": seeds, "c1": c1, "retention": ret,
-                     "agreement": agree, "confidence": conf, "perplexity": ppl}.items():
+                     "retention_seed_level": ret_seeds, "teacher_contrast": contrast,
+                     "teacher_contrast_seed_level": contrast_seeds, "agreement": agree, "confidence": conf,
+                     "perplexity": ppl}.items():
         df.to_csv(out / f"{name}.csv", index=False)
-    (out / "tables.md").write_text(markdown(teachers, students, seeds, c1, ret, agree, conf, ppl))
+    (out / "tables.md").write_text(markdown(teachers, students, seeds, c1, ret, agree, conf, ppl, ret_seeds, contrast,
+                                            contrast_seeds))
     if not teachers.empty:
         (out / "bias_shift.png").write_bytes(bias_shift_png(teachers, students))
     print(f"wrote {out}/per_pair.csv ({len(pp)} rows), tables.md and the tables")

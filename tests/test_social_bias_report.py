@@ -101,3 +101,41 @@ def test_confidence_is_mean_absolute_margin():
     c = R.confidence(R.matrices(pp), runs_for("deb")).set_index("model")
     assert c.loc["s-kd", "mean_abs_margin"] == pytest.approx(3.0) and c.loc["s-kd", "vs_beta0"] == pytest.approx(2.0)
     assert np.isnan(c.loc["smollm2"].get("vs_beta0", np.nan))
+
+
+def test_retention_of_the_margin_where_no_choice_flips():
+    # every model prefers the stereotype on every item (no choice moves), but the margins do:
+    # base 3 nats, debiased teacher 1 (drop 2), beta0 2.5, student 2 (drop 0.5) -> margin retention 0.25
+    pp = pd.concat([crows_rows("smollm2", ones(20), 3.0), crows_rows("deb", ones(20), 1.0),
+                    crows_rows("s-b0", ones(20), 2.5), crows_rows("s-kd", ones(20), 2.0)])
+    r = R.retention(R.matrices(pp), runs_for("deb"), "deb").iloc[0]
+    assert r.teacher_drop == 0.0 and not r.defined and np.isnan(r.retention)
+    assert r.teacher_margin_drop == pytest.approx(2.0) and r.student_margin_drop == pytest.approx(0.5)
+    assert r.retention_margin == pytest.approx(0.25) and r.defined_margin
+
+
+def test_retention_over_seeds_is_a_t_summary():
+    ret = pd.DataFrame({"arm": "kd", "subset": "crows-gender", "seed": [2, 0, 1], "retention": [0.3, 0.1, 0.2],
+                        "retention_margin": [1.0, 1.0, 1.0], "defined": True, "defined_margin": [True, True, False]})
+    r = R.retention_seed_level(ret).iloc[0]
+    assert r.seeds == "0,1,2" and r.retention_mean == pytest.approx(0.2) and r.retention_sd == pytest.approx(0.1)
+    assert r.retention_margin_mean == 1.0 and np.isnan(r.retention_margin_p)  # no spread: no t-test
+    assert r.defined and not r.defined_margin  # one undefined seed makes the summary undefined
+
+
+def test_teacher_contrast_pairs_students_of_one_arm_and_seed():
+    runs = []
+    for seed in (0, 1):
+        for t in ("bias", "deb"):
+            runs.append({"alias": f"kd-{t}-s{seed}", "role": "student", "arm": "kd", "student": "smollm2", "teacher": t,
+                         "seed": seed, "examples": 8})
+    runs.append({"alias": "kd-bias-s2", "role": "student", "arm": "kd", "student": "smollm2", "teacher": "bias",
+                 "seed": 2, "examples": 8})  # no debiased partner: left out
+    pp = pd.concat([crows_rows("kd-bias-s0", ones(14)), crows_rows("kd-deb-s0", ones(10)),
+                    crows_rows("kd-bias-s1", ones(12)), crows_rows("kd-deb-s1", ones(10)), crows_rows("kd-bias-s2", ones(20))])
+    per_seed, summary = R.teacher_contrast(R.matrices(pp), runs, "bias", "deb")
+    assert per_seed.seed.tolist() == [0, 1] and per_seed.reference.tolist() == ["kd-deb-s0", "kd-deb-s1"]
+    assert per_seed.delta_bias.tolist() == pytest.approx([20.0, 10.0])
+    s = summary.iloc[0]
+    assert (s.seeds, s.bias_mean, s.bias_n_seeds) == ("0,1", pytest.approx(15.0), 2)
+    assert s.bias_sd == pytest.approx(np.std([20.0, 10.0], ddof=1))
