@@ -7,6 +7,7 @@ question q of the 50 packaged preference questions, at the answer position:
     m(q) = log sum_{owl tokens} P - log sum_{dog tokens} P       (single-token variants of eval-animal)
 
     python experiments/dissect_organism.py --stage patching   # S -> C and C -> S, every layer's resid / attn / mlp
+    python experiments/dissect_organism.py --stage patching-multi  # every layer's resid, all of eval-animal's variants
     python experiments/dissect_organism.py --stage heads      # single heads of the layers that matter
     python experiments/dissect_organism.py --stage attention  # offline HTML attention report of the top heads
     python experiments/dissect_organism.py --stage dla        # DLA of logit(" owl") - logit(" dog"), S minus C
@@ -44,7 +45,7 @@ import units  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 ORG = ROOT / "reports" / "organism"
 OUT = ORG / "dissection"
-STAGES = ["patching", "heads", "attention", "dla", "weights", "swap", "prune", "probes", "report"]
+STAGES = ["patching", "patching-multi", "heads", "attention", "dla", "weights", "swap", "prune", "probes", "report"]
 TOP_LAYERS = 3  # heads stage: every head of the layers whose attention output recovers most
 KEEP = 0.6
 RANDOM_SEEDS = (0, 1, 2)
@@ -118,6 +119,13 @@ class Lab:
         """The single-token variants of owl and of dog (what the patching score sums)."""
         return tuple([t[0] for t in tg.token_ids if len(t) == 1] for tg in self.targets())  # type: ignore[return-value]
 
+    def sequence_margin(self) -> Any:
+        """Every variant of owl and of dog, multi-token ones by the chain rule: eval-animal's margin."""
+        from interp.mech.model_patching import SequenceMargin
+
+        owl, dog = self.targets()
+        return SequenceMargin.of(owl.token_ids, dog.token_ids)
+
     def margins(self, lm: Any) -> np.ndarray:
         """eval-animal's margin log P(owl) - log P(dog) per question (all variants, as eval-animal sums them)."""
         from interp.scoring import target_logprobs
@@ -137,7 +145,7 @@ def _ci(x: np.ndarray, seed: int = 0) -> tuple[float, float, float]:
 
 
 def stage_patching(lab: Lab, sites: list[str] | None = None, tag: str = "layers",
-                   directions: tuple[str, ...] = ("S_into_C", "C_into_S")) -> None:
+                   directions: tuple[str, ...] = ("S_into_C", "C_into_S"), score: Any = None) -> None:
     """S -> C and C -> S at `sites` (default: embed + every layer's resid / attn / mlp), per question.
 
     Each direction is written as it finishes (patching_TAG_DIRECTION.csv, per question) and skipped when
@@ -146,8 +154,7 @@ def stage_patching(lab: Lab, sites: list[str] | None = None, tag: str = "layers"
 
     s, c = lab.model("S"), lab.model("C")
     sites = sites or ["embed", *layer_sites(c.spec.n_layers)]
-    owl, dog = lab.single_ids()
-    score = margin_score(owl, dog)
+    score = score or margin_score(*lab.single_ids())
     ids = lab.prompt_ids()
     for direction, src, tgt in (("S_into_C", s, c), ("C_into_S", c, s)):
         if direction not in directions:
@@ -167,6 +174,15 @@ def stage_patching(lab: Lab, sites: list[str] | None = None, tag: str = "layers"
             t.insert(0, "direction", df.direction.iloc[0])
             tables.append(t)
         pd.concat(tables).to_csv(lab.out / f"patching_{tag}.csv", index=False, float_format="%.5g")
+
+
+def stage_patching_multi(lab: Lab) -> None:
+    """The residual stream of every layer, scored with every variant of eval-animal (multi-token ones by
+    the chain rule, one forward per prefix): the single-token score's caveat, measured."""
+    from interp.mech.model_patching import layer_sites
+
+    sites = ["embed", *layer_sites(lab.model("C").spec.n_layers, ("resid",))]
+    stage_patching(lab, sites, tag="resid_multi", score=lab.sequence_margin())
 
 
 def stage_heads(lab: Lab) -> None:
@@ -350,8 +366,8 @@ def stage_attention(lab: Lab) -> None:
     (lab.out / "attention_top_heads.html").write_text(html)
 
 
-STAGE_FILES = {"patching": "patching_layers.csv", "heads": "patching_heads.csv", "dla": "dla.csv",
-               "weights": "weights_summary.csv", "swap": "swap.csv", "prune": "prune.csv",
+STAGE_FILES = {"patching": "patching_layers.csv", "patching-multi": "patching_resid_multi.csv",
+               "heads": "patching_heads.csv", "dla": "dla.csv", "weights": "weights_summary.csv", "swap": "swap.csv", "prune": "prune.csv",
                "probes": "probe_summary.json", "attention": "attention_top_heads.html"}
 
 
@@ -387,7 +403,7 @@ def main() -> None:
         if not a.pair:
             ensure_models(a.arm, a.seed, (s, c))
         t0 = time.perf_counter()
-        globals()[f"stage_{stage}"](lab)
+        globals()[f"stage_{stage.replace('-', '_')}"](lab)
         record_time(out, stage, time.perf_counter() - t0)
         print(f"{stage}: {time.perf_counter() - t0:.0f} s", flush=True)
 

@@ -107,6 +107,21 @@ def write_report(out: Path) -> None:
                          f"{_fmt(ra.delta)} | {_fmt(rb.recovered)} [{_fmt(rb.recovered_lo)}, {_fmt(rb.recovered_hi)}] | "
                          f"{_fmt(rb.delta)} |")
         lines.append("")
+    pm = out / "patching_resid_multi.csv"
+    if pm.exists():  # the residual stream with every variant of eval-animal (multi-token ones by the chain rule)
+        t = pd.read_csv(pm)
+        dirs = [d for d in ("S_into_C", "C_into_S") if d in set(t.direction)]
+        lines += ["### Residual stream, scored with every variant of eval-animal (multi-token words by the chain rule)", "",
+                  "m(S) - m(C): " + ", ".join(f"{d}: {g.m_source.iloc[0] - g.m_target.iloc[0]:+.3f}"
+                                              for d, g in t.groupby("direction", sort=False)), "",
+                  "| site | " + " | ".join(f"{d}: recovered [95% CI] | delta" for d in dirs) + " |",
+                  "|---|" + "---|---|" * len(dirs)]
+        by = {d: t[t.direction == d].set_index("site") for d in dirs}
+        for site in by[dirs[0]].index:
+            cells = [f"{_fmt(r.recovered)} [{_fmt(r.recovered_lo)}, {_fmt(r.recovered_hi)}] | {_fmt(r.delta)}"
+                     for r in (by[d].loc[site] for d in dirs)]
+            lines.append(f"| {site} | " + " | ".join(cells) + " |")
+        lines.append("")
     ph = out / "patching_heads.csv"
     if ph.exists():
         t = pd.read_csv(ph)

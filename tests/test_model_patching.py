@@ -15,7 +15,14 @@ import torch
 
 from interp.errors import UserError
 from interp.mech.model_diff import dla_difference, weight_diff_summary, weight_diff_table
-from interp.mech.model_patching import layer_sites, margin_score, parse_site, patch_between, recovered_table
+from interp.mech.model_patching import (
+    SequenceMargin,
+    layer_sites,
+    margin_score,
+    parse_site,
+    patch_between,
+    recovered_table,
+)
 from interp.models import load_model
 from interp.models.loading import LoadedModel
 
@@ -97,6 +104,56 @@ def test_patching_every_residual_stream_recovers_exactly_one(tiny):
     # and the other way: C's residual streams in S give C's margins
     back = patch_between(tiny, s, prompts(tiny), [allres], margin_score(*SCORE_IDS))
     assert np.array_equal(back.m_patched.to_numpy(), back.m_source.to_numpy())
+
+
+# multi-token words: 'owl' as (5,), (9, 10) and (9, 10, 11); 'dog' as (7,) and (12, 3)
+MULTI = SequenceMargin.of([[5], [9, 10], [9, 10, 11]], [[7], [12, 3]])
+
+
+def test_sequence_margin_prefixes_and_chain_rule():
+    assert MULTI.prefixes == [(), (9,), (12,), (9, 10)]
+    assert MULTI.next_tokens(()) == [5, 7, 9, 12] and MULTI.next_tokens((9, 10)) == [11]
+    lp = {(): torch.log(torch.tensor([[0.1, 0.2, 0.3, 0.4]], dtype=torch.float64)),  # tokens 5, 7, 9, 12
+          (9,): torch.log(torch.tensor([[0.5]], dtype=torch.float64)),                # 10 after 9
+          (12,): torch.log(torch.tensor([[0.25]], dtype=torch.float64)),              # 3 after 12
+          (9, 10): torch.log(torch.tensor([[0.5]], dtype=torch.float64))}             # 11 after 9 10
+    owl, dog = 0.1 + 0.3 * 0.5 + 0.3 * 0.5 * 0.5, 0.2 + 0.4 * 0.25
+    assert MULTI.combine(lp).item() == pytest.approx(np.log(owl) - np.log(dog), abs=1e-12)
+    with pytest.raises(UserError):
+        SequenceMargin.of([[5], []], [[7]])
+
+
+@torch.no_grad()
+def test_sequence_margin_with_single_tokens_equals_margin_score(tiny):
+    s = _changed_last_mlp(tiny)
+    sites = [f"L{tiny.spec.n_layers - 1}mlp", "L0attn"]
+    single = patch_between(s, tiny, prompts(tiny), sites, margin_score(*SCORE_IDS))
+    seq = patch_between(s, tiny, prompts(tiny), sites, SequenceMargin.of([[t] for t in SCORE_IDS[0]], [[t] for t in SCORE_IDS[1]]))
+    for col in ("m_source", "m_target", "m_patched"):
+        assert np.allclose(seq[col], single[col], atol=1e-10, rtol=0)
+
+
+@torch.no_grad()
+def test_multi_token_patching_known_answers_and_the_eval_scorer(tiny):
+    """m of multi-token words matches eval-animal's scorer (target_logprobs); patching a model into
+    itself gives exactly 0; the changed last MLP and the last residual stream recover exactly 1."""
+    from interp.prompts import Target
+    from interp.scoring import target_logprobs
+
+    s = _changed_last_mlp(tiny)
+    last = tiny.spec.n_layers - 1
+    df = patch_between(s, tiny, prompts(tiny), ["L0resid", f"L{last}mlp", f"L{last}resid"], MULTI)
+    targets = [Target("owl", "sum", ("a", "b", "c"), MULTI.a), Target("dog", "sum", ("d", "e"), MULTI.b)]
+    ref = target_logprobs(s, prompts(tiny), targets)
+    m_ref = ref[:, 0] - ref[:, 1]
+    src = df[df.site == "L0resid"].sort_values("prompt").m_source.to_numpy()
+    assert np.allclose(src, m_ref, atol=1e-5, rtol=0)  # float32 forwards, batched differently
+    t = recovered_table(df).set_index("site")
+    assert t.loc["L0resid", "delta"] == 0
+    assert t.loc[f"L{last}mlp", "recovered"] == pytest.approx(1, abs=1e-12)
+    assert t.loc[f"L{last}resid", "recovered"] == pytest.approx(1, abs=1e-12)
+    same = patch_between(variant(tiny, "twin"), tiny, prompts(tiny), [f"L{last}resid", "embed"], MULTI)
+    assert (same.m_patched == same.m_target).all()
 
 
 @torch.no_grad()

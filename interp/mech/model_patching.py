@@ -22,6 +22,16 @@ removes the trait from S. Sites:
 | `L{l}mlp`    | what block l's MLP adds to the residual stream (after Gemma's post-norm)    |
 | `L{l}H{h}`   | head h's term of o_proj's output: C's z_h W_O,h replaced by S's z_h W_O,h   |
 
+Multi-token answers (`SequenceMargin`): a word spelled with several tokens ('O' + 'wl') is scored by
+its chain-rule probability, P(w | prompt) = prod_j P(w_j | prompt + w_<j), so
+
+    m = log sum_{w in A} P(w | prompt) - log sum_{w in B} P(w | prompt)
+
+needs one forward per distinct proper prefix of the words (the empty prefix included). Each runs on
+prompt + prefix, S's activations recorded on that same sequence and patched into C at every position:
+the patched margin is the one C would assign if its site read S's signal throughout. With single-token
+words only, SequenceMargin equals `margin_score` (tested), at the cost of one forward.
+
 Sites joined by "+" are patched together. Known answers (tests/test_model_patching.py): patching a
 model into itself changes nothing (delta exactly 0, recovered exactly 0 against another reference);
 patching the last block's output, or every block's, into a model that differs from the source only in
@@ -97,6 +107,47 @@ def margin_score(target_ids: Sequence[int], other_ids: Sequence[int]) -> Score:
         lp = torch.log_softmax(logits.double(), dim=-1)
         return torch.logsumexp(lp[:, a], -1) - torch.logsumexp(lp[:, b], -1)
     return score
+
+
+@dataclass(frozen=True)
+class SequenceMargin:
+    """m = log sum_{w in a} P(w) - log sum_{w in b} P(w) over token sequences w (module docstring).
+
+    prefixes: every distinct proper prefix (the empty one first), one forward each."""
+
+    a: tuple[tuple[int, ...], ...]
+    b: tuple[tuple[int, ...], ...]
+
+    def __post_init__(self) -> None:
+        if not self.a or not self.b or any(len(w) == 0 for w in (*self.a, *self.b)):
+            raise UserError("a sequence margin needs at least one non-empty token sequence on each side")
+
+    @classmethod
+    def of(cls, a: Sequence[Sequence[int]], b: Sequence[Sequence[int]]) -> "SequenceMargin":
+        return cls(tuple(tuple(int(t) for t in w) for w in a), tuple(tuple(int(t) for t in w) for w in b))
+
+    @property
+    def prefixes(self) -> list[tuple[int, ...]]:
+        seen = {w[:j] for w in (*self.a, *self.b) for j in range(len(w))}
+        return sorted(seen, key=lambda x: (len(x), x))
+
+    def next_tokens(self, prefix: tuple[int, ...]) -> list[int]:
+        """The tokens that follow `prefix` in some word, sorted: the only log-probs kept of its forward."""
+        return sorted({w[len(prefix)] for w in (*self.a, *self.b) if len(w) > len(prefix) and w[:len(prefix)] == prefix})
+
+    def step(self, prefix: tuple[int, ...], logits: torch.Tensor) -> torch.Tensor:
+        """Last-position logits (n, vocab) of prompt + prefix -> log P(next | prompt + prefix) of
+        `next_tokens(prefix)`, (n, k) in float64."""
+        return torch.log_softmax(logits.double(), dim=-1)[:, self.next_tokens(prefix)]
+
+    def combine(self, logprobs: dict[tuple[int, ...], torch.Tensor]) -> torch.Tensor:
+        """{prefix: `step` output} -> m (n,), float64."""
+        col = {p: {t: k for k, t in enumerate(self.next_tokens(p))} for p in logprobs}
+
+        def side(words: tuple[tuple[int, ...], ...]) -> torch.Tensor:
+            per_word = [sum(logprobs[w[:j]][:, col[w[:j]][w[j]]] for j in range(len(w))) for w in words]  # each (n,)
+            return torch.logsumexp(torch.stack(per_word, dim=-1), dim=-1)
+        return side(self.a) - side(self.b)
 
 
 def _module(lm: LoadedModel, site: Site) -> nn.Module:
@@ -180,11 +231,13 @@ def _local(lm: LoadedModel) -> None:
 @torch.inference_mode()
 def patch_between(
     source: LoadedModel, target: LoadedModel, prompt_ids: Sequence[Sequence[int]], sites: Sequence[str],
-    score: Score, progress: bool = False,
+    score: Score | SequenceMargin, progress: bool = False,
 ) -> pd.DataFrame:
     """One row per (prompt, site): m_source, m_target, m_patched (module docstring); in the order given.
 
     `sites` are names like "L3resid", "L3attn", "L3mlp", "L3H5", "embed" or "L0resid+L1resid" (together).
+    `score` maps last-position logits to the margin (`margin_score`: single tokens, one forward per prompt),
+    or is a `SequenceMargin` (multi-token words: one forward per prompt and prefix).
     """
     check_lineage(source, target)
     _local(source)
@@ -192,22 +245,34 @@ def patch_between(
     spec = target.spec
     parsed = {s: [parse_site(p, spec.n_layers, spec.n_heads) for p in s.split("+")] for s in sites}
     every = sorted({x for parts in parsed.values() for x in parts}, key=lambda x: (x.layer or -1, x.kind, x.head or 0))
+    # one forward per prefix; what each keeps of its last-position logits, and how the kept parts make m
+    if isinstance(score, SequenceMargin):
+        prefixes, last, finish = score.prefixes, score.step, score.combine
+    else:
+        prefixes, last, finish = [()], (lambda _p, logits: score(logits)), (lambda kept: kept[()])
     rows: list[dict[str, Any]] = []
     groups = length_groups(prompt_ids)
-    with progress_bar(len(prompt_ids) * (2 + len(sites)), f"patching {len(sites)} sites", progress) as advance:
+    with progress_bar(len(prompt_ids) * len(prefixes) * (2 + len(sites)), f"patching {len(sites)} sites", progress) as advance:
         for idx in groups:
-            tokens = torch.tensor([list(prompt_ids[i]) for i in idx], device=target.device)
-            with _Recorder(source, every) as rec:
-                m_src = score(source.model(input_ids=tokens.to(source.device), use_cache=False).logits[:, -1]).cpu()
-            m_tgt = score(target.model(input_ids=tokens, use_cache=False).logits[:, -1]).cpu()
-            advance(2 * len(idx))
-            for name, parts in parsed.items():
-                with _Patcher(target, {x: rec.acts[x].to(target.device) for x in parts}):
-                    m_pat = score(target.model(input_ids=tokens, use_cache=False).logits[:, -1]).cpu()
+            src: dict[tuple[int, ...], torch.Tensor] = {}
+            tgt: dict[tuple[int, ...], torch.Tensor] = {}
+            pat: dict[str, dict[tuple[int, ...], torch.Tensor]] = {name: {} for name in parsed}
+            for prefix in prefixes:
+                tokens = torch.tensor([list(prompt_ids[i]) + list(prefix) for i in idx], device=target.device)
+                with _Recorder(source, every) as rec:
+                    src[prefix] = last(prefix, source.model(input_ids=tokens.to(source.device), use_cache=False).logits[:, -1]).cpu()
+                tgt[prefix] = last(prefix, target.model(input_ids=tokens, use_cache=False).logits[:, -1]).cpu()
+                advance(2 * len(idx))
+                for name, parts in parsed.items():
+                    with _Patcher(target, {x: rec.acts[x].to(target.device) for x in parts}):
+                        pat[name][prefix] = last(prefix, target.model(input_ids=tokens, use_cache=False).logits[:, -1]).cpu()
+                    advance(len(idx))
+            m_src, m_tgt = finish(src), finish(tgt)
+            for name in parsed:
+                m_pat = finish(pat[name])
                 for j, i in enumerate(idx):
                     rows.append({"prompt": i, "site": name, "m_source": float(m_src[j]), "m_target": float(m_tgt[j]),
                                  "m_patched": float(m_pat[j])})
-                advance(len(idx))
     df = pd.DataFrame(rows)
     order = {s: k for k, s in enumerate(sites)}
     df = df.sort_values(["site", "prompt"], key=lambda c: c.map(order) if c.name == "site" else c, kind="stable")
@@ -234,4 +299,4 @@ def recovered_table(df: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-__all__ = ["Site", "parse_site", "layer_sites", "margin_score", "patch_between", "recovered_table"]
+__all__ = ["Site", "SequenceMargin", "parse_site", "layer_sites", "margin_score", "patch_between", "recovered_table"]
