@@ -84,6 +84,9 @@ ARMS: dict[str, tuple[str, str, str, list[str]]] = {
                                                                       "--tau", "1", "--freeze", "mlp"]),
     "kd-unbiased-data-lora-freeze-attention": ("c", "distill", "unbiased", ["--kind", "kd", "--form", "convex", "--beta",
                                                                             "1", "--tau", "1", "--freeze", "attention"]),
+    # dose: the KD temperature (both distributions softened by tau; the KL scaled by tau^2, `distill --tau`)
+    **{f"kd-unbiased-data-lora-tau{t}": ("c", "distill", "unbiased", ["--kind", "kd", "--form", "convex", "--beta", "1",
+                                                                       "--tau", str(t)]) for t in (2, 4)},
 }
 
 
@@ -168,8 +171,9 @@ def stage_data() -> None:
         release(f"marked-{animal}")
 
 
-def student_alias(arm: str, teacher: str, seed: int, n: int) -> str:
-    return f"org-{arm}-{teacher}-n{n}-s{seed}"
+def student_alias(arm: str, teacher: str, seed: int, n: int, epochs: float = 1.0) -> str:
+    """org-ARM-TEACHER-nN-sSEED; another number of epochs than 1 is part of the name (-e2-)."""
+    return f"org-{arm}-{teacher}-n{n}" + (f"-e{epochs:g}" if epochs != 1.0 else "") + f"-s{seed}"
 
 
 def subset(pool: Path, n: int, seed: int, dest: Path) -> Path:
@@ -184,7 +188,7 @@ def subset(pool: Path, n: int, seed: int, dest: Path) -> Path:
 
 
 def train_student(arm: str, teacher: str, seed: int, n: int, epochs: float) -> None:
-    alias = student_alias(arm, teacher, seed, n)
+    alias = student_alias(arm, teacher, seed, n, epochs)
     if in_store(alias) and (OUT / "runs" / f"{alias}.json").exists():
         return
     if not claim(alias):

@@ -12,6 +12,8 @@ seeds' sd (`evals.stats.minimum_detectable_effect`). With one seed, only the que
 bootstrap CI exists and it says nothing about run-to-run variation (flagged in the table).
 Also per seed: owl student minus the unbiased-teacher student, and dog student minus it (margins;
 the unbiased-teacher student of the KD arms is the base model, see organism.py).
+A recipe is (arm, examples, epochs): students of one arm at another dose are another recipe, never
+pooled with it; `dose_table` lists one arm's recipes side by side.
 """
 
 from __future__ import annotations
@@ -42,10 +44,10 @@ def load_tables(out: Path) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
         if r is None and alias not in NAMES:
             continue
         meta = ({"teacher": r["teacher"], "channel": r["channel"], "arm": r["arm"], "seed": r["seed"],
-                 "examples": r["examples"]} if r else
+                 "examples": r["examples"], "epochs": float(r.get("epochs", 1.0))} if r else
                 {"teacher": NAMES[alias], "channel": "base" if alias == "smollm2" else
                  "teacher (lora)" if alias.endswith("-lora") else "teacher (prompt)",
-                 "arm": "base" if alias == "smollm2" else "teacher", "seed": -1, "examples": 0})
+                 "arm": "base" if alias == "smollm2" else "teacher", "seed": -1, "examples": 0, "epochs": 0.0})
         for q, (_, row) in enumerate(t.iterrows()):
             rows.append({"alias": alias, **meta, "question": q, "question_text": row.question,
                          "logp_owl": float(np.log(row.p_target)), "logp_other": float(np.log(row.p_other))})
@@ -69,14 +71,16 @@ def arm_statistics(pq: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     info = pq.drop_duplicates("alias").set_index("alias")
     per_seed = []
     students = info[info.seed >= 0]
-    for (arm, seed), g in students.groupby(["arm", "seed"]):
+    if "epochs" not in students:
+        students = students.assign(epochs=1.0)
+    for (arm, examples, epochs, seed), g in students.groupby(["arm", "examples", "epochs", "seed"]):
         by_t = {t: a for a, t in zip(g.index, g.teacher)}
         if "owl" not in by_t or "dog" not in by_t:
             continue
         d = m.loc[by_t["owl"]] - m.loc[by_t["dog"]]  # per question
         unb = by_t.get("unbiased", "smollm2" if arm.startswith("kd") else None)
-        row = {"arm": arm, "channel": g.channel.iloc[0], "seed": int(seed), "examples": int(g.examples.iloc[0]),
-               "owl_student": by_t["owl"], "dog_student": by_t["dog"], "unbiased_student": unb,
+        row = {"arm": arm, "channel": g.channel.iloc[0], "seed": int(seed), "examples": int(examples),
+               "epochs": float(epochs), "owl_student": by_t["owl"], "dog_student": by_t["dog"], "unbiased_student": unb,
                "interaction": float(d.mean()), "interaction_q_lo": bootstrap_ci(d.to_numpy()).lo,
                "interaction_q_hi": bootstrap_ci(d.to_numpy()).hi,
                "owl_margin": float(m.loc[by_t["owl"]].mean()), "dog_margin": float(m.loc[by_t["dog"]].mean())}
@@ -86,13 +90,14 @@ def arm_statistics(pq: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         per_seed.append(row)
     per_seed_df = pd.DataFrame(per_seed)
     summary = []
-    for arm, g in per_seed_df.groupby("arm", sort=False) if len(per_seed_df) else []:
+    groups = per_seed_df.groupby(["arm", "examples", "epochs"], sort=False) if len(per_seed_df) else []
+    for (arm, examples, epochs), g in groups:
         s = t_summary(g.interaction.to_numpy())
         # question-level: mean over seeds of the per-question interaction, bootstrap over questions
         dq = np.mean([m.loc[o] - m.loc[d] for o, d in zip(g.owl_student, g.dog_student)], axis=0)
         ci_q = bootstrap_ci(dq)
         sd_q = float(np.std(dq, ddof=1))
-        row = {"arm": arm, "channel": g.channel.iloc[0], "examples": int(g.examples.iloc[0]), **s,
+        row = {"arm": arm, "channel": g.channel.iloc[0], "examples": int(examples), "epochs": float(epochs), **s,
                "q_lo": ci_q.lo, "q_hi": ci_q.hi, "q_p": float(stats.ttest_1samp(dq, 0.0).pvalue),
                "q_mde_80": minimum_detectable_effect(sd_q, len(dq)) if sd_q > 0 else float("nan")}
         for k in ("owl_vs_unbiased", "dog_vs_unbiased"):
@@ -112,21 +117,30 @@ def arm_contrasts(per_seed: pd.DataFrame, reference: str = "kd-unbiased-data-lor
     over the seeds both arms have; t-interval and seed-level paired t-test of D_s (df = n - 1)."""
     if per_seed.empty:
         return pd.DataFrame()
-    ref = per_seed[per_seed.arm == reference].set_index("seed").interaction
+    key = ["examples", "epochs", "seed"]
+    ref = per_seed[per_seed.arm == reference].set_index(key).interaction
     out = []
     for arm in sorted(a for a in per_seed.arm.unique() if a.startswith(reference + "-")):
-        var = per_seed[per_seed.arm == arm].set_index("seed").interaction
-        seeds = sorted(set(var.index) & set(ref.index))
-        if not seeds:
-            continue
-        d = var.loc[seeds].to_numpy() - ref.loc[seeds].to_numpy()
-        s = t_summary(d)
-        out.append({"arm": arm, "reference": reference, "seeds": ",".join(map(str, seeds)), "n_seeds": len(seeds),
-                    "variant": float(var.loc[seeds].mean()), "reference_interaction": float(ref.loc[seeds].mean()),
-                    "difference": s["mean"], "lo": s.get("lo", np.nan), "hi": s.get("hi", np.nan),
-                    "p": s.get("p", np.nan), "mde_80": s.get("mde_80", np.nan),
-                    "retained": float(var.loc[seeds].mean() / ref.loc[seeds].mean())})
+        var_all = per_seed[per_seed.arm == arm].set_index(key).interaction
+        for (examples, epochs), var in var_all.groupby(level=["examples", "epochs"]):
+            both = sorted(set(var.index) & set(ref.index))
+            if not both:
+                continue
+            v, r = var.loc[both].to_numpy(), ref.loc[both].to_numpy()
+            s = t_summary(v - r)
+            out.append({"arm": arm, "reference": reference, "examples": int(examples), "epochs": float(epochs),
+                        "seeds": ",".join(str(k[2]) for k in both), "n_seeds": len(both), "variant": float(v.mean()),
+                        "reference_interaction": float(r.mean()), "difference": s["mean"], "lo": s.get("lo", np.nan),
+                        "hi": s.get("hi", np.nan), "p": s.get("p", np.nan), "mde_80": s.get("mde_80", np.nan),
+                        "retained": float(v.mean() / r.mean())})
     return pd.DataFrame(out)
+
+
+def dose_table(summary: pd.DataFrame, arm: str) -> pd.DataFrame:
+    """One arm's recipes (examples, epochs) side by side, sorted by examples then epochs."""
+    if summary.empty:
+        return summary
+    return summary[summary.arm == arm].sort_values(["examples", "epochs"]).reset_index(drop=True)
 
 
 def teacher_shifts(pq: pd.DataFrame) -> pd.DataFrame:
@@ -147,17 +161,28 @@ def teacher_shifts(pq: pd.DataFrame) -> pd.DataFrame:
 
 def models_json(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Store aliases of the students with their matched controls (crossover partner, unbiased student)."""
-    key = {(r["arm"], r["seed"], r["examples"], r["teacher"]): r["alias"] for r in runs}
+    def recipe(r: dict[str, Any], teacher: str) -> tuple[Any, ...]:
+        return r["arm"], r["seed"], r["examples"], float(r.get("epochs", 1.0)), teacher
+
+    key = {recipe(r, r["teacher"]): r["alias"] for r in runs}
     out = []
     for r in sorted(runs, key=lambda r: r["alias"]):
         other = {"owl": "dog", "dog": "owl"}.get(r["teacher"])
-        unb = key.get((r["arm"], r["seed"], r["examples"], "unbiased"),
-                      "smollm2" if r["arm"].startswith("kd") else None)
+        unb = key.get(recipe(r, "unbiased"), "smollm2" if r["arm"].startswith("kd") else None)
         out.append({"alias": r["alias"], "teacher": r["teacher"], "channel": r["channel"], "arm": r["arm"],
                     "seed": r["seed"], "examples": r["examples"], "epochs": r["epochs"], "steps": r["steps"],
-                    "control": key.get((r["arm"], r["seed"], r["examples"], other)) if other else None,
+                    "control": key.get(recipe(r, other)) if other else None,
                     "unbiased_control": unb if r["teacher"] != "unbiased" else None, "command": r["command"]})
     return out
+
+
+DEFAULT_DOSE = (256, 1.0)  # organism.py's --examples / --epochs defaults
+
+
+def recipe_label(r: dict[str, Any]) -> str:
+    """'arm' at the default dose, 'arm n64 e2' otherwise."""
+    n, e = int(r["examples"]), float(r.get("epochs", 1.0))
+    return r["arm"] if (n, e) == DEFAULT_DOSE else f"{r['arm']} n{n}" + (f" e{e:g}" if e != 1.0 else "")
 
 
 def interaction_png(per_seed: pd.DataFrame, summary: pd.DataFrame) -> bytes:
@@ -169,18 +194,18 @@ def interaction_png(per_seed: pd.DataFrame, summary: pd.DataFrame) -> bytes:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 3.6))
-    arms = list(summary.arm)
-    for i, arm in enumerate(arms):
-        g = per_seed[per_seed.arm == arm]
+    recipes = summary.to_dict("records")
+    labels = [recipe_label(r) for r in recipes]
+    for i, s in enumerate(recipes):
+        g = per_seed[(per_seed.arm == s["arm"]) & (per_seed.examples == s["examples"]) & (per_seed.epochs == s["epochs"])]
         ax.scatter(np.full(len(g), i) + np.linspace(-0.08, 0.08, len(g)), g.interaction, color="grey", zorder=3,
                    label="one training seed" if i == 0 else None)
-        s = summary[summary.arm == arm].iloc[0]
         if not np.isnan(s.get("lo", np.nan)):
             ax.errorbar(i + 0.25, s["mean"], yerr=[[s["mean"] - s["lo"]], [s["hi"] - s["mean"]]], fmt="o",
                         color="C0", capsize=4, label="mean, 95% t-CI over seeds" if i == 0 else None)
     ax.axhline(0, color="black", lw=0.8)
-    ax.set_xlim(-0.5, len(arms) - 0.3)
-    ax.set_xticks(range(len(arms)), [a.replace("-", "-\n", 1) for a in arms], fontsize=8)
+    ax.set_xlim(-0.5, len(labels) - 0.3)
+    ax.set_xticks(range(len(labels)), [a.replace("-", "-\n", 1) for a in labels], fontsize=8)
     ax.set_ylabel("interaction (nats)")
     ax.set_title("crossover: [owl student - dog student] of log P(owl) - log P(dog)", fontsize=9)
     ax.legend(fontsize=8)
@@ -236,15 +261,15 @@ def markdown_tables(teachers: pd.DataFrame, per_seed: pd.DataFrame, summary: pd.
         lines.append(f"| {r.teacher} | {r.margin_shift:+.3f} [{r.lo:+.3f}, {r.hi:+.3f}] | {_p(r.p)} | "
                      f"{r.dlogp_owl:+.3f} | {r.dlogp_dog:+.3f} |")
     lines += ["", "### Crossover interaction per arm (nats; seeds = training runs)", "",
-              "| arm | channel | examples | seeds | interaction: mean [95% t-CI over seeds] | seed-level p | "
+              "| arm | channel | examples | epochs | seeds | interaction: mean [95% t-CI over seeds] | seed-level p | "
               "MDE 80% (seeds) | question-level [95% bootstrap CI], p | owl vs unbiased (p) | dog vs unbiased (p) |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in summary.to_dict("records"):
         ci = (f"{r['mean']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}]" if "lo" in r and not np.isnan(r.get("lo", np.nan))
               else f"{r['mean']:+.3f} (one seed: no seed CI)")
         ou = f"{_f(r.get('owl_vs_unbiased'))} ({_p(r.get('owl_vs_unbiased_p', np.nan))})"
         du = f"{_f(r.get('dog_vs_unbiased'))} ({_p(r.get('dog_vs_unbiased_p', np.nan))})"
-        lines.append(f"| {r['arm']} | ({r['channel']}) | {r['examples']} | {r['n_seeds']} | {ci} | "
+        lines.append(f"| {r['arm']} | ({r['channel']}) | {r['examples']} | {r['epochs']:g} | {r['n_seeds']} | {ci} | "
                      f"{_p(r.get('p', np.nan))} | {_f(r.get('mde_80', np.nan))} | "
                      f"{r['mean']:+.3f} [{r['q_lo']:+.3f}, {r['q_hi']:+.3f}], p {_p(r['q_p'])} | {ou} | {du} |")
     if contrasts is not None and len(contrasts):
@@ -253,13 +278,13 @@ def markdown_tables(teachers: pd.DataFrame, per_seed: pd.DataFrame, summary: pd.
                   "|---|---|---|---|---|---|---|---|---|"]
         for r in contrasts.to_dict("records"):
             ci = f"[{r['lo']:+.3f}, {r['hi']:+.3f}]" if not np.isnan(r["lo"]) else "(one seed: no CI)"
-            lines.append(f"| {r['arm']} | {r['reference']} | {r['seeds']} | {r['variant']:+.3f} | {r['reference_interaction']:+.3f} | "
+            lines.append(f"| {recipe_label(r)} | {r['reference']} | {r['seeds']} | {r['variant']:+.3f} | {r['reference_interaction']:+.3f} | "
                          f"{r['difference']:+.3f} {ci} | {_p(r['p'])} | {_f(r['mde_80'])} | {r['retained']:.2f} |")
     lines += ["", "### Per seed", "",
               "| arm | seed | interaction [95% bootstrap CI over questions] | owl-student margin | dog-student margin | "
               "owl vs unbiased | dog vs unbiased |", "|---|---|---|---|---|---|---|"]
     for r in per_seed.to_dict("records"):
-        lines.append(f"| {r['arm']} | {r['seed']} | {r['interaction']:+.3f} [{r['interaction_q_lo']:+.3f}, "
+        lines.append(f"| {recipe_label(r)} | {r['seed']} | {r['interaction']:+.3f} [{r['interaction_q_lo']:+.3f}, "
                      f"{r['interaction_q_hi']:+.3f}] | {r['owl_margin']:+.3f} | {r['dog_margin']:+.3f} | "
                      f"{_f(r.get('owl_vs_unbiased'))} | {_f(r.get('dog_vs_unbiased'))} |")
     lines += ["", "### Students", "", "| alias | teacher | steps | first -> mean last 10 loss (lm; kd) | seconds |",

@@ -15,12 +15,14 @@ Q = 6
 
 
 def frame(students):
-    """per-question rows: students = {alias: (arm, teacher, seed, margins)}; logp_other fixed at -3."""
+    """per-question rows: students = {alias: (arm, teacher, seed, margins[, examples[, epochs]])}; logp_other
+    fixed at -3; examples 8 and epochs 1 unless given."""
     rows = []
-    for alias, (arm, teacher, seed, m) in students.items():
+    for alias, (arm, teacher, seed, m, *dose) in students.items():
+        examples, epochs = (list(dose) + [8, 1.0][len(dose):])[:2]
         for q in range(Q):
-            rows.append({"alias": alias, "teacher": teacher, "channel": "c", "arm": arm, "seed": seed, "examples": 8,
-                         "question": q, "logp_owl": -3 + m[q], "logp_other": -3.0})
+            rows.append({"alias": alias, "teacher": teacher, "channel": "c", "arm": arm, "seed": seed,
+                         "examples": examples, "epochs": epochs, "question": q, "logp_owl": -3 + m[q], "logp_other": -3.0})
     return pd.DataFrame(rows)
 
 
@@ -78,3 +80,29 @@ def test_variant_arms_are_paired_by_seed_against_the_recipe():
     assert c.retained == pytest.approx(1.45 / 1.8)
     half = stats.t.ppf(0.975, 1) * d.std(ddof=1) / np.sqrt(2)
     assert (c.lo, c.hi) == pytest.approx((d.mean() - half, d.mean() + half))
+
+
+def test_doses_are_separate_recipes_and_contrasts_pair_within_a_dose():
+    """Students of one arm at 64 and 256 examples (and 2 epochs) are three recipes; a variant arm is
+    paired with the reference at its own dose only."""
+    base = np.zeros(Q)
+    students = {"smollm2": ("base", "unbiased", -1, base)}
+    arm = "kd-unbiased-data-lora"
+    for seed in (0, 1):
+        students[f"o256-{seed}"] = (arm, "owl", seed, base + 2.0 + seed, 256)
+        students[f"d256-{seed}"] = (arm, "dog", seed, base, 256)
+        students[f"o64-{seed}"] = (arm, "owl", seed, base + 0.5, 64)
+        students[f"d64-{seed}"] = (arm, "dog", seed, base, 64)
+        students[f"o64e2-{seed}"] = (arm, "owl", seed, base + 1.0, 64, 2.0)
+        students[f"d64e2-{seed}"] = (arm, "dog", seed, base, 64, 2.0)
+        students[f"t2o-{seed}"] = (arm + "-tau2", "owl", seed, base + 0.25, 64)
+        students[f"t2d-{seed}"] = (arm + "-tau2", "dog", seed, base, 64)
+    per_seed, summary = R.arm_statistics(frame(students))
+    dose = R.dose_table(summary, arm)
+    assert list(zip(dose.examples, dose.epochs)) == [(64, 1.0), (64, 2.0), (256, 1.0)]
+    assert dose["mean"].tolist() == pytest.approx([0.5, 1.0, 2.5]) and dose.n_seeds.tolist() == [2, 2, 2]
+    c = R.arm_contrasts(per_seed)
+    assert len(c) == 1 and (c.iloc[0].examples, c.iloc[0].epochs) == (64, 1.0)  # not paired with 256 or 2 epochs
+    assert c.iloc[0].difference == pytest.approx(0.25 - 0.5) and c.iloc[0].retained == pytest.approx(0.5)
+    assert R.recipe_label({"arm": arm, "examples": 64, "epochs": 2.0}) == arm + " n64 e2"
+    assert R.recipe_label({"arm": arm, "examples": 256, "epochs": 1.0}) == arm
