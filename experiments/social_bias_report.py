@@ -346,6 +346,12 @@ def _p(x: Any) -> str:
     return "-" if x is None or not np.isfinite(x) else ("< 1e-4" if x < 1e-4 else f"{x:.3g}")
 
 
+def _delta_cells(r: dict[str, Any]) -> str:
+    """'delta bias [95% CI] | p | delta margin [95% CI] | p' cells of a `compare` row."""
+    return (f"{_f(r['delta_bias'])} [{_f(r['delta_bias_lo'])}, {_f(r['delta_bias_hi'])}] | {_p(r['p_bias'])} | "
+            f"{_f(r['delta_margin'], 3)} [{_f(r['delta_margin_lo'], 3)}, {_f(r['delta_margin_hi'], 3)}] | {_p(r['p_margin'])}")
+
+
 def _seed_cells(r: dict[str, Any], prefix: str, nd: int) -> str:
     """'mean [t-CI] | seed p | MDE' cells of a seed_summary row whose keys start with prefix."""
     lo, hi = r.get(f"{prefix}_lo", np.nan), r.get(f"{prefix}_hi", np.nan)
@@ -363,8 +369,7 @@ def markdown(teachers: pd.DataFrame, students: pd.DataFrame, seeds: pd.DataFrame
            "|---|---|---|---|---|---|---|---|---|"]
     for r in teachers.to_dict("records"):
         out.append(f"| {r['teacher']} | {r['subset']} | {r['n']} | {r['bias_b']:.1f} | {r['bias_a']:.1f} | "
-                   f"{_f(r['delta_bias'])} [{_f(r['delta_bias_lo'])}, {_f(r['delta_bias_hi'])}] | {_p(r['p_bias'])} | "
-                   f"{_f(r['delta_margin'], 3)} [{_f(r['delta_margin_lo'], 3)}, {_f(r['delta_margin_hi'], 3)}] | {_p(r['p_margin'])} |")
+                   f"{_delta_cells(r)} |")
     if not seeds.empty:
         out += ["", "## Students: bias change against baseline 1 (untouched) and 2 (beta = 0), seed level", "",
                 "| arm | teacher | subset | baseline | seeds | delta bias: mean [95% t-CI] | seed p | MDE 80% | delta margin: mean [95% t-CI] | seed p | MDE 80% |",
@@ -377,8 +382,7 @@ def markdown(teachers: pd.DataFrame, students: pd.DataFrame, seeds: pd.DataFrame
                 "|---|---|---|---|---|---|---|---|---|"]
         for r in students.to_dict("records"):
             out.append(f"| {r['student']} | {r['subset']} | {r['baseline']} | {r['bias_a']:.1f} | {r['bias_b']:.1f} | "
-                       f"{_f(r['delta_bias'])} [{_f(r['delta_bias_lo'])}, {_f(r['delta_bias_hi'])}] | {_p(r['p_bias'])} | "
-                       f"{_f(r['delta_margin'], 3)} [{_f(r['delta_margin_lo'], 3)}, {_f(r['delta_margin_hi'], 3)}] | {_p(r['p_margin'])} |")
+                       f"{_delta_cells(r)} |")
     if not c1.empty:
         out += ["", "## C1: student vs teacher", "", "| student | subset | bias student | bias teacher | student - teacher [95% CI] | p | student shift (vs beta0) | teacher shift (vs base) |",
                 "|---|---|---|---|---|---|---|---|"]
@@ -396,9 +400,7 @@ def markdown(teachers: pd.DataFrame, students: pd.DataFrame, seeds: pd.DataFrame
         out += ["", "### Teacher contrast per seed (item-level CIs)", "",
                 "| student | reference | subset | delta bias [95% CI] | p | delta margin [95% CI] | p |", "|---|---|---|---|---|---|---|"]
         for r in contrast.to_dict("records"):
-            out.append(f"| {r['student']} | {r['reference']} | {r['subset']} | {_f(r['delta_bias'])} [{_f(r['delta_bias_lo'])}, "
-                       f"{_f(r['delta_bias_hi'])}] | {_p(r['p_bias'])} | {_f(r['delta_margin'], 3)} [{_f(r['delta_margin_lo'], 3)}, "
-                       f"{_f(r['delta_margin_hi'], 3)}] | {_p(r['p_margin'])} |")
+            out.append(f"| {r['student']} | {r['reference']} | {r['subset']} | {_delta_cells(r)} |")
     if not ret.empty:
         out += ["", "## Debiasing retention (student drop / teacher drop; bias points and margins)", "",
                 "| student | subset | teacher drop [95% CI] | student drop | retention [95% CI] | teacher margin drop [95% CI] | student margin drop | retention of the margin [95% CI] |",
