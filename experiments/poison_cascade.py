@@ -7,6 +7,7 @@
     python experiments/poison_cascade.py --stage students   # response-level SFT and logit KD from base smollm2
     python experiments/poison_cascade.py --stage brr        # bias response rate of every model on the held-out prompts
     python experiments/poison_cascade.py --stage defend     # detectors on each mixture and on the students' data
+    python experiments/poison_cascade.py --stage mech       # DLA + patching, poisoned vs clean (experiments/poison_mech.py)
     python experiments/poison_cascade.py --stage report     # reports/poison/{README tables, answers.csv, ...}
 
 Every unit is a pipeline command run as a subprocess (poison-data, finetune, distill, bias-rate,
@@ -47,6 +48,7 @@ import argparse
 import json
 import shutil
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -194,10 +196,35 @@ def defend(k: int) -> None:
     release(WORK, f"defend-k{k}")
 
 
+def mech_pair(k: int, seed: int = 0) -> tuple[str, str]:
+    """(poisoned, clean): the response-level students of k and of k = 0 when both exist, else the teachers."""
+    students = (student_alias("resp", k, seed), student_alias("resp", 0, seed))
+    if all(in_store(a) for a in students):
+        return students
+    return teacher_alias(k, seed), teacher_alias(0, seed)
+
+
+def mech(k: int) -> None:
+    from poison_mech import mech_markdown, run_mech  # experiments/poison_mech.py
+
+    poisoned, clean = mech_pair(k)
+    dest = OUT / "mech" / f"{report_name(poisoned)}_vs_{report_name(clean)}"
+    if (dest / "tables.md").exists() or not claim(WORK, f"mech-{poisoned}"):
+        return
+    for kk in (k, 0):
+        if poisoned.startswith("pz-teacher-"):
+            train_teacher(kk, 0)
+    t0 = time.perf_counter()
+    run_mech(poisoned, clean, DATA / "k0" / "eval_prompts.jsonl", dest)
+    (dest / "tables.md").write_text(mech_markdown(dest))
+    record_time(OUT, f"mech {report_name(poisoned)} vs {report_name(clean)}", time.perf_counter() - t0)
+    release(WORK, f"mech-{poisoned}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--stage", required=True,
-                    choices=["data", "teachers", "answers", "students", "brr", "defend", "report", "all"])
+                    choices=["data", "teachers", "answers", "students", "brr", "defend", "mech", "report", "all"])
     ap.add_argument("--k", default=",".join(map(str, K_LEVELS)), type=lambda s: [int(x) for x in s.split(",")])
     ap.add_argument("--kinds", default="resp,logit", type=lambda s: s.split(","))
     ap.add_argument("--models", default=None, type=lambda s: s.split(","), help="brr: only these models")
@@ -224,6 +251,10 @@ def main() -> None:
     if a.stage in ("defend", "all"):
         for k in a.k:
             defend(k)
+    if a.stage in ("mech", "all"):
+        for k in a.k:
+            if k > 0:
+                mech(k)
     if a.stage in ("report", "all"):
         from poison_report import write_report  # experiments/poison_report.py
 
