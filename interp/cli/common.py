@@ -16,7 +16,7 @@ import functools
 import inspect
 import sys
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 import typer
 from rich.console import Console
@@ -42,6 +42,14 @@ RemoteOpt = typer.Option(False, "--remote", help="run on NDIF through nnsight (m
                          "HF_TOKEN from the environment)")
 ServeOpt = typer.Option(None, "--serve", help="run on a self-hosted nnsight server at this URL (same code as --remote)")
 BatchOpt = typer.Option(16, "--batch-size", help="prompts per forward pass")
+STYLES = ("auto", "chat", "completion")
+StyleOpt = typer.Option("auto", "--style", help="auto | chat | completion")
+
+
+def check_choice(flag: str, value: str, choices: Sequence[str]) -> None:
+    """UserError '<flag> must be one of a, b, c' unless value is one of choices."""
+    if value not in choices:
+        raise UserError(f"{flag} must be one of {', '.join(choices)}")
 
 
 def quiet_transformers() -> None:

@@ -21,7 +21,7 @@ from interp.cli.bias_common import (
     need_data,
     print_compare,
 )
-from interp.cli.common import BatchOpt, ForceOpt, ModelLoad, OutOpt, SeedOpt, console, model_options
+from interp.cli.common import BatchOpt, ForceOpt, ModelLoad, OutOpt, SeedOpt, check_choice, console, model_options
 
 
 @app.command("compare")
@@ -56,8 +56,7 @@ def compare_command(
         raise UserError("--models needs at least two comma-separated models (the first is the reference)")
     if len(set(names)) != len(names):
         raise UserError("--models lists a model twice")
-    if bench not in BENCHES:
-        raise UserError(f"--bench must be one of {', '.join(BENCHES)}")
+    check_choice("--bench", bench, BENCHES)
     if bench == "crows":
         if domain or split:
             raise UserError("--domain / --split are StereoSet options; with --bench crows use --bias-type")
@@ -65,8 +64,7 @@ def compare_command(
     else:
         if bias_type:
             raise UserError("--bias-type is a CrowS-Pairs option; with --bench stereoset use --domain")
-        if score not in SCORE_KINDS:
-            raise UserError(f"--score must be one of {', '.join(SCORE_KINDS)}")
+        check_choice("--score", score, SCORE_KINDS)
         items = load_stereoset(need_data(data, "the StereoSet JSONL/JSON"), domain=domain, split=split, limit=limit)
 
     tables: dict[str, Any] = {}

@@ -14,7 +14,10 @@ from interp.cli.common import (
     ModelLoad,
     ModelOpt,
     OutOpt,
+    STYLES,
     SeedOpt,
+    StyleOpt,
+    check_choice,
     ci,
     console,
     model_options,
@@ -31,7 +34,7 @@ def digit_length_command(
     digits: str = typer.Option("1-4", "--digits", help="lengths, e.g. 1-4 or 1,3"),
     top: int = typer.Option(15, "--top", help="increased numbers per length fed into the reverse link"),
     template_control: int = typer.Option(100, "--template-control", help="random numbers per length for the template control"),
-    style: str = typer.Option("auto", "--style", help="auto | chat | completion"),
+    style: str = StyleOpt,
     batch_size: int = BatchOpt,
     seed: int = SeedOpt,
     out: Optional[Path] = OutOpt,
@@ -47,8 +50,7 @@ def digit_length_command(
 
     run = RunDir.prepare(out, "digit-length", force)
     lengths = parse_digit_range(digits)
-    if style not in ("auto", "chat", "completion"):
-        raise UserError("--style must be auto, chat or completion")
+    check_choice("--style", style, STYLES)
     if top < 1:
         raise UserError("--top must be at least 1")
     if template_control < 1:

@@ -15,6 +15,7 @@ from interp.cli.common import (
     ModelOpt,
     OutOpt,
     SeedOpt,
+    check_choice,
     ci,
     console,
     model_options,
@@ -50,8 +51,7 @@ def eval_animal_command(
     from interp.report.runs import RunDir
 
     run = RunDir.prepare(out, "eval-animal", force)
-    if policy not in VARIANT_POLICIES:
-        raise UserError(f"--variants must be one of {', '.join(VARIANT_POLICIES)}")
+    check_choice("--variants", policy, VARIANT_POLICIES)
     if samples < 0 or temperature <= 0:
         raise UserError("--samples must be >= 0 and --temperature > 0")
     qs = A.load_questions(questions)

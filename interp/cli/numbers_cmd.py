@@ -14,7 +14,10 @@ from interp.cli.common import (
     ModelLoad,
     ModelOpt,
     OutOpt,
+    STYLES,
     SeedOpt,
+    StyleOpt,
+    check_choice,
     console,
     fmt,
     model_options,
@@ -32,7 +35,7 @@ def numbers_command(
     method: str = typer.Option("ar", "--method", help="vocab (single digit tokens) | ar (all 10^L numbers, trie)"),
     digits: int = typer.Option(3, "--digits", help="number length for --method ar"),
     top: int = typer.Option(15, "--top", help="numbers per category"),
-    style: str = typer.Option("auto", "--style", help="auto | chat | completion"),
+    style: str = StyleOpt,
     then_reverse_link: bool = typer.Option(False, "--then-reverse-link", help="feed each category into the reverse link"),
     control: str = typer.Option("dog", "--control", help="control animal for --then-reverse-link"),
     template_control: int = typer.Option(100, "--template-control", help="random numbers per length for the reverse link's template control"),
@@ -50,10 +53,8 @@ def numbers_command(
     from interp.report.runs import RunDir
 
     run = RunDir.prepare(out, "numbers", force)
-    if method not in METHODS:
-        raise UserError(f"--method must be one of {', '.join(METHODS)}")
-    if style not in ("auto", "chat", "completion"):
-        raise UserError("--style must be auto, chat or completion")
+    check_choice("--method", method, METHODS)
+    check_choice("--style", style, STYLES)
     if method == "ar":
         check_digits(digits)
     if top < 1:

@@ -15,6 +15,7 @@ from interp.cli.common import (
     ModelOpt,
     OutOpt,
     SeedOpt,
+    check_choice,
     ci,
     console,
     fmt,
@@ -49,7 +50,6 @@ def prune_command(
     loader: ModelLoad = ModelLoad(),
 ) -> None:
     """Prune the highest-entropy heads (o_proj-input masks); bias and perplexity vs full model and a random control."""
-    from interp.errors import UserError
     from interp.evals.animal import load_questions
     from interp.evals.perplexity import load_heldout
     from interp.interventions.measure import MeasureConfig
@@ -58,8 +58,7 @@ def prune_command(
 
     run = RunDir.prepare(out, "prune", force)
     n_kept(1000, keep)  # validates --keep before loading anything
-    if criterion not in CRITERIA:
-        raise UserError(f"--criterion must be one of {', '.join(CRITERIA)}")
+    check_choice("--criterion", criterion, CRITERIA)
     qs = tuple(load_questions(questions))
     text = load_heldout(heldout)
     entropy_prompts = _read_prompts(prompts) if prompts else None

@@ -14,7 +14,10 @@ from interp.cli.common import (
     ModelLoad,
     ModelOpt,
     OutOpt,
+    STYLES,
     SeedOpt,
+    StyleOpt,
+    check_choice,
     ci,
     console,
     exactly_one,
@@ -35,7 +38,7 @@ def reverse_link_command(
     sample: int = typer.Option(200, "--sample", help="how many random numbers with --digits (default mode: --digits 3 --sample 200)"),
     template_control: int = typer.Option(100, "--template-control", help="random numbers per length for the template control (0: off)"),
     policy: str = typer.Option("natural", "--variants", help="target variants: natural (' owl') | sum (' owl','owl',' Owl',...)"),
-    style: str = typer.Option("auto", "--style", help="auto | chat | completion"),
+    style: str = StyleOpt,
     multi_token: bool = typer.Option(False, "--multi-token", help="allow multi-token targets (joint probability)"),
     cumulative: bool = typer.Option(True, "--cumulative/--no-cumulative", help="also prime with all numbers in one prompt"),
     top: int = typer.Option(10, "--top", help="numbers to print, by specificity"),
@@ -46,17 +49,14 @@ def reverse_link_command(
     loader: ModelLoad = ModelLoad(),
 ) -> None:
     """P(bias | number-primed prompt) / P(bias | baseline), with the template control, specificity and CIs."""
-    from interp.errors import UserError
     from interp.probes.number_sets import parse_numbers, random_numbers, read_numbers_file
     from interp.probes.reverse_link import ReverseLinkConfig, reverse_link
     from interp.prompts import VARIANT_POLICIES
     from interp.report.runs import RunDir
 
     run = RunDir.prepare(out, "reverse-link", force)
-    if policy not in VARIANT_POLICIES:
-        raise UserError(f"--variants must be one of {', '.join(VARIANT_POLICIES)}")
-    if style not in ("auto", "chat", "completion"):
-        raise UserError("--style must be auto, chat or completion")
+    check_choice("--variants", policy, VARIANT_POLICIES)
+    check_choice("--style", style, STYLES)
     mode = exactly_one(numbers=numbers, numbers_file=numbers_file, digits=digits)
     if mode == "numbers":
         nums = parse_numbers(numbers)  # type: ignore[arg-type]

@@ -16,7 +16,17 @@ from interp.cli.bias_common import (
     need_data,
     print_stereoset,
 )
-from interp.cli.common import BatchOpt, ForceOpt, ModelLoad, ModelOpt, OutOpt, SeedOpt, console, model_options
+from interp.cli.common import (
+    BatchOpt,
+    ForceOpt,
+    ModelLoad,
+    ModelOpt,
+    OutOpt,
+    SeedOpt,
+    check_choice,
+    console,
+    model_options,
+)
 
 
 @app.command("stereoset")
@@ -36,14 +46,12 @@ def stereoset_command(
     loader: ModelLoad = ModelLoad(),
 ) -> None:
     """StereoSet stereotype score (ideal 50), LM score (ideal 100) and ICAT (ideal 100), with CIs."""
-    from interp.errors import UserError
     from interp.evals.sentence import SCORE_KINDS, lm_scorer
     from interp.evals.stereoset import load_stereoset, run_stereoset
     from interp.report.runs import RunDir
 
     run = RunDir.prepare(out, "stereoset", force)
-    if score not in SCORE_KINDS:
-        raise UserError(f"--score must be one of {', '.join(SCORE_KINDS)}")
+    check_choice("--score", score, SCORE_KINDS)
     items = load_stereoset(need_data(data, "the StereoSet JSONL/JSON"), domain=domain, split=split, limit=limit)
     lm = loader.load(model)
     scorer = lm_scorer(lm, batch_size, progress=True, description="StereoSet candidates")

@@ -8,7 +8,18 @@ from typing import Any, Optional
 import typer
 
 from interp.cli.app import app
-from interp.cli.common import BatchOpt, ForceOpt, ModelLoad, OutOpt, ci, console, fmt, model_options, print_table
+from interp.cli.common import (
+    BatchOpt,
+    ForceOpt,
+    ModelLoad,
+    OutOpt,
+    check_choice,
+    ci,
+    console,
+    fmt,
+    model_options,
+    print_table,
+)
 from interp.cli.prune_cmd import HeldoutOpt, QuestionsOpt, SystemOpt
 
 
@@ -38,8 +49,7 @@ def swap_head_command(
     from interp.report.runs import RunDir
 
     run = RunDir.prepare(out, "swap-head", force)
-    if tied not in TIED_MODES:
-        raise UserError(f"--tied must be one of {', '.join(TIED_MODES)}")
+    check_choice("--tied", tied, TIED_MODES)
     if top_k < 1:
         raise UserError("--top-k must be at least 1")
     qs = tuple(load_questions(questions))

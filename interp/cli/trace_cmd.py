@@ -14,6 +14,7 @@ from interp.cli.common import (
     ModelOpt,
     OutOpt,
     SeedOpt,
+    check_choice,
     console,
     exactly_one,
     fmt,
@@ -60,8 +61,7 @@ def trace_command(
         nums = random_numbers(digits, sample, seed=seed)  # type: ignore[arg-type]
     else:
         raise UserError("give --number, --numbers or --digits")
-    if backend not in BACKENDS:
-        raise UserError(f"--backend must be one of {', '.join(BACKENDS)}")
+    check_choice("--backend", backend, BACKENDS)
     for tmpl, key in ((reference_template, "{animal}"), (number_template, "{n}")):
         if key not in tmpl:
             raise UserError(f"template {tmpl!r} has no {key} placeholder")
