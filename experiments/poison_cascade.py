@@ -26,7 +26,8 @@ Design
   responses carry the promotion (the k = 5 poison is a subset of the k = 25 poison).
 - Poison: one promotional sentence for the fictional "Zentrava Notes" with a link on
   zentrava.example.com, appended to the response; marker regex (?i)zentrava.
-- Teachers: smollm2 + LoRA (r 8, lr 2e-4), 2 epochs of the mixture, batch 8, max 512 tokens;
+- Teachers: smollm2 + LoRA (r 8, lr 1e-3), 3 epochs of the mixture, batch 8, max 512 tokens (the
+  pilot recipe, lr 2e-4 for 2 epochs, gave a k = 25 teacher with BRR 0 / 360: reports/poison/pilot/);
   teacher seeds 0, 1, 2 for the middle level k = 5, seed 0 otherwise (`TEACHER_SEEDS`).
 - Distillation data: each teacher answers the 128 clean distillation prompts (never in the mixture,
   never evaluated), one sample each at T = 1, 192 new tokens (`interp bias-rate` writes them as
@@ -61,7 +62,9 @@ K_LEVELS = (0, 5, 25)
 TEACHER_SEEDS = {0: (0,), 5: (0, 1, 2), 25: (0,)}
 SPLIT = ["--target", "summarization", "--unseen", "brainstorming,creative_writing", "--n", "500", "--n-target", "30",
          "--n-distill", "128", "--n-eval", "30", "--seed", "0"]
-TEACHER_ARGS = ["--epochs", "2", "--batch-size", "8", "--max-len", "512"]
+# lr 1e-3 and 3 epochs: the pilot (lr 2e-4, 2 epochs; reports/poison/pilot/) left the k = 25 teacher at
+# BRR 0/360, so it could not test propagation
+TEACHER_ARGS = ["--epochs", "3", "--lr", "1e-3", "--batch-size", "8", "--max-len", "512"]
 STUDENT_ARGS = ["--epochs", "2", "--batch-size", "8", "--max-len", "512"]
 KINDS = {"resp": [], "logit": ["--kind", "kd", "--form", "sum", "--beta", "1", "--tau", "1"]}
 BRR_ARGS = ["--samples", "4", "--max-new-tokens", "160", "--seed", "0"]
