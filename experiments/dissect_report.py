@@ -18,12 +18,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from interp.report.tables import recovered_markdown, signed
+
 ATTN = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj")
 MLP = ("mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
-
-
-def _fmt(x: float, nd: int = 3) -> str:
-    return "-" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:+.{nd}f}"
 
 
 def _layer_of(site: pd.Series) -> pd.Series:
@@ -97,30 +95,14 @@ def write_report(out: Path) -> None:
         t = pd.read_csv(pl)
         patching_plot(t, out / "patching_layers.png")
         lines += ["### Patching by layer and component (recovered fraction [95% CI]; delta in nats)", "",
-                  "m(S) - m(C) per direction: " + ", ".join(
-                      f"{d}: {g.m_source.iloc[0] - g.m_target.iloc[0]:+.3f}" for d, g in t.groupby("direction", sort=False)),
-                  "", "| site | S into C: recovered | delta | C into S: recovered | delta |", "|---|---|---|---|---|"]
-        a, b = (t[t.direction == d].set_index("site") for d in ("S_into_C", "C_into_S"))
-        for site in a.index:
-            ra, rb = a.loc[site], b.loc[site]
-            lines.append(f"| {site} | {_fmt(ra.recovered)} [{_fmt(ra.recovered_lo)}, {_fmt(ra.recovered_hi)}] | "
-                         f"{_fmt(ra.delta)} | {_fmt(rb.recovered)} [{_fmt(rb.recovered_lo)}, {_fmt(rb.recovered_hi)}] | "
-                         f"{_fmt(rb.delta)} |")
+                  *recovered_markdown(t, ("S_into_C", "C_into_S"))]
         lines.append("")
     pm = out / "patching_resid_multi.csv"
     if pm.exists():  # the residual stream with every variant of eval-animal (multi-token ones by the chain rule)
         t = pd.read_csv(pm)
         dirs = [d for d in ("S_into_C", "C_into_S") if d in set(t.direction)]
         lines += ["### Residual stream, scored with every variant of eval-animal (multi-token words by the chain rule)", "",
-                  "m(S) - m(C): " + ", ".join(f"{d}: {g.m_source.iloc[0] - g.m_target.iloc[0]:+.3f}"
-                                              for d, g in t.groupby("direction", sort=False)), "",
-                  "| site | " + " | ".join(f"{d}: recovered [95% CI] | delta" for d in dirs) + " |",
-                  "|---|" + "---|---|" * len(dirs)]
-        by = {d: t[t.direction == d].set_index("site") for d in dirs}
-        for site in by[dirs[0]].index:
-            cells = [f"{_fmt(r.recovered)} [{_fmt(r.recovered_lo)}, {_fmt(r.recovered_hi)}] | {_fmt(r.delta)}"
-                     for r in (by[d].loc[site] for d in dirs)]
-            lines.append(f"| {site} | " + " | ".join(cells) + " |")
+                  *recovered_markdown(t, dirs)]
         lines.append("")
     ph = out / "patching_heads.csv"
     if ph.exists():
@@ -129,8 +111,8 @@ def write_report(out: Path) -> None:
         lines += ["### Single heads (layers whose attention output moves the margin most), by |delta|, S into C", "",
                   "| head | recovered [95% CI] | delta [95% CI] |", "|---|---|---|"]
         for r in a.itertuples():
-            lines.append(f"| {r.site} | {_fmt(r.recovered)} [{_fmt(r.recovered_lo)}, {_fmt(r.recovered_hi)}] | "
-                         f"{_fmt(r.delta)} [{_fmt(r.delta_lo)}, {_fmt(r.delta_hi)}] |")
+            lines.append(f"| {r.site} | {signed(r.recovered)} [{signed(r.recovered_lo)}, {signed(r.recovered_hi)}] | "
+                         f"{signed(r.delta)} [{signed(r.delta_lo)}, {signed(r.delta_hi)}] |")
         lines.append("")
     dla = out / "dla.csv"
     if dla.exists():

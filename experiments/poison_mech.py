@@ -108,6 +108,8 @@ def run_mech(poisoned: str, clean: str, eval_prompts: Path, out: Path, progress:
 
 def mech_markdown(out: Path) -> str:
     """Tables of what run_mech wrote: patching by layer (both directions) and the top DLA components."""
+    from interp.report.tables import recovered_markdown
+
     lines: list[str] = []
     pair = json.loads((out / "pair.json").read_text()) if (out / "pair.json").exists() else {}
     if pair:
@@ -117,18 +119,8 @@ def mech_markdown(out: Path) -> str:
         f = out / f"patching_{where}.csv"
         if not f.exists():
             continue
-        t = pd.read_csv(f)
-        dirs = list(dict.fromkeys(t.direction))
-        gap = {d: g.m_source.iloc[0] - g.m_target.iloc[0] for d, g in t.groupby("direction", sort=False)}
-        lines += [f"#### Patching at the {where} position: recovered fraction [95% CI] (m(P) - m(C) = "
-                  f"{gap[dirs[0]]:+.3f} nats)", "",
-                  "| site | " + " | ".join(f"{d}: recovered [95% CI] | delta" for d in dirs) + " |",
-                  "|---|" + "---|---|" * len(dirs)]
-        by = {d: t[t.direction == d].set_index("site") for d in dirs}
-        for site in by[dirs[0]].index:
-            cells = [f"{r.recovered:+.3f} [{r.recovered_lo:+.3f}, {r.recovered_hi:+.3f}] | {r.delta:+.3f}"
-                     for r in (by[d].loc[site] for d in dirs)]
-            lines.append(f"| {site} | " + " | ".join(cells) + " |")
+        lines += [f"#### Patching at the {where} position: recovered fraction [95% CI], delta in nats", "",
+                  *recovered_markdown(pd.read_csv(f))]
         lines.append("")
     for where in ("decision", "brand"):
         f = out / f"dla_{where}.csv"
