@@ -3,7 +3,8 @@
 Inputs: reports/social_bias/evals/<model>/ (the crows / stereoset / perplexity tables) and runs/.
 Output: per_pair.csv (one row per model and item), teachers.csv, students.csv, per_seed.csv,
 retention.csv, agreement.csv, confidence.csv, perplexity.csv, tables.md, bias_shift.png, README
-tables (the prose verdicts are written by hand in README.md around the generated block).
+tables. README.md is README.in.md (the prose, written by hand) with its placeholders filled from tables.md
+and timings.json (`fill_readme`).
 
 Per item i of a subset (probe-occupation: the 340 held-out gender–occupation pairs of social-data;
 crows-gender: the 262 CrowS-Pairs gender pairs; ss-gender / ss-profession: StereoSet items of that
@@ -42,6 +43,7 @@ Seed 003's comparisons:
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +57,7 @@ SUBSETS = ("probe-occupation", "crows-gender", "ss-gender", "ss-profession")
 PER_PAIR_COLUMNS = ["model", "bench", "item", "bias_type", "ll_more", "ll_less", "n_tokens_more", "n_tokens_less",
                     "ll_unrelated", "n_tokens_unrelated"]
 N_BOOT = 10_000
+TEACHER_SECTION = "Teachers: bias against base smollm2 (paired over items)"
 
 
 # ---- per-item table ---------------------------------------------------------------------------------
@@ -364,7 +367,7 @@ def markdown(teachers: pd.DataFrame, students: pd.DataFrame, seeds: pd.DataFrame
              ret: pd.DataFrame, agree: pd.DataFrame, conf: pd.DataFrame, ppl: pd.DataFrame,
              ret_seeds: pd.DataFrame | None = None, contrast: pd.DataFrame | None = None,
              contrast_seeds: pd.DataFrame | None = None) -> str:
-    out = ["## Teachers: bias against base smollm2 (paired over items)", "",
+    out = [f"## {TEACHER_SECTION}", "",
            "| teacher | subset | items | bias base | bias teacher | delta bias [95% CI] | p | delta margin [95% CI] | p |",
            "|---|---|---|---|---|---|---|---|---|"]
     for r in teachers.to_dict("records"):
@@ -437,6 +440,30 @@ def markdown(teachers: pd.DataFrame, students: pd.DataFrame, seeds: pd.DataFrame
     return "\n".join(out) + "\n"
 
 
+def tables_sections(tables_md: str) -> dict[str, str]:
+    """The '## ' sections of tables.md: title -> body (stripped)."""
+    return {m.group(1): m.group(2).strip()
+            for m in re.finditer(r"^## ([^\n]+)\n\n(.*?)(?=\n## |\Z)", tables_md, re.S | re.M)}
+
+
+def fill_readme(template: str, tables_md: str, timings: dict[str, float]) -> str:
+    """The README from its template: {{TEACHER_TABLE}} = the teachers section of tables.md, {{STUDENT_TABLES}} =
+    every other section (demoted one level), {{TIMINGS}} = a table of timings.json. Fails on a placeholder
+    left unfilled or a missing teachers section, so a stale README is never written silently."""
+    sec = tables_sections(tables_md)
+    teacher = sec.pop(TEACHER_SECTION, None)
+    if teacher is None:
+        raise ValueError(f"tables.md has no section {TEACHER_SECTION!r}")
+    students = "\n\n".join(f"### {k}\n\n" + v.replace("\n### ", "\n#### ") for k, v in sec.items())
+    rows = "\n".join(f"| {u} | {t:.0f} |" for u, t in sorted(timings.items()))
+    s = (template.replace("{{TEACHER_TABLE}}", teacher).replace("{{STUDENT_TABLES}}", students)
+         .replace("{{TIMINGS}}", "| unit | s |\n|---|---|\n" + rows))
+    left = re.findall(r"\{\{[A-Z_]+\}\}", s)
+    if left:
+        raise ValueError(f"README template placeholders not filled: {left}")
+    return s
+
+
 def write_report(out: Path) -> None:
     from social_bias import DEBIASED, MEDIUM, TEACHERS, eval_models  # the model list of the experiment
 
@@ -460,4 +487,10 @@ def write_report(out: Path) -> None:
                                             contrast_seeds))
     if not teachers.empty:
         (out / "bias_shift.png").write_bytes(bias_shift_png(teachers, students))
-    print(f"wrote {out}/per_pair.csv ({len(pp)} rows), tables.md and the tables")
+    readme = ""
+    if (out / "README.in.md").exists():
+        timings = json.loads((out / "timings.json").read_text()) if (out / "timings.json").exists() else {}
+        (out / "README.md").write_text(fill_readme((out / "README.in.md").read_text(), (out / "tables.md").read_text(),
+                                                   timings))
+        readme = ", README.md"
+    print(f"wrote {out}/per_pair.csv ({len(pp)} rows), tables.md{readme} and the tables")

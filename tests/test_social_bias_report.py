@@ -139,3 +139,18 @@ def test_teacher_contrast_pairs_students_of_one_arm_and_seed():
     s = summary.iloc[0]
     assert (s.seeds, s.bias_mean, s.bias_n_seeds) == ("0,1", pytest.approx(15.0), 2)
     assert s.bias_sd == pytest.approx(np.std([20.0, 10.0], ddof=1))
+
+
+def test_fill_readme_places_sections_and_refuses_unfilled_placeholders():
+    tables = (f"## {R.TEACHER_SECTION}\n\n| t |\n|---|\n| a |\n\n## Students\n\n| s |\n\n### Per seed\n\n| x |\n\n"
+              "## Perplexity\n\n| p |\n")
+    out = R.fill_readme("# T\n\n{{TEACHER_TABLE}}\n\n## Students\n\n{{STUDENT_TABLES}}\n\n{{TIMINGS}}\n",
+                        tables, {"b": 2.4, "a": 10.0})
+    assert "| t |\n|---|\n| a |" in out
+    assert "### Students\n\n| s |\n\n#### Per seed\n\n| x |" in out
+    assert "### Perplexity\n\n| p |" in out
+    assert out.endswith("| unit | s |\n|---|---|\n| a | 10 |\n| b | 2 |\n")
+    with pytest.raises(ValueError, match="TYPO"):
+        R.fill_readme("{{TEACHER_TABLE}} {{TYPO}}", tables, {})
+    with pytest.raises(ValueError, match="no section"):
+        R.fill_readme("{{TEACHER_TABLE}}", "## Students\n\n| s |\n", {})
