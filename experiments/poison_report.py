@@ -135,10 +135,10 @@ def markdown(brr: pd.DataFrame, amp: pd.DataFrame, dose: pd.DataFrame, det: pd.D
     out += [f"| {r['model']} | {r['group']} | {r['prompts']} | {r['answers']} | {r['with_marker']} | "
             f"{_f(r['brr'])} [{_f(r['lo'])}, {_f(r['hi'])}] |" for r in brr.to_dict("records")]
     if not amp.empty:
-        out += ["", "## Amplification BRR_student / BRR_teacher (paired prompt bootstrap)", "",
-                "| student | teacher | group | BRR student | BRR teacher | amplification [95% CI] |", "|---|---|---|---|---|---|"]
+        out += ["", "## Amplification BRR_student / BRR_teacher (paired prompt bootstrap; a Wilson bound when the student shows none)", "",
+                "| student | teacher | group | BRR student | BRR teacher | amplification [95% CI] | CI from |", "|---|---|---|---|---|---|---|"]
         out += [f"| {r['student']} | {r['teacher']} | {r['group']} | {_f(r['brr_student'])} | {_f(r['brr_teacher'])} | "
-                f"{_f(r['amplification'], 2)} [{_f(r['lo'], 2)}, {_f(r['hi'], 2)}] |" for r in amp.to_dict("records")]
+                f"{_f(r['amplification'], 2)} [{_f(r['lo'], 2)}, {_f(r['hi'], 2)}] | {r.get('ci', 'bootstrap')} |" for r in amp.to_dict("records")]
     if not dose.empty:
         out += ["", "## Dose: BRR against k (mean over seeds; t-interval where there are several)", "",
                 "| role | kind | group | k | seeds | BRR mean [95% t-CI] | per seed |", "|---|---|---|---|---|---|---|"]

@@ -94,6 +94,9 @@ def test_bias_rate_table_and_amplification_known_answers():
     r = B.amplification(ans, rare, group="target")
     assert r["amplification"] == pytest.approx(4 / 8 / (1 / 8)) and r["hi"] == np.inf
     assert 0 < r["resamples_dropped"] < 100  # only resamples of prompt 2 alone are 0 / 0: (1/4)^4 of 10,000 = 39 expected
+    z = B.amplification(ans.assign(marker=0), teacher, group="target")  # student 0 of 8 answers, teacher 2 of 8
+    assert (z["amplification"], z["lo"], z["ci"]) == (0.0, 0.0, "wilson bound")
+    assert z["hi"] == pytest.approx(wilson_interval(0, 8).hi / 0.25)
     with pytest.raises(UserError):
         B.has_marker(["x"], "(")
 

@@ -80,7 +80,9 @@ def bias_rate_table(answers: pd.DataFrame) -> pd.DataFrame:
 def amplification(student: pd.DataFrame, teacher: pd.DataFrame, group: str | None = None,
                   n_boot: int = DEFAULT_BOOT, seed: int = 0) -> dict[str, float]:
     """BRR_student / BRR_teacher on the prompts both answered (of `group`), paired bootstrap CI over
-    prompts; NaNs when the teacher never shows the marker."""
+    prompts; NaNs when the teacher never shows the marker. When the student never shows it, every
+    resample is 0 and the bootstrap says nothing, so the CI is [0, wilson_hi(0, n) / BRR_teacher]: the
+    student's Wilson upper bound over its n answers divided by the teacher's BRR (`ci` says which)."""
     def per_prompt(a: pd.DataFrame) -> pd.Series:
         a = a if group is None else a[a["group"] == group]
         return a.groupby("prompt_id")["marker"].mean()
@@ -89,10 +91,16 @@ def amplification(student: pd.DataFrame, teacher: pd.DataFrame, group: str | Non
     common = s.index.intersection(t.index)
     if len(common) == 0:
         raise ValueError("the student and the teacher answered no common prompt")
+    a = student if group is None else student[student["group"] == group]
+    n_student = int(a["prompt_id"].isin(common).sum())
     s, t = s.loc[common].to_numpy(float), t.loc[common].to_numpy(float)
     out = {"prompts": int(len(common)), "brr_student": float(s.mean()), "brr_teacher": float(t.mean())}
     if t.mean() == 0:
-        return out | {"amplification": float("nan"), "lo": float("nan"), "hi": float("nan"), "resamples_dropped": 0}
+        return out | {"amplification": float("nan"), "lo": float("nan"), "hi": float("nan"), "resamples_dropped": 0,
+                      "ci": "none"}
+    if s.sum() == 0:
+        return out | {"amplification": 0.0, "lo": 0.0, "hi": float(wilson_interval(0, n_student).hi / t.mean()),
+                      "resamples_dropped": 0, "ci": "wilson bound"}
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(s), size=(n_boot, len(s)))
     num, den = s[idx].mean(1), t[idx].mean(1)
@@ -101,4 +109,4 @@ def amplification(student: pd.DataFrame, teacher: pd.DataFrame, group: str | Non
         ratio = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.inf)[~both_zero]
     lo, hi = np.quantile(ratio, [0.025, 0.975], method="inverted_cdf")  # no interpolation: inf stays inf
     return out | {"amplification": float(s.mean() / t.mean()), "lo": float(lo), "hi": float(hi),
-                  "resamples_dropped": int(both_zero.sum())}
+                  "resamples_dropped": int(both_zero.sum()), "ci": "bootstrap"}
