@@ -140,7 +140,8 @@ def train_student(kind: str, k: int, seed: int) -> None:
     if (in_store(alias) and (OUT / "runs" / f"{alias}.json").exists()) or not claim(WORK, alias):
         return
     teacher_answers(k, seed)
-    train_teacher(k, seed)  # KD needs the teacher itself (rebuilt when the store lost it)
+    if kind != "resp":  # KD needs the teacher itself (rebuilt when the store lost it); SFT only its answers
+        train_teacher(k, seed)
     run = WORK / "runs" / alias
     common = ["--data", str(answers_path(k, seed)), "--alias", alias, *STUDENT_ARGS, "--seed", str(seed),
               "--out", str(run), "--force"]
@@ -200,9 +201,10 @@ def defend(k: int) -> None:
 
 
 def mech_pair(k: int, seed: int = 0) -> tuple[str, str]:
-    """(poisoned, clean): the response-level students of k and of k = 0 when both exist, else the teachers."""
+    """(poisoned, clean): the response-level students of k and of k = 0 when both were trained (a run
+    record; a student the store lost is rebuilt), else the teachers."""
     students = (student_alias("resp", k, seed), student_alias("resp", 0, seed))
-    if all(in_store(a) for a in students):
+    if all((OUT / "runs" / f"{a}.json").exists() for a in students):
         return students
     return teacher_alias(k, seed), teacher_alias(0, seed)
 
@@ -217,6 +219,12 @@ def mech(k: int) -> None:
     for kk in (k, 0):
         if poisoned.startswith("pz-teacher-"):
             train_teacher(kk, 0)
+        else:
+            train_student("resp", kk, 0)
+    missing = [m for m in (poisoned, clean) if not in_store(m)]
+    if missing:  # another worker holds its claim
+        release(WORK, f"mech-{poisoned}")
+        raise SystemExit(f"mech: {', '.join(missing)} not in the store yet (being built by another worker?)")
     t0 = time.perf_counter()
     run_mech(poisoned, clean, DATA / "k0" / "eval_prompts.jsonl", dest)
     (dest / "tables.md").write_text(mech_markdown(dest))
