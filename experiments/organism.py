@@ -135,7 +135,10 @@ def stage_teachers(lora: bool) -> None:
                       *(["--data", str(rows)] if rows.exists() else []))
         record_time(f"teach {alias}: lora, {LORA_STEPS} steps x {LORA_BATCH}", secs)
         (OUT / "teachers").mkdir(parents=True, exist_ok=True)
-        shutil.copy(run / "summary.json", OUT / "teachers" / f"{alias}_summary.json")
+        first = OUT / "teachers" / f"{alias}_summary.json"  # the first build's record is never overwritten
+        stamp = json.loads((run / "summary.json").read_text())["created"][:16].replace(":", "")
+        dest = first.with_name(f"{alias}_rebuild-{stamp}_summary.json") if first.exists() else first
+        shutil.copy(run / "summary.json", dest)
         shutil.copy(run / "trait_data.jsonl", rows)
         release(alias)
 
