@@ -31,14 +31,18 @@ def interp(*args: str) -> float:
 
 
 def record_time(out: Path, unit: str, seconds: float) -> None:
-    """out/timings.json[unit] = seconds (merged under a lock: two workers write it)."""
+    """out/timings.json[unit] = seconds (merged under a lock: two workers write it). A unit timed before
+    (a rebuild on a new machine) keeps its first time; the new one goes under 'unit (rerun <UTC time>)'."""
     import fcntl
+    from datetime import datetime, timezone
 
     out.mkdir(parents=True, exist_ok=True)
     p = out / "timings.json"
     with open(out / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         data = json.loads(p.read_text()) if p.exists() else {}
+        if unit in data:
+            unit = f"{unit} (rerun {datetime.now(timezone.utc):%Y-%m-%dT%H%M})"
         data[unit] = round(seconds, 1)
         p.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
 
