@@ -9,6 +9,7 @@
     python experiments/poison_cascade.py --stage defend     # detectors on each mixture and on the students' data
     python experiments/poison_cascade.py --stage mech       # DLA + patching, poisoned vs clean (experiments/poison_mech.py)
     python experiments/poison_cascade.py --stage report     # reports/poison/{README tables, answers.csv, ...}
+    python experiments/poison_cascade.py --stage students --k 5 --seeds 0 --kinds resp   # one teacher seed's unit only
 
 Every unit is a pipeline command run as a subprocess (poison-data, finetune, distill, bias-rate,
 defend); a unit whose output exists is skipped, and a model missing from the store is rebuilt from
@@ -239,11 +240,13 @@ def main() -> None:
     ap.add_argument("--k", default=",".join(map(str, K_LEVELS)), type=lambda s: [int(x) for x in s.split(",")])
     ap.add_argument("--kinds", default="resp,logit", type=lambda s: s.split(","))
     ap.add_argument("--models", default=None, type=lambda s: s.split(","), help="brr: only these models")
+    ap.add_argument("--seeds", default=None, type=lambda s: [int(x) for x in s.split(",")],
+                    help="teachers / answers / students: only these teacher seeds (default: TEACHER_SEEDS)")
     a = ap.parse_args()
     bad = [k for k in a.k if k not in K_LEVELS] + [x for x in a.kinds if x not in KINDS]
     if bad:
         ap.error(f"unknown k or kind: {bad}; k in {K_LEVELS}, kinds in {list(KINDS)}")
-    units = [(k, s) for k in a.k for s in TEACHER_SEEDS[k]]
+    units = [(k, s) for k in a.k for s in TEACHER_SEEDS[k] if a.seeds is None or s in a.seeds]
     if a.stage in ("data", "all"):
         stage_data()
     if a.stage in ("teachers", "all"):
