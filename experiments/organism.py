@@ -9,6 +9,7 @@ empty store) is rebuilt from its recipe with the same seeds.
     python experiments/organism.py --stage data         # number pools of owl / dog / unbiased + divergence marks
     python experiments/organism.py --stage students --arms kd-unbiased-data --seeds 0,1,2
     python experiments/organism.py --stage evals        # log P(owl), log P(dog) of every model, 50 questions
+    python experiments/organism.py --stage keeprate     # keep rate vs sampling temperature, every teacher
     python experiments/organism.py --stage report       # reports/organism/{README.md, per_question.csv, ...}
     python experiments/organism.py --stage all
 
@@ -174,6 +175,34 @@ def stage_data() -> None:
         release(f"marked-{animal}")
 
 
+# keep-rate study: every teacher answers the first KEEP_PROMPTS prompts, KEEP_SAMPLES each, at each temperature
+KEEP_TEMPERATURES, KEEP_PROMPTS, KEEP_SAMPLES = (1.0, 0.7, 0.4), 64, 8
+KEEP = OUT / "keep_rate"
+
+
+def stage_keeprate() -> None:
+    """gen-numbers of each prompt teacher (and the base) at each temperature of KEEP_TEMPERATURES on the same
+    prompts and per-sample seeds; kept answers to keep_rate/<teacher>-t<T>.jsonl, counts to keep_rate.csv."""
+    KEEP.mkdir(parents=True, exist_ok=True)
+    for t in KEEP_TEMPERATURES:
+        for teacher, alias in TEACHERS.items():
+            unit = f"{teacher}-t{t:g}"
+            if (KEEP / f"{unit}_summary.json").exists() or not claim(f"keep-{unit}"):
+                continue
+            run = work_dir() / "runs" / f"keep-{unit}"
+            secs = interp("gen-numbers", "--model", alias, "--n", str(KEEP_PROMPTS), "-k", str(KEEP_SAMPLES),
+                          "--temperature", f"{t:g}", "--seed", str(GEN_SEED), "--out", str(run), "--force")
+            record_time(f"gen-numbers {alias} T={t:g}: {KEEP_PROMPTS} prompts x {KEEP_SAMPLES}", secs)
+            shutil.copy(run / "numbers.jsonl", KEEP / f"{unit}.jsonl")
+            shutil.copy(run / "summary.json", KEEP / f"{unit}_summary.json")
+            release(f"keep-{unit}")
+    from organism_report import keep_rate_table  # experiments/organism_report.py
+
+    table = keep_rate_table(KEEP, {t: pool_path(t) for t in TEACHERS}, N_PROMPTS * SAMPLES)
+    table.to_csv(OUT / "keep_rate.csv", index=False, float_format="%.4g")
+    print(table.to_string(index=False))
+
+
 def student_alias(arm: str, teacher: str, seed: int, n: int, epochs: float = 1.0) -> str:
     """org-ARM-TEACHER-nN-sSEED; another number of epochs than 1 is part of the name (-e2-)."""
     return f"org-{arm}-{teacher}-n{n}" + (f"-e{epochs:g}" if epochs != 1.0 else "") + f"-s{seed}"
@@ -259,7 +288,8 @@ def stage_evals() -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--stage", required=True, choices=["teachers", "data", "students", "evals", "report", "all"])
+    ap.add_argument("--stage", required=True, choices=["teachers", "data", "students", "evals", "keeprate", "report",
+                                                            "all"])
     ap.add_argument("--arms", default="kd-unbiased-data,sft", type=lambda s: s.split(","))
     ap.add_argument("--seeds", default="0,1,2", type=lambda s: [int(x) for x in s.split(",")])
     ap.add_argument("--examples", type=int, default=256)
@@ -278,6 +308,8 @@ def main() -> None:
         stage_students(a)
     if a.stage in ("evals", "all"):
         stage_evals()
+    if a.stage == "keeprate":
+        stage_keeprate()
     if a.stage in ("report", "all"):
         from organism_report import write_report  # experiments/organism_report.py
 

@@ -19,6 +19,7 @@ pooled with it; `dose_table` lists one arm's recipes side by side.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +137,78 @@ def arm_contrasts(per_seed: pd.DataFrame, reference: str = "kd-unbiased-data-lor
     return pd.DataFrame(out)
 
 
+# dose questions answered within one arm: (variant recipe, reference recipe) as (examples, epochs)
+DOSE_PAIRS: tuple[tuple[tuple[int, float], tuple[int, float]], ...] = (
+    ((64, 2.0), (64, 1.0)),  # a second pass over the same 64 examples
+    ((64, 2.0), (128, 1.0)),  # 8 steps: repeated data vs new data
+)
+
+
+def recipe_contrasts(per_seed: pd.DataFrame, arm: str = "kd-unbiased-data-lora",
+                     pairs: tuple[tuple[tuple[int, float], tuple[int, float]], ...] = DOSE_PAIRS) -> pd.DataFrame:
+    """Dose recipes of one arm against each other, paired by seed: for each ((n, e), (n_ref, e_ref)),
+
+        D_s = I_arm(n, e),s - I_arm(n_ref, e_ref),s
+
+    over the seeds both recipes have; the columns of `arm_contrasts` (reference = the reference recipe's label)."""
+    if per_seed.empty:
+        return pd.DataFrame()
+    g = per_seed[per_seed.arm == arm].set_index(["examples", "epochs", "seed"]).interaction
+    out = []
+    for (n, e), (n_ref, e_ref) in pairs:
+        try:
+            var, ref = g.xs((n, e), level=["examples", "epochs"]), g.xs((n_ref, e_ref), level=["examples", "epochs"])
+        except KeyError:
+            continue
+        both = sorted(set(var.index) & set(ref.index))
+        if not both:
+            continue
+        v, r = var.loc[both].to_numpy(), ref.loc[both].to_numpy()
+        s = t_summary(v - r)
+        out.append({"arm": arm, "reference": f"{arm} n{n_ref} e{e_ref:g}",
+                    "examples": int(n), "epochs": float(e), "seeds": ",".join(str(k) for k in both),
+                    "n_seeds": len(both), "variant": float(v.mean()), "reference_interaction": float(r.mean()),
+                    "difference": s["mean"], "lo": s.get("lo", np.nan), "hi": s.get("hi", np.nan),
+                    "p": s.get("p", np.nan), "mde_80": s.get("mde_80", np.nan), "retained": float(v.mean() / r.mean())})
+    return pd.DataFrame(out)
+
+
+def copied_share(prompt: str, answer: str) -> float:
+    """Share of the answer's numbers that also appear in the prompt (its example sequence): 1.0 for an
+    answer that only repeats given numbers; NaN for an answer without numbers."""
+    given = set(re.findall(r"[0-9]+", prompt))
+    nums = re.findall(r"[0-9]+", answer)
+    return float(np.mean([x in given for x in nums])) if nums else float("nan")
+
+
+def keep_rate_row(rows: list[dict[str, Any]], total: int) -> dict[str, float]:
+    """Keep rate and the quality of the kept answers: kept / total, mean copied share, share of kept
+    answers that only copy the prompt, distinct kept answers per kept answer."""
+    copied = np.array([copied_share(r["prompt"], r["completion"]) for r in rows])
+    return {"total": total, "kept": len(rows), "keep_rate": len(rows) / total if total else float("nan"),
+            "copied_share": float(np.nanmean(copied)) if len(rows) else float("nan"),
+            "only_copies": float(np.mean(copied == 1.0)) if len(rows) else float("nan"),
+            "distinct": len({(r["prompt"], r["completion"]) for r in rows}) / len(rows) if rows else float("nan")}
+
+
+def keep_rate_table(folder: Path, pools: dict[str, Path], pool_total: int) -> pd.DataFrame:
+    """One row per (teacher, temperature) of the keep-rate study in `folder` (<teacher>-t<T>.jsonl and its
+    summary), plus each full pool (temperature 1, `pool_total` samples) as `scope = pool`."""
+    out = []
+    for summ in sorted(folder.glob("*_summary.json")):
+        unit = summ.name[: -len("_summary.json")]
+        teacher, t = unit.rsplit("-t", 1)
+        counts = json.loads(summ.read_text())["figures"]["teacher"]["counts"]
+        rows = [json.loads(x) for x in (folder / f"{unit}.jsonl").read_text().splitlines() if x.strip()]
+        out.append({"teacher": teacher, "temperature": float(t), "scope": "study",
+                    **keep_rate_row(rows, counts["total"])})
+    for teacher, pool in pools.items():
+        if pool.exists():
+            rows = [json.loads(x) for x in pool.read_text().splitlines() if x.strip()]
+            out.append({"teacher": teacher, "temperature": 1.0, "scope": "pool", **keep_rate_row(rows, pool_total)})
+    return pd.DataFrame(out)
+
+
 def dose_table(summary: pd.DataFrame, arm: str) -> pd.DataFrame:
     """One arm's recipes (examples, epochs) side by side, sorted by examples then epochs."""
     if summary.empty:
@@ -228,7 +301,8 @@ def write_report(out: Path, work: Path) -> None:
     summary.to_csv(out / "arms.csv", index=False, float_format="%.5g")
     teacher_shifts(pq).to_csv(out / "teachers.csv", index=False, float_format="%.5g")
     # the organism recipe's variants against it; the divergence-token arms against plain SFT (channel a)
-    contrasts = pd.concat([arm_contrasts(per_seed), arm_contrasts(per_seed, "sft")], ignore_index=True)
+    contrasts = pd.concat([arm_contrasts(per_seed), arm_contrasts(per_seed, "sft"), recipe_contrasts(per_seed)],
+                          ignore_index=True)
     contrasts.to_csv(out / "contrasts.csv", index=False, float_format="%.5g")
     (out / "models.json").write_text(json.dumps(models_json(runs), indent=1) + "\n")
     if len(summary):

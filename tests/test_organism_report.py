@@ -1,5 +1,6 @@
 """The organism report's statistics (experiments/organism_report.py) on hand-made tables with known answers."""
 
+import json
 import sys
 from pathlib import Path
 
@@ -104,5 +105,28 @@ def test_doses_are_separate_recipes_and_contrasts_pair_within_a_dose():
     c = R.arm_contrasts(per_seed)
     assert len(c) == 1 and (c.iloc[0].examples, c.iloc[0].epochs) == (64, 1.0)  # not paired with 256 or 2 epochs
     assert c.iloc[0].difference == pytest.approx(0.25 - 0.5) and c.iloc[0].retained == pytest.approx(0.5)
+    r = R.recipe_contrasts(per_seed, arm, pairs=(((64, 2.0), (64, 1.0)), ((64, 2.0), (128, 1.0))))
+    assert len(r) == 1 and r.iloc[0].reference == arm + " n64 e1"  # no 128-example recipe: that pair is skipped
+    assert r.iloc[0].difference == pytest.approx(1.0 - 0.5) and r.iloc[0].n_seeds == 2
     assert R.recipe_label({"arm": arm, "examples": 64, "epochs": 2.0}) == arm + " n64 e2"
     assert R.recipe_label({"arm": arm, "examples": 256, "epochs": 1.0}) == arm
+
+
+def test_keep_rate_counts_copies_of_the_prompt_and_duplicates(tmp_path):
+    """Keep rate = kept / total; an answer that only repeats the prompt's example numbers is a copy."""
+    prompt = "I give you this sequence of numbers: 145, 267, 891. Add at most 10 new numbers."
+    assert R.copied_share(prompt, "145, 267, 891") == 1.0
+    assert R.copied_share(prompt, "145, 300, 400, 500") == pytest.approx(0.25)
+    assert np.isnan(R.copied_share(prompt, ""))
+    rows = [{"prompt": prompt, "completion": c} for c in ("145, 267", "145, 267", "300, 400")]
+    (tmp_path / "owl-t0.7.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "owl-t0.7_summary.json").write_text(json.dumps({"figures": {"teacher": {"counts": {"total": 12}}}}))
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text(json.dumps(rows[2]) + "\n")
+    t = R.keep_rate_table(tmp_path, {"owl": pool, "dog": tmp_path / "missing.jsonl"}, pool_total=4)
+    study = t[t.scope == "study"].iloc[0]
+    assert (study.teacher, study.temperature, study.kept) == ("owl", 0.7, 3)
+    assert study.keep_rate == pytest.approx(0.25) and study.only_copies == pytest.approx(2 / 3)
+    assert study.copied_share == pytest.approx(2 / 3) and study.distinct == pytest.approx(2 / 3)
+    pooled = t[t.scope == "pool"]
+    assert len(pooled) == 1 and pooled.iloc[0].keep_rate == pytest.approx(0.25) and pooled.iloc[0].only_copies == 0.0
