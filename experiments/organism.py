@@ -10,6 +10,7 @@ empty store) is rebuilt from its recipe with the same seeds.
     python experiments/organism.py --stage students --arms kd-unbiased-data --seeds 0,1,2
     python experiments/organism.py --stage evals        # log P(owl), log P(dog) of every model, 50 questions
     python experiments/organism.py --stage keeprate     # keep rate vs sampling temperature, every teacher
+    python experiments/organism.py --stage extend       # unbiased pool: prompts 600..1199 (for 1,000 examples)
     python experiments/organism.py --stage report       # reports/organism/{README.md, per_question.csv, ...}
     python experiments/organism.py --stage all
 
@@ -148,6 +149,32 @@ def pool_path(teacher: str) -> Path:
     return DATA / f"{teacher}.jsonl"
 
 
+# the unbiased pool extended by prompts N_PROMPTS..EXTENDED_PROMPTS-1 (same recipe and per-sample seeds,
+# `gen-numbers --start`); a dose of more examples than the pool holds draws from the extended pool
+EXTENDED_PROMPTS = 1200
+
+
+def extended_pool_path(source: str) -> Path:
+    return DATA / f"{source}-{EXTENDED_PROMPTS}.jsonl"
+
+
+def stage_extend() -> None:
+    """The unbiased pool over prompts 0..EXTENDED_PROMPTS-1: the pool's rows, then gen-numbers' rows of the
+    prompts N_PROMPTS.. (written to data/unbiased-<first>-<last>.jsonl first, so a part is never redone)."""
+    part = DATA / f"unbiased-{N_PROMPTS}-{EXTENDED_PROMPTS - 1}.jsonl"
+    if not part.exists() and claim("extend-unbiased"):
+        run = work_dir() / "runs" / "gen-unbiased-extension"
+        n = EXTENDED_PROMPTS - N_PROMPTS
+        secs = interp("gen-numbers", "--model", TEACHERS["unbiased"], "--start", str(N_PROMPTS), "--n", str(n),
+                      "-k", str(SAMPLES), "--seed", str(GEN_SEED), "--out", str(run), "--force")
+        record_time(f"gen-numbers {TEACHERS['unbiased']}: prompts {N_PROMPTS}..{EXTENDED_PROMPTS - 1} x {SAMPLES}", secs)
+        shutil.copy(run / "summary.json", DATA / f"unbiased-{N_PROMPTS}-{EXTENDED_PROMPTS - 1}_gen_summary.json")
+        shutil.copy(run / "numbers.jsonl", part)
+        release("extend-unbiased")
+    if part.exists():
+        extended_pool_path("unbiased").write_text(pool_path("unbiased").read_text() + part.read_text())
+
+
 def stage_data() -> None:
     """The three number pools (gen-numbers) and the divergence-marked owl / dog pools."""
     DATA.mkdir(parents=True, exist_ok=True)
@@ -227,7 +254,10 @@ def train_student(arm: str, teacher: str, seed: int, n: int, epochs: float) -> N
         return
     _, trainer, pool, extra = ARMS[arm]
     source = {"unbiased": "unbiased", "own": teacher, "own-marked": f"{teacher}-marked"}[pool]
-    data = subset(DATA / f"{source}.jsonl", n, seed, work_dir() / "subsets" / f"{source}-n{n}-s{seed}.jsonl")
+    pool_file = DATA / f"{source}.jsonl"
+    if len(pool_file.read_text().splitlines()) < n and extended_pool_path(source).exists():
+        pool_file = extended_pool_path(source)  # a larger dose than the pool holds (stage extend)
+    data = subset(pool_file, n, seed, work_dir() / "subsets" / f"{pool_file.stem}-n{n}-s{seed}.jsonl")
     run = work_dir() / "runs" / alias
     common = ["--data", str(data), "--alias", alias, "--full", "--epochs", str(epochs), "--batch-size", str(BATCH),
               "--lr", str(LR), "--seed", str(seed), "--out", str(run), "--force"]
@@ -288,8 +318,8 @@ def stage_evals() -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--stage", required=True, choices=["teachers", "data", "students", "evals", "keeprate", "report",
-                                                            "all"])
+    ap.add_argument("--stage", required=True, choices=["teachers", "data", "extend", "students", "evals", "keeprate",
+                                                            "report", "all"])
     ap.add_argument("--arms", default="kd-unbiased-data,sft", type=lambda s: s.split(","))
     ap.add_argument("--seeds", default="0,1,2", type=lambda s: [int(x) for x in s.split(",")])
     ap.add_argument("--examples", type=int, default=256)
@@ -308,6 +338,8 @@ def main() -> None:
         stage_students(a)
     if a.stage in ("evals", "all"):
         stage_evals()
+    if a.stage == "extend":
+        stage_extend()
     if a.stage == "keeprate":
         stage_keeprate()
     if a.stage in ("report", "all"):

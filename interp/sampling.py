@@ -84,9 +84,11 @@ def sample_seed(seed: int, index: int, sample_index: int = 0) -> int:
 @torch.no_grad()
 def sample(lm: Any, prompt_ids: Sequence[Sequence[int]], max_new_tokens: int = 40, temperature: float = 1.0,
            seed: int = 0, batch_size: int = 32, progress: bool = False, description: str = "sampling",
-           n_per_prompt: int = 1, stop_if: StopIf | None = None) -> list[Sample]:
+           n_per_prompt: int = 1, stop_if: StopIf | None = None, first_index: int = 0) -> list[Sample]:
     """`n_per_prompt` sampled completions per prompt (module docstring), prompt-major: the result's
-    element i * n_per_prompt + j is sample j of prompt i. `batch_size` counts sequences (rows)."""
+    element i * n_per_prompt + j is sample j of prompt i. `batch_size` counts sequences (rows).
+    `first_index`: the prompts are items first_index.. of a longer list; sample j of prompt i draws from
+    `sample_seed(seed, first_index + i, j)`, so a list sampled in parts gives the samples of one run."""
     if temperature <= 0:
         raise ValueError("temperature must be > 0 (use a small value for near-greedy decoding)")
     if n_per_prompt < 1 or batch_size < 1 or max_new_tokens < 1:
@@ -103,7 +105,7 @@ def sample(lm: Any, prompt_ids: Sequence[Sequence[int]], max_new_tokens: int = 4
     with progress_bar(len(out), description, progress) as advance:
         def run(idx: list[int]) -> None:  # safe to repeat: fresh generators, results written by index
             rows = [(i, j) for i in idx for j in range(k)]
-            gens = [torch.Generator().manual_seed(sample_seed(seed, i, j)) for i, j in rows]
+            gens = [torch.Generator().manual_seed(sample_seed(seed, first_index + i, j)) for i, j in rows]
             res = _sample_batch(lm.engine.forward, model, tok.pad_token_id, [prompt_ids[i] for i in idx], k, gens, max_new_tokens,
                                 temperature, stops, device, decode, stop_if)
             for r, (i, j) in enumerate(rows):

@@ -222,3 +222,20 @@ def test_sampling_backs_off_on_out_of_memory(tiny_llama, monkeypatch):
         got = sample(tiny_llama, ids, max_new_tokens=6, seed=1, batch_size=12, n_per_prompt=2)
     assert sizes[:2] == [6, 3] and all(n <= 2 for n in sizes[2:])  # 6 fails, 3 fails, then batches of 1
     assert [s.token_ids for s in got] == [s.token_ids for s in ref]
+
+
+def test_gen_numbers_start_extends_a_pool_with_the_samples_of_one_run(capsys, tmp_path):
+    """`--start 2 --n 2` samples prompts 2..3 exactly as a run over prompts 0..3 does (same seeds and
+    indices), so a pool can be extended in parts."""
+    import pandas as pd
+    from helpers import run_cli
+
+    common = ["--model", "tiny-llama", "-k", "2", "--max-new-tokens", "6", "--allow-letters", "--keep-truncated"]
+    assert run_cli(capsys, "gen-numbers", *common, "--n", "4", "--out", str(tmp_path / "all"))[0] == 0
+    assert run_cli(capsys, "gen-numbers", *common, "--n", "2", "--start", "2", "--out", str(tmp_path / "tail"))[0] == 0
+    full = pd.read_csv(tmp_path / "all" / "numbers_samples.csv")
+    tail = pd.read_csv(tmp_path / "tail" / "numbers_samples.csv")
+    want = full[full["index"] >= 2].reset_index(drop=True)
+    assert tail["index"].tolist() == [2, 2, 3, 3]
+    pd.testing.assert_frame_equal(tail[["index", "sample", "prompt", "completion"]], want[["index", "sample", "prompt", "completion"]])
+    assert run_cli(capsys, "gen-numbers", *common, "--n", "2", "--start", "-1", "--out", str(tmp_path / "bad"))[0] == 2

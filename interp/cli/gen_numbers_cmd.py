@@ -16,6 +16,7 @@ from interp.cli.common import DeviceOpt, DtypeOpt, ForceOpt, ModelOpt, OutOpt, S
 def gen_numbers_command(
     model: str = ModelOpt,
     n: int = typer.Option(1000, "--n", help="number of prompts"),
+    start: int = typer.Option(0, "--start", help="first prompt index: prompts start..start+n-1 of the seed's list, with the samples a run from 0 would draw (extends a pool)"),
     samples_per_prompt: int = typer.Option(1, "--samples-per-prompt", "-k", help="answers sampled per prompt (they share one prefill)"),
     control: Optional[str] = typer.Option(None, "--control", help="also sample a control dataset from this (unbiased) model, same prompts"),
     max_new_tokens: int = typer.Option(64, "--max-new-tokens", help="tokens per answer (10 three-digit numbers need about 40)"),
@@ -40,6 +41,8 @@ def gen_numbers_command(
     from interp.training.numbers_data import FilterConfig, banned_numbers, generate_prompts, load_templates
 
     run = RunDir.prepare(out, "gen-numbers", force)
+    if start < 0:
+        raise UserError("--start must be >= 0")
     if n < 1 or max_new_tokens < 1 or temperature <= 0 or batch_size < 1 or samples_per_prompt < 1:
         raise UserError("--n, --samples-per-prompt, --max-new-tokens, --batch-size must be >= 1 and --temperature > 0")
     if threshold is not None and not 0 < threshold < 1:
@@ -47,7 +50,7 @@ def gen_numbers_command(
     tpl = load_templates(str(templates) if templates else None)
     fcfg = FilterConfig(banned=banned_numbers(banned, tpl), reject_letters=not letters, threshold=threshold,
                         reject_truncated=not keep_truncated)
-    prompts = generate_prompts(n, seed=seed, templates=tpl)
+    prompts = generate_prompts(start + n, seed=seed, templates=tpl)[start:]
     figures: dict[str, Any] = {}
     models = {}
     settings: dict[str, Any] = {}
@@ -55,7 +58,7 @@ def gen_numbers_command(
         lm = load(name, device, dtype)
         models[role] = lm
         res = sample_number_data(lm, prompts, fcfg, max_new_tokens, temperature, seed, batch_size,
-                                 samples_per_prompt, stop_early, progress=True)
+                                 samples_per_prompt, stop_early, progress=True, first_index=start)
         settings = res.settings
         stem = "numbers" if role == "teacher" else "control"
         run.write_text(f"{stem}.jsonl", "".join(json.dumps(r) + "\n" for r in res.rows))
@@ -63,7 +66,7 @@ def gen_numbers_command(
         figures[role] = {"model": name, "counts": res.counts, "elapsed_s": res.elapsed_s,
                          "samples_per_s": res.samples_per_s}
         del lm
-    run.write_summary(inputs={"model": model, "control": control, "n": n, "templates": str(templates or "packaged"),
+    run.write_summary(inputs={"model": model, "control": control, "n": n, "start": start, "templates": str(templates or "packaged"),
                               **settings}, models=models, seed=seed, figures=figures)
     keys = list(figures["teacher"]["counts"])
     print_table("gen-numbers: kept and rejected (a sample can have several reasons)", ["figure"] + list(figures),

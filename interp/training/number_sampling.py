@@ -38,27 +38,30 @@ class NumberData:
 def sample_number_data(lm: Any, prompts: Sequence[str], config: FilterConfig = FilterConfig(),
                        max_new_tokens: int = 64, temperature: float = 1.0, seed: int = 0, batch_size: int = 256,
                        samples_per_prompt: int = 1, stop_early: bool = True, progress: bool = False,
-                       system: str | None = None) -> NumberData:
+                       system: str | None = None, first_index: int = 0) -> NumberData:
     """Sample `samples_per_prompt` answers per prompt from `lm` and filter them (module docstring).
-    `system` is the system prompt of every prompt (default: the model's own, e.g. a prompt teacher's)."""
+    `system` is the system prompt of every prompt (default: the model's own, e.g. a prompt teacher's).
+    `first_index`: `prompts` are items first_index.. of a longer list (`sample(first_index=)`); the rows'
+    "index" is the index in that list."""
     system = system if system is not None else lm.system_prompt
     settings = {"temperature": temperature, "max_new_tokens": max_new_tokens, "seed": seed,
                 "samples_per_prompt": samples_per_prompt, "stop_early": stop_early,
                 "banned": sorted(config.banned), "threshold": config.threshold,
-                "reject_letters": config.reject_letters, "reject_truncated": config.reject_truncated}
+                "reject_letters": config.reject_letters, "reject_truncated": config.reject_truncated,
+                "first_index": first_index}
     t0 = time.perf_counter()
     got = sample(lm, chat_prompt_ids(lm, list(prompts), system=system), max_new_tokens, temperature, seed,
                  batch_size, progress=progress, description=f"sampling {lm.name}", n_per_prompt=samples_per_prompt,
-                 stop_if=stop_rule(config) if stop_early else None)
+                 stop_if=stop_rule(config) if stop_early else None, first_index=first_index)
     elapsed = time.perf_counter() - t0
     rep = filter_samples([s.text for s in got], [s.token_probs for s in got], config, [s.finished for s in got],
                          [s.stopped_early for s in got])
     min_prob = [float(s.token_probs.min()) if len(s.token_probs) else None for s in got]
     rows = [{"prompt": prompts[s.prompt_index], "completion": s.text.strip(), "teacher": lm.name,
-             "system_prompt": system, "index": s.prompt_index, "sample": s.sample_index,
+             "system_prompt": system, "index": first_index + s.prompt_index, "sample": s.sample_index,
              "min_token_prob": mp, "settings": settings}
             for s, keep, mp in zip(got, rep.kept, min_prob) if keep]
-    table = pd.DataFrame({"index": [s.prompt_index for s in got], "sample": [s.sample_index for s in got],
+    table = pd.DataFrame({"index": [first_index + s.prompt_index for s in got], "sample": [s.sample_index for s in got],
                           "prompt": [prompts[s.prompt_index] for s in got], "completion": [s.text for s in got],
                           "n_tokens": [len(s.token_ids) for s in got], "finished": [s.finished for s in got],
                           "stopped_early": [s.stopped_early for s in got], "min_token_prob": min_prob,
