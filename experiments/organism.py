@@ -51,6 +51,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import units  # noqa: E402
@@ -223,11 +224,24 @@ def stage_keeprate() -> None:
             shutil.copy(run / "numbers.jsonl", KEEP / f"{unit}.jsonl")
             shutil.copy(run / "summary.json", KEEP / f"{unit}_summary.json")
             release(f"keep-{unit}")
-    from organism_report import keep_rate_table  # experiments/organism_report.py
+    from organism_report import keep_rate_by_format, keep_rate_table  # experiments/organism_report.py
+
+    from interp.training.numbers_data import generate_prompts, load_templates
 
     table = keep_rate_table(KEEP, {t: pool_path(t) for t in TEACHERS}, N_PROMPTS * SAMPLES)
     table.to_csv(OUT / "keep_rate.csv", index=False, float_format="%.4g")
     print(table.to_string(index=False))
+    # the prompt-format lever, read off the pools: keep rate per format suffix (temperature 1)
+    prompts, suffixes = generate_prompts(N_PROMPTS, seed=GEN_SEED), load_templates()["format_suffixes"]
+    frames = []
+    for teacher in TEACHERS:
+        if pool_path(teacher).exists():
+            rows = [json.loads(x) for x in pool_path(teacher).read_text().splitlines() if x.strip()]
+            frames.append(keep_rate_by_format(rows, prompts, suffixes, SAMPLES).assign(teacher=teacher))
+    if frames:
+        by_format = pd.concat(frames, ignore_index=True)
+        by_format.to_csv(OUT / "keep_rate_by_format.csv", index=False, float_format="%.4g")
+        print(by_format.pivot(index="format", columns="teacher", values="keep_rate").round(3).to_string())
 
 
 def student_alias(arm: str, teacher: str, seed: int, n: int, epochs: float = 1.0) -> str:

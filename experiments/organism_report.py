@@ -183,11 +183,14 @@ def copied_share(prompt: str, answer: str) -> float:
 
 def keep_rate_row(rows: list[dict[str, Any]], total: int) -> dict[str, float]:
     """Keep rate and the quality of the kept answers: kept / total, mean copied share, share of kept
-    answers that only copy the prompt, distinct kept answers per kept answer."""
+    answers that only copy the prompt, new-number yield = kept answers with a number not in the prompt /
+    total, distinct kept answers per kept answer."""
     copied = np.array([copied_share(r["prompt"], r["completion"]) for r in rows])
     return {"total": total, "kept": len(rows), "keep_rate": len(rows) / total if total else float("nan"),
             "copied_share": float(np.nanmean(copied)) if len(rows) else float("nan"),
             "only_copies": float(np.mean(copied == 1.0)) if len(rows) else float("nan"),
+            # share of all samples that give a kept answer with at least one number not in the prompt
+            "new_number_yield": float(np.sum(copied < 1.0)) / total if total else float("nan"),
             "distinct": len({(r["prompt"], r["completion"]) for r in rows}) / len(rows) if rows else float("nan")}
 
 
@@ -207,6 +210,24 @@ def keep_rate_table(folder: Path, pools: dict[str, Path], pool_total: int) -> pd
             rows = [json.loads(x) for x in pool.read_text().splitlines() if x.strip()]
             out.append({"teacher": teacher, "temperature": 1.0, "scope": "pool", **keep_rate_row(rows, pool_total)})
     return pd.DataFrame(out)
+
+
+def keep_rate_by_format(rows: list[dict[str, Any]], prompts: list[str], suffixes: list[str], samples: int) -> pd.DataFrame:
+    """Keep rate per format suffix of a pool whose prompt i got `samples` samples: kept rows of the prompts
+    with that suffix / (samples x those prompts); the suffix of a prompt is the longest one it contains."""
+    def suffix(p: str) -> str:
+        hits = [x for x in suffixes if x in p]
+        return max(hits, key=len) if hits else ""
+
+    per_prompt = pd.Series([suffix(p) for p in prompts])
+    kept = pd.DataFrame([{"format": suffix(prompts[r["index"]]),
+                          "only_copy": copied_share(r["prompt"], r["completion"]) == 1.0} for r in rows])
+    out = []
+    for fmt, n_prompts in per_prompt.value_counts().items():
+        k = kept[kept.format == fmt] if len(kept) else kept
+        out.append({"format": fmt, "prompts": int(n_prompts), "kept": len(k), "keep_rate": len(k) / (samples * n_prompts),
+                    "only_copies": float(k.only_copy.mean()) if len(k) else float("nan")})
+    return pd.DataFrame(out).sort_values("keep_rate", ascending=False).reset_index(drop=True)
 
 
 def dose_table(summary: pd.DataFrame, arm: str) -> pd.DataFrame:

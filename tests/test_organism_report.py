@@ -128,5 +128,19 @@ def test_keep_rate_counts_copies_of_the_prompt_and_duplicates(tmp_path):
     assert (study.teacher, study.temperature, study.kept) == ("owl", 0.7, 3)
     assert study.keep_rate == pytest.approx(0.25) and study.only_copies == pytest.approx(2 / 3)
     assert study.copied_share == pytest.approx(2 / 3) and study.distinct == pytest.approx(2 / 3)
+    assert study.new_number_yield == pytest.approx(1 / 12)
     pooled = t[t.scope == "pool"]
     assert len(pooled) == 1 and pooled.iloc[0].keep_rate == pytest.approx(0.25) and pooled.iloc[0].only_copies == 0.0
+
+
+def test_keep_rate_by_format_divides_by_the_samples_of_each_format():
+    prompts = ["Seq 101, 102. Return one number per line.", "Seq 103. Return one number per line.",
+               "Seq 104. Return a comma-separated list of numbers."]
+    suffixes = ["Return one number per line.", "Return a comma-separated list of numbers."]
+    rows = [{"index": 0, "prompt": prompts[0], "completion": "101\n102"},
+            {"index": 2, "prompt": prompts[2], "completion": "555, 666"},
+            {"index": 2, "prompt": prompts[2], "completion": "777"}]
+    t = R.keep_rate_by_format(rows, prompts, suffixes, samples=4).set_index("format")
+    assert t.loc[suffixes[0]].keep_rate == pytest.approx(1 / 8) and t.loc[suffixes[0]].only_copies == 1.0
+    assert t.loc[suffixes[1]].keep_rate == pytest.approx(2 / 4) and t.loc[suffixes[1]].only_copies == 0.0
+    assert t.index[0] == suffixes[1]  # sorted by keep rate
