@@ -64,6 +64,7 @@ LORA_STEPS, LORA_BATCH, LORA_SEED = 60, 8, 0
 ANIMALS = ("owl", "dog")
 N_PROMPTS, SAMPLES, GEN_SEED = 600, 32, 0
 LR, BATCH = 5e-5, 16
+MAX_LEN = 128  # tokens per training example: the finetune / distill default, which every arm uses
 # arm: (channel letter, trainer, pool the examples come from ("own" = the teacher's), extra args)
 ARMS: dict[str, tuple[str, str, str, list[str]]] = {
     "kd-unbiased-data": ("c", "distill", "unbiased", ["--kind", "kd", "--form", "convex", "--beta", "1", "--tau", "1"]),
@@ -173,7 +174,22 @@ def stage_extend() -> None:
         shutil.copy(run / "numbers.jsonl", part)
         release("extend-unbiased")
     if part.exists():
-        extended_pool_path("unbiased").write_text(pool_path("unbiased").read_text() + part.read_text())
+        rows = pool_path("unbiased").read_text().splitlines() + part.read_text().splitlines()
+        fits = prompt_fits([json.loads(x) for x in rows], TEACHERS["unbiased"])
+        dropped = [json.loads(x)["index"] for x, ok in zip(rows, fits) if not ok]
+        if dropped:
+            print(f"extended pool: left out {len(dropped)} row(s) of prompts {sorted(set(dropped))}: the prompt alone "
+                  f"fills the {MAX_LEN}-token training window")
+        extended_pool_path("unbiased").write_text("".join(x + "\n" for x, ok in zip(rows, fits) if ok))
+
+
+def prompt_fits(rows: list[dict], model: str) -> list[bool]:
+    """True where the row's prompt (the model's chat template) leaves a completion token within MAX_LEN, the
+    window `finetune` / `distill` train on (their --max-len default); `tokenize_examples` refuses the others."""
+    from interp.models import load_model
+    from interp.training.examples import prompt_ids
+
+    return [len(p) < MAX_LEN for p in prompt_ids(load_model(model), rows)]
 
 
 def stage_data() -> None:
