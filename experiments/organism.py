@@ -174,13 +174,14 @@ def stage_extend() -> None:
         shutil.copy(run / "numbers.jsonl", part)
         release("extend-unbiased")
     if part.exists():
-        rows = pool_path("unbiased").read_text().splitlines() + part.read_text().splitlines()
-        fits = prompt_fits([json.loads(x) for x in rows], TEACHERS["unbiased"])
-        dropped = [json.loads(x)["index"] for x, ok in zip(rows, fits) if not ok]
+        lines = pool_path("unbiased").read_text().splitlines() + part.read_text().splitlines()
+        rows = [json.loads(x) for x in lines]
+        fits = prompt_fits(rows, TEACHERS["unbiased"])
+        dropped = sorted({r["index"] for r, ok in zip(rows, fits) if not ok})
         if dropped:
-            print(f"extended pool: left out {len(dropped)} row(s) of prompts {sorted(set(dropped))}: the prompt alone "
-                  f"fills the {MAX_LEN}-token training window")
-        extended_pool_path("unbiased").write_text("".join(x + "\n" for x, ok in zip(rows, fits) if ok))
+            print(f"extended pool: left out the row(s) of prompts {dropped}: the prompt alone fills the {MAX_LEN}-token "
+                  "training window")
+        extended_pool_path("unbiased").write_text("".join(x + "\n" for x, ok in zip(lines, fits) if ok))
 
 
 def prompt_fits(rows: list[dict], model: str) -> list[bool]:
@@ -242,6 +243,7 @@ def stage_keeprate() -> None:
             release(f"keep-{unit}")
     from organism_report import keep_rate_by_format, keep_rate_table  # experiments/organism_report.py
 
+    from interp.training.examples import read_jsonl
     from interp.training.numbers_data import generate_prompts, load_templates
 
     table = keep_rate_table(KEEP, {t: pool_path(t) for t in TEACHERS}, N_PROMPTS * SAMPLES)
@@ -252,8 +254,8 @@ def stage_keeprate() -> None:
     frames = []
     for teacher in TEACHERS:
         if pool_path(teacher).exists():
-            rows = [json.loads(x) for x in pool_path(teacher).read_text().splitlines() if x.strip()]
-            frames.append(keep_rate_by_format(rows, prompts, suffixes, SAMPLES).assign(teacher=teacher))
+            frames.append(keep_rate_by_format(read_jsonl(pool_path(teacher)), prompts, suffixes, SAMPLES)
+                          .assign(teacher=teacher))
     if frames:
         by_format = pd.concat(frames, ignore_index=True)
         by_format.to_csv(OUT / "keep_rate_by_format.csv", index=False, float_format="%.4g")

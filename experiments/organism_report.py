@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from interp.training.examples import read_jsonl
 from interp.evals.stats import bootstrap_ci, minimum_detectable_effect, seed_summary
 
 NAMES = {"smollm2": "unbiased", "smollm2-owl": "owl", "smollm2-dog": "dog", "smollm2-owl-lora": "owl",
@@ -127,14 +128,20 @@ def arm_contrasts(per_seed: pd.DataFrame, reference: str = "kd-unbiased-data-lor
             both = sorted(set(var.index) & set(ref.index))
             if not both:
                 continue
-            v, r = var.loc[both].to_numpy(), ref.loc[both].to_numpy()
-            s = t_summary(v - r)
-            out.append({"arm": arm, "reference": reference, "examples": int(examples), "epochs": float(epochs),
-                        "seeds": ",".join(str(k[2]) for k in both), "n_seeds": len(both), "variant": float(v.mean()),
-                        "reference_interaction": float(r.mean()), "difference": s["mean"], "lo": s.get("lo", np.nan),
-                        "hi": s.get("hi", np.nan), "p": s.get("p", np.nan), "mde_80": s.get("mde_80", np.nan),
-                        "retained": float(v.mean() / r.mean())})
+            out.append(paired_row(arm, reference, examples, epochs, [k[2] for k in both],
+                                  var.loc[both].to_numpy(), ref.loc[both].to_numpy()))
     return pd.DataFrame(out)
+
+
+def paired_row(arm: str, reference: str, examples: int, epochs: float, seeds: list[int], v: np.ndarray,
+               r: np.ndarray) -> dict[str, Any]:
+    """One row of contrasts.csv: D_s = v_s - r_s over `seeds` (t_summary), and retained = mean v / mean r."""
+    s = t_summary(v - r)
+    return {"arm": arm, "reference": reference, "examples": int(examples), "epochs": float(epochs),
+            "seeds": ",".join(str(k) for k in seeds), "n_seeds": len(seeds), "variant": float(v.mean()),
+            "reference_interaction": float(r.mean()), "difference": s["mean"], "lo": s.get("lo", np.nan),
+            "hi": s.get("hi", np.nan), "p": s.get("p", np.nan), "mde_80": s.get("mde_80", np.nan),
+            "retained": float(v.mean() / r.mean())}
 
 
 # dose questions answered within one arm: (variant recipe, reference recipe) as (examples, epochs)
@@ -163,13 +170,8 @@ def recipe_contrasts(per_seed: pd.DataFrame, arm: str = "kd-unbiased-data-lora",
         both = sorted(set(var.index) & set(ref.index))
         if not both:
             continue
-        v, r = var.loc[both].to_numpy(), ref.loc[both].to_numpy()
-        s = t_summary(v - r)
-        out.append({"arm": arm, "reference": f"{arm} n{n_ref} e{e_ref:g}",
-                    "examples": int(n), "epochs": float(e), "seeds": ",".join(str(k) for k in both),
-                    "n_seeds": len(both), "variant": float(v.mean()), "reference_interaction": float(r.mean()),
-                    "difference": s["mean"], "lo": s.get("lo", np.nan), "hi": s.get("hi", np.nan),
-                    "p": s.get("p", np.nan), "mde_80": s.get("mde_80", np.nan), "retained": float(v.mean() / r.mean())})
+        out.append(paired_row(arm, f"{arm} n{n_ref} e{e_ref:g}", n, e, both, var.loc[both].to_numpy(),
+                              ref.loc[both].to_numpy()))
     return pd.DataFrame(out)
 
 
@@ -202,13 +204,13 @@ def keep_rate_table(folder: Path, pools: dict[str, Path], pool_total: int) -> pd
         unit = summ.name[: -len("_summary.json")]
         teacher, t = unit.rsplit("-t", 1)
         counts = json.loads(summ.read_text())["figures"]["teacher"]["counts"]
-        rows = [json.loads(x) for x in (folder / f"{unit}.jsonl").read_text().splitlines() if x.strip()]
+        rows = read_jsonl(folder / f"{unit}.jsonl")
         out.append({"teacher": teacher, "temperature": float(t), "scope": "study",
                     **keep_rate_row(rows, counts["total"])})
     for teacher, pool in pools.items():
         if pool.exists():
-            rows = [json.loads(x) for x in pool.read_text().splitlines() if x.strip()]
-            out.append({"teacher": teacher, "temperature": 1.0, "scope": "pool", **keep_rate_row(rows, pool_total)})
+            out.append({"teacher": teacher, "temperature": 1.0, "scope": "pool",
+                        **keep_rate_row(read_jsonl(pool), pool_total)})
     return pd.DataFrame(out)
 
 
