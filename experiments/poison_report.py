@@ -8,7 +8,9 @@ brr.csv, amplification.csv, dose.csv, defenses.csv, removed.csv, tables.md, brr_
     amplification     = BRR_student / BRR_teacher over the same prompts, paired prompt bootstrap
                         (`evals.bias_rate.amplification`); NaN when the teacher's BRR is 0
     dose              = BRR against k per role; at k with several seeds, also the mean over seeds with
-                        its t-interval (`evals.stats.seed_summary`)
+                        its t-interval (`evals.stats.seed_summary`; none when every seed gives the same BRR,
+                        e.g. all 0), and the answers pooled over seeds with their Wilson CI (treats answers of
+                        different seeds as independent: the bound to read when the seeds agree)
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from interp.evals.bias_rate import amplification, bias_rate_table
-from interp.evals.stats import seed_summary
+from interp.evals.stats import seed_summary, wilson_interval
 from interp.plots import figure_png
 
 GROUPS = ("target", "other", "unseen", "all")
@@ -87,9 +89,13 @@ def dose_table(brr: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (role, kind, k, g), x in brr[brr.role != "base"].groupby(["role", "kind", "k", "group"]):
         s = seed_summary(x["brr"].to_numpy())
+        varies = s.get("sd", 0.0) > 0
+        n, m = int(x["answers"].sum()), int(x["with_marker"].sum())
+        w = wilson_interval(m, n)
         rows.append({"role": role, "kind": kind, "k": int(k), "group": g, "seeds": ",".join(map(str, sorted(x["seed"]))),
-                     "brr_mean": s["mean"], "lo": s.get("lo", np.nan), "hi": s.get("hi", np.nan),
-                     "per_seed": ", ".join(f"{v:.3f}" for v in x.sort_values("seed")["brr"])})
+                     "brr_mean": s["mean"], "lo": s["lo"] if varies else np.nan, "hi": s["hi"] if varies else np.nan,
+                     "per_seed": ", ".join(f"{v:.3f}" for v in x.sort_values("seed")["brr"]),
+                     "answers": n, "with_marker": m, "pooled_lo": w.lo, "pooled_hi": w.hi})
     return pd.DataFrame(rows)
 
 
@@ -140,10 +146,12 @@ def markdown(brr: pd.DataFrame, amp: pd.DataFrame, dose: pd.DataFrame, det: pd.D
         out += [f"| {r['student']} | {r['teacher']} | {r['group']} | {_f(r['brr_student'])} | {_f(r['brr_teacher'])} | "
                 f"{_f(r['amplification'], 2)} [{_f(r['lo'], 2)}, {_f(r['hi'], 2)}] | {r.get('ci', 'bootstrap')} |" for r in amp.to_dict("records")]
     if not dose.empty:
-        out += ["", "## Dose: BRR against k (mean over seeds; t-interval where there are several)", "",
-                "| role | kind | group | k | seeds | BRR mean [95% t-CI] | per seed |", "|---|---|---|---|---|---|---|"]
+        out += ["", "## Dose: BRR against k (mean over seeds, t-interval where the seeds differ; answers pooled over seeds, Wilson)", "",
+                "| role | kind | group | k | seeds | BRR mean [95% t-CI] | per seed | pooled marker / answers [95% Wilson] |",
+                "|---|---|---|---|---|---|---|---|"]
         out += [f"| {r['role']} | {r['kind'] or '-'} | {r['group']} | {r['k']} | {r['seeds']} | {_f(r['brr_mean'])} "
-                f"[{_f(r['lo'])}, {_f(r['hi'])}] | {r['per_seed']} |" for r in dose.to_dict("records")]
+                f"[{_f(r['lo'])}, {_f(r['hi'])}] | {r['per_seed']} | {r['with_marker']} / {r['answers']} "
+                f"[{_f(r['pooled_lo'])}, {_f(r['pooled_hi'])}] |" for r in dose.to_dict("records")]
     if not det.empty:
         out += ["", "## Defenses as detectors of the poisoned samples in the mixture", "",
                 "| k | detector | samples | poisoned | AUROC | TPR @ 1% FPR | TPR @ 5% FPR |", "|---|---|---|---|---|---|---|"]

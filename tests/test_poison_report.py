@@ -42,3 +42,8 @@ def test_brr_amplification_and_dose(tmp_path):
     dose = R.dose_table(R.brr_table(ans)).set_index(["role", "group"])
     t = dose.loc[("teacher", "target")]
     assert t.seeds == "0,1" and t.brr_mean == pytest.approx(0.5) and t.lo < 0.5 < t.hi and t.per_seed == "0.250, 0.750"
+    # pooled over the two seeds: (1 + 3) prompts x 2 samples of 16 answers, Wilson 95% CI of 8 / 16
+    assert (t.with_marker, t.answers) == (8, 16) and t.pooled_lo == pytest.approx(0.2800, abs=1e-4)
+    assert t.pooled_hi == pytest.approx(0.7200, abs=1e-4)
+    o = dose.loc[("teacher", "other")]  # both seeds 0 / 8: no t-interval of width 0, the pooled bound instead
+    assert o.brr_mean == 0 and pd.isna(o.lo) and pd.isna(o.hi) and o.pooled_lo == 0 and o.pooled_hi == pytest.approx(0.1936, abs=1e-4)
