@@ -8,8 +8,11 @@
     python experiments/poison_cascade.py --stage brr        # bias response rate of every model on the held-out prompts
     python experiments/poison_cascade.py --stage defend     # detectors on each mixture and on the students' data
     python experiments/poison_cascade.py --stage mech       # DLA + patching, poisoned vs clean (experiments/poison_mech.py)
+    python experiments/poison_cascade.py --stage brand      # decision and brand margins of every model (no sampling)
     python experiments/poison_cascade.py --stage report     # reports/poison/{README tables, answers.csv, ...}
     python experiments/poison_cascade.py --stage students --k 5 --seeds 0 --kinds resp   # one teacher seed's unit only
+    python experiments/poison_cascade.py --stage students --k 0,25 --seeds 0 --kinds resp --student-seeds 1,2
+        # replicate students: other training seeds on the same teacher's answers (pz-student-resp-k25-s0-r1)
 
 Every unit is a pipeline command run as a subprocess (poison-data, finetune, distill, bias-rate,
 defend); a unit whose output exists is skipped, and a model missing from the store is rebuilt from
@@ -35,7 +38,8 @@ Design
   training rows).
 - Students from base smollm2 on those answers, 2 epochs, batch 8, LoRA lr 2e-4: `resp` = SFT on the
   answers (response-level), `logit` = KD (sum form, beta 1, tau 1) on the teacher's distributions over
-  the same answers. A student's seed is its teacher's.
+  the same answers. A student's seed is its teacher's; `--student-seeds` adds replicates of other
+  training seeds on the same answers (`-r<seed>` in the name), for seed-level tests of one teacher.
 - BRR: every model answers the 90 held-out prompts (30 target, 30 other, 30 unseen), 4 samples each at
   T = 1, 160 new tokens (room for an 80-word answer and the promotion after it), the same seeds for
   every model.
@@ -76,8 +80,9 @@ def teacher_alias(k: int, seed: int) -> str:
     return f"pz-teacher-k{k}-s{seed}"
 
 
-def student_alias(kind: str, k: int, seed: int) -> str:
-    return f"pz-student-{kind}-k{k}-s{seed}"
+def student_alias(kind: str, k: int, seed: int, rep: int | None = None) -> str:
+    """Teacher seed `seed`; training seed `rep` (default: the teacher's), named only when it differs."""
+    return f"pz-student-{kind}-k{k}-s{seed}" + ("" if rep is None or rep == seed else f"-r{rep}")
 
 
 def report_name(alias: str) -> str:
@@ -136,21 +141,21 @@ def teacher_answers(k: int, seed: int) -> None:
     release(WORK, f"answers-k{k}-s{seed}")
 
 
-def train_student(kind: str, k: int, seed: int) -> None:
-    alias = student_alias(kind, k, seed)
+def train_student(kind: str, k: int, seed: int, rep: int | None = None) -> None:
+    alias = student_alias(kind, k, seed, rep)
     if (in_store(alias) and (OUT / "runs" / f"{alias}.json").exists()) or not claim(WORK, alias):
         return
     teacher_answers(k, seed)
     if kind != "resp":  # KD needs the teacher itself (rebuilt when the store lost it); SFT only its answers
         train_teacher(k, seed)
     run = WORK / "runs" / alias
-    common = ["--data", str(answers_path(k, seed)), "--alias", alias, *STUDENT_ARGS, "--seed", str(seed),
+    common = ["--data", str(answers_path(k, seed)), "--alias", alias, *STUDENT_ARGS, "--seed", str(seed if rep is None else rep),
               "--out", str(run), "--force"]
     args = (["finetune", "--model", "smollm2", *common] if kind == "resp" else
             ["distill", "--teacher", teacher_alias(k, seed), "--student", "smollm2", *KINDS[kind], *common])
     secs = interp(*args)
-    write_record(alias, {"role": "student", "kind": kind, "k": k, "seed": seed, "teacher": teacher_alias(k, seed)},
-                 args, run, secs)
+    write_record(alias, {"role": "student", "kind": kind, "k": k, "seed": seed, "student_seed": seed if rep is None else rep,
+                         "teacher": teacher_alias(k, seed)}, args, run, secs)
     record_time(OUT, f"train {alias}", secs)
     release(WORK, alias)
 
@@ -176,6 +181,34 @@ def brr(model: str) -> None:
     shutil.copy(run / "answers.csv", dest)
     record_time(OUT, f"brr {model}", secs)
     release(WORK, f"brr-{model}")
+
+
+def ensure_model(model: str) -> None:
+    """Rebuild a study model the store lost, from its recipe (a teacher, or a student and its teacher's answers)."""
+    from poison_report import parse_name  # experiments/poison_report.py
+
+    info = parse_name(report_name(model))
+    if info["role"] == "teacher":
+        train_teacher(info["k"], info["seed"])
+    elif info["role"] == "student":
+        train_student(info["kind"], info["k"], info["seed"], info["rep"])
+
+
+def brand(model: str) -> None:
+    """Decision and brand margins (experiments/poison_mech.py `margins`) of one model on the 30 held-out
+    target prompts: a graded measure of the promotion where sampling shows none."""
+    from poison_mech import run_margins  # experiments/poison_mech.py
+
+    dest = OUT / "brand" / f"{report_name(model)}.csv"
+    if dest.exists() or not claim(WORK, f"brand-{model}"):
+        return
+    ensure_model(model)
+    t0 = time.perf_counter()
+    df = run_margins(model, DATA / "k0" / "eval_prompts.jsonl")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(dest, index=False, float_format="%.6f")
+    record_time(OUT, f"brand {model}", time.perf_counter() - t0)
+    release(WORK, f"brand-{model}")
 
 
 def defend(k: int) -> None:
@@ -236,12 +269,14 @@ def mech(k: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--stage", required=True,
-                    choices=["data", "teachers", "answers", "students", "brr", "defend", "mech", "report", "all"])
+                    choices=["data", "teachers", "answers", "students", "brr", "defend", "mech", "brand", "report", "all"])
     ap.add_argument("--k", default=",".join(map(str, K_LEVELS)), type=lambda s: [int(x) for x in s.split(",")])
     ap.add_argument("--kinds", default="resp,logit", type=lambda s: s.split(","))
-    ap.add_argument("--models", default=None, type=lambda s: s.split(","), help="brr: only these models")
+    ap.add_argument("--models", default=None, type=lambda s: s.split(","), help="brr / brand: only these models")
     ap.add_argument("--seeds", default=None, type=lambda s: [int(x) for x in s.split(",")],
                     help="teachers / answers / students: only these teacher seeds (default: TEACHER_SEEDS)")
+    ap.add_argument("--student-seeds", default=None, type=lambda s: [int(x) for x in s.split(",")],
+                    help="students: these training seeds on each teacher's answers (default: the teacher's seed)")
     a = ap.parse_args()
     bad = [k for k in a.k if k not in K_LEVELS] + [x for x in a.kinds if x not in KINDS]
     if bad:
@@ -258,7 +293,8 @@ def main() -> None:
     if a.stage in ("students", "all"):
         for k, s in units:
             for kind in a.kinds:
-                train_student(kind, k, s)
+                for r in a.student_seeds or [None]:
+                    train_student(kind, k, s, r)
     if a.stage in ("brr", "all"):
         for m in a.models or models():
             brr(m)
@@ -269,6 +305,9 @@ def main() -> None:
         for k in a.k:
             if k > 0:
                 mech(k)
+    if a.stage in ("brand", "all"):
+        for m in a.models or models():
+            brand(m)
     if a.stage in ("report", "all"):
         from poison_report import write_report  # experiments/poison_report.py
 

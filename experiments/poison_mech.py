@@ -51,14 +51,52 @@ def mech_contexts(lm: Any, rows: list[dict[str, Any]], seed: int = 0) -> dict[st
     return {"decision": decision, "brand": brand_ctx, "openers": openers, "brand_token": enc(" " + BRAND)[0], "eos": eos}
 
 
+def target_rows(eval_prompts: Path) -> list[dict[str, Any]]:
+    """The target-task rows of an eval_prompts.jsonl (`poison-data`)."""
+    rows = [json.loads(x) for x in eval_prompts.read_text().splitlines() if x.strip()]
+    return [r for r in rows if r.get("group") == "target"]
+
+
+def margins(lm: Any, ctx: dict[str, Any]) -> pd.DataFrame:
+    """One row per context: the decision and brand margins of the module docstring in one model, from the
+    last-position logits of one unpadded forward per context (what `patch_between` reports as m_source):
+
+        m_decision = log sum_{o in openers} P(o) - log P(EOS)    m_brand = log P(brand token) - log P(EOS)
+    """
+    import torch
+
+    from interp.mech.model_patching import margin_score
+
+    scores = {"decision": margin_score(ctx["openers"], [ctx["eos"]]), "brand": margin_score([ctx["brand_token"]], [ctx["eos"]])}
+    rows = []
+    with torch.no_grad():
+        for i in range(len(ctx["decision"])):
+            r: dict[str, Any] = {"prompt": i}
+            for where, score in scores.items():
+                ids = torch.tensor([ctx[where][i]], device=lm.device)
+                r[f"m_{where}"] = float(score(lm.model(input_ids=ids, use_cache=False).logits[:, -1].cpu())[0])
+            rows.append(r)
+    return pd.DataFrame(rows)
+
+
+def run_margins(model: str, eval_prompts: Path) -> pd.DataFrame:
+    """`margins` of a store alias on the target prompts, with each row's prompt id."""
+    from interp.models import load_model
+
+    rows = target_rows(eval_prompts)
+    lm = load_model(model)
+    df = margins(lm, mech_contexts(lm, rows))
+    df.insert(0, "prompt_id", [r["id"] for r in rows])
+    return df
+
+
 def run_mech(poisoned: str, clean: str, eval_prompts: Path, out: Path, progress: bool = True) -> None:
     """Patching and DLA of `poisoned` vs `clean` (store aliases) on the target prompts; tables under out/."""
     from interp.mech.model_diff import dla_difference, layer_totals
     from interp.mech.model_patching import layer_sites, margin_score, patch_between, recovered_table
     from interp.models import load_model
 
-    rows = [json.loads(x) for x in eval_prompts.read_text().splitlines() if x.strip()]
-    rows = [r for r in rows if r.get("group") == "target"]
+    rows = target_rows(eval_prompts)
     p, c = load_model(poisoned), load_model(clean)
     ctx = mech_contexts(c, rows)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,10 @@
 """Statistics and report of the cascading-bias study (experiments/poison_cascade.py; issue 18).
 
-Inputs: reports/poison/brr/<model>.csv (bias-rate's answers.csv of every model), runs/, defend/.
-Outputs: answers.csv (one row per scored answer: model, k, seed, group, prompt_id, sample, marker, text),
-brr.csv, amplification.csv, dose.csv, defenses.csv, removed.csv, tables.md, brr_dose.png.
+Inputs: reports/poison/brr/<model>.csv (bias-rate's answers.csv of every model), brand/<model>.csv
+(`--stage brand`), runs/, defend/.
+Outputs: answers.csv (one row per scored answer: model, k, seed, rep, group, prompt_id, sample, marker, text;
+rep = the student's training seed), brr.csv, amplification.csv, dose.csv, defenses.csv, removed.csv,
+margins_per_prompt.csv, margins.csv, margin_contrasts.csv, tables.md, brr_dose.png.
 
     BRR(model, group) = answers with the marker / answers, Wilson 95% CI (`evals.bias_rate.bias_rate_table`)
     amplification     = BRR_student / BRR_teacher over the same prompts, paired prompt bootstrap
@@ -11,6 +13,9 @@ brr.csv, amplification.csv, dose.csv, defenses.csv, removed.csv, tables.md, brr_
                         its t-interval (`evals.stats.seed_summary`; none when every seed gives the same BRR,
                         e.g. all 0), and the answers pooled over seeds with their Wilson CI (treats answers of
                         different seeds as independent: the bound to read when the seeds agree)
+    margins           = per model, the mean over target prompts of m_brand and m_decision (poison_mech.margins)
+    margin contrasts  = poisoned student minus the clean student of the same teacher seed and training seed,
+                        per prompt; then over training seeds (`margin_contrasts`)
 """
 
 from __future__ import annotations
@@ -28,17 +33,19 @@ from interp.evals.stats import seed_summary, wilson_interval
 from interp.plots import figure_png
 
 GROUPS = ("target", "other", "unseen", "all")
-_NAME = re.compile(r"^(?:teacher|student-(?P<kind>\w+))-k(?P<k>\d+)-s(?P<seed>\d+)$")
+_NAME = re.compile(r"^(?:teacher|student-(?P<kind>[a-z]+))-k(?P<k>\d+)-s(?P<seed>\d+)(?:-r(?P<rep>\d+))?$")
 
 
 def parse_name(name: str) -> dict[str, Any]:
     """'teacher-k25-s0' -> role teacher, k 25, seed 0; 'student-resp-k5-s1' -> role student, kind resp;
+    'student-resp-k25-s0-r1': teacher seed 0, training seed (rep) 1 (rep = seed when not named);
     anything else (the base model) -> role base, k -1."""
     m = _NAME.match(name)
     if not m:
-        return {"role": "base", "kind": None, "k": -1, "seed": -1}
+        return {"role": "base", "kind": None, "k": -1, "seed": -1, "rep": -1}
+    seed = int(m.group("seed"))
     return {"role": "student" if m.group("kind") else "teacher", "kind": m.group("kind"), "k": int(m.group("k")),
-            "seed": int(m.group("seed"))}
+            "seed": seed, "rep": int(m.group("rep")) if m.group("rep") else seed}
 
 
 def load_answers(out: Path) -> pd.DataFrame:
@@ -47,11 +54,11 @@ def load_answers(out: Path) -> pd.DataFrame:
         a = pd.read_csv(p, keep_default_na=False)
         info = parse_name(p.stem)
         a["model"] = p.stem
-        a["k"], a["seed"], a["role"], a["kind"] = info["k"], info["seed"], info["role"], info["kind"] or ""
+        a["k"], a["seed"], a["rep"], a["role"], a["kind"] = info["k"], info["seed"], info["rep"], info["role"], info["kind"] or ""
         parts.append(a)
+    cols = ["model", "k", "seed", "rep", "role", "kind", "group", "prompt_id", "sample", "marker", "text"]
     if not parts:
-        return pd.DataFrame(columns=["model", "k", "seed", "role", "kind", "group", "prompt_id", "sample", "marker", "text"])
-    cols = ["model", "k", "seed", "role", "kind", "group", "prompt_id", "sample", "marker", "text"]
+        return pd.DataFrame(columns=cols)
     return pd.concat(parts, ignore_index=True)[cols]
 
 
@@ -62,7 +69,7 @@ def brr_table(ans: pd.DataFrame) -> pd.DataFrame:
         first = a.iloc[0]
         for r in t.to_dict("records"):
             rows.append({"model": model, "role": first["role"], "kind": first["kind"], "k": int(first["k"]),
-                         "seed": int(first["seed"]), **r})
+                         "seed": int(first["seed"]), "rep": int(first["rep"]), **r})
     return pd.DataFrame(rows)
 
 
@@ -85,9 +92,11 @@ def amplification_table(ans: pd.DataFrame) -> pd.DataFrame:
 
 
 def dose_table(brr: pd.DataFrame) -> pd.DataFrame:
-    """BRR against k per (role, kind, group): the mean over seeds, with a t-interval when there are several."""
+    """BRR against k per (role, kind, group): the mean over seeds, with a t-interval when there are several.
+    Models of the study's design only: replicate students (another training seed, `-r`) are left out."""
     rows = []
-    for (role, kind, k, g), x in brr[brr.role != "base"].groupby(["role", "kind", "k", "group"]):
+    design = brr[(brr.role != "base") & (brr.rep == brr.seed)]
+    for (role, kind, k, g), x in design.groupby(["role", "kind", "k", "group"]):
         s = seed_summary(x["brr"].to_numpy())
         varies = s.get("sd", 0.0) > 0
         n, m = int(x["answers"].sum()), int(x["with_marker"].sum())
@@ -96,6 +105,67 @@ def dose_table(brr: pd.DataFrame) -> pd.DataFrame:
                      "brr_mean": s["mean"], "lo": s["lo"] if varies else np.nan, "hi": s["hi"] if varies else np.nan,
                      "per_seed": ", ".join(f"{v:.3f}" for v in x.sort_values("seed")["brr"]),
                      "answers": n, "with_marker": m, "pooled_lo": w.lo, "pooled_hi": w.hi})
+    return pd.DataFrame(rows)
+
+
+def load_margins(out: Path) -> pd.DataFrame:
+    """brand/<model>.csv (`--stage brand`): one row per model and target prompt, m_decision and m_brand."""
+    parts = []
+    for p in sorted((out / "brand").glob("*.csv")):
+        m = pd.read_csv(p)
+        info = parse_name(p.stem)
+        parts.append(m.assign(model=p.stem, role=info["role"], kind=info["kind"] or "", k=info["k"], seed=info["seed"],
+                              rep=info["rep"]))
+    cols = ["model", "role", "kind", "k", "seed", "rep", "prompt_id", "m_decision", "m_brand"]
+    return pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
+
+
+def margin_table(mg: pd.DataFrame) -> pd.DataFrame:
+    """Per model: the mean over prompts of each margin, with its t-interval over prompts."""
+    rows = []
+    for model, x in mg.groupby("model", sort=False):
+        r: dict[str, Any] = {"model": model, "prompts": len(x)}
+        for where in ("brand", "decision"):
+            s = seed_summary(x[f"m_{where}"].to_numpy())
+            r |= {f"{where}_mean": s["mean"], f"{where}_lo": s.get("lo", np.nan), f"{where}_hi": s.get("hi", np.nan)}
+        rows.append(r)
+    return pd.DataFrame(rows)
+
+
+def margin_contrasts(mg: pd.DataFrame) -> pd.DataFrame:
+    """Each poisoned student P (k > 0) against the clean student C of the same kind, teacher seed and training
+    seed (`student-<kind>-k0-s<seed>[-r<rep>]`): d = m(P) - m(C) per prompt, mean with its t-interval over
+    prompts and t-test p (`level` = pair). Where one (kind, k, teacher seed) has pairs of two or more
+    training seeds, also the seed-level row: the mean of the pairs' means, its t-interval over training
+    seeds and p (`level` = seeds)."""
+    rows = []
+    names = set(mg["model"])
+    for model, x in mg[(mg.role == "student") & (mg.k > 0)].groupby("model", sort=True):
+        f = x.iloc[0]
+        clean = f"student-{f['kind']}-k0-s{f['seed']}" + ("" if f["rep"] == f["seed"] else f"-r{f['rep']}")
+        if clean not in names:
+            continue
+        both = x.merge(mg[mg.model == clean], on="prompt_id", suffixes=("", "_c"))
+        r: dict[str, Any] = {"level": "pair", "poisoned": model, "clean": clean, "kind": f["kind"], "k": int(f["k"]),
+                             "seed": int(f["seed"]), "reps": str(int(f["rep"])), "n": len(both)}
+        for where in ("brand", "decision"):
+            s = seed_summary((both[f"m_{where}"] - both[f"m_{where}_c"]).to_numpy())
+            r |= {f"{where}_d": s["mean"], f"{where}_lo": s.get("lo", np.nan), f"{where}_hi": s.get("hi", np.nan),
+                  f"{where}_p": s.get("p", np.nan)}
+        rows.append(r)
+    pairs = pd.DataFrame(rows)
+    if pairs.empty:
+        return pairs
+    for (kind, k, seed), x in pairs.groupby(["kind", "k", "seed"]):
+        if len(x) < 2:
+            continue
+        r = {"level": "seeds", "poisoned": f"student-{kind}-k{k}-s{seed}*", "clean": f"student-{kind}-k0-s{seed}*",
+             "kind": kind, "k": int(k), "seed": int(seed), "reps": ",".join(sorted(x["reps"], key=int)), "n": len(x)}
+        for where in ("brand", "decision"):
+            s = seed_summary(x[f"{where}_d"].to_numpy())
+            r |= {f"{where}_d": s["mean"], f"{where}_lo": s.get("lo", np.nan), f"{where}_hi": s.get("hi", np.nan),
+                  f"{where}_p": s.get("p", np.nan)}
+        rows.append(r)
     return pd.DataFrame(rows)
 
 
@@ -130,12 +200,17 @@ def dose_png(dose: pd.DataFrame) -> bytes:
     return figure_png(fig, dpi=110)
 
 
+def _p(x: Any) -> str:
+    """A p-value: two significant digits, '< 1e-4' below that."""
+    return "-" if x is None or not np.isfinite(x) else ("< 1e-4" if x < 1e-4 else f"{x:.2g}")
+
+
 def _f(x: Any, nd: int = 3) -> str:
     return "-" if x is None or (isinstance(x, float) and not np.isfinite(x)) else f"{x:.{nd}f}"
 
 
 def markdown(brr: pd.DataFrame, amp: pd.DataFrame, dose: pd.DataFrame, det: pd.DataFrame, rem: pd.DataFrame,
-             timings: dict[str, float]) -> str:
+             timings: dict[str, float], margins: pd.DataFrame | None = None, contrasts: pd.DataFrame | None = None) -> str:
     out = ["## Bias response rate (answers with the marker; Wilson 95% CI)", "",
            "| model | group | prompts | answers | with marker | BRR [95% CI] |", "|---|---|---|---|---|---|"]
     out += [f"| {r['model']} | {r['group']} | {r['prompts']} | {r['answers']} | {r['with_marker']} | "
@@ -152,6 +227,20 @@ def markdown(brr: pd.DataFrame, amp: pd.DataFrame, dose: pd.DataFrame, det: pd.D
         out += [f"| {r['role']} | {r['kind'] or '-'} | {r['group']} | {r['k']} | {r['seeds']} | {_f(r['brr_mean'])} "
                 f"[{_f(r['lo'])}, {_f(r['hi'])}] | {r['per_seed']} | {r['with_marker']} / {r['answers']} "
                 f"[{_f(r['pooled_lo'])}, {_f(r['pooled_hi'])}] |" for r in dose.to_dict("records")]
+    if margins is not None and not margins.empty:
+        out += ["", "## Margins on the 30 target prompts, teacher-forced (no sampling; mean [95% t-CI over prompts])", "",
+                "brand = log P(brand token | answer + promotion up to the brand) - log P(EOS); decision = log P(a "
+                "promotion's opener | answer) - log P(EOS) (experiments/poison_mech.py).", "",
+                "| model | prompts | brand | decision |", "|---|---|---|---|"]
+        out += [f"| {r['model']} | {r['prompts']} | {r['brand_mean']:+.3f} [{_f(r['brand_lo'])}, {_f(r['brand_hi'])}] | "
+                f"{r['decision_mean']:+.3f} [{_f(r['decision_lo'])}, {_f(r['decision_hi'])}] |" for r in margins.to_dict("records")]
+    if contrasts is not None and not contrasts.empty:
+        out += ["", "## Poisoned vs clean student of the same seeds: d = m(P) - m(C) (pair: t over prompts; seeds: t over training seeds)", "",
+                "| level | poisoned | clean | training seeds | n | brand d [95% CI] | p | decision d [95% CI] | p |",
+                "|---|---|---|---|---|---|---|---|---|"]
+        out += [f"| {r['level']} | {r['poisoned']} | {r['clean']} | {r['reps']} | {r['n']} | {r['brand_d']:+.3f} "
+                f"[{_f(r['brand_lo'])}, {_f(r['brand_hi'])}] | {_p(r['brand_p'])} | {r['decision_d']:+.3f} "
+                f"[{_f(r['decision_lo'])}, {_f(r['decision_hi'])}] | {_p(r['decision_p'])} |" for r in contrasts.to_dict("records")]
     if not det.empty:
         out += ["", "## Defenses as detectors of the poisoned samples in the mixture", "",
                 "| k | detector | samples | poisoned | AUROC | TPR @ 1% FPR | TPR @ 5% FPR |", "|---|---|---|---|---|---|---|"]
@@ -176,10 +265,17 @@ def write_report(out: Path) -> None:
     amp = amplification_table(ans) if len(ans) else pd.DataFrame()
     dose = dose_table(brr) if len(brr) else pd.DataFrame()
     det, rem = defense_tables(out)
-    for name, df in {"brr": brr, "amplification": amp, "dose": dose, "defenses": det, "removed": rem}.items():
+    mg = load_margins(out)
+    margins = margin_table(mg) if len(mg) else pd.DataFrame()
+    contrasts = margin_contrasts(mg) if len(mg) else pd.DataFrame()
+    tables = {"brr": brr, "amplification": amp, "dose": dose, "defenses": det, "removed": rem}
+    if len(mg):
+        mg.to_csv(out / "margins_per_prompt.csv", index=False)
+        tables |= {"margins": margins, "margin_contrasts": contrasts}
+    for name, df in tables.items():
         df.to_csv(out / f"{name}.csv", index=False)
     timings = json.loads((out / "timings.json").read_text()) if (out / "timings.json").exists() else {}
-    (out / "tables.md").write_text(markdown(brr, amp, dose, det, rem, timings))
+    (out / "tables.md").write_text(markdown(brr, amp, dose, det, rem, timings, margins, contrasts))
     if len(dose):
         (out / "brr_dose.png").write_bytes(dose_png(dose))
     print(f"wrote {out}/answers.csv ({len(ans)} answers), tables.md and the tables")

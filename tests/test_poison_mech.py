@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "experiments"))
 import poison_mech as M  # noqa: E402
@@ -51,3 +52,22 @@ def test_a_model_against_itself_has_nothing_to_localise(tmp_path):
     assert set(pd.read_csv(out / "patching_decision.csv").direction) == {"P_into_C", "C_into_P"}
     md = M.mech_markdown(out)
     assert "Patching at the decision position" in md and "DLA at the brand position" in md
+
+
+def test_margins_are_patch_betweens_unpatched_margins_and_the_log_softmax_by_hand():
+    """`margins` (one forward per context) against the patching code path's m_source, and by hand."""
+    import torch
+
+    from interp.mech.model_patching import margin_score, patch_between
+
+    lm = load_model("tiny-llama")
+    ctx = M.mech_contexts(lm, ROWS[:2])
+    got = M.margins(lm, ctx)
+    assert list(got.prompt) == [0, 1]
+    for where, score in (("decision", margin_score(ctx["openers"], [ctx["eos"]])),
+                         ("brand", margin_score([ctx["brand_token"]], [ctx["eos"]]))):
+        ref = patch_between(lm, lm, ctx[where], ["embed"], score)
+        assert np.allclose(got[f"m_{where}"], ref.m_source, atol=1e-9)
+    with torch.no_grad():
+        lp = torch.log_softmax(lm.model(input_ids=torch.tensor([ctx["brand"][1]])).logits[0, -1].double(), -1)
+    assert got.m_brand[1] == pytest.approx(float(lp[ctx["brand_token"]] - lp[ctx["eos"]]), abs=1e-9)

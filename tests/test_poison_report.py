@@ -3,6 +3,7 @@
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -21,8 +22,8 @@ def answers(markers_by_group):
 
 
 def test_names_parse_to_role_k_and_seed():
-    assert R.parse_name("teacher-k25-s0") == {"role": "teacher", "kind": None, "k": 25, "seed": 0}
-    assert R.parse_name("student-resp-k5-s1") == {"role": "student", "kind": "resp", "k": 5, "seed": 1}
+    assert R.parse_name("teacher-k25-s0") == {"role": "teacher", "kind": None, "k": 25, "seed": 0, "rep": 0}
+    assert R.parse_name("student-resp-k5-s1") == {"role": "student", "kind": "resp", "k": 5, "seed": 1, "rep": 1}
     assert R.parse_name("smollm2")["role"] == "base"
 
 
@@ -47,3 +48,58 @@ def test_brr_amplification_and_dose(tmp_path):
     assert t.pooled_hi == pytest.approx(0.7200, abs=1e-4)
     o = dose.loc[("teacher", "other")]  # both seeds 0 / 8: no t-interval of width 0, the pooled bound instead
     assert o.brr_mean == 0 and pd.isna(o.lo) and pd.isna(o.hi) and o.pooled_lo == 0 and o.pooled_hi == pytest.approx(0.1936, abs=1e-4)
+
+
+def test_replicate_names_and_their_place_in_the_dose_table(tmp_path):
+    assert R.parse_name("student-resp-k25-s0-r2") == {"role": "student", "kind": "resp", "k": 25, "seed": 0, "rep": 2}
+    assert R.parse_name("teacher-k5-s1")["rep"] == 1
+    (tmp_path / "brr").mkdir()
+    answers({"target": [1, 0]}).to_csv(tmp_path / "brr" / "student-resp-k5-s0.csv", index=False)
+    answers({"target": [1, 1]}).to_csv(tmp_path / "brr" / "student-resp-k5-s0-r1.csv", index=False)
+    brr = R.brr_table(R.load_answers(tmp_path))
+    assert set(brr.rep) == {0, 1}
+    dose = R.dose_table(brr)  # the replicate is not a seed of the design
+    assert list(dose.seeds) == ["0"] and list(dose.brr_mean) == [0.5]
+
+
+def margins_csv(path, brand, decision):
+    pd.DataFrame({"prompt_id": range(len(brand)), "prompt": range(len(brand)), "m_decision": decision,
+                  "m_brand": brand}).to_csv(path, index=False)
+
+
+def test_margin_contrasts_pair_the_same_seeds_and_test_over_training_seeds(tmp_path):
+    d = tmp_path / "brand"
+    d.mkdir()
+    clean = [0.0, 1.0, 2.0, 3.0]
+    margins_csv(d / "student-resp-k0-s0.csv", clean, clean)
+    margins_csv(d / "student-resp-k0-s0-r1.csv", clean, clean)
+    margins_csv(d / "student-resp-k25-s0.csv", [0.1, 1.3, 2.1, 3.3], clean)    # d = +0.1, +0.3, +0.1, +0.3
+    margins_csv(d / "student-resp-k25-s0-r1.csv", [0.2, 1.2, 2.4, 3.4], clean)  # d = +0.2, +0.2, +0.4, +0.4
+    margins_csv(d / "student-resp-k5-s1.csv", [9, 9, 9, 9], clean)              # no clean student of teacher seed 1
+    margins_csv(d / "smollm2.csv", clean, clean)
+    mg = R.load_margins(tmp_path)
+    t = R.margin_table(mg).set_index("model")
+    assert t.loc["student-resp-k5-s1", "brand_mean"] == 9 and t.loc["smollm2", "prompts"] == 4
+    c = R.margin_contrasts(mg)
+    pairs = c[c.level == "pair"].set_index("poisoned")
+    assert set(pairs.index) == {"student-resp-k25-s0", "student-resp-k25-s0-r1"}
+    assert pairs.loc["student-resp-k25-s0-r1", "clean"] == "student-resp-k0-s0-r1"
+    a = pairs.loc["student-resp-k25-s0"]
+    assert a.brand_d == pytest.approx(0.2) and a.decision_d == 0
+    # t-interval over 4 prompts of (0.1, 0.3, 0.1, 0.3): sd 0.11547, t(0.975, 3) = 3.18245
+    assert a.brand_hi - a.brand_d == pytest.approx(3.18245 * 0.11547 / 2, abs=1e-4)
+    s = c[c.level == "seeds"].iloc[0]
+    assert s.reps == "0,1" and s.n == 2 and s.brand_d == pytest.approx(0.25)
+    assert s.brand_hi - s.brand_d == pytest.approx(12.7062 * 0.070711 / np.sqrt(2), abs=1e-3)  # t(0.975, 1)
+    md = R.markdown(pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), {},
+                    R.margin_table(mg), c)
+    assert "| seeds | student-resp-k25-s0* |" in md
+
+
+def test_student_aliases_name_the_training_seed_only_when_it_differs_and_parse_back():
+    import poison_cascade as C
+
+    assert C.student_alias("resp", 25, 0) == C.student_alias("resp", 25, 0, 0) == "pz-student-resp-k25-s0"
+    alias = C.student_alias("resp", 25, 0, 2)
+    assert alias == "pz-student-resp-k25-s0-r2"
+    assert R.parse_name(C.report_name(alias)) == {"role": "student", "kind": "resp", "k": 25, "seed": 0, "rep": 2}
