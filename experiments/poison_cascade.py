@@ -114,8 +114,10 @@ def train_teacher(k: int, seed: int) -> None:
     if in_store(alias) or not claim(WORK, alias):
         return
     run = WORK / "runs" / alias
+    # a teacher is 188 steps (about an hour on one core): checkpoint every 20, and continue an interrupted run
+    resume = ["--resume"] if any((run / "checkpoints").glob("step-*/state.json")) else ["--force"]
     args = ["finetune", "--model", "smollm2", "--data", str(DATA / f"k{k}" / "mixture.jsonl"), "--alias", alias,
-            *TEACHER_ARGS, "--seed", str(seed), "--out", str(run), "--force"]
+            *TEACHER_ARGS, "--seed", str(seed), "--out", str(run), "--checkpoint-every", "20", *resume]
     secs = interp(*args)
     write_record(alias, {"role": "teacher", "k": k, "seed": seed}, args, run, secs)
     record_time(OUT, f"teach {alias}", secs)
