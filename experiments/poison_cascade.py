@@ -151,12 +151,13 @@ def train_student(kind: str, k: int, seed: int, rep: int | None = None) -> None:
     if kind != "resp":  # KD needs the teacher itself (rebuilt when the store lost it); SFT only its answers
         train_teacher(k, seed)
     run = WORK / "runs" / alias
-    common = ["--data", str(answers_path(k, seed)), "--alias", alias, *STUDENT_ARGS, "--seed", str(seed if rep is None else rep),
+    train_seed = seed if rep is None else rep
+    common = ["--data", str(answers_path(k, seed)), "--alias", alias, *STUDENT_ARGS, "--seed", str(train_seed),
               "--out", str(run), "--force"]
     args = (["finetune", "--model", "smollm2", *common] if kind == "resp" else
             ["distill", "--teacher", teacher_alias(k, seed), "--student", "smollm2", *KINDS[kind], *common])
     secs = interp(*args)
-    write_record(alias, {"role": "student", "kind": kind, "k": k, "seed": seed, "student_seed": seed if rep is None else rep,
+    write_record(alias, {"role": "student", "kind": kind, "k": k, "seed": seed, "student_seed": train_seed,
                          "teacher": teacher_alias(k, seed)}, args, run, secs)
     record_time(OUT, f"train {alias}", secs)
     release(WORK, alias)

@@ -120,16 +120,21 @@ def load_margins(out: Path) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
 
 
+def _t_cols(values: dict[str, np.ndarray], mean: str) -> dict[str, float]:
+    """For each margin ('brand', 'decision'): {where}_{mean}, _lo, _hi (t-interval) and _p (t-test against 0)."""
+    out: dict[str, float] = {}
+    for where, v in values.items():
+        s = seed_summary(v)
+        out |= {f"{where}_{mean}": s["mean"], f"{where}_lo": s.get("lo", np.nan), f"{where}_hi": s.get("hi", np.nan),
+                f"{where}_p": s.get("p", np.nan)}
+    return out
+
+
 def margin_table(mg: pd.DataFrame) -> pd.DataFrame:
     """Per model: the mean over prompts of each margin, with its t-interval over prompts."""
-    rows = []
-    for model, x in mg.groupby("model", sort=False):
-        r: dict[str, Any] = {"model": model, "prompts": len(x)}
-        for where in ("brand", "decision"):
-            s = seed_summary(x[f"m_{where}"].to_numpy())
-            r |= {f"{where}_mean": s["mean"], f"{where}_lo": s.get("lo", np.nan), f"{where}_hi": s.get("hi", np.nan)}
-        rows.append(r)
-    return pd.DataFrame(rows)
+    return pd.DataFrame([{"model": model, "prompts": len(x),
+                          **_t_cols({w: x[f"m_{w}"].to_numpy() for w in ("brand", "decision")}, "mean")}
+                         for model, x in mg.groupby("model", sort=False)])
 
 
 def margin_contrasts(mg: pd.DataFrame) -> pd.DataFrame:
@@ -146,26 +151,18 @@ def margin_contrasts(mg: pd.DataFrame) -> pd.DataFrame:
         if clean not in names:
             continue
         both = x.merge(mg[mg.model == clean], on="prompt_id", suffixes=("", "_c"))
-        r: dict[str, Any] = {"level": "pair", "poisoned": model, "clean": clean, "kind": f["kind"], "k": int(f["k"]),
-                             "seed": int(f["seed"]), "reps": str(int(f["rep"])), "n": len(both)}
-        for where in ("brand", "decision"):
-            s = seed_summary((both[f"m_{where}"] - both[f"m_{where}_c"]).to_numpy())
-            r |= {f"{where}_d": s["mean"], f"{where}_lo": s.get("lo", np.nan), f"{where}_hi": s.get("hi", np.nan),
-                  f"{where}_p": s.get("p", np.nan)}
-        rows.append(r)
+        rows.append({"level": "pair", "poisoned": model, "clean": clean, "kind": f["kind"], "k": int(f["k"]),
+                     "seed": int(f["seed"]), "reps": str(int(f["rep"])), "n": len(both),
+                     **_t_cols({w: (both[f"m_{w}"] - both[f"m_{w}_c"]).to_numpy() for w in ("brand", "decision")}, "d")})
     pairs = pd.DataFrame(rows)
     if pairs.empty:
         return pairs
     for (kind, k, seed), x in pairs.groupby(["kind", "k", "seed"]):
         if len(x) < 2:
             continue
-        r = {"level": "seeds", "poisoned": f"student-{kind}-k{k}-s{seed}*", "clean": f"student-{kind}-k0-s{seed}*",
-             "kind": kind, "k": int(k), "seed": int(seed), "reps": ",".join(sorted(x["reps"], key=int)), "n": len(x)}
-        for where in ("brand", "decision"):
-            s = seed_summary(x[f"{where}_d"].to_numpy())
-            r |= {f"{where}_d": s["mean"], f"{where}_lo": s.get("lo", np.nan), f"{where}_hi": s.get("hi", np.nan),
-                  f"{where}_p": s.get("p", np.nan)}
-        rows.append(r)
+        rows.append({"level": "seeds", "poisoned": f"student-{kind}-k{k}-s{seed}*", "clean": f"student-{kind}-k0-s{seed}*",
+                     "kind": kind, "k": int(k), "seed": int(seed), "reps": ",".join(sorted(x["reps"], key=int)), "n": len(x),
+                     **_t_cols({w: x[f"{w}_d"].to_numpy() for w in ("brand", "decision")}, "d")})
     return pd.DataFrame(rows)
 
 
