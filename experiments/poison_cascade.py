@@ -7,6 +7,7 @@
     python experiments/poison_cascade.py --stage students   # response-level SFT and logit KD from base smollm2
     python experiments/poison_cascade.py --stage brr        # bias response rate of every model on the held-out prompts
     python experiments/poison_cascade.py --stage defend     # detectors on each mixture and on the students' data
+    python experiments/poison_cascade.py --stage defend --k 5 --seeds 1   # the LLS with the k = 5 teacher of seed 1
     python experiments/poison_cascade.py --stage mech       # DLA + patching, poisoned vs clean (experiments/poison_mech.py)
     python experiments/poison_cascade.py --stage brand      # decision and brand margins of every model (no sampling)
     python experiments/poison_cascade.py --stage report     # reports/poison/{README tables, answers.csv, ...}
@@ -44,8 +45,9 @@ Design
   T = 1, 160 new tokens (room for an 80-word answer and the promotion after it), the same seeds for
   every model.
 - Defenses: on each poisoned mixture, perplexity under base smollm2, the marker-agnostic heuristic and
-  the LLS (poisoned teacher vs the clean k = 0 teacher, seed 0); then the same detectors on the
-  teacher's distillation answers at the thresholds that give 1% / 5% FPR on the mixture's clean rows.
+  the LLS (the poisoned teacher of one seed, default each k's first, `--seeds` others, vs the clean
+  k = 0 teacher of seed 0); then the same detectors on that teacher's distillation answers at the
+  thresholds that give 1% / 5% FPR on the mixture's clean rows (defend/k<k>-s<seed>/).
 """
 
 from __future__ import annotations
@@ -214,27 +216,28 @@ def brand(model: str) -> None:
     release(WORK, f"brand-{model}")
 
 
-def defend(k: int) -> None:
-    """Detectors on the k-mixture (labelled), then on the seed-0 teacher's distillation answers."""
-    dest = OUT / "defend" / f"k{k}"
-    if k == 0 or (dest / "answers_removed.csv").exists() or not claim(WORK, f"defend-k{k}"):
+def defend(k: int, seed: int = 0) -> None:
+    """Detectors on the k-mixture (labelled; the LLS between the k teacher of `seed` and the clean k = 0
+    teacher of seed 0), then on that k teacher's distillation answers. Written to defend/k{k}-s{seed}/."""
+    dest = OUT / "defend" / f"k{k}-s{seed}"
+    if k == 0 or (dest / "answers_removed.csv").exists() or not claim(WORK, f"defend-k{k}-s{seed}"):
         return
-    for kk in (0, k):
-        train_teacher(kk, 0)
-    lls = ["--poisoned-teacher", teacher_alias(k, 0), "--clean-teacher", teacher_alias(0, 0)]
-    run = WORK / "defend" / f"k{k}-mixture"
+    train_teacher(0, 0)
+    train_teacher(k, seed)
+    lls = ["--poisoned-teacher", teacher_alias(k, seed), "--clean-teacher", teacher_alias(0, 0)]
+    run = WORK / "defend" / f"k{k}-s{seed}-mixture"
     secs = interp("defend", "--data", str(DATA / f"k{k}" / "mixture.jsonl"), *lls, "--out", str(run), "--force")
     dest.mkdir(parents=True, exist_ok=True)
     for f in ("scores.csv", "detectors.csv"):
         shutil.copy(run / f, dest / f"mixture_{f}")
-    run2 = WORK / "defend" / f"k{k}-answers"
-    teacher_answers(k, 0)
-    secs += interp("defend", "--data", str(answers_path(k, 0)), *lls, "--calibrate", str(dest / "mixture_scores.csv"),
+    run2 = WORK / "defend" / f"k{k}-s{seed}-answers"
+    teacher_answers(k, seed)
+    secs += interp("defend", "--data", str(answers_path(k, seed)), *lls, "--calibrate", str(dest / "mixture_scores.csv"),
                    "--out", str(run2), "--force")
     shutil.copy(run2 / "scores.csv", dest / "answers_scores.csv")
     shutil.copy(run2 / "removed.csv", dest / "answers_removed.csv")
-    record_time(OUT, f"defend k={k}", secs)
-    release(WORK, f"defend-k{k}")
+    record_time(OUT, f"defend k={k} s={seed}", secs)
+    release(WORK, f"defend-k{k}-s{seed}")
 
 
 def mech_pair(k: int, seed: int = 0) -> tuple[str, str]:
@@ -301,9 +304,9 @@ def main() -> None:
     if a.stage in ("brr", "all"):
         for m in a.models or models():
             brr(m)
-    if a.stage in ("defend", "all"):
-        for k in a.k:
-            defend(k)
+    if a.stage in ("defend", "all"):  # default: each k's first teacher seed; --seeds picks others
+        for k, s in units if a.seeds is not None else [(k, TEACHER_SEEDS[k][0]) for k in a.k]:
+            defend(k, s)
     if a.stage in ("mech", "all"):
         for k in a.k:
             if k > 0:

@@ -168,12 +168,15 @@ def margin_contrasts(mg: pd.DataFrame) -> pd.DataFrame:
 
 def defense_tables(out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     det, rem = [], []
-    for d in sorted((out / "defend").glob("k*")):
-        k = int(d.name[1:])
+    for d in sorted((out / "defend").glob("k*-s*")):  # defend/k{k}-s{seed}: the k teacher of that seed
+        m = re.fullmatch(r"k(\d+)-s(\d+)", d.name)
+        if m is None:
+            continue
+        k, seed = int(m[1]), int(m[2])
         if (d / "mixture_detectors.csv").exists():
-            det.append(pd.read_csv(d / "mixture_detectors.csv").assign(k=k))
+            det.append(pd.read_csv(d / "mixture_detectors.csv").assign(k=k, teacher_seed=seed))
         if (d / "answers_removed.csv").exists():
-            rem.append(pd.read_csv(d / "answers_removed.csv").assign(k=k))
+            rem.append(pd.read_csv(d / "answers_removed.csv").assign(k=k, teacher_seed=seed))
     return (pd.concat(det, ignore_index=True) if det else pd.DataFrame(),
             pd.concat(rem, ignore_index=True) if rem else pd.DataFrame())
 
@@ -240,14 +243,15 @@ def markdown(brr: pd.DataFrame, amp: pd.DataFrame, dose: pd.DataFrame, det: pd.D
                 f"[{_f(r['decision_lo'])}, {_f(r['decision_hi'])}] | {_p(r['decision_p'])} |" for r in contrasts.to_dict("records")]
     if not det.empty:
         out += ["", "## Defenses as detectors of the poisoned samples in the mixture", "",
-                "| k | detector | samples | poisoned | AUROC | TPR @ 1% FPR | TPR @ 5% FPR |", "|---|---|---|---|---|---|---|"]
-        out += [f"| {r['k']} | {r['detector']} | {r['n']} | {r['poisoned']} | {_f(r['auroc'])} | {_f(r['tpr_at_fpr_0.01'])} | "
+                "| k | teacher seed (LLS) | detector | samples | poisoned | AUROC | TPR @ 1% FPR | TPR @ 5% FPR |",
+                "|---|---|---|---|---|---|---|---|"]
+        out += [f"| {r['k']} | {r['teacher_seed']} | {r['detector']} | {r['n']} | {r['poisoned']} | {_f(r['auroc'])} | {_f(r['tpr_at_fpr_0.01'])} | "
                 f"{_f(r['tpr_at_fpr_0.05'])} |" for r in det.to_dict("records")]
     if not rem.empty:
         out += ["", "## The same detectors on the students' distillation data (the teacher's answers)", "",
-                "| k | detector | FPR (on the mixture's clean rows) | answers | removed | with marker | of those removed |",
-                "|---|---|---|---|---|---|---|"]
-        out += [f"| {r['k']} | {r['detector']} | {r['fpr']} | {r['samples']} | {r['removed']} | {r.get('with_marker', '-')} | "
+                "| k | teacher seed | detector | FPR (on the mixture's clean rows) | answers | removed | with marker | of those removed |",
+                "|---|---|---|---|---|---|---|---|"]
+        out += [f"| {r['k']} | {r['teacher_seed']} | {r['detector']} | {r['fpr']} | {r['samples']} | {r['removed']} | {r.get('with_marker', '-')} | "
                 f"{r.get('with_marker_removed', '-')} |" for r in rem.to_dict("records")]
     if timings:
         out += ["", "## Wall time per unit (s; 2-core machine, one or two units at once)", "", "| unit | s |", "|---|---|"]

@@ -103,3 +103,20 @@ def test_student_aliases_name_the_training_seed_only_when_it_differs_and_parse_b
     alias = C.student_alias("resp", 25, 0, 2)
     assert alias == "pz-student-resp-k25-s0-r2"
     assert R.parse_name(C.report_name(alias)) == {"role": "student", "kind": "resp", "k": 25, "seed": 0, "rep": 2}
+
+
+def test_defense_tables_read_each_teacher_seed_and_render_its_rows(tmp_path):
+    for name, auroc in (("k25-s0", 0.9), ("k5-s1", 0.6)):
+        d = tmp_path / "defend" / name
+        d.mkdir(parents=True)
+        pd.DataFrame([{"detector": "lls", "n": 500, "poisoned": 25, "auroc": auroc, "tpr_at_fpr_0.01": 0.5,
+                       "tpr_at_fpr_0.05": 1.0}]).to_csv(d / "mixture_detectors.csv", index=False)
+        pd.DataFrame([{"detector": "lls", "fpr": 0.05, "threshold": 1.0, "samples": 128, "removed": 7,
+                       "with_marker": 4, "with_marker_removed": 3}]).to_csv(d / "answers_removed.csv", index=False)
+    (tmp_path / "defend" / "k25-s0-mixture").mkdir()  # a work folder beside them is not a table
+    det, rem = R.defense_tables(tmp_path)
+    assert sorted(zip(det.k, det.teacher_seed, det.auroc)) == [(5, 1, 0.6), (25, 0, 0.9)]
+    assert sorted(zip(rem.k, rem.teacher_seed, rem.removed)) == [(5, 1, 7), (25, 0, 7)]
+    md = R.markdown(*(pd.DataFrame(),) * 3, det, rem, {})
+    assert "| 25 | 0 | lls | 500 | 25 | 0.900 | 0.500 | 1.000 |" in md
+    assert "| 5 | 1 | lls | 0.05 | 128 | 7 | 4 | 3 |" in md
