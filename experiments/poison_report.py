@@ -15,7 +15,8 @@ margins_per_prompt.csv, margins.csv, margin_contrasts.csv, tables.md, brr_dose.p
                         different seeds as independent: the bound to read when the seeds agree)
     margins           = per model, the mean over target prompts of m_brand and m_decision (poison_mech.margins)
     margin contrasts  = poisoned student minus the clean student of the same teacher seed and training seed,
-                        per prompt; then over training seeds (`margin_contrasts`)
+                        per prompt; then over training seeds; poisoned teachers minus the clean teacher,
+                        per prompt, then over teacher seeds (`margin_contrasts`)
 """
 
 from __future__ import annotations
@@ -137,31 +138,52 @@ def margin_table(mg: pd.DataFrame) -> pd.DataFrame:
                          for model, x in mg.groupby("model", sort=False)])
 
 
+CLEAN_TEACHER = "teacher-k0-s0"  # the study's one clean teacher (TEACHER_SEEDS[0] in poison_cascade.py)
+
+
+def _pair(mg: pd.DataFrame, x: pd.DataFrame, model: str, clean: str, **cols: Any) -> dict[str, Any]:
+    """d = m(P) - m(C) per prompt of P = `model` (rows x) and C = `clean`: mean, t-interval over prompts, p."""
+    both = x.merge(mg[mg.model == clean], on="prompt_id", suffixes=("", "_c"))
+    return {"level": "pair", "poisoned": model, "clean": clean, **cols, "n": len(both),
+            **_t_cols({w: (both[f"m_{w}"] - both[f"m_{w}_c"]).to_numpy() for w in ("brand", "decision")}, "d")}
+
+
 def margin_contrasts(mg: pd.DataFrame) -> pd.DataFrame:
-    """Each poisoned student P (k > 0) against the clean student C of the same kind, teacher seed and training
-    seed (`student-<kind>-k0-s<seed>[-r<rep>]`): d = m(P) - m(C) per prompt, mean with its t-interval over
-    prompts and t-test p (`level` = pair). Where one (kind, k, teacher seed) has pairs of two or more
-    training seeds, also the seed-level row: the mean of the pairs' means, its t-interval over training
-    seeds and p (`level` = seeds)."""
+    """Poisoned (k > 0) against clean (k = 0) models, d = m(P) - m(C) per prompt: mean, t-interval over prompts
+    and t-test p (`level` = pair).
+    - Students: against the clean student of the same kind, teacher seed and training seed
+      (`student-<kind>-k0-s<seed>[-r<rep>]`); where one (kind, k, teacher seed) has pairs of two or more
+      training seeds, also the mean of the pairs' means, its t-interval over training seeds and p
+      (`level` = seeds).
+    - Teachers: against the one clean teacher `teacher-k0-s0`; where k has two or more teacher seeds, the
+      t over teacher seeds (`level` = teacher seeds; the clean teacher is one seed, so its own seed-to-seed
+      spread is not in that interval)."""
     rows = []
     names = set(mg["model"])
     for model, x in mg[(mg.role == "student") & (mg.k > 0)].groupby("model", sort=True):
         f = x.iloc[0]
         clean = f"student-{f['kind']}-k0-s{f['seed']}" + ("" if f["rep"] == f["seed"] else f"-r{f['rep']}")
-        if clean not in names:
-            continue
-        both = x.merge(mg[mg.model == clean], on="prompt_id", suffixes=("", "_c"))
-        rows.append({"level": "pair", "poisoned": model, "clean": clean, "kind": f["kind"], "k": int(f["k"]),
-                     "seed": int(f["seed"]), "reps": str(int(f["rep"])), "n": len(both),
-                     **_t_cols({w: (both[f"m_{w}"] - both[f"m_{w}_c"]).to_numpy() for w in ("brand", "decision")}, "d")})
+        if clean in names:
+            rows.append(_pair(mg, x, model, clean, role="student", kind=f["kind"], k=int(f["k"]), seed=int(f["seed"]),
+                              reps=str(int(f["rep"]))))
+    if CLEAN_TEACHER in names:
+        for model, x in mg[(mg.role == "teacher") & (mg.k > 0)].groupby("model", sort=True):
+            f = x.iloc[0]
+            rows.append(_pair(mg, x, model, CLEAN_TEACHER, role="teacher", kind="", k=int(f["k"]), seed=int(f["seed"]),
+                              reps=str(int(f["seed"]))))
     pairs = pd.DataFrame(rows)
     if pairs.empty:
         return pairs
-    for (kind, k, seed), x in pairs.groupby(["kind", "k", "seed"]):
+    groups = [(f"student-{kind}-k{k}-s{seed}*", f"student-{kind}-k0-s{seed}*", "seeds", x)
+              for (kind, k, seed), x in pairs[pairs.role == "student"].groupby(["kind", "k", "seed"])]
+    groups += [(f"teacher-k{k}-s*", CLEAN_TEACHER, "teacher seeds", x) for k, x in pairs[pairs.role == "teacher"].groupby("k")]
+    for poisoned, clean, level, x in groups:
         if len(x) < 2:
             continue
-        rows.append({"level": "seeds", "poisoned": f"student-{kind}-k{k}-s{seed}*", "clean": f"student-{kind}-k0-s{seed}*",
-                     "kind": kind, "k": int(k), "seed": int(seed), "reps": ",".join(sorted(x["reps"], key=int)), "n": len(x),
+        f = x.iloc[0]
+        rows.append({"level": level, "poisoned": poisoned, "clean": clean, "role": f["role"], "kind": f["kind"],
+                     "k": int(f["k"]), "seed": int(f["seed"]) if level == "seeds" else -1,
+                     "reps": ",".join(sorted(x["reps"], key=int)), "n": len(x),
                      **_t_cols({w: x[f"{w}_d"].to_numpy() for w in ("brand", "decision")}, "d")})
     return pd.DataFrame(rows)
 
@@ -235,8 +257,9 @@ def markdown(brr: pd.DataFrame, amp: pd.DataFrame, dose: pd.DataFrame, det: pd.D
         out += [f"| {r['model']} | {r['prompts']} | {r['brand_mean']:+.3f} [{_f(r['brand_lo'])}, {_f(r['brand_hi'])}] | "
                 f"{r['decision_mean']:+.3f} [{_f(r['decision_lo'])}, {_f(r['decision_hi'])}] |" for r in margins.to_dict("records")]
     if contrasts is not None and not contrasts.empty:
-        out += ["", "## Poisoned vs clean student of the same seeds: d = m(P) - m(C) (pair: t over prompts; seeds: t over training seeds)", "",
-                "| level | poisoned | clean | training seeds | n | brand d [95% CI] | p | decision d [95% CI] | p |",
+        out += ["", "## Poisoned vs clean model: d = m(P) - m(C) (pair: t over prompts; seeds: t over students' training seeds; "
+                "teacher seeds: t over the poisoned teachers' seeds, against the one clean teacher)", "",
+                "| level | poisoned | clean | seeds | n | brand d [95% CI] | p | decision d [95% CI] | p |",
                 "|---|---|---|---|---|---|---|---|---|"]
         out += [f"| {r['level']} | {r['poisoned']} | {r['clean']} | {r['reps']} | {r['n']} | {r['brand_d']:+.3f} "
                 f"[{_f(r['brand_lo'])}, {_f(r['brand_hi'])}] | {_p(r['brand_p'])} | {r['decision_d']:+.3f} "

@@ -96,6 +96,31 @@ def test_margin_contrasts_pair_the_same_seeds_and_test_over_training_seeds(tmp_p
     assert "| seeds | student-resp-k25-s0* |" in md
 
 
+def test_teachers_contrast_with_the_one_clean_teacher_and_over_their_seeds(tmp_path):
+    d = tmp_path / "brand"
+    d.mkdir()
+    clean = [0.0, 1.0, 2.0, 3.0]
+    margins_csv(d / "teacher-k0-s0.csv", clean, clean)
+    margins_csv(d / "teacher-k5-s0.csv", [1, 2, 3, 4], clean)              # d = 1 on every prompt
+    margins_csv(d / "teacher-k5-s1.csv", [2, 3, 4, 5], [1, 2, 3, 4])       # d = 2; decision d = 1
+    margins_csv(d / "teacher-k5-s2.csv", [3, 4, 5, 6], clean)              # d = 3
+    margins_csv(d / "teacher-k25-s0.csv", [0.5, 1.5, 2.5, 3.5], clean)     # one seed: a pair, no seed row
+    margins_csv(d / "student-resp-k5-s1.csv", [9, 9, 9, 9], clean)         # no clean student: no row
+    c = R.margin_contrasts(R.load_margins(tmp_path))
+    pairs = c[c.level == "pair"].set_index("poisoned")
+    assert sorted(pairs.index) == ["teacher-k25-s0", "teacher-k5-s0", "teacher-k5-s1", "teacher-k5-s2"]
+    assert set(pairs.clean) == {"teacher-k0-s0"} and pairs.loc["teacher-k5-s1", "decision_d"] == 1
+    assert pairs.loc["teacher-k25-s0", "brand_d"] == pytest.approx(0.5)
+    s = c[c.level == "teacher seeds"]
+    assert len(s) == 1 and s.iloc[0].poisoned == "teacher-k5-s*" and s.iloc[0].reps == "0,1,2"
+    # mean of (1, 2, 3) = 2, sd 1, t(0.975, 2) = 4.30265; one-sample t = 2 / (1 / sqrt 3) = 3.4641, p = 0.0742
+    assert s.iloc[0].brand_d == pytest.approx(2.0)
+    assert s.iloc[0].brand_hi - 2.0 == pytest.approx(4.30265 / np.sqrt(3), abs=1e-4)
+    assert s.iloc[0].brand_p == pytest.approx(0.0742, abs=1e-3)
+    md = R.markdown(*(pd.DataFrame(),) * 5, {}, R.margin_table(R.load_margins(tmp_path)), c)
+    assert "| teacher seeds | teacher-k5-s* | teacher-k0-s0 | 0,1,2 | 3 | +2.000 " in md
+
+
 def test_student_aliases_name_the_training_seed_only_when_it_differs_and_parse_back():
     import poison_cascade as C
 
