@@ -157,7 +157,9 @@ def margin_contrasts(mg: pd.DataFrame) -> pd.DataFrame:
       (`level` = seeds).
     - Teachers: against the one clean teacher `teacher-k0-s0`; where k has two or more teacher seeds, the
       t over teacher seeds (`level` = teacher seeds; the clean teacher is one seed, so its own seed-to-seed
-      spread is not in that interval)."""
+      spread is not in that interval).
+    Columns: level, poisoned, clean, role, kind, k, seed (the teacher seed; -1 on the teacher-seeds level,
+    which spans them), reps (the seeds in the row), n, {brand,decision}_{d,lo,hi,p}."""
     rows = []
     names = set(mg["model"])
     for model, x in mg[(mg.role == "student") & (mg.k > 0)].groupby("model", sort=True):
