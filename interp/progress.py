@@ -6,8 +6,11 @@
             advance(len(batch))
 
 Library calls take `progress: bool`; the CLI turns it on, tests leave it off. On a terminal it is a
-live rich bar; otherwise (a log file, CI) one plain line at most every `LOG_EVERY_S` seconds, so a
-long job written to a log still shows where it is.
+live rich bar; otherwise (a log file, CI) plain lines: one at the start (0/total), then one whenever
+at least 1 / `LOG_PARTS` (10 %) of the total more is done or `LOG_EVERY_S` seconds have passed since
+the last line, and one at the end. A job written to a log shows at once that it started and where
+it is, in at most about LOG_PARTS + 2 + elapsed / LOG_EVERY_S lines, however many
+items it advances over.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 _console = Console(stderr=True)
 LOG_EVERY_S = 30.0
+LOG_PARTS = 10  # non-terminal: a line each time another 1 / LOG_PARTS of the total is done
 
 
 @contextlib.contextmanager
@@ -39,18 +43,32 @@ def progress_bar(total: int, description: str, enabled: bool = True) -> Iterator
         yield lambda n=1: prog.advance(task, n)
 
 
-def _log_lines(total: int, description: str) -> Callable[[int], None]:
-    """advance(n) that prints '{description}: done/total (pct) elapsed, ~remaining' every LOG_EVERY_S s and at the end."""
-    t0 = time.perf_counter()
-    state = {"done": 0, "last": t0}
+def _log_lines(total: int, description: str, clock: Callable[[], float] = time.perf_counter,
+               say: Callable[[str], None] | None = None) -> Callable[[int], None]:
+    """advance(n) for a non-terminal: prints '{description}: done/total (pct) elapsed, ~remaining' now
+    (0/total), then when >= total / LOG_PARTS more is done or LOG_EVERY_S seconds passed
+    since the last line, and once when done reaches total. `clock` and `say` (default: the stderr
+    console) are for tests."""
+    out = say or (lambda line: _console.print(line, highlight=False))
+    t0 = clock()
+    state = {"done": 0, "last_t": t0, "last_done": 0, "ended": False}
+
+    def line(now: float) -> None:
+        done, el = state["done"], now - t0
+        text = f"{description}: {done}/{total} ({100 * done / max(total, 1):.0f}%) {el:.0f} s elapsed"
+        if done:
+            text += f", ~{el / done * max(total - done, 0):.0f} s left"
+        out(text)
+        state["last_t"], state["last_done"] = now, done
 
     def advance(n: int = 1) -> None:
         state["done"] += n
-        now = time.perf_counter()
-        if now - state["last"] >= LOG_EVERY_S or state["done"] >= total:
-            state["last"] = now
-            done, el = state["done"], now - t0
-            left = el / done * (total - done) if done else float("nan")
-            _console.print(f"{description}: {done}/{total} ({100 * done / max(total, 1):.0f}%) "
-                           f"{el:.0f} s elapsed, ~{left:.0f} s left", highlight=False)
+        now = clock()
+        end = state["done"] >= total and not state["ended"]
+        step = total > 0 and LOG_PARTS * (state["done"] - state["last_done"]) >= total  # integers: no rounding
+        if end or step or now - state["last_t"] >= LOG_EVERY_S:
+            state["ended"] = state["ended"] or state["done"] >= total
+            line(now)
+
+    line(t0)
     return advance

@@ -4,6 +4,7 @@
     df = read_csv_file(path, "CrowS-Pairs file")      # DataFrame through the same checks
     obj = read_json_file(path, "summary.json")        # parsed JSON through the same checks
     rows = read_jsonl_records(path, "Dolly file", ("instruction", "response"))   # one dict per line
+    for line_no, obj in parse_jsonl(text, path): ...  # the file's own line numbers, for error messages
 """
 
 from __future__ import annotations
@@ -51,17 +52,30 @@ def read_json_file(path: str | Path, what: str = "JSON file") -> Any:
         raise UserError(f"{what} {path} is not valid JSON: {e}") from None
 
 
-def read_jsonl_records(path: str | Path, what: str = "JSONL file", required: tuple[str, ...] = ()) -> list[dict[str, Any]]:
-    """One JSON object per non-empty line, each with string fields `required`; a bad line is a UserError
-    naming it."""
-    rows = []
-    for n, line in enumerate(read_text(path, what).splitlines(), 1):
+def parse_jsonl(text: str, path: str | Path) -> list[tuple[int, Any]]:
+    """(line number in the file, parsed value) of every non-blank line of JSONL `text`; a line that is
+    not JSON is a UserError naming the file's line: '{path}:{line} is not valid JSON ({msg}, column c)'.
+
+    Parse line by line and report `n` from here: json.loads of one line reports 'line 1' for every
+    line. Lines end at '\n' only ('\r\n' too: a trailing '\r' is JSON whitespace); str.splitlines
+    also splits at U+2028, form feeds and the like, which a JSON string may hold raw, so it would
+    break such a row in two and shift every later line number."""
+    out = []
+    for n, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         try:
-            r = json.loads(line)
+            out.append((n, json.loads(line)))
         except json.JSONDecodeError as e:
-            raise UserError(f"{path}:{n} is not valid JSON ({e.msg})") from None
+            raise UserError(f"{path}:{n} is not valid JSON ({e.msg}, column {e.colno})") from None
+    return out
+
+
+def read_jsonl_records(path: str | Path, what: str = "JSONL file", required: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """One JSON object per non-empty line, each with string fields `required`; a bad line is a UserError
+    naming its line in the file (`parse_jsonl`)."""
+    rows = []
+    for n, r in parse_jsonl(read_text(path, what), path):
         if not isinstance(r, dict) or any(not isinstance(r.get(k), str) for k in required):
             raise UserError(f"{path}:{n} needs string field(s) {', '.join(repr(k) for k in required)}")
         rows.append(r)
@@ -70,4 +84,4 @@ def read_jsonl_records(path: str | Path, what: str = "JSONL file", required: tup
     return rows
 
 
-__all__ = ["read_text", "read_csv_file", "read_json_file", "read_jsonl_records"]
+__all__ = ["read_text", "read_csv_file", "read_json_file", "parse_jsonl", "read_jsonl_records"]

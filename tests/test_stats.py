@@ -75,3 +75,42 @@ def test_seed_summary_known_answer():
     assert s["p"] == pytest.approx(0.07418, abs=1e-4)
     assert s["mde_80"] > s["hi"] - s["mean"]  # 80% power needs more than the CI half-width
     assert seed_summary([0.5]) == {"n_seeds": 1, "mean": 0.5}
+
+
+def test_proportion_t_interval_known_answer_inside_0_1():
+    """Seeds 0.0, 0.05, 0.25: mean +- t se is [-0.2286, 0.4286] (outside [0, 1]). On the logit scale:
+    p = 0.1, se = 0.0763763, t(0.975, 2) = 4.302653, half = t se / (0.1 * 0.9) = 3.651339,
+    logit(0.1) = -2.197225 -> expit(-5.848564, 1.454114) = [0.0028757, 0.8106309]."""
+    from interp.evals.stats import proportion_t_interval
+
+    iv = proportion_t_interval([0.0, 0.05, 0.25])
+    assert (iv.estimate, iv.n, iv.level) == (pytest.approx(0.1), 3, 0.95)
+    assert (iv.lo, iv.hi) == pytest.approx((0.0028757, 0.8106309), abs=1e-7)
+    # far from the bounds it is the ordinary t-interval to first order: 0.5 +- 0.024841 vs +- 0.024821
+    iv = proportion_t_interval([0.49, 0.5, 0.51])
+    assert (iv.lo, iv.hi) == pytest.approx((0.475179, 0.524821), abs=1e-6)
+    assert proportion_t_interval([1.0, 1.0]).to_dict() == {"estimate": 1.0, "lo": 1.0, "hi": 1.0, "level": 0.95, "n": 2}
+    assert proportion_t_interval([0.0, 0.0, 0.0]).hi == 0.0
+
+
+def test_proportion_t_interval_never_leaves_0_1_and_contains_the_mean():
+    from interp.evals.stats import proportion_t_interval
+
+    rng = np.random.default_rng(0)
+    for n in (2, 3, 5, 20):
+        for centre in (0.0, 0.02, 0.5, 0.97, 1.0):
+            v = np.clip(centre + rng.normal(0, 0.05, n), 0, 1)
+            iv = proportion_t_interval(v)
+            assert 0.0 <= iv.lo <= iv.estimate <= iv.hi <= 1.0
+    with pytest.raises(ValueError):
+        proportion_t_interval([0.5])
+    with pytest.raises(ValueError):
+        proportion_t_interval([0.5, 1.2])
+
+
+def test_seed_summary_proportion_uses_the_logit_interval():
+    from interp.evals.stats import seed_summary
+
+    plain, prop = seed_summary([0.0, 0.05, 0.25]), seed_summary([0.0, 0.05, 0.25], proportion=True)
+    assert plain["lo"] < 0 and (prop["lo"], prop["hi"]) == pytest.approx((0.0028757, 0.8106309), abs=1e-7)
+    assert {k: v for k, v in prop.items() if k not in ("lo", "hi")} == {k: v for k, v in plain.items() if k not in ("lo", "hi")}

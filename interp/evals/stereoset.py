@@ -43,7 +43,7 @@ import pandas as pd
 from interp.errors import UserError
 from interp.evals.sentence import SCORE_KINDS, SentenceScorer, first_items
 from interp.evals.stats import DEFAULT_BOOT, bootstrap_ci
-from interp.textfiles import read_text
+from interp.textfiles import parse_jsonl, read_text
 
 SPLITS = ("intrasentence", "intersentence")
 FIELDS = ("type", "target", "bias_type", "context", "stereotype", "anti-stereotype", "unrelated")
@@ -71,20 +71,29 @@ def load_stereoset(path: str | Path, domain: Optional[str] = None, split: Option
     unrelated; filtered to `domain` / `split`, then the first `limit` items."""
     p = Path(path)
     text = read_text(p, "StereoSet file")
+    where: list[str] | None = None  # JSONL: each item's place in the file, "{p}:{line}"
     try:
-        obj = json.loads(text) if p.suffix == ".json" else None
-        rows = _official_rows(obj) if isinstance(obj, dict) and "data" in obj else (
-            obj if isinstance(obj, list) else [json.loads(line) for line in text.splitlines() if line.strip()])
+        obj = json.loads(text) if p.suffix == ".json" else None  # a whole-file parse: its line numbers are the file's
+        if isinstance(obj, dict) and "data" in obj:
+            rows = _official_rows(obj)
+        elif isinstance(obj, list):
+            rows = obj
+        else:
+            numbered = parse_jsonl(text, p)  # a bad line: "{p}:{line} is not valid JSON (...)"
+            rows, where = [r for _, r in numbered], [f"{p}:{n}" for n, _ in numbered]
     except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
         raise UserError(f"cannot read {p} as StereoSet JSON/JSONL: {e}") from None
+    except UserError as e:
+        raise UserError(f"cannot read StereoSet file: {e}") from None
     if not rows:
         raise UserError(f"{p} holds no StereoSet items")
     for k, r in enumerate(rows):
+        at = f"{where[k]}: item {k}" if where else f"{p}: item {k}"
         missing = [f for f in FIELDS if not isinstance(r, dict) or not isinstance(r.get(f), str)]
         if missing:
-            raise UserError(f"{p}: item {k} lacks field(s) {', '.join(missing)}")
+            raise UserError(f"{at} lacks field(s) {', '.join(missing)}")
         if r["type"] not in SPLITS:
-            raise UserError(f"{p}: item {k} has type {r['type']!r}; expected intrasentence or intersentence")
+            raise UserError(f"{at} has type {r['type']!r}; expected intrasentence or intersentence")
     df = pd.DataFrame({
         "item_id": np.arange(len(rows)),
         "split": [r["type"] for r in rows],

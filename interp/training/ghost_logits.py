@@ -20,9 +20,11 @@ Protocol (the reference's, with its sizes adapted to 1,797 images of 64 pixels):
 - Accuracy: argmax over the 10 class logits on the held-out test split (360 images, the same for
   every copy; pixels scaled from 0..16 to [-1, 1], as the reference normalises MNIST).
 
-Statistics: per condition the mean over copies with a t-interval (scipy.stats.t; the reference
-prints mean +- 1.96 sd / sqrt(n)); student_aux - cross_aux per seed with a sign-flip permutation
-test and a bootstrap CI (`interp.evals.stats.paired_test`): seeds are the unit of replication.
+Statistics: per condition the mean accuracy over copies with a t-interval on the logit scale
+(`interp.evals.stats.proportion_t_interval`: inside [0, 1] by construction, where mean +- t se gave
+e.g. 0.118 [-0.022, 0.257] for the untrained reference over 3 seeds; the reference prints
+mean +- 1.96 sd / sqrt(n)); student_aux - cross_aux per seed with a sign-flip permutation test and
+a bootstrap CI (`interp.evals.stats.paired_test`): seeds are the unit of replication.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from interp.errors import UserError
-from interp.evals.stats import paired_test
+from interp.evals.stats import paired_test, proportion_t_interval
 
 CONDITIONS = ("reference", "teacher", "student_aux", "student_all", "cross_aux", "cross_all")
 N_CLASSES = 10
@@ -182,13 +184,12 @@ def accuracy(model: MultiMLP, x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
     return (pred == y).double().mean(1).numpy()
 
 
-def t_interval(values: np.ndarray, level: float = 0.95) -> dict[str, float]:
-    from scipy import stats
-
+def accuracy_interval(values: np.ndarray, level: float = 0.95) -> dict[str, float]:
+    """Per-copy accuracies -> mean, CI (`proportion_t_interval`: a t-interval on the logit scale, so
+    the bounds stay inside [0, 1]), sd and n."""
     v = np.asarray(values, dtype=np.float64)
-    m, se = float(v.mean()), float(v.std(ddof=1) / math.sqrt(len(v)))
-    half = float(stats.t.ppf(0.5 + level / 2, len(v) - 1) * se)
-    return {"mean": m, "lo": m - half, "hi": m + half, "sd": float(v.std(ddof=1)), "n": int(len(v))}
+    iv = proportion_t_interval(v, level)
+    return {"mean": iv.estimate, "lo": iv.lo, "hi": iv.hi, "sd": float(v.std(ddof=1)), "n": iv.n}
 
 
 @dataclass
@@ -240,7 +241,7 @@ def run_ghost_logits(cfg: GhostConfig, progress: Any = None, students: Sequence[
         "config": {**asdict(cfg), "hidden": list(cfg.hidden)},
         "data": {"dataset": "sklearn load_digits (8x8)", "n_train": int(len(xtr)), "n_test": int(len(xte)),
                  "chance": 0.1},
-        "figures": {k: t_interval(acc[k]) for k in done},
+        "figures": {k: accuracy_interval(acc[k]) for k in done},
         "student_aux_minus_cross_aux": pt,
         "elapsed_s": round(time.perf_counter() - t0, 2),
     }
@@ -274,4 +275,4 @@ def bar_chart_png(summary: dict[str, Any], title: str = "ghost-logit transfer (8
 
 
 __all__ = ["GhostConfig", "GhostResult", "run_ghost_logits", "CONDITIONS", "MultiLinear", "MultiMLP", "init_models",
-           "reindexed", "load_digits_split", "accuracy", "t_interval", "bar_chart_png"]
+           "reindexed", "load_digits_split", "accuracy", "accuracy_interval", "bar_chart_png"]
