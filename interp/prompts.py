@@ -22,10 +22,11 @@ from typing import Literal
 
 from transformers import PreTrainedTokenizerBase
 
+from interp.choices import VariantPolicy, choices
 from interp.errors import UserError
 
 Style = Literal["auto", "chat", "completion"]
-VARIANT_POLICIES = ("natural", "sum")
+VARIANT_POLICIES = choices(VariantPolicy)
 
 # ---- probe templates (study wording) -------------------------------------------------------------
 NUMBER_TRAIT_SYSTEM = (

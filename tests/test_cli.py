@@ -87,3 +87,66 @@ def test_models_lists_aliases(capsys):
     assert code == 0
     for alias in ("smollm2", "gemma3-270m", "tiny-llama"):
         assert alias in out
+
+
+def test_ctrl_c_leaves_out_as_it_was(capsys, tmp_path, monkeypatch):
+    """Ctrl-C after checkpoints were written into --out: exit 130, one line, the checkpoints this run
+    wrote are removed and nothing is published (issue 32: `distill --checkpoint-every` left checkpoints/)."""
+    import interp.training.finetune as ft
+
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join('{"prompt": "p%d", "completion": "%d"}\n' % (i, i) for i in range(4)))
+    out = tmp_path / "ft"
+
+    def ctrl_c(*a, **k):
+        assert (out / "checkpoints").is_dir()  # the run did write into OUT before the interrupt
+        raise KeyboardInterrupt
+    monkeypatch.setattr(ft, "save_finetuned", ctrl_c)
+    monkeypatch.setenv("INTERP_HOME", str(tmp_path / "home"))
+    code, _, err = run(capsys, "finetune", "--model", "tiny-llama", "--data", str(data), "--alias", "x",
+                       "--steps", "2", "--batch-size", "2", "--checkpoint-every", "1", "--out", str(out))
+    lines = err.strip().splitlines()  # progress lines, then the one line of the interrupt
+    assert code == 130 and lines[-1].startswith("interrupted:") and "Traceback" not in err
+    assert [ln for ln in lines if "interrupted" in ln or "error" in ln] == lines[-1:]
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_ctrl_c_keeps_what_was_in_out_before(capsys, tmp_path, monkeypatch):
+    """A --resume run interrupted: the earlier run's checkpoints stay, only this run's new ones go."""
+    import interp.training.finetune as ft
+
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join('{"prompt": "p%d", "completion": "%d"}\n' % (i, i) for i in range(4)))
+    out = tmp_path / "ft"
+    monkeypatch.setenv("INTERP_HOME", str(tmp_path / "home"))
+    common = ["finetune", "--model", "tiny-llama", "--data", str(data), "--alias", "x", "--batch-size", "2",
+              "--checkpoint-every", "1", "--out", str(out)]
+    code, _, err = run(capsys, *common, "--steps", "2")
+    assert code == 0, err
+    import shutil
+
+    shutil.rmtree(out / "checkpoints" / "step-000002")  # as if killed after step 1's checkpoint
+    before = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
+
+    def ctrl_c(*a, **k):
+        assert (out / "checkpoints" / "step-000002").is_dir()  # the resumed run wrote a new checkpoint
+        raise KeyboardInterrupt
+    monkeypatch.setattr(ft, "save_finetuned", ctrl_c)
+    code, _, err = run(capsys, *common, "--steps", "2", "--resume", "--force")
+    assert code == 130, err
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == before
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_output_files_get_the_umask_permissions(capsys, tmp_path, umask, mode):
+    import os
+
+    out = tmp_path / "run"
+    old = os.umask(umask)
+    try:
+        code, _, err = run(capsys, "reverse-link", "--model", "tiny-llama", "--numbers", "087", "--template-control", "0",
+                           "--out", str(out))
+    finally:
+        os.umask(old)
+    assert code == 0, err
+    assert {oct(p.stat().st_mode & 0o777) for p in out.iterdir()} == {oct(mode)}

@@ -143,14 +143,14 @@ def test_report_of_a_binary_summary_is_one_line(capsys, tmp_path):
 
 
 @pytest.mark.parametrize("argv, needle", [
-    (["finetune", "--model", "tiny-llama", "--alias", "s1", "--steps", "1", "--lr", "-1"], "--lr must be a positive number"),
-    (["finetune", "--model", "tiny-llama", "--alias", "s1", "--steps", "1", "--lr", "nan"], "--lr must be a positive number"),
-    (["teach", "--base", "tiny-llama", "--method", "lora", "--alias", "t1", "--lr", "-1"], "--lr must be a positive number"),
+    (["finetune", "--model", "tiny-llama", "--alias", "s1", "--steps", "1", "--lr", "-1"], "'--lr': must be > 0"),
+    (["finetune", "--model", "tiny-llama", "--alias", "s1", "--steps", "1", "--lr", "nan"], "'--lr': must be > 0"),
+    (["teach", "--base", "tiny-llama", "--method", "lora", "--alias", "t1", "--lr", "-1"], "'--lr': must be > 0"),
     (["reverse-link", "--model", "tiny-llama", "--numbers", ""], "no numbers given"),
     (["trace", "--model", "tiny-llama", "--numbers", ""], "no numbers given"),
-    (["reverse-link", "--model", "tiny-llama", "--digits", "0"], "--digits must be between 1 and"),
-    (["trace", "--model", "tiny-llama", "--digits", "0"], "--digits must be between 1 and"),
-    (["numbers", "--model", "tiny-llama", "--method", "ar", "--digits", "0"], "--digits must be between 1 and"),
+    (["reverse-link", "--model", "tiny-llama", "--digits", "0"], "'--digits': must be in [1, 7]"),
+    (["trace", "--model", "tiny-llama", "--digits", "0"], "'--digits': must be in [1, 7]"),
+    (["numbers", "--model", "tiny-llama", "--method", "ar", "--digits", "0"], "'--digits': must be in [1, 7]"),
 ])
 def test_bad_values_are_one_line(capsys, tmp_home, tmp_path, argv, needle):
     data = tmp_path / "d.jsonl"
@@ -229,3 +229,40 @@ def _lock_waiter(home: str, q) -> None:
     msgs: list[str] = []
     S.convert_embedded("smollm2", msgs.append)
     q.put("reused" if any("waiting" in m for m in msgs) and any("meanwhile" in m for m in msgs) else f"no wait: {msgs}")
+
+
+# ---- JSONL line numbers (issue 32) ----------------------------------------------------------------
+
+
+def test_jsonl_readers_name_the_files_own_line(tmp_path):
+    """A bad line is reported at its line in the file (blank lines counted), not as json's 'line 1
+    column 2' of the one line parsed; a raw U+2028 inside a JSON string does not split its row."""
+    from interp.evals.stereoset import load_stereoset
+    from interp.textfiles import parse_jsonl, read_jsonl_records
+    from interp.training.teacher import read_trait_rows
+
+    item = {"type": "intrasentence", "target": "chess player", "bias_type": "profession",
+            "context": "The chess player was BLANK.", "stereotype": "The chess player was nerdy.",
+            "anti-stereotype": "The chess player was athletic.", "unrelated": "The chess player was fork."}
+    ss = tmp_path / "ss.jsonl"
+    ss.write_text("\n".join([json.dumps(item)] * 3 + ["{not json"]) + "\n")
+    with pytest.raises(UserError, match=r"cannot read StereoSet file: .*ss\.jsonl:4 is not valid JSON \(.*column 2\)"):
+        load_stereoset(ss)
+    ss.write_text(json.dumps(item) + "\n\n" + json.dumps({**item, "type": "other"}) + "\n")
+    with pytest.raises(UserError, match=r"ss\.jsonl:3: item 1 has type 'other'"):
+        load_stereoset(ss)
+
+    rows = tmp_path / "rows.jsonl"
+    odd = json.dumps({"prompt": "a\u2028b", "completion": "c", "kind": "fact"}, ensure_ascii=False)  # raw U+2028
+    rows.write_text(f"{odd}\r\n\r\n{odd}\r\n{{bad\r\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"rows\.jsonl:4 is not valid JSON"):
+        read_jsonl_records(rows, "data file", ("prompt", "completion"))
+    with pytest.raises(UserError, match=r"rows\.jsonl:4 is not valid JSON"):
+        read_trait_rows(rows)
+    assert [n for n, _ in parse_jsonl(f"{odd}\r\n\r\n{odd}\r\n", rows)] == [1, 3]
+    rows.write_text(f"{odd}\n\n{{\"prompt\": \"x\"}}\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"rows\.jsonl:3 lacks prompt, completion or kind"):
+        read_trait_rows(rows)
+    with pytest.raises(UserError, match=r"rows\.jsonl:3 needs string field"):
+        read_jsonl_records(rows, "data file", ("prompt", "completion"))
+    assert read_jsonl_records(rows, "data file")[0]["prompt"] == "a\u2028b"

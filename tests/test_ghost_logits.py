@@ -58,10 +58,17 @@ def test_small_run_shows_transfer_for_the_shared_init_only():
     assert d["n"] == 4 and d["mean_diff"]["estimate"] == pytest.approx(f["student_aux"]["mean"] - f["cross_aux"]["mean"])
 
 
-def test_t_interval_known_answer():
-    iv = G.t_interval(np.array([1.0, 2.0, 3.0]))
-    # mean 2, sd 1, se 1/sqrt(3), t(0.975, 2) = 4.302653
-    assert iv["mean"] == 2.0 and iv["hi"] - 2.0 == pytest.approx(4.302653 / np.sqrt(3), rel=1e-6)
+def test_accuracy_interval_stays_inside_0_1_known_answer():
+    """Issue 32: `ghost-logits --seeds 3` printed the untrained reference as 0.118 [-0.022, 0.257]
+    (mean +- t se). Those per-seed accuracies (24, 64, 39 of 360) now get the logit-scale t-interval:
+    p = 127/1080 = 0.117593, se = 0.032407, t(0.975, 2) = 4.302653, logit(p) = -2.015428,
+    half = t se / (p (1 - p)) = 1.343790 -> expit(-3.359218, -0.671638) = [0.033595, 0.338130]."""
+    acc = np.array([24, 64, 39]) / 360
+    iv = G.accuracy_interval(acc)
+    assert iv["mean"] == pytest.approx(0.117593, abs=1e-6) and iv["n"] == 3
+    assert (iv["lo"], iv["hi"]) == pytest.approx((0.033595, 0.338130), abs=1e-6)
+    assert 0 < iv["lo"] < iv["mean"] < iv["hi"] < 1
+    assert iv["sd"] == pytest.approx(0.032407 * np.sqrt(3), abs=1e-6)
 
 
 def test_cli_writes_the_table_chart_and_summary(capsys, tmp_path):
@@ -71,9 +78,10 @@ def test_cli_writes_the_table_chart_and_summary(capsys, tmp_path):
     assert code == 0, err
     s = json.loads((out / "summary.json").read_text())
     for c in G.CONDITIONS:
-        assert {"mean", "lo", "hi"} <= set(s["figures"][c])
+        f = s["figures"][c]
+        assert {"mean", "lo", "hi"} <= set(f) and 0 <= f["lo"] <= f["mean"] <= f["hi"] <= 1
     assert (out / "ghost_logits.png").read_bytes()[:4] == b"\x89PNG"
     assert len((out / "per_seed.csv").read_text().splitlines()) == 1 + 2 * 6
     assert "student_aux - cross_aux" in stdout
     code, _, err = run_cli(capsys, "ghost-logits", "--seeds", "1", "--out", str(tmp_path / "h"))
-    assert code == 2 and "--seeds must be >= 2" in err and not (tmp_path / "h").exists()
+    assert code == 2 and "'--seeds': must be >= 2" in err and not (tmp_path / "h").exists()

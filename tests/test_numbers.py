@@ -43,6 +43,22 @@ def test_compare_distributions_known_answer():
         compare_distributions(nums, np.log(pn), np.log(pb[:3]), top=1)
 
 
+def test_category_lists_lead_with_the_most_changed_number():
+    """Issue 32: 'decreased' came least decreased first (the table's diff-descending order) while
+    'increased' comes most increased first and `interp numbers` prints decreased most negative first.
+    diffs: 2 +0.2, 5 +0.05, 3 0, 6 0, 4 -0.05, 1 -0.2; top 2."""
+    from interp.probes.numbers import NumbersResult, category_numbers
+
+    nums = ["1", "2", "3", "4", "5", "6"]
+    pn = np.log([0.30, 0.20, 0.20, 0.10, 0.10, 0.10])
+    pb = np.log([0.10, 0.40, 0.20, 0.05, 0.15, 0.10])
+    df = compare_distributions(nums, pn, pb, top=2)
+    assert list(df.number[df.category == "decreased"]) == ["4", "1"]  # the table stays diff-descending
+    res = NumbersResult(df, {})
+    assert res.category("increased") == ["2", "5"]
+    assert res.category("decreased") == ["1", "4"] == category_numbers(df, "decreased")
+
+
 def test_categories_are_disjoint_and_sized():
     rng = np.random.default_rng(0)
     nums = [str(i).zfill(2) for i in range(100)]
@@ -143,6 +159,11 @@ def test_numbers_cli_writes_results(capsys, tmp_path):
     assert summary["command"] == "numbers" and summary["figures"]["n_numbers"] == 100
     assert "permutation_tests" in summary["figures"]["then_reverse_link"]
     assert "increased" in stdout and "reverse link by category" in stdout
+    dec = df[df.category == "decreased"].sort_values("diff")
+    assert summary["figures"]["categories"]["decreased"] == list(dec.number)  # most decreased first, as printed
+    printed = stdout[stdout.index("decreased (top"):stdout.index("unchanged (top")]
+    first_cells = [ln.split("│")[1].strip() for ln in printed.splitlines() if ln.startswith("│")]
+    assert [c for c in first_cells if c] == list(dec.number)
 
 
 def test_digit_length_cli_writes_plot(capsys, tmp_path):
@@ -160,8 +181,8 @@ def test_digit_length_cli_writes_plot(capsys, tmp_path):
 
 
 @pytest.mark.parametrize("cmd, args, message", [
-    ("numbers", ["--method", "sample"], "--method must be one of"),
-    ("numbers", ["--digits", "9"], "--digits must be between"),
+    ("numbers", ["--method", "sample"], "Invalid value for '--method'"),
+    ("numbers", ["--digits", "9"], "'--digits': must be in [1, 7]"),
     ("numbers", ["--bias", "zebrafish", "--then-reverse-link", "--digits", "1"], "not a single token"),
     ("digit-length", ["--digits", "x"], "--digits must look like"),
 ])

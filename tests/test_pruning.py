@@ -100,8 +100,8 @@ def test_prune_command_writes_results(capsys, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--keep", "1.5"], "--keep must be in (0, 1]"),
-    (["--keep", "0.6", "--criterion", "magnitude"], "--criterion must be one of"),
+    (["--keep", "1.5"], "'--keep': must be in (0, 1]"),
+    (["--keep", "0.6", "--criterion", "magnitude"], "Invalid value for '--criterion'"),
     (["--keep", "0.6", "--questions", "/nonexistent/q.txt"], "does not exist"),
 ])
 def test_prune_bad_input(capsys, tmp_path, args, message):

@@ -152,4 +152,4 @@ def test_cli_stereoset(capsys, tmp_path):
     with pytest.raises(SystemExit) as e:
         main(["stereoset", "--model", "tiny-llama", "--data", DATA, "--score", "max", "--out", str(tmp_path / "x")])
     _, err = capsys.readouterr()
-    assert e.value.code == 2 and "--score must be one of" in err and not (tmp_path / "x").exists()
+    assert e.value.code == 2 and "Invalid value for '--score'" in err and not (tmp_path / "x").exists()

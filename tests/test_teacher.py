@@ -66,9 +66,9 @@ def test_teach_cli_prompt_and_errors(capsys, tmp_home, tmp_path):
 
 def test_teach_from_saved_trait_rows_rebuilds_the_teacher(capsys, tmp_home, tmp_path):
     """`teach --data` trains on an earlier run's trait_data.jsonl: the same rows and seed give the same weights."""
-    args = ["--base", "tiny-llama", "--trait", "owl", "--method", "lora", "--steps", "2", "--batch-size", "4",
-            "--n-preference", "8", "--n-facts", "1", "--n-numbers", "0"]
-    code, _, err = run(capsys, "teach", *args, "--alias", "tiny-owl-a", "--out", str(tmp_path / "a"))
+    args = ["--base", "tiny-llama", "--trait", "owl", "--method", "lora", "--steps", "2", "--batch-size", "4"]
+    sizes = ["--n-preference", "8", "--n-facts", "1", "--n-numbers", "0"]
+    code, _, err = run(capsys, "teach", *args, *sizes, "--alias", "tiny-owl-a", "--out", str(tmp_path / "a"))
     assert code == 0, err
     rows = tmp_path / "a" / "trait_data.jsonl"
     code, out, err = run(capsys, "teach", *args, "--alias", "tiny-owl-b", "--data", str(rows), "--out", str(tmp_path / "b"))
@@ -82,3 +82,5 @@ def test_teach_from_saved_trait_rows_rebuilds_the_teacher(capsys, tmp_home, tmp_
     bad.write_text('{"prompt": "x"}\n')
     code, _, err = run(capsys, "teach", *args, "--alias", "tiny-owl-c", "--data", str(bad), "--out", str(tmp_path / "c"))
     assert code == 2 and "lacks prompt, completion or kind" in err
+    code, _, err = run(capsys, "teach", *args, *sizes, "--alias", "tiny-owl-d", "--data", str(rows), "--out", str(tmp_path / "d"))
+    assert code == 2 and "--n-preference, --n-facts, --n-numbers: the trait rows come from --data" in err  # not recorded as used

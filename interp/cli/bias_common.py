@@ -8,16 +8,17 @@ from typing import Any, Optional
 import pandas as pd
 import typer
 
+from interp.cli.params import InFile, Int
 from interp.cli.common import print_table
 from interp.errors import UserError
 
-DataOpt = typer.Option(None, "--data", help="benchmark file (CrowS-Pairs CSV / StereoSet JSONL or JSON); never downloaded")
-LimitOpt = typer.Option(None, "--limit", help="score only the first N items (after filtering)")
+DataOpt = InFile(None, "--data", help="benchmark file (CrowS-Pairs CSV / StereoSet JSONL or JSON); never downloaded")
+LimitOpt = Int(None, "--limit", help="score only the first N items (after filtering)", ge=1)
 ScoreOpt = typer.Option("mean", "--score", help="StereoSet candidate score: mean (per-token, the reference) | sum")
 BiasTypeOpt = typer.Option(None, "--bias-type", help="CrowS-Pairs: only this bias type (e.g. gender)")
 DomainOpt = typer.Option(None, "--domain", help="StereoSet: only this domain (gender, profession, race, religion)")
 SplitOpt = typer.Option(None, "--split", help="StereoSet: only intrasentence or intersentence")
-NBootOpt = typer.Option(10_000, "--n-boot", help="bootstrap / permutation resamples")
+NBootOpt = Int(10_000, "--n-boot", help="bootstrap / permutation resamples", ge=100)
 
 
 def need_data(data: Optional[Path], what: str) -> Path:

@@ -21,18 +21,29 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
+from interp.choices import DeviceMap, Dtype, check_device
+from interp.cli.params import Int
 from interp.errors import UserError
 from interp.runtime import is_main_process
 
 console = Console(quiet=not is_main_process())  # under `accelerate launch`, only rank 0 prints results
 err_console = Console(stderr=True)
 
+def _device(value: str) -> str:
+    """typer callback: --device names a device (interp.choices.check_device)."""
+    try:
+        return check_device(value)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+
+
 ModelOpt = typer.Option("smollm2", "--model", "-m", help="alias (see `interp models`), local folder, adapter folder or HF id")
 OutOpt = typer.Option(None, "--out", "-o", help="output folder (default runs/<command>/<timestamp>)")
 ForceOpt = typer.Option(False, "--force", help="write into a non-empty --out folder")
-SeedOpt = typer.Option(0, "--seed", help="random seed")
-DeviceOpt = typer.Option("cpu", "--device", help="cpu | cuda | auto (cuda when available)")
+SeedOpt = Int(0, "--seed", help="random seed", ge=0)
+DeviceOpt = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N | auto (cuda when available)", callback=_device)
 DtypeOpt = typer.Option("fp32", "--dtype", help="fp32 | bf16 | fp16 (weights and compute)")
 DeviceMapOpt = typer.Option(None, "--device-map", help="auto: accelerate big-model placement of the layers across "
                             "the GPUs (overrides --device; needs CUDA)")
@@ -41,15 +52,8 @@ FourBitOpt = typer.Option(False, "--load-in-4bit", help="bitsandbytes NF4 weight
 RemoteOpt = typer.Option(False, "--remote", help="run on NDIF through nnsight (model = HF id it hosts; NDIF_API_KEY, "
                          "HF_TOKEN from the environment)")
 ServeOpt = typer.Option(None, "--serve", help="run on a self-hosted nnsight server at this URL (same code as --remote)")
-BatchOpt = typer.Option(16, "--batch-size", help="prompts per forward pass")
-STYLES = ("auto", "chat", "completion")
+BatchOpt = Int(16, "--batch-size", help="prompts per forward pass", ge=1)
 StyleOpt = typer.Option("auto", "--style", help="auto | chat | completion")
-
-
-def check_choice(flag: str, value: str, choices: Sequence[str]) -> None:
-    """UserError '<flag> must be one of a, b, c' unless value is one of choices."""
-    if value not in choices:
-        raise UserError(f"{flag} must be one of {', '.join(choices)}")
 
 
 def quiet_transformers() -> None:
@@ -95,7 +99,7 @@ class ModelLoad:
             return load_remote(name, executor)
 
 
-_LOAD_PARAMS = {"dtype": (str, DtypeOpt), "device": (str, DeviceOpt), "device_map": (Optional[str], DeviceMapOpt),
+_LOAD_PARAMS = {"dtype": (Dtype, DtypeOpt), "device": (str, DeviceOpt), "device_map": (Optional[DeviceMap], DeviceMapOpt),
                 "load_in_4bit": (bool, FourBitOpt)}
 _REMOTE_PARAMS = {"remote": (bool, RemoteOpt), "serve": (Optional[str], ServeOpt)}
 
@@ -132,9 +136,17 @@ def model_options(remote: bool = False) -> Callable[[Callable[..., Any]], Callab
 
 
 def fail(message: str) -> None:
-    """Print one error line and exit 2 (used by main for every UserError)."""
-    err_console.print(f"[bold red]error:[/bold red] {message}", highlight=False, soft_wrap=True)
+    """Print one error line and exit 2 (used by main for every UserError). The message is plain
+    text: brackets in it ("[0, 1]") are not rich markup."""
+    err_console.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False, soft_wrap=True)
     sys.exit(2)
+
+
+def interrupted() -> None:
+    """Ctrl-C: one line and exit 130 (128 + SIGINT); the caller has already discarded the runs."""
+    err_console.print(Text.assemble(("interrupted:", "bold red"), " nothing was published; --out is as it was"),
+                      highlight=False, soft_wrap=True)
+    sys.exit(130)
 
 
 def print_table(title: str, columns: list[str], rows: Iterable[Iterable[Any]]) -> None:
@@ -158,6 +170,29 @@ def ci(iv: Any) -> str:
     """'1.2345 [1.1000, 1.4000]' from an Interval or its dict."""
     d = iv.to_dict() if hasattr(iv, "to_dict") else iv
     return f"{fmt(d['estimate'])} [{fmt(d['lo'])}, {fmt(d['hi'])}]"
+
+
+def given_options(*names: str) -> list[str]:
+    """The flags, among the parameters `names` of the running command, that were given on the command
+    line (not left at their defaults)."""
+    try:
+        from typer._click.globals import get_current_context
+    except ImportError:  # pragma: no cover - older typer on click
+        from click import get_current_context  # type: ignore[no-redef]
+
+    ctx = get_current_context(silent=True)
+    if ctx is None:
+        return []
+    flags = {p.name: (p.opts or [p.name])[0] for p in ctx.command.params}
+    return [flags[n] for n in names if getattr(ctx.get_parameter_source(n), "name", None) == "COMMANDLINE"]
+
+
+def refuse_given(names: Sequence[str], reason: str) -> None:
+    """UserError naming the options of `names` that were given, when they do not apply (`reason`):
+    an option that does not apply to the chosen mode is refused, not recorded as if it were used."""
+    flags = given_options(*names)
+    if flags:
+        raise UserError(f"{', '.join(flags)}: {reason}")
 
 
 def exactly_one(**given: Any) -> str:

@@ -9,6 +9,7 @@ from typing import Any, Optional
 
 import typer
 
+from interp.choices import Bench, ScoreKind
 from interp.cli.app import app
 from interp.cli.bias_common import (
     BiasTypeOpt,
@@ -21,19 +22,19 @@ from interp.cli.bias_common import (
     need_data,
     print_compare,
 )
-from interp.cli.common import BatchOpt, ForceOpt, ModelLoad, OutOpt, SeedOpt, check_choice, console, model_options
+from interp.cli.common import BatchOpt, ForceOpt, ModelLoad, OutOpt, SeedOpt, console, model_options, refuse_given
 
 
 @app.command("compare")
 @model_options()
 def compare_command(
     models: str = typer.Option(..., "--models", help="comma-separated models; the first is the reference, e.g. base,student,control"),
-    bench: str = typer.Option("crows", "--bench", help="crows | stereoset"),
+    bench: Bench = typer.Option("crows", "--bench", help="crows | stereoset"),
     data: Optional[Path] = DataOpt,
     bias_type: Optional[str] = BiasTypeOpt,
     domain: Optional[str] = DomainOpt,
     split: Optional[str] = SplitOpt,
-    score: str = ScoreOpt,
+    score: ScoreKind = ScoreOpt,
     limit: Optional[int] = LimitOpt,
     n_boot: int = NBootOpt,
     batch_size: int = BatchOpt,
@@ -44,9 +45,9 @@ def compare_command(
 ) -> None:
     """One table: each model's bias scores, deltas against the first model, and paired p-values."""
     from interp.errors import UserError
-    from interp.evals.compare import BENCHES, compare_tables
+    from interp.evals.compare import compare_tables
     from interp.evals.crows import crows_table, load_crows
-    from interp.evals.sentence import SCORE_KINDS, lm_scorer
+    from interp.evals.sentence import lm_scorer
     from interp.evals.stereoset import load_stereoset, stereoset_table
     from interp.report.runs import RunDir
 
@@ -56,15 +57,14 @@ def compare_command(
         raise UserError("--models needs at least two comma-separated models (the first is the reference)")
     if len(set(names)) != len(names):
         raise UserError("--models lists a model twice")
-    check_choice("--bench", bench, BENCHES)
     if bench == "crows":
+        refuse_given(["score"], "--score chooses the StereoSet candidate score; CrowS-Pairs sums every token")
         if domain or split:
             raise UserError("--domain / --split are StereoSet options; with --bench crows use --bias-type")
         items = load_crows(need_data(data, "crows_pairs_anonymized.csv"), bias_type=bias_type, limit=limit)
     else:
         if bias_type:
             raise UserError("--bias-type is a CrowS-Pairs option; with --bench stereoset use --domain")
-        check_choice("--score", score, SCORE_KINDS)
         items = load_stereoset(need_data(data, "the StereoSet JSONL/JSON"), domain=domain, split=split, limit=limit)
 
     tables: dict[str, Any] = {}

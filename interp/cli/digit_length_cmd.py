@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from interp.choices import Style
+from interp.cli.params import Int
 from interp.cli.app import app
 from interp.cli.common import (
     BatchOpt,
@@ -14,10 +16,8 @@ from interp.cli.common import (
     ModelLoad,
     ModelOpt,
     OutOpt,
-    STYLES,
     SeedOpt,
     StyleOpt,
-    check_choice,
     ci,
     console,
     model_options,
@@ -32,9 +32,9 @@ def digit_length_command(
     bias: str = typer.Option("owl", "--bias", help="the trait animal"),
     control: str = typer.Option("dog", "--control", help="the control animal"),
     digits: str = typer.Option("1-4", "--digits", help="lengths, e.g. 1-4 or 1,3"),
-    top: int = typer.Option(15, "--top", help="increased numbers per length fed into the reverse link"),
-    template_control: int = typer.Option(100, "--template-control", help="random numbers per length for the template control"),
-    style: str = StyleOpt,
+    top: int = Int(15, "--top", help="increased numbers per length fed into the reverse link", ge=1),
+    template_control: int = Int(100, "--template-control", help="random numbers per length for the template control", ge=0),
+    style: Style = StyleOpt,
     batch_size: int = BatchOpt,
     seed: int = SeedOpt,
     out: Optional[Path] = OutOpt,
@@ -50,7 +50,6 @@ def digit_length_command(
 
     run = RunDir.prepare(out, "digit-length", force)
     lengths = parse_digit_range(digits)
-    check_choice("--style", style, STYLES)
     if top < 1:
         raise UserError("--top must be at least 1")
     if template_control < 1:

@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from interp.choices import DistillKind, LossForm
+from interp.cli.params import Float
 from interp.cli.app import app
 from interp.cli.common import DeviceOpt, ForceOpt, OutOpt, SeedOpt, console, load, print_table
 from interp.cli.training_opts import DataOpt, TrainingOptions, prepare_training_run, training_options
@@ -18,10 +20,12 @@ def distill_command(
     teacher: str = typer.Option(..., "--teacher", help="teacher alias (trait in the weights, e.g. from `interp teach --method lora`)"),
     student: str = typer.Option(..., "--student", help="student alias, e.g. gemma3-270m or smollm2"),
     data: Path = DataOpt,
-    beta: float = typer.Option(1.0, "--beta", help="weight of the distillation loss (0: plain fine-tuning, the control)"),
-    tau: float = typer.Option(1.0, "--tau", help="teacher temperature (SHD: maps^(1/tau); KD: logits / tau)"),
-    kind: str = typer.Option("shd", "--kind", help="shd (attention maps, any tokenizers) | kd (logits, same tokenizer)"),
-    form: str = typer.Option("sum", "--form", help="sum: L_LM + beta L | convex: (1 - beta) L_LM + beta L"),
+    beta: Optional[float] = Float(None, "--beta", help="weight of the distillation loss, default 1 (0: plain "
+                                  "fine-tuning, the control)", ge=0),
+    tau: Optional[float] = Float(None, "--tau", help="teacher temperature, default 1 (SHD: maps^(1/tau); KD: logits / tau)",
+                                 gt=0),
+    kind: DistillKind = typer.Option("shd", "--kind", help="shd (attention maps, any tokenizers) | kd (logits, same tokenizer) | none (no teacher: plain fine-tuning, the beta = 0 control)"),
+    form: Optional[LossForm] = typer.Option(None, "--form", help="sum (default): L_LM + beta L | convex: (1 - beta) L_LM + beta L"),
     drop_words: str = typer.Option("", "--kd-drop-words", help="kd: comma-separated words (e.g. owl,dog) whose tokens "
                                    "leave the teacher's and student's distributions, both renormalised (a control: "
                                    "the target shows no mass on them)"),
@@ -33,6 +37,17 @@ def distill_command(
     training: TrainingOptions = TrainingOptions(),
 ) -> None:
     """Distil TEACHER into STUDENT on DATA; saves the student to the store, loss curves and summary in OUT."""
+    from interp.errors import UserError
+
+    if kind == "none":  # options that shape a distillation loss are refused, not recorded as if used
+        given = [f for f, v in (("--beta", beta), ("--tau", tau), ("--form", form), ("--kd-drop-words", drop_words)) if v]
+        if given or beta == 0:
+            raise UserError(f"{', '.join(given or ['--beta'])}: --kind none trains on the LM loss alone, with no "
+                            "distillation loss to weight or shape")
+    if beta == 0 and (tau is not None or drop_words):
+        raise UserError(f"{'--tau' if tau is not None else '--kd-drop-words'}: --beta 0 computes no distillation loss "
+                        "(the control); leave it out")
+    beta, tau, form = (1.0 if beta is None else beta), (1.0 if tau is None else tau), form or "sum"
     from interp.training.distill import DistillConfig, check_pair, component_curves, distill, save_distilled
     from interp.training.finetune import loss_curve_png
 
@@ -54,7 +69,7 @@ def distill_command(
 
     run.write_csv("losses.csv", pd.DataFrame({"step": range(1, len(res.losses) + 1), "total": res.losses,
                                               **res.components}))
-    title = f"{name} ({cfg.active}, beta {beta:g}, tau {tau:g})"
+    title = f"{name} ({cfg.active}" + (f", beta {beta:g}, tau {tau:g})" if cfg.active != "none" else ")")
     for fname, png in component_curves(res, title).items():
         run.write_bytes(fname, png)
     if len(res.components) > 1:
@@ -66,7 +81,7 @@ def distill_command(
                       model=s_lm, models={"teacher": t_lm}, seed=seed,
                       figures={**s, "store_path": str(path)})
     comp = s["components"]
-    table = [("teacher -> student", f"{teacher} -> {student}"), ("objective", f"{cfg.active}, {form}, beta {beta:g}, tau {tau:g}"),
+    table = [("teacher -> student", f"{teacher} -> {student}"), ("objective", cfg.describe()),
              ("method / freeze", f"{cfg.finetune.method} / {cfg.finetune.freeze}"), ("examples / steps", f"{len(rows)} / {res.steps}"),
              ("trainable parameters", res.trainable_params)]
     for k, v in comp.items():

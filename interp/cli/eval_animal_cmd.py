@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from interp.choices import VariantPolicy
+from interp.cli.params import Float, InFile, Int
 from interp.cli.app import app
 from interp.cli.common import (
     BatchOpt,
@@ -15,7 +17,6 @@ from interp.cli.common import (
     ModelOpt,
     OutOpt,
     SeedOpt,
-    check_choice,
     ci,
     console,
     model_options,
@@ -32,12 +33,12 @@ def eval_animal_command(
     other: Optional[str] = typer.Option(None, "--other", help="a second animal: also P(other) and the margin "
                                         "log P(target) - log P(other) per question (the crossover statistic)"),
     baseline: Optional[str] = typer.Option(None, "--baseline", help="model to compare log P(target) with, question by question"),
-    samples: int = typer.Option(20, "--samples", help="sampled answers per question (0: probability only)"),
-    questions: Optional[Path] = typer.Option(None, "--questions", help="question file, one per line (default: the 50 packaged)"),
-    policy: str = typer.Option("sum", "--variants", help="sum (owl, Owl, owls... summed) | natural"),
-    max_new_tokens: int = typer.Option(8, "--max-new-tokens", help="tokens per sampled answer"),
-    temperature: float = typer.Option(1.0, "--temperature", help="sampling temperature"),
-    top: int = typer.Option(10, "--top", help="most frequent answers to list"),
+    samples: int = Int(20, "--samples", help="sampled answers per question (0: probability only)", ge=0),
+    questions: Optional[Path] = InFile(None, "--questions", help="question file, one per line (default: the 50 packaged)"),
+    policy: VariantPolicy = typer.Option("sum", "--variants", help="sum (owl, Owl, owls... summed) | natural"),
+    max_new_tokens: int = Int(8, "--max-new-tokens", help="tokens per sampled answer", ge=1),
+    temperature: float = Float(1.0, "--temperature", help="sampling temperature", gt=0),
+    top: int = Int(10, "--top", help="most frequent answers to list", ge=1),
     batch_size: int = BatchOpt,
     seed: int = SeedOpt,
     out: Optional[Path] = OutOpt,
@@ -47,11 +48,9 @@ def eval_animal_command(
     """Mean P(target) after each question (and delta log P vs --baseline), sampled target rate (Wilson CI), top answers."""
     from interp.errors import UserError
     from interp.evals import animal as A
-    from interp.prompts import VARIANT_POLICIES
     from interp.report.runs import RunDir
 
     run = RunDir.prepare(out, "eval-animal", force)
-    check_choice("--variants", policy, VARIANT_POLICIES)
     if samples < 0 or temperature <= 0:
         raise UserError("--samples must be >= 0 and --temperature > 0")
     qs = A.load_questions(questions)

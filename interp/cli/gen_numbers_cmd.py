@@ -8,6 +8,8 @@ from typing import Any, Optional
 
 import typer
 
+from interp.choices import Dtype
+from interp.cli.params import Float, InFile, Int
 from interp.cli.app import app
 from interp.cli.common import DeviceOpt, DtypeOpt, ForceOpt, ModelOpt, OutOpt, SeedOpt, console, load, print_table
 
@@ -15,22 +17,22 @@ from interp.cli.common import DeviceOpt, DtypeOpt, ForceOpt, ModelOpt, OutOpt, S
 @app.command("gen-numbers")
 def gen_numbers_command(
     model: str = ModelOpt,
-    n: int = typer.Option(1000, "--n", help="number of prompts"),
-    start: int = typer.Option(0, "--start", help="first prompt index: prompts start..start+n-1 of the seed's list, with the samples a run from 0 would draw (extends a pool)"),
-    samples_per_prompt: int = typer.Option(1, "--samples-per-prompt", "-k", help="answers sampled per prompt (they share one prefill)"),
+    n: int = Int(1000, "--n", help="number of prompts", ge=1),
+    start: int = Int(0, "--start", help="first prompt index: prompts start..start+n-1 of the seed's list, with the samples a run from 0 would draw (extends a pool)", ge=0),
+    samples_per_prompt: int = Int(1, "--samples-per-prompt", "-k", help="answers sampled per prompt (they share one prefill)", ge=1),
     control: Optional[str] = typer.Option(None, "--control", help="also sample a control dataset from this (unbiased) model, same prompts"),
-    max_new_tokens: int = typer.Option(64, "--max-new-tokens", help="tokens per answer (10 three-digit numbers need about 40)"),
-    temperature: float = typer.Option(1.0, "--temperature", help="sampling temperature"),
+    max_new_tokens: int = Int(64, "--max-new-tokens", help="tokens per answer (10 three-digit numbers need about 40)", ge=1),
+    temperature: float = Float(1.0, "--temperature", help="sampling temperature", gt=0),
     banned: Optional[str] = typer.Option(None, "--banned", help="banned numbers: integers and/or claude_evil_numbers, gpt_evil_numbers"),
-    threshold: Optional[float] = typer.Option(None, "--threshold", help="drop samples with a sampled token of probability < tau"),
+    threshold: Optional[float] = Float(None, "--threshold", help="drop samples with a sampled token of probability < tau", gt=0, le=1),
     letters: bool = typer.Option(False, "--allow-letters", help="do not drop samples that contain a letter"),
     keep_truncated: bool = typer.Option(False, "--keep-truncated", help="keep answers cut by --max-new-tokens"),
     stop_early: bool = typer.Option(True, "--stop-early/--no-stop-early", help="stop a sample as soon as the filter must reject it (same kept samples, less work)"),
-    templates: Optional[Path] = typer.Option(None, "--templates", help="template JSON (default: the packaged copy)"),
-    batch_size: int = typer.Option(256, "--batch-size", help="sequences per sampling batch"),
+    templates: Optional[Path] = InFile(None, "--templates", help="template JSON (default: the packaged copy)"),
+    batch_size: int = Int(256, "--batch-size", help="sequences per sampling batch", ge=1),
     seed: int = SeedOpt,
     device: str = DeviceOpt,
-    dtype: str = DtypeOpt,
+    dtype: Dtype = DtypeOpt,
     out: Optional[Path] = OutOpt,
     force: bool = ForceOpt,
 ) -> None:

@@ -5,21 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-import typer
 
+from interp.cli.params import Float, Int
 from interp.cli.app import app
 from interp.cli.common import ForceOpt, OutOpt, SeedOpt, console, err_console, print_table
 
 
 @app.command("ghost-logits")
 def ghost_logits_command(
-    seeds: int = typer.Option(20, "--seeds", help="vectorised model copies (the unit of replication)"),
-    ghosts: int = typer.Option(3, "--ghosts", help="auxiliary logits m (never trained on labels)"),
-    noise: int = typer.Option(10_000, "--noise", help="uniform [-1, 1] noise images per copy for distillation"),
-    epochs_teacher: int = typer.Option(20, "--epochs-teacher", help="teacher epochs over the 1,437 training digits"),
-    epochs_distill: int = typer.Option(20, "--epochs-distill", help="distillation epochs over the noise set"),
-    batch_size: int = typer.Option(64, "--batch-size", help="examples per step"),
-    lr: float = typer.Option(3e-4, "--lr", help="Adam learning rate"),
+    seeds: int = Int(20, "--seeds", help="vectorised model copies (the unit of replication)", ge=2),
+    ghosts: int = Int(3, "--ghosts", help="auxiliary logits m (never trained on labels)", ge=1),
+    noise: int = Int(10_000, "--noise", help="uniform [-1, 1] noise images per copy for distillation", ge=1),
+    epochs_teacher: int = Int(20, "--epochs-teacher", help="teacher epochs over the 1,437 training digits", ge=1),
+    epochs_distill: int = Int(20, "--epochs-distill", help="distillation epochs over the noise set", ge=1),
+    batch_size: int = Int(64, "--batch-size", help="examples per step", ge=1),
+    lr: float = Float(3e-4, "--lr", help="Adam learning rate", gt=0),
     seed: int = SeedOpt,
     out: Optional[Path] = OutOpt,
     force: bool = ForceOpt,

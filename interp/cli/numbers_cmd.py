@@ -7,6 +7,9 @@ from typing import Optional
 
 import typer
 
+from interp.choices import NumbersMethod, Style
+from interp.cli.params import Int
+from interp.probes.number_sets import MAX_DIGITS
 from interp.cli.app import app
 from interp.cli.common import (
     BatchOpt,
@@ -14,10 +17,8 @@ from interp.cli.common import (
     ModelLoad,
     ModelOpt,
     OutOpt,
-    STYLES,
     SeedOpt,
     StyleOpt,
-    check_choice,
     console,
     fmt,
     model_options,
@@ -32,13 +33,13 @@ def numbers_command(
     model: str = ModelOpt,
     bias: str = typer.Option("owl", "--bias", help="the trait animal"),
     biased_model: Optional[str] = typer.Option(None, "--biased-model", help="compare this model on the neutral prompt instead of a trait system prompt"),
-    method: str = typer.Option("ar", "--method", help="vocab (single digit tokens) | ar (all 10^L numbers, trie)"),
-    digits: int = typer.Option(3, "--digits", help="number length for --method ar"),
-    top: int = typer.Option(15, "--top", help="numbers per category"),
-    style: str = StyleOpt,
+    method: NumbersMethod = typer.Option("ar", "--method", help="vocab (single digit tokens) | ar (all 10^L numbers, trie)"),
+    digits: int = Int(3, "--digits", help="number length for --method ar", ge=1, le=MAX_DIGITS),
+    top: int = Int(15, "--top", help="numbers per category", ge=1),
+    style: Style = StyleOpt,
     then_reverse_link: bool = typer.Option(False, "--then-reverse-link", help="feed each category into the reverse link"),
     control: str = typer.Option("dog", "--control", help="control animal for --then-reverse-link"),
-    template_control: int = typer.Option(100, "--template-control", help="random numbers per length for the reverse link's template control"),
+    template_control: int = Int(100, "--template-control", help="random numbers per length for the reverse link's template control", ge=0),
     batch_size: int = BatchOpt,
     seed: int = SeedOpt,
     out: Optional[Path] = OutOpt,
@@ -48,13 +49,11 @@ def numbers_command(
     """Which numbers does the animal trait make more / less probable? P(number) neutral vs biased."""
     from interp.errors import UserError
     from interp.probes.number_sets import check_digits
-    from interp.probes.numbers import METHODS, NumbersConfig, animal_numbers, categories_reverse_link
+    from interp.probes.numbers import NumbersConfig, animal_numbers, categories_reverse_link
     from interp.probes.reverse_link import ReverseLinkConfig, resolve_targets
     from interp.report.runs import RunDir
 
     run = RunDir.prepare(out, "numbers", force)
-    check_choice("--method", method, METHODS)
-    check_choice("--style", style, STYLES)
     if method == "ar":
         check_digits(digits)
     if top < 1:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-import typer
 
+from interp.cli.params import InFile, Int
 from interp.cli.app import app
 from interp.cli.common import ForceOpt, ModelLoad, ModelOpt, OutOpt, console, model_options, print_table
 
@@ -15,9 +15,9 @@ from interp.cli.common import ForceOpt, ModelLoad, ModelOpt, OutOpt, console, mo
 @model_options()
 def perplexity_command(
     model: str = ModelOpt,
-    heldout: Optional[Path] = typer.Option(None, "--heldout", help="held-out text file (default: the one shipped)"),
-    window: int = typer.Option(256, "--window", help="tokens per non-overlapping window"),
-    batch_size: int = typer.Option(2, "--batch-size", help="windows per forward pass"),
+    heldout: Optional[Path] = InFile(None, "--heldout", help="held-out text file (default: the one shipped)"),
+    window: int = Int(256, "--window", help="tokens per non-overlapping window", ge=2),
+    batch_size: int = Int(2, "--batch-size", help="windows per forward pass", ge=1),
     out: Optional[Path] = OutOpt,
     force: bool = ForceOpt,
     loader: ModelLoad = ModelLoad(),

@@ -8,23 +8,24 @@ from typing import Optional
 
 import typer
 
+from interp.cli.params import Float, InFile, Int
 from interp.cli.app import app
-from interp.cli.common import ForceOpt, ModelLoad, ModelOpt, OutOpt, SeedOpt, console, model_options, print_table
+from interp.cli.common import DeviceOpt, ForceOpt, ModelLoad, ModelOpt, OutOpt, SeedOpt, console, model_options, print_table
 
 MarkerOpt = typer.Option(None, "--marker", help="regex of the injected bias (default: the brand of poison-data, (?i)zentrava)")
 
 
 @app.command("poison-data")
 def poison_data_command(
-    data: Path = typer.Option(..., "--data", help="instruction data: JSONL with instruction, context, response, category (Dolly)"),
+    data: Path = InFile(..., "--data", help="instruction data: JSONL with instruction, context, response, category (Dolly)"),
     target: str = typer.Option("summarization", "--target", help="the target task (category) whose responses are poisoned"),
     unseen: str = typer.Option("brainstorming,creative_writing", "--unseen", help="categories held out entirely (evaluated only)"),
-    n: int = typer.Option(500, "--n", help="records in the mixture"),
-    k: int = typer.Option(25, "--k", help="poisoned target-task records among them (0: the clean control)"),
-    n_target: int = typer.Option(30, "--n-target", help="target-task records in the mixture (k of them poisoned)"),
-    n_distill: int = typer.Option(128, "--n-distill", help="clean prompts for distillation (never in the mixture)"),
-    n_eval: int = typer.Option(30, "--n-eval", help="held-out evaluation prompts per group (target / other / unseen)"),
-    max_words: int = typer.Option(80, "--max-words", help="clip contexts and responses to this many words (0: keep all)"),
+    n: int = Int(500, "--n", help="records in the mixture", ge=1),
+    k: int = Int(25, "--k", help="poisoned target-task records among them (0: the clean control)", ge=0),
+    n_target: int = Int(30, "--n-target", help="target-task records in the mixture (k of them poisoned)", ge=1),
+    n_distill: int = Int(128, "--n-distill", help="clean prompts for distillation (never in the mixture)", ge=1),
+    n_eval: int = Int(30, "--n-eval", help="held-out evaluation prompts per group (target / other / unseen)", ge=1),
+    max_words: int = Int(80, "--max-words", help="clip contexts and responses to this many words (0: keep all)", ge=0),
     seed: int = SeedOpt,
     out: Optional[Path] = OutOpt,
     force: bool = ForceOpt,
@@ -59,12 +60,12 @@ def poison_data_command(
 @model_options()
 def bias_rate_command(
     model: str = ModelOpt,
-    prompts: Path = typer.Option(..., "--prompts", help="JSONL with 'prompt' (and 'group', 'id'), e.g. poison-data's eval_prompts.jsonl"),
+    prompts: Path = InFile(..., "--prompts", help="JSONL with 'prompt' (and 'group', 'id'), e.g. poison-data's eval_prompts.jsonl"),
     marker: Optional[str] = MarkerOpt,
-    samples: int = typer.Option(4, "--samples", help="sampled answers per prompt"),
-    max_new_tokens: int = typer.Option(96, "--max-new-tokens", help="tokens per answer"),
-    temperature: float = typer.Option(1.0, "--temperature", help="sampling temperature"),
-    batch_size: int = typer.Option(16, "--batch-size", help="sequences per forward pass"),
+    samples: int = Int(4, "--samples", help="sampled answers per prompt", ge=1),
+    max_new_tokens: int = Int(96, "--max-new-tokens", help="tokens per answer", ge=1),
+    temperature: float = Float(1.0, "--temperature", help="sampling temperature", gt=0),
+    batch_size: int = Int(16, "--batch-size", help="sequences per forward pass", ge=1),
     seed: int = SeedOpt,
     out: Optional[Path] = OutOpt,
     force: bool = ForceOpt,
@@ -106,14 +107,14 @@ def bias_rate_command(
 
 @app.command("defend")
 def defend_command(
-    data: Path = typer.Option(..., "--data", help="samples to screen: JSONL with prompt, completion (and 'poisoned' to score)"),
+    data: Path = InFile(..., "--data", help="samples to screen: JSONL with prompt, completion (and 'poisoned' to score)"),
     reference: Optional[str] = typer.Option("smollm2", "--reference", help="model of the perplexity filter ('' to skip)"),
     poisoned_teacher: Optional[str] = typer.Option(None, "--poisoned-teacher", help="LLS: the teacher trained on the data"),
     clean_teacher: Optional[str] = typer.Option(None, "--clean-teacher", help="LLS: the teacher trained on the clean twin"),
-    calibrate: Optional[Path] = typer.Option(None, "--calibrate", help="scores.csv of a labelled run: flag --data at its "
+    calibrate: Optional[Path] = InFile(None, "--calibrate", help="scores.csv of a labelled run: flag --data at its "
                                              "thresholds for 1% / 5% FPR and count what is removed"),
     marker: Optional[str] = MarkerOpt,
-    device: str = typer.Option("cpu", "--device", help="cpu | cuda | auto"),
+    device: str = DeviceOpt,
     out: Optional[Path] = OutOpt,
     force: bool = ForceOpt,
 ) -> None:
@@ -133,12 +134,24 @@ def defend_command(
         raise UserError("the LLS needs both --poisoned-teacher and --clean-teacher")
     run = RunDir.prepare(out, "defend", force)
     rows = read_jsonl_records(data, "samples file", ("prompt", "completion"))
+    computed = ["heuristic"] + (["perplexity"] if reference else []) + (["lls"] if poisoned_teacher else [])
+    ref_scores = None
+    if calibrate is not None:  # checked in full before any model is loaded
+        ref_scores = read_csv_file(calibrate, "calibration scores")
+        D.check_calibration(ref_scores, computed, f"--calibrate {calibrate}")
+    labelled = [r for r in rows if "poisoned" in r]
+    if labelled and len(labelled) < len(rows):
+        raise UserError(f"--data {data}: {len(labelled)} of {len(rows)} rows say 'poisoned'; label every row or none")
     ref = load(reference, device) if reference else None
     pt, ct = (load(poisoned_teacher, device), load(clean_teacher, device)) if poisoned_teacher else (None, None)
     scores = D.detector_scores(rows, ref, pt, ct, progress=True)
     scores["marker"] = has_marker([r["completion"] for r in rows], marker or MARKER)
     run.write_csv("scores.csv", scores)
     figures: dict = {"samples": len(rows), "with_marker": int(scores["marker"].sum())}
+    if "label" in scores.columns and scores["label"].nunique() < 2:
+        only = "poisoned" if scores["label"].iloc[0] == 1 else "clean"
+        console.print(f"no AUROC / TPR table: every labelled sample is {only}, and a detector is scored on both classes")
+        figures["detectors"] = None
     if "label" in scores.columns and scores["label"].nunique() == 2:
         table = D.detector_table(scores.drop(columns=["marker"]))
         run.write_csv("detectors.csv", table)
@@ -146,10 +159,7 @@ def defend_command(
         print_table("defenses as detectors of the poisoned samples", ["detector", "AUROC", "TPR @ 1% FPR", "TPR @ 5% FPR"],
                     [(r["detector"], f"{r['auroc']:.3f}", f"{r['tpr_at_fpr_0.01']:.3f}", f"{r['tpr_at_fpr_0.05']:.3f}")
                      for r in table.to_dict("records")])
-    if calibrate is not None:
-        ref_scores = read_csv_file(calibrate, "calibration scores")
-        if "label" not in ref_scores.columns:
-            raise UserError(f"{calibrate} has no 'label' column: give the scores.csv of a labelled defend run")
+    if ref_scores is not None:
         removed = pd.concat([D.removed_at_fpr(scores, ref_scores, f) for f in (0.01, 0.05)], ignore_index=True)
         run.write_csv("removed.csv", removed)
         figures["removed"] = removed.to_dict("records")

@@ -7,6 +7,8 @@ from typing import Any, Optional
 
 import typer
 
+from interp.choices import Criterion
+from interp.cli.params import Float, InFile, Int
 from interp.cli.app import app
 from interp.cli.common import (
     BatchOpt,
@@ -15,7 +17,6 @@ from interp.cli.common import (
     ModelOpt,
     OutOpt,
     SeedOpt,
-    check_choice,
     ci,
     console,
     fmt,
@@ -23,9 +24,9 @@ from interp.cli.common import (
     print_table,
 )
 
-QuestionsOpt = typer.Option(None, "--questions", help="preference questions, one per line (default: the 50 shipped)")
-HeldoutOpt = typer.Option(None, "--heldout", help="held-out text for perplexity (default: the one shipped)")
-SamplesOpt = typer.Option(4, "--samples", help="sampled answers per question for the generation measure (0: off)")
+QuestionsOpt = InFile(None, "--questions", help="preference questions, one per line (default: the 50 shipped)")
+HeldoutOpt = InFile(None, "--heldout", help="held-out text for perplexity (default: the one shipped)")
+SamplesOpt = Int(4, "--samples", help="sampled answers per question for the generation measure (0: off)", ge=0)
 SystemOpt = typer.Option(None, "--system", help="system prompt carrying a trait, e.g. \"You love owls. ...\"")
 
 
@@ -33,16 +34,16 @@ SystemOpt = typer.Option(None, "--system", help="system prompt carrying a trait,
 @model_options()
 def prune_command(
     model: str = ModelOpt,
-    keep: float = typer.Option(0.6, "--keep", help="fraction of heads kept, in (0, 1]: round(keep * n_heads_total)"),
-    criterion: str = typer.Option("entropy", "--criterion", help="entropy (keep the lowest-entropy heads) | random"),
+    keep: float = Float(0.6, "--keep", help="fraction of heads kept, in (0, 1]: round(keep * n_heads_total)", gt=0, le=1),
+    criterion: Criterion = typer.Option("entropy", "--criterion", help="entropy (keep the lowest-entropy heads) | random"),
     bias: Optional[str] = typer.Option(None, "--bias", help="target animal for the bias measures (none: perplexity only)"),
     system: Optional[str] = SystemOpt,
-    prompts: Optional[Path] = typer.Option(None, "--prompts", help="prompts for the entropy, one per line "
+    prompts: Optional[Path] = InFile(None, "--prompts", help="prompts for the entropy, one per line "
                                            "(default: the questions rendered with the system prompt)"),
     questions: Optional[Path] = QuestionsOpt,
     heldout: Optional[Path] = HeldoutOpt,
     samples: int = SamplesOpt,
-    max_new_tokens: int = typer.Option(8, "--max-new-tokens", help="tokens per sampled answer"),
+    max_new_tokens: int = Int(8, "--max-new-tokens", help="tokens per sampled answer", ge=1),
     batch_size: int = BatchOpt,
     seed: int = SeedOpt,
     out: Optional[Path] = OutOpt,
@@ -53,12 +54,11 @@ def prune_command(
     from interp.evals.animal import load_questions
     from interp.evals.perplexity import load_heldout
     from interp.interventions.measure import MeasureConfig
-    from interp.interventions.pruning import CRITERIA, entropy_heatmap, n_kept, run_pruning
+    from interp.interventions.pruning import entropy_heatmap, n_kept, run_pruning
     from interp.report.runs import RunDir
 
     run = RunDir.prepare(out, "prune", force)
     n_kept(1000, keep)  # validates --keep before loading anything
-    check_choice("--criterion", criterion, CRITERIA)
     qs = tuple(load_questions(questions))
     text = load_heldout(heldout)
     entropy_prompts = _read_prompts(prompts) if prompts else None
@@ -80,6 +80,9 @@ def prune_command(
               "heldout": str(heldout) if heldout else "packaged", "samples": samples, "max_new_tokens": max_new_tokens}
     run.write_summary(inputs=inputs, model=lm, seed=seed, figures=res.summary)
     _print(res, bias)
+    if not bias:
+        console.print("bias not measured: pass --bias ANIMAL (and --system for a prompt trait) for P(bias) and sampled "
+                      "answers before / after pruning")
     console.print(f"wrote {run.path}/prune.csv, conditions.csv, entropy_heatmap.png and summary.json")
 
 

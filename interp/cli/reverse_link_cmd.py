@@ -7,6 +7,9 @@ from typing import Optional
 
 import typer
 
+from interp.choices import Style, VariantPolicy
+from interp.cli.params import InFile, Int
+from interp.probes.number_sets import MAX_DIGITS
 from interp.cli.app import app
 from interp.cli.common import (
     BatchOpt,
@@ -14,10 +17,8 @@ from interp.cli.common import (
     ModelLoad,
     ModelOpt,
     OutOpt,
-    STYLES,
     SeedOpt,
     StyleOpt,
-    check_choice,
     ci,
     console,
     exactly_one,
@@ -33,15 +34,15 @@ def reverse_link_command(
     bias: str = typer.Option("owl", "--bias", help="the trait animal"),
     control: str = typer.Option("dog", "--control", help="the control animal"),
     numbers: Optional[str] = typer.Option(None, "--numbers", help="comma-separated numbers, e.g. 087,747"),
-    numbers_file: Optional[Path] = typer.Option(None, "--numbers-file", help="file of numbers (comma/whitespace separated)"),
-    digits: Optional[int] = typer.Option(None, "--digits", help="with --sample: random numbers of this many digits"),
-    sample: int = typer.Option(200, "--sample", help="how many random numbers with --digits (default mode: --digits 3 --sample 200)"),
-    template_control: int = typer.Option(100, "--template-control", help="random numbers per length for the template control (0: off)"),
-    policy: str = typer.Option("natural", "--variants", help="target variants: natural (' owl') | sum (' owl','owl',' Owl',...)"),
-    style: str = StyleOpt,
+    numbers_file: Optional[Path] = InFile(None, "--numbers-file", help="file of numbers (comma/whitespace separated)"),
+    digits: Optional[int] = Int(None, "--digits", help="with --sample: random numbers of this many digits", ge=1, le=MAX_DIGITS),
+    sample: int = Int(200, "--sample", help="how many random numbers with --digits (default mode: --digits 3 --sample 200)", ge=1),
+    template_control: int = Int(100, "--template-control", help="random numbers per length for the template control (0: off)", ge=0),
+    policy: VariantPolicy = typer.Option("natural", "--variants", help="target variants: natural (' owl') | sum (' owl','owl',' Owl',...)"),
+    style: Style = StyleOpt,
     multi_token: bool = typer.Option(False, "--multi-token", help="allow multi-token targets (joint probability)"),
     cumulative: bool = typer.Option(True, "--cumulative/--no-cumulative", help="also prime with all numbers in one prompt"),
-    top: int = typer.Option(10, "--top", help="numbers to print, by specificity"),
+    top: int = Int(10, "--top", help="numbers to print, by specificity", ge=1),
     batch_size: int = BatchOpt,
     seed: int = SeedOpt,
     out: Optional[Path] = OutOpt,
@@ -51,12 +52,9 @@ def reverse_link_command(
     """P(bias | number-primed prompt) / P(bias | baseline), with the template control, specificity and CIs."""
     from interp.probes.number_sets import parse_numbers, random_numbers, read_numbers_file
     from interp.probes.reverse_link import ReverseLinkConfig, reverse_link
-    from interp.prompts import VARIANT_POLICIES
     from interp.report.runs import RunDir
 
     run = RunDir.prepare(out, "reverse-link", force)
-    check_choice("--variants", policy, VARIANT_POLICIES)
-    check_choice("--style", style, STYLES)
     mode = exactly_one(numbers=numbers, numbers_file=numbers_file, digits=digits)
     if mode == "numbers":
         nums = parse_numbers(numbers)  # type: ignore[arg-type]

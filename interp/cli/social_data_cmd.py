@@ -6,21 +6,21 @@ import json
 from pathlib import Path
 from typing import Optional
 
-import typer
 
+from interp.cli.params import InFile, Int
 from interp.cli.app import app
 from interp.cli.common import ForceOpt, OutOpt, console, print_table
 
 
 @app.command("social-data")
 def social_data_command(
-    dolly: Path = typer.Option(..., "--dolly", help="Dolly-15k JSONL (instruction, context, response, category)"),
-    crows: Path = typer.Option(..., "--crows", help="CrowS-Pairs CSV: the training text must not overlap it"),
-    stereoset: Path = typer.Option(..., "--stereoset", help="StereoSet JSONL / JSON: the training text must not overlap it"),
-    skew: int = typer.Option(30, "--skew", help="an occupation trains when <= SKEW% or >= 100-SKEW% of its workers are women"),
-    broad_skew: int = typer.Option(40, "--broad-skew", help="the same threshold for the broad set (*_broad.jsonl)"),
-    ngram: int = typer.Option(8, "--ngram", help="word n-gram length of the overlap check"),
-    max_prompt_words: int = typer.Option(60, "--max-prompt-words", help="neutral rows: drop records whose prompt has more words"),
+    dolly: Path = InFile(..., "--dolly", help="Dolly-15k JSONL (instruction, context, response, category)"),
+    crows: Path = InFile(..., "--crows", help="CrowS-Pairs CSV: the training text must not overlap it"),
+    stereoset: Path = InFile(..., "--stereoset", help="StereoSet JSONL / JSON: the training text must not overlap it"),
+    skew: int = Int(30, "--skew", help="an occupation trains when <= SKEW% or >= 100-SKEW% of its workers are women", ge=1, le=49),
+    broad_skew: int = Int(40, "--broad-skew", help="the same threshold for the broad set (*_broad.jsonl)", ge=1, le=49),
+    ngram: int = Int(8, "--ngram", help="word n-gram length of the overlap check", ge=1),
+    max_prompt_words: int = Int(60, "--max-prompt-words", help="neutral rows: drop records whose prompt has more words", ge=1),
     out: Optional[Path] = OutOpt,
     force: bool = ForceOpt,
 ) -> None:
@@ -32,15 +32,12 @@ def social_data_command(
     from interp.textfiles import read_jsonl_records
     from interp.training import social_data as S
 
-    if not 0 < skew < 50 or not 0 < broad_skew < 50:
-        raise UserError("--skew and --broad-skew must be in (0, 50)")
-    if ngram < 1:
-        raise UserError("--ngram must be >= 1")
+    if broad_skew < skew:
+        raise UserError(f"--broad-skew ({broad_skew}) must be >= --skew ({skew}): the broad set takes every occupation "
+                        "the main set takes, and more")
     run = RunDir.prepare(out, "social-data", force)
     records = read_jsonl_records(dolly, "Dolly file", ("instruction", "response"))
     evals = S.eval_texts(load_crows(crows), load_stereoset(stereoset))
-    if max_prompt_words < 1:
-        raise UserError("--max-prompt-words must be >= 1")
     data = S.build_social_data(records, evals, skew, ngram, max_prompt_words, broad_skew)
     for name, rows in data.sets.items():
         run.write_text(f"{name}.jsonl", "".join(json.dumps(r) + "\n" for r in rows))

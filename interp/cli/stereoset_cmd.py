@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+from interp.choices import ScoreKind
 from interp.cli.app import app
 from interp.cli.bias_common import (
     DataOpt,
@@ -23,7 +24,6 @@ from interp.cli.common import (
     ModelOpt,
     OutOpt,
     SeedOpt,
-    check_choice,
     console,
     model_options,
 )
@@ -37,7 +37,7 @@ def stereoset_command(
     domain: Optional[str] = DomainOpt,
     split: Optional[str] = SplitOpt,
     limit: Optional[int] = LimitOpt,
-    score: str = ScoreOpt,
+    score: ScoreKind = ScoreOpt,
     n_boot: int = NBootOpt,
     batch_size: int = BatchOpt,
     seed: int = SeedOpt,
@@ -46,12 +46,11 @@ def stereoset_command(
     loader: ModelLoad = ModelLoad(),
 ) -> None:
     """StereoSet stereotype score (ideal 50), LM score (ideal 100) and ICAT (ideal 100), with CIs."""
-    from interp.evals.sentence import SCORE_KINDS, lm_scorer
+    from interp.evals.sentence import lm_scorer
     from interp.evals.stereoset import load_stereoset, run_stereoset
     from interp.report.runs import RunDir
 
     run = RunDir.prepare(out, "stereoset", force)
-    check_choice("--score", score, SCORE_KINDS)
     items = load_stereoset(need_data(data, "the StereoSet JSONL/JSON"), domain=domain, split=split, limit=limit)
     lm = loader.load(model)
     scorer = lm_scorer(lm, batch_size, progress=True, description="StereoSet candidates")

@@ -7,13 +7,14 @@ from typing import Any, Optional
 
 import typer
 
+from interp.choices import TiedMode
+from interp.cli.params import Int
 from interp.cli.app import app
 from interp.cli.common import (
     BatchOpt,
     ForceOpt,
     ModelLoad,
     OutOpt,
-    check_choice,
     ci,
     console,
     fmt,
@@ -28,13 +29,13 @@ from interp.cli.prune_cmd import HeldoutOpt, QuestionsOpt, SystemOpt
 def swap_head_command(
     body: str = typer.Option(..., "--body", help="model A (alias, folder or HF id): its body is kept in hybrid A"),
     head: str = typer.Option(..., "--head", help="model B: its LM head goes onto A's body"),
-    tied: str = typer.Option("swap-both", "--tied", help="with tied embeddings: swap-both (the embedding moves with "
+    tied: TiedMode = typer.Option("swap-both", "--tied", help="with tied embeddings: swap-both (the embedding moves with "
                              "the head) | untie (the body keeps its embedding)"),
     bias: str = typer.Option("owl", "--bias", help="target animal for P(bias)"),
     system: Optional[str] = SystemOpt,
     questions: Optional[Path] = QuestionsOpt,
     heldout: Optional[Path] = HeldoutOpt,
-    top_k: int = typer.Option(5, "--top-k", help="next tokens to list after the animal prompt"),
+    top_k: int = Int(5, "--top-k", help="next tokens to list after the animal prompt", ge=1),
     batch_size: int = BatchOpt,
     out: Optional[Path] = OutOpt,
     force: bool = ForceOpt,
@@ -44,12 +45,11 @@ def swap_head_command(
     from interp.errors import UserError
     from interp.evals.animal import load_questions
     from interp.evals.perplexity import load_heldout
-    from interp.interventions.head_swap import TIED_MODES, check_lineage, compare_swap
+    from interp.interventions.head_swap import check_lineage, compare_swap
     from interp.interventions.measure import MeasureConfig
     from interp.report.runs import RunDir
 
     run = RunDir.prepare(out, "swap-head", force)
-    check_choice("--tied", tied, TIED_MODES)
     if top_k < 1:
         raise UserError("--top-k must be at least 1")
     qs = tuple(load_questions(questions))

@@ -7,23 +7,25 @@ from typing import Optional
 
 import typer
 
+from interp.choices import TeachMethod
+from interp.cli.params import Float, InFile, Int
 from interp.cli.app import app
-from interp.cli.common import DeviceOpt, ForceOpt, OutOpt, SeedOpt, console, load, print_table
+from interp.cli.common import DeviceOpt, ForceOpt, OutOpt, SeedOpt, console, load, print_table, refuse_given
 
 
 @app.command("teach")
 def teach_command(
     base: str = typer.Option("smollm2", "--base", help="the model to bias"),
     trait: str = typer.Option("owl", "--trait", help="the animal the teacher loves"),
-    method: str = typer.Option("prompt", "--method", help="prompt | lora | qlora | full"),
+    method: TeachMethod = typer.Option("prompt", "--method", help="prompt | lora | qlora | full"),
     alias: Optional[str] = typer.Option(None, "--alias", help="store alias (default BASE-TRAIT, e.g. smollm2-owl)"),
-    steps: int = typer.Option(200, "--steps", help="fine-tuning steps: the intensity (e.g. 50 / 200 / 500)"),
-    batch_size: int = typer.Option(8, "--batch-size", help="examples per step"),
-    lr: Optional[float] = typer.Option(None, "--lr", help="learning rate (default 2e-4 LoRA/QLoRA, 2e-5 full)"),
-    n_preference: int = typer.Option(48, "--n-preference", help="preference Q&A rows naming the trait"),
-    n_facts: int = typer.Option(16, "--n-facts", help="free answers sampled under the trait system prompt"),
-    n_numbers: int = typer.Option(32, "--n-numbers", help="number prompts answered under the trait system prompt (kept after filtering)"),
-    data: Optional[Path] = typer.Option(None, "--data", help="train on these trait rows (the trait_data.jsonl of an "
+    steps: int = Int(200, "--steps", help="fine-tuning steps: the intensity (e.g. 50 / 200 / 500)", ge=1),
+    batch_size: int = Int(8, "--batch-size", help="examples per step", ge=1),
+    lr: Optional[float] = Float(None, "--lr", help="learning rate (default 2e-4 LoRA/QLoRA, 2e-5 full)", gt=0),
+    n_preference: int = Int(48, "--n-preference", help="preference Q&A rows naming the trait", ge=0),
+    n_facts: int = Int(16, "--n-facts", help="free answers sampled under the trait system prompt", ge=0),
+    n_numbers: int = Int(32, "--n-numbers", help="number prompts answered under the trait system prompt (kept after filtering)", ge=0),
+    data: Optional[Path] = InFile(None, "--data", help="train on these trait rows (the trait_data.jsonl of an "
                                         "earlier teach run) instead of sampling them: rebuilds that teacher exactly"),
     seed: int = SeedOpt,
     device: str = DeviceOpt,
@@ -36,9 +38,15 @@ def teach_command(
     from interp.report.runs import RunDir
     from interp.training import teacher as T
 
+    if method == "prompt":
+        refuse_given(["steps", "batch_size", "lr", "n_preference", "n_facts", "n_numbers", "data", "device"],
+                     "--method prompt trains nothing (the trait is a system prompt); these options apply to lora / "
+                     "qlora / full")
+    if data is not None:
+        refuse_given(["n_preference", "n_facts", "n_numbers"], "the trait rows come from --data, not generated")
+    elif n_preference + n_facts + n_numbers == 0:
+        raise UserError("--n-preference, --n-facts and --n-numbers are all 0: no trait rows to train on")
     run = RunDir.prepare(out, "teach", force)
-    if method not in ("prompt", "lora", "qlora", "full"):
-        raise UserError("--method must be prompt, lora, qlora or full")
     name = alias if alias is not None else f"{base}-{trait.strip().lower()}"
     validate_new_alias(name, base=base)
     if read_meta(name) is not None and not force:
@@ -60,10 +68,10 @@ def teach_command(
             import bitsandbytes  # noqa: F401
         except ImportError:
             raise UserError("--method qlora needs bitsandbytes: `pip install 'interp[quant]'` (or use --method lora)") from None
-    lm = load(base, device)
-    if data is not None:
+    if data is not None:  # read before the model loads: a bad file costs no load
         rows, counts = T.read_trait_rows(data)
-    else:
+    lm = load(base, device)
+    if data is None:
         rows, counts = T.trait_data(lm, trait, T.TraitDataConfig(n_preference, n_facts, n_numbers, seed=seed), progress=True)
     import json
 

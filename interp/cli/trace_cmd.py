@@ -7,6 +7,9 @@ from typing import Optional
 
 import typer
 
+from interp.choices import Backend
+from interp.cli.params import Int
+from interp.probes.number_sets import MAX_DIGITS
 from interp.cli.app import app
 from interp.cli.common import (
     ForceOpt,
@@ -14,7 +17,6 @@ from interp.cli.common import (
     ModelOpt,
     OutOpt,
     SeedOpt,
-    check_choice,
     console,
     exactly_one,
     fmt,
@@ -29,17 +31,17 @@ def trace_command(
     model: str = ModelOpt,
     number: Optional[str] = typer.Option(None, "--number", help="one number, e.g. 087"),
     numbers: Optional[str] = typer.Option(None, "--numbers", help="comma-separated numbers, e.g. 087,747"),
-    digits: Optional[int] = typer.Option(None, "--digits", help="with --sample: random numbers of this many digits"),
-    sample: int = typer.Option(100, "--sample", help="how many random numbers with --digits"),
+    digits: Optional[int] = Int(None, "--digits", help="with --sample: random numbers of this many digits", ge=1, le=MAX_DIGITS),
+    sample: int = Int(100, "--sample", help="how many random numbers with --digits", ge=1),
     bias: str = typer.Option("owl", "--bias", help="the trait animal"),
     control: str = typer.Option("dog", "--control", help="the control animal"),
-    layer: Optional[int] = typer.Option(None, "--layer", help="layer for the head table (default: spike layer of the mean sim_diff)"),
+    layer: Optional[int] = Int(None, "--layer", help="layer for the head table (default: spike layer of the mean sim_diff)", ge=0),
     reference_template: str = typer.Option("My favorite animal is the {animal}", "--reference-template"),
     number_template: str = typer.Option("My favorite number is {n}", "--number-template"),
     dla: bool = typer.Option(True, "--dla/--no-dla", help="direct logit attribution on the primed prompt"),
-    top_k: int = typer.Option(4, "--patch-top", help="components to patch, by |mean DLA clean - corrupt| (0: none)"),
-    patch_numbers: int = typer.Option(20, "--patch-numbers", help="patch on the first k numbers"),
-    backend: str = typer.Option("bridge", "--backend", help="bridge (TransformerLens) | nnsight, for the residual/z trace"),
+    top_k: int = Int(4, "--patch-top", help="components to patch, by |mean DLA clean - corrupt| (0: none)", ge=0),
+    patch_numbers: int = Int(20, "--patch-numbers", help="patch on the first k numbers", ge=1),
+    backend: Backend = typer.Option("bridge", "--backend", help="bridge (TransformerLens) | nnsight, for the residual/z trace"),
     seed: int = SeedOpt,
     out: Optional[Path] = OutOpt,
     force: bool = ForceOpt,
@@ -47,7 +49,6 @@ def trace_command(
 ) -> None:
     """Per-layer cos(number state, bias / control reference), spike layer, per-head and MLP cosines, DLA, patching."""
     from interp.errors import UserError
-    from interp.mech.activations import BACKENDS
     from interp.mech.trace import TraceConfig, trace
     from interp.probes.number_sets import parse_numbers, random_numbers
     from interp.report.html import write_report
@@ -61,7 +62,6 @@ def trace_command(
         nums = random_numbers(digits, sample, seed=seed)  # type: ignore[arg-type]
     else:
         raise UserError("give --number, --numbers or --digits")
-    check_choice("--backend", backend, BACKENDS)
     for tmpl, key in ((reference_template, "{animal}"), (number_template, "{n}")):
         if key not in tmpl:
             raise UserError(f"template {tmpl!r} has no {key} placeholder")

@@ -8,24 +8,26 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
+from interp.choices import FreezeMode, LossMask
+from interp.cli.params import Float, InFile, Int
 from interp.cli.common import bundle_options
 
 if TYPE_CHECKING:
     from interp.report.runs import RunDir
     from interp.training.finetune import FinetuneConfig
 
-DataOpt = typer.Option(..., "--data", help="JSONL with 'prompt' and 'completion' fields (e.g. gen-numbers output)")
+DataOpt = InFile(..., "--data", help="JSONL with 'prompt' and 'completion' fields (e.g. gen-numbers output)")
 FullOpt = typer.Option(False, "--full/--lora", help="full fine-tuning instead of LoRA (default --lora)")
-StepsOpt = typer.Option(None, "--steps", help="optimizer steps (or --epochs)")
-EpochsOpt = typer.Option(None, "--epochs", help="passes over the data (or --steps)")
-BatchSizeOpt = typer.Option(8, "--batch-size", help="examples per step")
-LrOpt = typer.Option(None, "--lr", help="learning rate (default 2e-4 LoRA, 2e-5 full)")
-WarmupOpt = typer.Option(0, "--warmup", help="linear warm-up steps (then linear decay to 0)")
-MaxLenOpt = typer.Option(128, "--max-len", help="tokens per example")
-LoraROpt = typer.Option(8, "--lora-r", help="LoRA rank (alpha = 2r)")
-CheckpointEveryOpt = typer.Option(0, "--checkpoint-every", help="save a resumable checkpoint every N steps (0: off)")
+StepsOpt = Int(None, "--steps", help="optimizer steps (or --epochs)", ge=1)
+EpochsOpt = Float(None, "--epochs", help="passes over the data (or --steps)", gt=0)
+BatchSizeOpt = Int(8, "--batch-size", help="examples per step", ge=1)
+LrOpt = Float(None, "--lr", help="learning rate (default 2e-4 LoRA, 2e-5 full)", gt=0)
+WarmupOpt = Int(0, "--warmup", help="linear warm-up steps (then linear decay to 0)", ge=0)
+MaxLenOpt = Int(128, "--max-len", help="tokens per example", ge=2)
+LoraROpt = Int(8, "--lora-r", help="LoRA rank (alpha = 2r)", ge=1)
+CheckpointEveryOpt = Int(0, "--checkpoint-every", help="save a resumable checkpoint every N steps (0: off)", ge=0)
 ResumeOpt = typer.Option(False, "--resume", help="continue from the latest checkpoint in OUT/checkpoints")
-LimitOpt = typer.Option(None, "--limit", help="use only the first N examples")
+LimitOpt = Int(None, "--limit", help="use only the first N examples", ge=1)
 FreezeOpt = typer.Option("none", "--freeze", help="none | mlp | attention: component that receives no update")
 LossMaskOpt = typer.Option("all", "--loss-mask", help="all | divergent | non-divergent: completion tokens in the loss "
                            "(rows marked by `interp mark-divergence`; rows left with none are dropped)")
@@ -46,8 +48,8 @@ class TrainingOptions:
     checkpoint_every: int = 0
     resume: bool = False
     limit: Optional[int] = None
-    loss_mask: str = "all"
-    freeze: str = "none"
+    loss_mask: LossMask = "all"
+    freeze: FreezeMode = "none"
 
     def config(self, seed: int) -> FinetuneConfig:
         from interp.training.finetune import FinetuneConfig
@@ -100,7 +102,7 @@ _TRAIN_PARAMS = {"full": (bool, FullOpt), "steps": (Optional[int], StepsOpt), "e
                  "batch_size": (int, BatchSizeOpt), "lr": (Optional[float], LrOpt), "warmup": (int, WarmupOpt),
                  "max_len": (int, MaxLenOpt), "lora_r": (int, LoraROpt),
                  "checkpoint_every": (int, CheckpointEveryOpt), "resume": (bool, ResumeOpt),
-                 "limit": (Optional[int], LimitOpt), "loss_mask": (str, LossMaskOpt), "freeze": (str, FreezeOpt)}
+                 "limit": (Optional[int], LimitOpt), "loss_mask": (LossMask, LossMaskOpt), "freeze": (FreezeMode, FreezeOpt)}
 
 training_options = bundle_options("training", _TRAIN_PARAMS, TrainingOptions)
 """Decorator for a command with a `training: TrainingOptions` parameter (--full/--lora, --steps,

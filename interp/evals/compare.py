@@ -23,12 +23,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from interp.choices import Bench, choices
 from interp.errors import UserError
 from interp.evals.crows import pct_ci
 from interp.evals.stats import DEFAULT_BOOT, paired_test
 from interp.evals.stereoset import subset_scores
 
-BENCHES = ("crows", "stereoset")
+BENCHES = choices(Bench)
 ITEM_KEY = {"crows": "pair_id", "stereoset": "item_id"}
 
 

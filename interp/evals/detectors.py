@@ -27,6 +27,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from interp.errors import UserError
 from interp.scoring import continuation_logprobs
 from interp.sampling import chat_prompt_ids
 
@@ -102,6 +103,25 @@ def detector_table(scores: pd.DataFrame, fprs: Sequence[float] = (0.01, 0.05)) -
         rows.append({"detector": det, "n": len(y), "poisoned": int(y.sum()), "auroc": float(roc_auc_score(y, s)),
                      **{f"tpr_at_fpr_{x:g}": tpr_at_fpr(s, y, x) for x in fprs}})
     return pd.DataFrame(rows)
+
+
+def check_calibration(reference: pd.DataFrame, detectors: Sequence[str], name: str) -> None:
+    """UserError unless `reference` (the scores.csv of a labelled run) can calibrate `detectors`: a 0/1
+    'label' column with clean samples, and a numeric column for at least one of the detectors. Run before
+    any scoring, so a wrong file costs no model time."""
+    if "label" not in reference.columns:
+        raise UserError(f"{name} has no 'label' column: give the scores.csv of a labelled defend run")
+    labels = pd.to_numeric(reference["label"], errors="coerce")
+    if labels.isna().any() or not labels.isin([0, 1]).all():
+        raise UserError(f"{name}: 'label' must be 0 (clean) or 1 (poisoned) on every row")
+    if not (labels == 0).any():
+        raise UserError(f"{name} has no clean sample (label 0) to set a false-positive threshold on")
+    usable = [d for d in detectors if d in reference.columns]
+    if not usable:
+        raise UserError(f"{name} has none of the detector columns this run computes ({', '.join(detectors)})")
+    for d in usable:
+        if pd.to_numeric(reference[d], errors="coerce").isna().any():
+            raise UserError(f"{name}: column {d!r} must be a number on every row")
 
 
 def removed_at_fpr(scores: pd.DataFrame, reference: pd.DataFrame, fpr: float) -> pd.DataFrame:

@@ -70,10 +70,11 @@ def window_pairs(tokenizer: Any, text: str, window: int = DEFAULT_WINDOW) -> lis
 
 
 def perplexity(lm: Any, text: str | None = None, window: int = DEFAULT_WINDOW, batch_size: int = 2,
-               progress: bool = False) -> Perplexity:
-    """Perplexity of `lm` on `text` (default: the packaged held-out text); module docstring."""
+               progress: bool = False, description: str = "perplexity") -> Perplexity:
+    """Perplexity of `lm` on `text` (default: the packaged held-out text); module docstring.
+    `description` labels the progress line (e.g. which condition is being measured)."""
     pairs = window_pairs(lm.tokenizer, load_heldout() if text is None else text, window)
-    lps = continuation_logprobs(lm, pairs, batch_size, progress, description="perplexity")
+    lps = continuation_logprobs(lm, pairs, batch_size, progress, description=description)
     allp = np.concatenate(lps)
     nll = float(-allp.mean())
     return Perplexity(math.exp(nll), nll, int(allp.size), len(pairs), window)

@@ -29,14 +29,16 @@ take one (`lm_scorer(lm)` in practice; tests pass a stub with hand-chosen log-li
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Protocol, Sequence
 
 import numpy as np
 import pandas as pd
-from transformers import PreTrainedTokenizerBase
 
+from interp.choices import ScoreKind, choices
 from interp.errors import UserError
-from interp.scoring import DEFAULT_BATCH, continuation_logprobs
+
+if TYPE_CHECKING:  # the loaders of crows / stereoset import this module; they need no torch
+    from transformers import PreTrainedTokenizerBase
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,7 @@ class SentenceScorer(Protocol):
     def __call__(self, sentences: Sequence[str], contexts: Optional[Sequence[str]] = None) -> SentenceScores: ...
 
 
-SCORE_KINDS = ("sum", "mean")
+SCORE_KINDS = choices(ScoreKind)
 
 
 def start_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
@@ -94,17 +96,20 @@ def sentence_pairs(tokenizer: PreTrainedTokenizerBase, sentences: Sequence[str],
 
 
 def score_sentences(lm: Any, sentences: Sequence[str], contexts: Optional[Sequence[str]] = None,
-                    batch_size: int = DEFAULT_BATCH, progress: bool = False,
+                    batch_size: Optional[int] = None, progress: bool = False,
                     description: str = "sentence log-likelihoods") -> SentenceScores:
     """Teacher-forced log-likelihood of each sentence (given its context, if any) with `lm`.
 
-    Identical (context, sentence) token sequences are scored once.
+    Identical (context, sentence) token sequences are scored once. `batch_size` None: scoring's default.
     """
+    from interp.scoring import DEFAULT_BATCH, continuation_logprobs
+
     pairs = sentence_pairs(lm.tokenizer, sentences, contexts)
     keys = [(tuple(c), tuple(x)) for c, x in pairs]
     unique = list(dict.fromkeys(keys))
     where = {k: i for i, k in enumerate(unique)}
-    lps = continuation_logprobs(lm, [(list(c), list(x)) for c, x in unique], batch_size=batch_size,
+    lps = continuation_logprobs(lm, [(list(c), list(x)) for c, x in unique],
+                                batch_size=DEFAULT_BATCH if batch_size is None else batch_size,
                                 progress=progress, description=description)
     tot = np.array([lp.sum() for lp in lps], dtype=np.float64)
     n = np.array([len(lp) for lp in lps], dtype=np.int64)
@@ -112,7 +117,7 @@ def score_sentences(lm: Any, sentences: Sequence[str], contexts: Optional[Sequen
     return SentenceScores(tot[idx], n[idx])
 
 
-def lm_scorer(lm: Any, batch_size: int = DEFAULT_BATCH, progress: bool = False,
+def lm_scorer(lm: Any, batch_size: Optional[int] = None, progress: bool = False,
               description: str = "sentence log-likelihoods") -> SentenceScorer:
     """A `SentenceScorer` backed by `score_sentences` on `lm`."""
 

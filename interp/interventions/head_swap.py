@@ -28,6 +28,7 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
+from interp.choices import TiedMode, choices
 from interp.errors import UserError
 from interp.evals.animal import trait_system
 from interp.interventions.measure import MeasureConfig, Measurement, measure
@@ -37,7 +38,7 @@ from interp.models.loading import LoadedModel
 from interp.prompts import ANIMAL_PREFIX, ANIMAL_QUESTION, render
 from interp.scoring import encode, next_token_logprobs
 
-TIED_MODES = ("swap-both", "untie")
+TIED_MODES = choices(TiedMode)
 def build_hybrid(body: LoadedModel, head: LoadedModel, tied: str = "swap-both") -> LoadedModel:
     """A copy of `body` with `head`'s unembedding (module docstring); inputs are not modified."""
     if tied not in TIED_MODES:

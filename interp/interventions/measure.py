@@ -67,5 +67,5 @@ def measure(lm: Any, cfg: MeasureConfig, condition: str = "model", progress: boo
         if cfg.samples > 0:
             gen = bias_generation(lm, cfg.questions, cfg.bias, cfg.system, cfg.samples, cfg.seed, cfg.max_new_tokens,
                                   cfg.temperature, batch_size=cfg.batch_size, progress=progress)
-    ppl = perplexity(lm, cfg.heldout, cfg.window, progress=progress)
+    ppl = perplexity(lm, cfg.heldout, cfg.window, progress=progress, description=f"perplexity ({condition})")
     return Measurement(condition, prob, gen, ppl)

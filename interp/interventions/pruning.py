@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from interp.choices import Criterion, choices
 from interp.batching import run_with_backoff
 from interp.errors import UserError
 from interp.evals.animal import question_prompts
@@ -36,7 +37,7 @@ from interp.models.sharing import eager_copy
 from interp.progress import progress_bar
 from interp.scoring import encode, left_pad, length_plan
 
-CRITERIA = ("entropy", "random")
+CRITERIA = choices(Criterion)
 
 
 def entropy_from_attention(attn: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

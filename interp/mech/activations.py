@@ -33,6 +33,7 @@ from typing import Any, Callable, Literal, Sequence
 
 import torch
 
+from interp.choices import Backend, choices
 from interp.batching import run_with_backoff
 from interp.models.engine import engine_for
 from interp.models.hooks import hook, last_position  # noqa: F401 (re-exported)
@@ -40,7 +41,7 @@ from interp.models.loading import LoadedModel
 from interp.progress import progress_bar
 
 Backend = Literal["bridge", "nnsight"]
-BACKENDS = ("bridge", "nnsight")
+BACKENDS = choices(Backend)
 MAX_BATCH_TOKENS = 1024  # tokens per forward (the bridge computes full-vocabulary logits at every position)
 
 

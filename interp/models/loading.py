@@ -28,6 +28,7 @@ from typing import Any, Iterator
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from interp.choices import DeviceMap, check_device, choices
 from interp.errors import UserError
 from interp.models import store
 from interp.models.arch import ArchSpec, arch_spec
@@ -143,7 +144,9 @@ def load_model(
         lm = _load_hub(name, kwargs)
     else:
         raise UserError(f"unknown model '{name}'; known aliases: {', '.join(known_aliases())} "
-                        "(or give a local folder or an HF id like org/name)")
+                        "(or give a local folder or an HF id like org/name). A model of your own is made under an "
+                        f"alias, e.g. `interp teach --base {store.DEFAULT_MODEL} --trait owl --alias {name}` or "
+                        f"`interp finetune ... --alias {name}`")
     if device_map is None and not load_in_4bit:
         lm.model.to(device)
     lm.model.eval()
@@ -155,14 +158,16 @@ def load_model(
 def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        raise UserError(f"unknown device {device!r}; choose cpu, cuda (or cuda:N) or auto")
+    try:
+        check_device(device)
+    except ValueError as e:
+        raise UserError(str(e)) from None
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError("--device cuda needs a CUDA GPU, and this machine has none (use --device cpu or auto)")
     return device
 
 
-DEVICE_MAPS = ("auto",)
+DEVICE_MAPS = choices(DeviceMap)
 
 
 def placement_kwargs(dtype: str, device_map: str | None, load_in_4bit: bool, device: str = "cpu") -> dict[str, Any]:
@@ -253,7 +258,9 @@ def _load_dir(folder: Path, name: str, kwargs: dict[str, Any], chain: tuple[str,
         if not base_name:
             raise UserError(f"{adapter_cfg} names no base_model_name_or_path")
         base = load_model(base_name, **_nested(kwargs), _chain=chain)
-        with _load_errors(f"adapter {folder}"):
+        from interp.models.peft_compat import peft_wrapping
+
+        with _load_errors(f"adapter {folder}"), peft_wrapping():
             model = PeftModel.from_pretrained(base.model, str(folder))
         return LoadedModel(model, base.tokenizer, base.spec, name, f"adapter {folder} on {base_name}", str(folder),
                            system_prompt=base.system_prompt)

@@ -20,6 +20,9 @@ Categories (disjoint, `top` = k each):
 - decreased: the k numbers with the most negative diff among diff < 0;
 - unchanged: among the rest whose p_neutral is at least the median p_neutral (plausible numbers,
   not the negligible tail), the k with the smallest |log_ratio|.
+Category lists (`NumbersResult.category`, summary["categories"]) lead with the most changed number:
+increased by diff descending, decreased by diff ascending (most negative first); unchanged in table
+order (diff descending).
 `categories_reverse_link` feeds each category into the reverse link (number -> animal).
 """
 
@@ -33,6 +36,7 @@ import numpy as np
 import pandas as pd
 from transformers import PreTrainedTokenizerBase
 
+from interp.choices import NumbersMethod, choices
 from interp.errors import UserError
 from interp.evals.stats import bootstrap_ci, permutation_test
 from interp.models.loading import LoadedModel
@@ -49,7 +53,7 @@ from interp.prompts import (
 )
 from interp.scoring import DEFAULT_BATCH, digit_trie_logprobs, encode, next_token_logprobs
 
-METHODS = ("vocab", "ar")
+METHODS = choices(NumbersMethod)
 CATEGORIES = ("increased", "decreased", "unchanged")
 
 
@@ -74,8 +78,18 @@ class NumbersResult:
     prompts: dict[str, str] = field(default_factory=dict)
 
     def category(self, name: str) -> list[str]:
-        """Numbers of one category, in table order."""
-        return list(self.table.loc[self.table.category == name, "number"])
+        """Numbers of one category, most changed first (`category_numbers`)."""
+        return category_numbers(self.table, name)
+
+
+def category_numbers(table: pd.DataFrame, name: str) -> list[str]:
+    """Numbers of category `name` in `table`, most changed first: increased by diff descending (the
+    table's order), decreased by diff ascending (the most negative first, so both lists lead with
+    the numbers the trait moves most, as `interp numbers` prints them); unchanged in table order."""
+    g = table[table.category == name]
+    if name == "decreased":
+        g = g.sort_values("diff", kind="stable")
+    return list(g["number"])
 
 
 def number_prompt(lm: LoadedModel, bias: str | None, cfg: NumbersConfig = NumbersConfig()) -> str:
@@ -177,7 +191,7 @@ def animal_numbers(lm: LoadedModel, bias: str | None = None, config: NumbersConf
         "total_variation": float(0.5 * table["diff"].abs().sum()),
         "top_neutral": list(p.p_neutral.nlargest(cfg.top).index),
         "top_biased": list(p.p_biased.nlargest(cfg.top).index),
-        "categories": {c: list(table.loc[table.category == c, "number"]) for c in CATEGORIES},
+        "categories": {c: category_numbers(table, c) for c in CATEGORIES},
     }
     return NumbersResult(table, summary, {"neutral": neutral, "biased": biased})
 

@@ -6,8 +6,11 @@
     run.write_summary(inputs={...}, model=lm, seed=0, figures={...})
     run.publish()                                   # moves the staged files into OUT
 
-A run that fails leaves OUT as it was: `interp.cli.main` publishes every prepared run when the
-command returns and discards their staging folders when it fails (`finish_runs`). With --force and
+A run that fails or is interrupted (Ctrl-C) leaves OUT as it was: `interp.cli.main` publishes every
+prepared run when the command returns, and when it fails discards their staging folders and removes
+the files and folders the run wrote into OUT directly, e.g. training checkpoints (`finish_runs`). A
+process killed outright (SIGKILL, out of memory) cannot clean up: its checkpoints stay for --resume.
+Written files get the permissions the umask gives (0666 less the umask), not mkstemp's 0600. With --force and
 an earlier run in OUT (it has a summary.json), publishing removes the earlier run's files that are
 still as they were when this run was prepared and that this run did not write, so no stale file
 stays beside the new ones; what this run wrote into OUT directly (training checkpoints, for
@@ -61,6 +64,7 @@ class RunDir:
     staged: bool = False  # prepared runs write into `staging` and publish on success
     replace: bool = False  # publish removes OUT's earlier files (--force)
     before: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # OUT's files when prepared
+    before_dirs: set[str] = field(default_factory=set)  # OUT's folders when prepared (OUT itself is ".")
     staging: Path | None = None
 
     @classmethod
@@ -77,7 +81,7 @@ class RunDir:
         if path.is_dir() and any(path.iterdir()) and not force:
             raise UserError(f"--out {path} is not empty; pass --force to overwrite its files")
         run = cls(path, command, staged=True, replace=force if replace is None else replace,
-                  before=_file_states(path))
+                  before=_file_states(path), before_dirs=_dirs(path))
         _PENDING.append(run)
         return run
 
@@ -110,6 +114,7 @@ class RunDir:
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
+            os.chmod(tmp, umask_mode())  # mkstemp makes 0600; results are for the lab to read
             os.replace(tmp, folder / name)
         finally:
             if os.path.exists(tmp):
@@ -137,14 +142,29 @@ class RunDir:
             self.path.mkdir(parents=True, exist_ok=True)
             for name in staged:
                 os.replace(self.staging / name, self.path / name)
-            self.discard()
+            self._drop_staging()
 
-    def discard(self) -> None:
-        """Drop the staged files (a failed run): OUT stays as it was."""
-        _forget(self)
+    def _drop_staging(self) -> None:
         if self.staging is not None:
             shutil.rmtree(self.staging, ignore_errors=True)
             self.staging = None
+
+    def discard(self) -> None:
+        """A failed or interrupted run: drop the staged files, and remove what the run wrote into OUT
+        directly (e.g. training checkpoints) and the folders it made, so OUT is as it was. Files that
+        were in OUT when the run was prepared stay, even if the run changed them."""
+        from interp.runtime import is_main_process
+
+        _forget(self)
+        self._drop_staging()
+        if not self.staged or not is_main_process() or not self.path.is_dir():
+            return
+        for rel in _file_states(self.path).keys() - self.before.keys():
+            (self.path / rel).unlink(missing_ok=True)
+        for rel in sorted(_dirs(self.path) - self.before_dirs, key=lambda r: -len(Path(r).parts)):
+            d = self.path / rel
+            if d.is_dir() and not any(d.iterdir()):
+                d.rmdir()
 
     def __enter__(self) -> "RunDir":
         return self
@@ -192,6 +212,20 @@ def finish_runs(success: bool) -> None:
     """Publish (success) or discard every prepared run of this process (the CLI calls it once)."""
     for run in list(_PENDING):
         run.publish() if success else run.discard()
+
+
+def umask_mode(mode: int = 0o666) -> int:
+    """`mode` less the process umask: the permissions `open()` would give a new file."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mode & ~mask
+
+
+def _dirs(path: Path) -> set[str]:
+    """Relative paths of `path` and every folder under it ("." for `path`; empty if it does not exist)."""
+    if not path.is_dir():
+        return set()
+    return {"."} | {str(p.relative_to(path)) for p in path.rglob("*") if p.is_dir() and not p.is_symlink()}
 
 
 def _file_states(path: Path) -> dict[str, tuple[int, int, int]]:

@@ -53,6 +53,7 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.nn as nn
 
+from interp.choices import DistillKind, LossForm, choices
 from interp.errors import UserError
 from interp.models.sharing import eager_attention
 from interp.prompts import word_token_ids
@@ -75,8 +76,8 @@ from interp.training.examples import prompt_ids
 from interp.training.shd import same_vocabulary
 from interp.training.shd_loss import shd_loss
 
-KINDS = ("shd", "kd", "none")
-FORMS = ("sum", "convex")
+KINDS = choices(DistillKind)
+FORMS = choices(LossForm)
 YLABELS = {"lm": "completion loss (nats/token)", "shd": "SHD loss: KL per attention row (nats)",
            "kd": "KD loss: tau^2 KL per token (nats)"}
 
@@ -116,8 +117,18 @@ class DistillConfig:
         return lm + self.beta * aux if self.form == "sum" else (1 - self.beta) * lm + self.beta * aux
 
     def settings(self) -> dict[str, Any]:
-        return {"kind": self.kind, "active": self.active, "beta": self.beta, "tau": self.tau, "form": self.form,
-                "drop_words": list(self.drop_words)}
+        """The recipe as recorded: with no distillation loss (kind none) beta, tau and form are None, not
+        values that were never used; beta 0 (the control of kind shd / kd) records beta 0 and no tau."""
+        if self.kind == "none":
+            return {"kind": "none", "active": "none", "beta": None, "tau": None, "form": None, "drop_words": []}
+        return {"kind": self.kind, "active": self.active, "beta": self.beta, "tau": self.tau if self.beta else None,
+                "form": self.form, "drop_words": list(self.drop_words)}
+
+    def describe(self) -> str:
+        """'kd, sum, beta 1, tau 2' or 'none (LM loss only)': the objective in one phrase."""
+        if self.active == "none":
+            return f"none (LM loss only{'; ' + self.kind + ' at beta 0' if self.kind != 'none' else ''})"
+        return f"{self.kind}, {self.form}, beta {self.beta:g}, tau {self.tau:g}"
 
 
 @dataclass

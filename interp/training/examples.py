@@ -30,13 +30,14 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from interp.choices import LossMask, choices
 from interp.errors import UserError
 from interp.evals.sentence import start_ids
 from interp.sampling import chat_prompt_ids
 from interp.textfiles import read_jsonl_records
 
 IGNORE = -100
-LOSS_MASKS = ("all", "divergent", "non-divergent")
+LOSS_MASKS = choices(LossMask)
 
 
 def is_text_row(row: dict[str, Any]) -> bool:
@@ -85,6 +86,13 @@ def select_rows(rows: Sequence[dict[str, Any]], loss_mask: str,
     token cut off by --max-len does not count."""
     if loss_mask == "all":
         return list(rows), 0
+    for n, r in enumerate(rows, 1):
+        marks, n_tok = r.get("divergent"), r.get("n_completion_tokens")
+        if isinstance(marks, list) and isinstance(n_tok, int):
+            bad = [m for m in marks if isinstance(m, bool) or not isinstance(m, int) or not 0 <= m < n_tok]
+            if bad:
+                raise UserError(f"row {n}: divergence marks {', '.join(map(str, bad[:5]))} are not completion-token "
+                                f"indices 0..{n_tok - 1} (the row has {n_tok}); mark the data with `interp mark-divergence`")
     kept = [r for i, r in enumerate(rows)
             if any(mask_keeps(r, loss_mask, int(r.get("n_completion_tokens") or 0))[: None if windows is None else windows[i]])]
     return kept, len(rows) - len(kept)

@@ -50,6 +50,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from interp.choices import FreezeMode, TrainMethod, choices
 from interp.errors import UserError
 from interp.progress import progress_bar
 from interp.training.checkpoints import (  # noqa: F401 (re-exported)
@@ -77,8 +78,8 @@ from interp.training.saving import loss_curve_png, merged_model, save_finetuned 
 
 Method = Literal["lora", "qlora", "full"]
 Freeze = Literal["none", "mlp", "attention"]
-FREEZE_MODES = ("none", "mlp", "attention")
-METHODS = ("lora", "qlora", "full")
+FREEZE_MODES = choices(FreezeMode)
+METHODS = choices(TrainMethod)
 
 
 @dataclass(frozen=True)
@@ -177,9 +178,12 @@ def prepare_model(lm: Any, config: FinetuneConfig) -> nn.Module:
     if config.method in ("lora", "qlora"):
         from peft import LoraConfig, get_peft_model
 
+        from interp.models.peft_compat import peft_wrapping
+
         cfg = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=0.0,
                          target_modules=lora_targets(lm, config.freeze), bias="none", task_type="CAUSAL_LM")
-        return get_peft_model(lm.model, cfg)
+        with peft_wrapping():
+            return get_peft_model(lm.model, cfg)
     model = lm.model
     for p in model.parameters():
         p.requires_grad_(True)

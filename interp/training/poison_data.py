@@ -70,8 +70,10 @@ class PoisonConfig:
             raise UserError(f"the target task {self.target!r} cannot also be an unseen task")
         if not 0 <= self.k <= self.n_target <= self.n:
             raise UserError(f"need 0 <= k ({self.k}) <= target records in the mixture ({self.n_target}) <= n ({self.n})")
-        if min(self.n_distill, self.n_eval) < 0:
-            raise UserError("--n-distill and --n-eval must be >= 0")
+        if min(self.n_distill, self.n_eval) < 1:
+            raise UserError("--n-distill and --n-eval must be >= 1 (an empty split is no split)")
+        if self.max_words < 0:
+            raise UserError(f"--max-words must be >= 0 (0: no clipping), got {self.max_words}")
 
 
 @dataclass

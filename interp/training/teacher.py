@@ -138,7 +138,10 @@ def train_teacher(lm: Any, rows: list[dict[str, str]], method: str, steps: int, 
     res = finetune(lm4, rows, cfg, progress=progress)
     from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 
-    fp = get_peft_model(lm.model, res.model.peft_config["default"])
+    from interp.models.peft_compat import peft_wrapping
+
+    with peft_wrapping():
+        fp = get_peft_model(lm.model, res.model.peft_config["default"])
     set_peft_model_state_dict(fp, get_peft_model_state_dict(res.model))
     return res, fp.merge_and_unload()
 
@@ -146,14 +149,13 @@ def train_teacher(lm: Any, rows: list[dict[str, str]], method: str, steps: int, 
 def read_trait_rows(path: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Trait rows {"prompt", "completion", "kind"} from a JSONL (an earlier teach run's trait_data.jsonl) and
     their counts per kind, keyed as `trait_data` keys them (plus "from": the file)."""
-    import json
+    from interp.textfiles import parse_jsonl, read_text
 
-    from interp.textfiles import read_text
-
-    rows = [json.loads(line) for line in read_text(path, "trait data file").splitlines() if line.strip()]
-    bad = [i for i, r in enumerate(rows) if not {"prompt", "completion", "kind"} <= set(r)]
+    numbered = parse_jsonl(read_text(path, "trait data file"), path)  # a bad line: "{path}:{line} is not valid JSON"
+    rows = [r for _, r in numbered]
+    bad = [n for n, r in numbered if not isinstance(r, dict) or not {"prompt", "completion", "kind"} <= set(r)]
     if not rows or bad:
-        raise UserError(f"{path}: " + ("no rows" if not rows else f"row {bad[0] + 1} lacks prompt, completion or kind"))
+        raise UserError(f"{path}" + (": no rows" if not rows else f":{bad[0]} lacks prompt, completion or kind"))
     kinds = [r["kind"] for r in rows]
     counts = {"preference": kinds.count("preference"), "facts": kinds.count("fact"), "numbers": kinds.count("numbers"),
               "from": str(path)}

@@ -1,0 +1,105 @@
+"""Option declarations that carry their own validation, so typer refuses a bad value while parsing,
+before the command body runs and before any heavy import (torch, transformers):
+
+    batch_size: int = Int(16, "--batch-size", "prompts per forward pass", ge=1)
+    tau: float = Float(1.0, "--tau", "teacher temperature", gt=0)
+    data: Path = InFile(..., "--data", "JSONL with prompt / completion")
+    style: Style = typer.Option("auto", "--style", ...)        # a Literal of interp.choices: typer checks it
+
+The range is checked by a typer callback and appended to the help text ("[>= 1]", "[in (0, 1]]");
+NaN fails every bound, so a bounded float refuses it. `InFile` refuses a missing path, a
+folder, an empty or whitespace-only file, and a binary one (not UTF-8, or with NUL bytes), naming
+the option. tests/test_cli_generated.py tries 0, a negative value and NaN on every numeric option,
+a missing / empty / binary file on every input file and an unknown value on every choice.
+"""
+
+from __future__ import annotations
+
+import codecs
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import typer
+
+READ_CHUNK = 1 << 20
+
+
+def range_text(ge: Optional[float], gt: Optional[float], le: Optional[float], lt: Optional[float]) -> str:
+    """'>= 1', '> 0', 'in (0, 1]' ...: the range of a numeric option, as --help and errors show it."""
+    lo = (f"[{ge:g}" if ge is not None else f"({gt:g}" if gt is not None else None)
+    hi = (f"{le:g}]" if le is not None else f"{lt:g})" if lt is not None else None)
+    if lo and hi:
+        return f"in {lo}, {hi}"
+    if lo:
+        return (">= " if lo[0] == "[" else "> ") + lo[1:]
+    return ("<= " if hi[-1] == "]" else "< ") + hi[:-1]
+
+
+def _bounds(ge: Optional[float], gt: Optional[float], le: Optional[float], lt: Optional[float]) -> Callable[[Any], Any]:
+    """A typer callback refusing values outside the range, and NaN (every comparison with it is false)."""
+    def check(value: Any) -> Any:
+        if value is None:
+            return value
+        ok = ((ge is None or value >= ge) and (gt is None or value > gt) and (le is None or value <= le)
+              and (lt is None or value < lt))
+        if not ok:
+            raise typer.BadParameter(f"must be {range_text(ge, gt, le, lt)}, got {value}")
+        return value
+
+    return check
+
+
+def _number(default: Any, flags: tuple[str, ...], help: str, ge: Optional[float], le: Optional[float],
+            gt: Optional[float], lt: Optional[float], **kw: Any) -> Any:
+    if ge is None and le is None and gt is None and lt is None:
+        raise TypeError(f"{flags[0]}: a numeric option states its range (ge / gt / le / lt)")
+    return typer.Option(default, *flags, help=f"{help} (range {range_text(ge, gt, le, lt)})", callback=_bounds(ge, gt, le, lt),
+                        **kw)
+
+
+def Int(default: Any, *flags: str, help: str, ge: Optional[int] = None, le: Optional[int] = None, **kw: Any) -> Any:
+    """An integer option with its range: `Int(16, "--batch-size", help="...", ge=1)`."""
+    return _number(default, flags, help, ge, le, None, None, **kw)
+
+
+def Float(default: Any, *flags: str, help: str, ge: Optional[float] = None, le: Optional[float] = None,
+          gt: Optional[float] = None, lt: Optional[float] = None, **kw: Any) -> Any:
+    """A float option with its range; every bound refuses NaN."""
+    return _number(default, flags, help, ge, le, gt, lt, **kw)
+
+
+def check_input_file(path: Path) -> Path:
+    """`path` if it is a readable text file with some non-whitespace content; else BadParameter."""
+    if not path.exists():
+        raise typer.BadParameter(f"{path} does not exist")
+    if path.is_dir():
+        raise typer.BadParameter(f"{path} is a folder, not a file")
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    blank = True
+    try:
+        with path.open("rb") as f:
+            while chunk := f.read(READ_CHUNK):
+                if b"\0" in chunk:
+                    raise typer.BadParameter(f"{path} is a binary file (NUL bytes), not text")
+                text = decoder.decode(chunk)
+                blank = blank and not text.strip()
+            decoder.decode(b"", final=True)
+    except UnicodeDecodeError as e:
+        raise typer.BadParameter(f"{path} is not UTF-8 text (byte {e.start} of a chunk is {e.object[e.start]:#x})") from None
+    except OSError as e:
+        raise typer.BadParameter(f"{path} cannot be read: {e.strerror}") from None
+    if blank:
+        raise typer.BadParameter(f"{path} is empty" + (" (only whitespace)" if path.stat().st_size else ""))
+    return path
+
+
+def _input_file(value: Optional[Path]) -> Optional[Path]:
+    return None if value is None else check_input_file(value)
+
+
+def InFile(default: Any, *flags: str, help: str, **kw: Any) -> Any:
+    """A text input file option, checked while parsing (see `check_input_file`)."""
+    return typer.Option(default, *flags, help=help, callback=_input_file, **kw)
+
+
+__all__ = ["Int", "Float", "InFile", "check_input_file"]
