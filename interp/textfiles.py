@@ -17,19 +17,39 @@ from typing import Any
 from interp.errors import UserError
 
 
-def read_text(path: str | Path, what: str = "file") -> str:
-    """The UTF-8 text of `path` (a leading BOM dropped)."""
-    p = Path(path)
+def _decoded(p: Path) -> tuple[str | None, str | None]:
+    """(the UTF-8 text of `p` with a leading BOM dropped, None) or (None, why it cannot be read)."""
     if not p.exists():
-        raise UserError(f"{what} {p} does not exist")
+        return None, "does not exist"
     if not p.is_file():
-        raise UserError(f"{what} {p} is not a file")
+        return None, "is a folder, not a file" if p.is_dir() else "is not a regular file"
     data = p.read_bytes()
     try:
-        return data.decode("utf-8-sig")
+        return data.decode("utf-8-sig"), None
     except UnicodeDecodeError as e:
-        raise UserError(f"{what} {p} is not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); "
-                        "is it the right file?") from None
+        return None, f"is not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); is it the right file?"
+
+
+def input_file_problem(path: str | Path) -> str | None:
+    """Why `path` is no input file ("does not exist", "is a folder, not a file", "is not UTF-8 text ...",
+    "is a binary file ...", "is empty"), or None for a UTF-8 text file with some non-whitespace content."""
+    text, problem = _decoded(Path(path))
+    if text is None:
+        return problem
+    if "\0" in text:
+        return f"is a binary file (a NUL byte at character {text.index(chr(0))}), not text"
+    if not text.strip():
+        return "is empty" + (" (only whitespace)" if text else "")
+    return None
+
+
+def read_text(path: str | Path, what: str = "file") -> str:
+    """The UTF-8 text of `path` (a leading BOM dropped); UserError if missing, a folder or not UTF-8."""
+    p = Path(path)
+    text, problem = _decoded(p)
+    if text is None:
+        raise UserError(f"{what} {p} {problem}")
+    return text
 
 
 def read_csv_file(path: str | Path, what: str = "CSV file", **kwargs: Any) -> Any:

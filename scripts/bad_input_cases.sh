@@ -13,7 +13,7 @@ printf '{"prompt": "Q%d", "completion": " A", "poisoned": false}\n' 1 2 3 4 > cl
 printf '{"prompt": "Q", "completion": " A", "n_completion_tokens": 3, "divergent": [7, -1]}\n' > marked.jsonl
 printf '   \n\t\n  \n' > blank.txt
 printf 'id,perplexity\n0,1.5\n' > nolabel.csv
-head -c 512 /dev/urandom > binary.bin
+python3 -c 'import sys; sys.stdout.buffer.write(bytes(range(128, 256)) * 4)' > binary.bin  # not UTF-8, no NUL
 case_() {
   local title="$1"; shift
   rm -rf out
@@ -21,7 +21,7 @@ case_() {
   local t0=$(date +%s.%N)
   interp "$@" --out out 2>err.txt >std.txt; local code=$?
   local dt=$(echo "$(date +%s.%N) - $t0" | bc)
-  grep -v "^\s*$" err.txt | sed "s#$W/##g"; grep -E "^(no AUROC|bias not)" std.txt
+  grep -v "^\s*$" err.txt | sed "s#$W/##g"; grep -E "^(no AUROC|bias not)" std.txt | cut -c1-200
   printf 'exit code %s in %.1f s; --out afterwards: %s\n' "$code" "$dt" "$( [ -e out ] && ls -A out | tr '\n' ' ' || echo absent)"
   echo '```'; echo
 }

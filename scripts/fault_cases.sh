@@ -17,7 +17,7 @@ b = bytearray(d.read_bytes()); b[len(b) // 2] ^= 0xFF; d.write_bytes(bytes(b))  
 d = store.entry_dir("tiny-truncated") / "model.safetensors"; d.write_bytes(d.read_bytes()[:1000])
 (store.entry_dir("tiny-noconfig") / "config.json").unlink()
 PY
-head -c 512 /dev/urandom > binary.bin
+python3 -c 'import sys; sys.stdout.buffer.write(bytes(range(128, 256)) * 4)' > binary.bin  # not UTF-8, no NUL
 printf '{"prompt": "p", "completion": "1"}\n' > data.jsonl
 case_() {
   local title="$1"; shift

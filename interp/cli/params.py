@@ -15,13 +15,10 @@ a missing / empty / binary file on every input file and an unknown value on ever
 
 from __future__ import annotations
 
-import codecs
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import typer
-
-READ_CHUNK = 1 << 20
 
 
 def range_text(ge: Optional[float], gt: Optional[float], le: Optional[float], lt: Optional[float]) -> str:
@@ -69,27 +66,13 @@ def Float(default: Any, *flags: str, help: str, ge: Optional[float] = None, le: 
 
 
 def check_input_file(path: Path) -> Path:
-    """`path` if it is a readable text file with some non-whitespace content; else BadParameter."""
-    if not path.exists():
-        raise typer.BadParameter(f"{path} does not exist")
-    if path.is_dir():
-        raise typer.BadParameter(f"{path} is a folder, not a file")
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    blank = True
-    try:
-        with path.open("rb") as f:
-            while chunk := f.read(READ_CHUNK):
-                if b"\0" in chunk:
-                    raise typer.BadParameter(f"{path} is a binary file (NUL bytes), not text")
-                text = decoder.decode(chunk)
-                blank = blank and not text.strip()
-            decoder.decode(b"", final=True)
-    except UnicodeDecodeError as e:
-        raise typer.BadParameter(f"{path} is not UTF-8 text (byte {e.start} of a chunk is {e.object[e.start]:#x})") from None
-    except OSError as e:
-        raise typer.BadParameter(f"{path} cannot be read: {e.strerror}") from None
-    if blank:
-        raise typer.BadParameter(f"{path} is empty" + (" (only whitespace)" if path.stat().st_size else ""))
+    """`path` if it is a UTF-8 text file with some non-whitespace content; else BadParameter saying why
+    (`interp.textfiles.input_file_problem`: missing, a folder, not UTF-8, NUL bytes, empty)."""
+    from interp.textfiles import input_file_problem
+
+    problem = input_file_problem(path)
+    if problem is not None:
+        raise typer.BadParameter(f"{path} {problem}")
     return path
 
 

@@ -150,7 +150,7 @@ def defend_command(
     figures: dict = {"samples": len(rows), "with_marker": int(scores["marker"].sum())}
     if "label" in scores.columns and scores["label"].nunique() < 2:
         only = "poisoned" if scores["label"].iloc[0] == 1 else "clean"
-        console.print(f"no AUROC / TPR table: every labelled sample is {only}, and a detector is scored on both classes")
+        console.print(f"no AUROC / TPR table: every labelled sample is {only}, and a detector is scored on both classes", soft_wrap=True)
         figures["detectors"] = None
     if "label" in scores.columns and scores["label"].nunique() == 2:
         table = D.detector_table(scores.drop(columns=["marker"]))
@@ -169,4 +169,5 @@ def defend_command(
     run.write_summary(inputs={"data": str(data), "reference": reference, "poisoned_teacher": poisoned_teacher,
                               "clean_teacher": clean_teacher, "calibrate": str(calibrate) if calibrate else None,
                               "marker": marker or MARKER}, figures=figures)
-    console.print(f"wrote {run.path}/scores.csv and summary.json")
+    written = ["scores.csv"] + (["detectors.csv"] if figures.get("detectors") else []) + (["removed.csv"] if ref_scores is not None else [])
+    console.print(f"wrote {run.path}/{', '.join(written)} and summary.json")

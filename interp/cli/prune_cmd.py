@@ -82,7 +82,7 @@ def prune_command(
     _print(res, bias)
     if not bias:
         console.print("bias not measured: pass --bias ANIMAL (and --system for a prompt trait) for P(bias) and sampled "
-                      "answers before / after pruning")
+                      "answers before / after pruning", soft_wrap=True)
     console.print(f"wrote {run.path}/prune.csv, conditions.csv, entropy_heatmap.png and summary.json")
 
 

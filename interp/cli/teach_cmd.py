@@ -87,4 +87,5 @@ def teach_command(
     print_table("teach", ["figure", "value"], [("method", method), ("trait rows", len(rows)),
                 ("of which numbers / facts", f"{counts['numbers']} / {counts['facts']}"), ("steps", res.steps),
                 ("first loss", res.losses[0]), ("mean loss, last 10 steps", res.summary()["mean_loss_last_10"])])
-    console.print(f"saved teacher '{name}' to {path} (merged weights + adapter/)")
+    kept = "merged weights + adapter/" if method in ("lora", "qlora") else "full weights"
+    console.print(f"saved teacher '{name}' to {path} ({kept})")

@@ -53,7 +53,13 @@ def package_versions() -> dict[str, str | None]:
 
 
 def default_out(command: str) -> Path:
-    return Path("runs") / command / time.strftime("%Y%m%d-%H%M%S")
+    """runs/<command>/<YYYYmmdd-HHMMSS>, with -2, -3 ... when two runs start within one second."""
+    base = Path("runs") / command / time.strftime("%Y%m%d-%H%M%S")
+    path, k = base, 1
+    while path.exists():
+        k += 1
+        path = base.with_name(f"{base.name}-{k}")
+    return path
 
 
 @dataclass
