@@ -41,6 +41,7 @@ import pytest
 from tests.helpers import run_cli
 
 REPO = Path(__file__).resolve().parents[1]
+SHARED = Path("/work/shared")  # where the reference data live when the clone is not beside ../shared (as the other tests read them)
 DOC_FILES = sorted((REPO / "docs" / "commands").glob("*.md")) + [REPO / "README.md"]
 
 # A real model -> the tiny one of its role (a model's name as a whole argument or an item of a comma list).
@@ -279,6 +280,8 @@ def adapt(argv: list[str], cwd: Path, tmp: Path) -> list[str]:
         elif not a.startswith("-") and not Path(a).is_absolute() and ("/" in a or "." in a) \
                 and not (cwd / a).exists() and (REPO / a).exists():
             args[i] = str((REPO / a).resolve())  # a doc path is relative to the repository root
+        elif a.startswith("../shared/") and not (REPO / a).exists():
+            args[i] = str(SHARED / a[len("../shared/"):])  # a clone elsewhere (CI): the workspace's shared folder
         if a.startswith("/tmp/"):
             args[i] = str(tmp) + a  # /tmp/... -> under tmp_path
         if not a.startswith("-"):
