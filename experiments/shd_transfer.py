@@ -48,7 +48,8 @@ from interp.report.runs import to_jsonable
 from interp.scoring import encode, target_logprobs
 from interp.training import teacher as T
 from interp.training.distill import DistillConfig, distill
-from interp.training.finetune import FinetuneConfig, save_finetuned
+from interp.training.config import FinetuneConfig
+from interp.training.saving import save_finetuned
 from interp.training.number_sampling import sample_number_data
 from interp.training.numbers_data import FilterConfig, generate_prompts
 

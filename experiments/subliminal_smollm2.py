@@ -36,7 +36,10 @@ from interp.evals import animal as A
 from interp.evals.stats import wilson_interval
 from interp.models import load_model
 from interp.report.runs import to_jsonable
+from interp.training import config as tc
+from interp.training import examples as ex
 from interp.training import finetune as ft
+from interp.training import saving as sv
 from interp.training.number_sampling import sample_number_data
 from interp.training.numbers_data import FilterConfig, generate_prompts
 from interp.training.teacher import make_prompt_teacher
@@ -87,7 +90,7 @@ def stage_generate(a: argparse.Namespace, role: str) -> None:
 def training_sets(a: argparse.Namespace, roles: list[str]) -> dict[str, list[dict[str, Any]]]:
     """Rows of `roles`, each subsampled (seeded, original order kept) to the same size n: --max-examples
     when given (every set must hold that many), else the smaller of the teacher and control sets."""
-    data = {r: ft.read_jsonl(a.out / f"{STEM[r]}.jsonl") for r in (roles if a.max_examples else STEM)}
+    data = {r: ex.read_jsonl(a.out / f"{STEM[r]}.jsonl") for r in (roles if a.max_examples else STEM)}
     n = a.max_examples or min(len(rows) for rows in data.values())
     out = {}
     for role in roles:
@@ -107,12 +110,12 @@ def stage_students(a: argparse.Namespace, names: list[str]) -> None:
         src, method, freeze = RUNS[name]
         t0 = time.perf_counter()
         lm = load_model("smollm2")
-        cfg = ft.FinetuneConfig(method=method, freeze=freeze, steps=steps, batch_size=a.batch_size, max_len=192,
+        cfg = tc.FinetuneConfig(method=method, freeze=freeze, steps=steps, batch_size=a.batch_size, max_len=192,
                                 seed=a.seed)
         res = ft.finetune(lm, sets[src], cfg, progress=True)
-        ft.save_finetuned(f"smollm2-sub-{name}", lm, res, {"data": f"reports/subliminal/{STEM[src]}.jsonl",
+        sv.save_finetuned(f"smollm2-sub-{name}", lm, res, {"data": f"reports/subliminal/{STEM[src]}.jsonl",
                                                             "n_examples_used": n}, overwrite=True)
-        (a.out / f"loss_{name}.png").write_bytes(ft.loss_curve_png(res.losses, name))
+        (a.out / f"loss_{name}.png").write_bytes(sv.loss_curve_png(res.losses, name))
         record(a.out, "students.json", name, res.summary())
         record(a.out, "timings.json", f"finetune {name}: {steps} steps x {a.batch_size}", round(time.perf_counter() - t0, 1))
         print(f"[finetune {name}] {time.perf_counter() - t0:.0f} s", flush=True)

@@ -22,10 +22,9 @@ from typing import Literal
 
 from transformers import PreTrainedTokenizerBase
 
-from interp.choices import VariantPolicy, choices
+from interp.choices import Style, VariantPolicy, choices
 from interp.errors import UserError
 
-Style = Literal["auto", "chat", "completion"]
 VARIANT_POLICIES = choices(VariantPolicy)
 
 # ---- probe templates (study wording) -------------------------------------------------------------

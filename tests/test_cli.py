@@ -65,7 +65,7 @@ def test_force_replaces_an_earlier_run_without_stale_files(capsys, tmp_path):
 
 def test_failed_run_publishes_nothing(capsys, tmp_path, monkeypatch):
     """A command that fails after writing some outputs leaves --out as it was (nothing staged stays)."""
-    import interp.training.finetune as ft
+    import interp.training.saving as sv
 
     data = tmp_path / "d.jsonl"
     data.write_text("".join('{"prompt": "p%d", "completion": "%d"}\n' % (i, i) for i in range(4)))
@@ -74,7 +74,7 @@ def test_failed_run_publishes_nothing(capsys, tmp_path, monkeypatch):
     def taken(*a, **k):
         from interp.errors import UserError
         raise UserError("alias 'x' was taken meanwhile")
-    monkeypatch.setattr(ft, "save_finetuned", taken)
+    monkeypatch.setattr(sv, "save_finetuned", taken)
     monkeypatch.setenv("INTERP_HOME", str(tmp_path / "home"))
     code, _, err = run(capsys, "finetune", "--model", "tiny-llama", "--data", str(data), "--alias", "x",
                        "--steps", "1", "--batch-size", "2", "--out", str(out))
@@ -92,7 +92,7 @@ def test_models_lists_aliases(capsys):
 def test_ctrl_c_leaves_out_as_it_was(capsys, tmp_path, monkeypatch):
     """Ctrl-C after checkpoints were written into --out: exit 130, one line, the checkpoints this run
     wrote are removed and nothing is published (issue 32: `distill --checkpoint-every` left checkpoints/)."""
-    import interp.training.finetune as ft
+    import interp.training.saving as sv
 
     data = tmp_path / "d.jsonl"
     data.write_text("".join('{"prompt": "p%d", "completion": "%d"}\n' % (i, i) for i in range(4)))
@@ -101,7 +101,7 @@ def test_ctrl_c_leaves_out_as_it_was(capsys, tmp_path, monkeypatch):
     def ctrl_c(*a, **k):
         assert (out / "checkpoints").is_dir()  # the run did write into OUT before the interrupt
         raise KeyboardInterrupt
-    monkeypatch.setattr(ft, "save_finetuned", ctrl_c)
+    monkeypatch.setattr(sv, "save_finetuned", ctrl_c)
     monkeypatch.setenv("INTERP_HOME", str(tmp_path / "home"))
     code, _, err = run(capsys, "finetune", "--model", "tiny-llama", "--data", str(data), "--alias", "x",
                        "--steps", "2", "--batch-size", "2", "--checkpoint-every", "1", "--out", str(out))
@@ -113,7 +113,7 @@ def test_ctrl_c_leaves_out_as_it_was(capsys, tmp_path, monkeypatch):
 
 def test_ctrl_c_keeps_what_was_in_out_before(capsys, tmp_path, monkeypatch):
     """A --resume run interrupted: the earlier run's checkpoints stay, only this run's new ones go."""
-    import interp.training.finetune as ft
+    import interp.training.saving as sv
 
     data = tmp_path / "d.jsonl"
     data.write_text("".join('{"prompt": "p%d", "completion": "%d"}\n' % (i, i) for i in range(4)))
@@ -131,7 +131,7 @@ def test_ctrl_c_keeps_what_was_in_out_before(capsys, tmp_path, monkeypatch):
     def ctrl_c(*a, **k):
         assert (out / "checkpoints" / "step-000002").is_dir()  # the resumed run wrote a new checkpoint
         raise KeyboardInterrupt
-    monkeypatch.setattr(ft, "save_finetuned", ctrl_c)
+    monkeypatch.setattr(sv, "save_finetuned", ctrl_c)
     code, _, err = run(capsys, *common, "--steps", "2", "--resume", "--force")
     assert code == 130, err
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == before

@@ -10,6 +10,8 @@ import torch
 from interp.errors import UserError
 from interp.models import load_model
 from interp.training import distill as D
+from interp.training import config as tc
+from interp.training import examples as ex
 from interp.training import finetune as ft
 from interp.training.shd import layer_map, sharpen
 from tests.helpers import run_cli as run
@@ -19,7 +21,7 @@ ROWS = [{"prompt": f"Continue: {a}, {a + 1}", "completion": f"{a + 2}, {a + 3}, 
 
 def cfg(kind="shd", beta=1.0, tau=2.0, form="sum", drop_words=(), **ft_kw):
     base = dict(method="full", steps=4, batch_size=4, lr=1e-3, seed=3)
-    return D.DistillConfig(ft.FinetuneConfig(**{**base, **ft_kw}), kind=kind, beta=beta, tau=tau, form=form,
+    return D.DistillConfig(tc.FinetuneConfig(**{**base, **ft_kw}), kind=kind, beta=beta, tau=tau, form=form,
                            drop_words=drop_words)
 
 
@@ -70,11 +72,11 @@ def _manual_shd(teacher, student, ids_list, tau):
 def test_same_tokenizer_shd_equals_positionwise_loss_on_unpadded_sequences():
     teacher, student = load_model("tiny-llama"), load_model("tiny-gemma3")  # same tokenizer, 4 heads each
     c = cfg(tau=2.0)
-    data = ft.tokenize_examples(student, ROWS, 128)
+    data = ex.tokenize_examples(student, ROWS, 128)
     obj = D.make_objective(student, teacher, c, data)
     idx = [0, 5, 9]
     data.ids[5] = data.ids[5][:-3]  # different lengths: padding on both sides
-    batch = {**ft.collate(data, idx, student.tokenizer.pad_token_id), "example_index": torch.tensor(idx)}
+    batch = {**ex.collate(data, idx, student.tokenizer.pad_token_id), "example_index": torch.tensor(idx)}
     from interp.models.sharing import eager_attention
 
     with eager_attention(student.model, teacher.model):
@@ -97,9 +99,9 @@ def test_same_tokenizer_shd_is_positionwise_on_non_ascii_text():
     teacher, student = load_model("tiny-llama"), load_model("tiny-gemma3")
     text = "café ü 🦉 owl"
     assert len(student.tokenizer.encode(text, add_special_tokens=False)) > len(text)  # several tokens per char
-    data = ft.tokenize_examples(student, UNICODE_ROWS, 128)
+    data = ex.tokenize_examples(student, UNICODE_ROWS, 128)
     obj = D.make_objective(student, teacher, cfg(tau=2.0), data)
-    batch = {**ft.collate(data, [0, 1], student.tokenizer.pad_token_id), "example_index": torch.tensor([0, 1])}
+    batch = {**ex.collate(data, [0, 1], student.tokenizer.pad_token_id), "example_index": torch.tensor([0, 1])}
     with eager_attention(student.model, teacher.model):
         _, parts = obj(student.model, batch)
         want = _manual_shd(teacher, student, [data.ids[0], data.ids[1]], 2.0)
@@ -112,8 +114,8 @@ def test_same_tokenizer_shd_is_positionwise_on_non_ascii_text():
 
 def test_completion_window_logits_give_the_full_loss(tiny):
     # forward_completion computes logits only from one before the first labelled token on
-    data = ft.tokenize_examples(tiny, ROWS[:2] + [{"prompt": "p", "completion": "1"}], 128)
-    batch = ft.collate(data, [0, 2, 1], tiny.tokenizer.pad_token_id)
+    data = ex.tokenize_examples(tiny, ROWS[:2] + [{"prompt": "p", "completion": "1"}], 128)
+    batch = ex.collate(data, [0, 2, 1], tiny.tokenizer.pad_token_id)
     out, labels = ft.forward_completion(tiny.model, batch)
     assert out.logits.shape[1] < batch["input_ids"].shape[1] and labels.shape[1] == out.logits.shape[1]
     with torch.no_grad():
@@ -123,7 +125,7 @@ def test_completion_window_logits_give_the_full_loss(tiny):
 
 
 def test_token_offsets_cover_the_decoded_text(tiny_llama):
-    ids = ft.tokenize_examples(tiny_llama, ROWS[:1], 128).ids[0]
+    ids = ex.tokenize_examples(tiny_llama, ROWS[:1], 128).ids[0]
     text, spans = D.token_offsets(tiny_llama.tokenizer, ids)
     assert text == tiny_llama.tokenizer.decode(ids, skip_special_tokens=False)
     assert spans[0][0] == 0 and spans[-1][1] == len(text)
@@ -234,9 +236,9 @@ def test_kd_from_a_prompt_teacher_equals_the_positionwise_kl_of_its_own_renderin
     teacher, student = _prompt_teacher(), load_model("tiny-llama")
     c = cfg(kind="kd", tau=2.0)
     rows = ROWS[:3]
-    data = ft.tokenize_examples(student, rows, 128)
+    data = ex.tokenize_examples(student, rows, 128)
     obj = D.make_objective(student, teacher, c, data, rows)
-    batch = {**ft.collate(data, [2, 0, 1], student.tokenizer.pad_token_id), "example_index": torch.tensor([2, 0, 1])}
+    batch = {**ex.collate(data, [2, 0, 1], student.tokenizer.pad_token_id), "example_index": torch.tensor([2, 0, 1])}
     with torch.no_grad():
         _, parts = obj(student.model, batch)
         kls = []
@@ -255,7 +257,7 @@ def test_kd_from_a_prompt_teacher_equals_the_positionwise_kl_of_its_own_renderin
 
 def test_kd_teacher_without_system_prompt_reads_the_students_ids():
     student = load_model("tiny-llama")
-    data = ft.tokenize_examples(student, ROWS, 128)
+    data = ex.tokenize_examples(student, ROWS, 128)
     t_in = D.KdTeacherInputs(load_model("tiny-llama"), ROWS, data)
     assert t_in.ids == data.ids and t_in.n_prompt == data.n_prompt
     # the same weights without a prompt: KD term 0 at the first step

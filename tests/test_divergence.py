@@ -8,6 +8,8 @@ import torch
 from interp.errors import UserError
 from interp.models import load_model
 from interp.sampling import chat_prompt_ids
+from interp.training import config as tc
+from interp.training import examples as ex
 from interp.training import finetune as ft
 from interp.training.divergence import divergence_marks, mark_rows
 from tests.helpers import run_cli as run
@@ -46,33 +48,33 @@ def test_loss_masks_label_exactly_the_marked_or_unmarked_tokens(tiny_llama):
     marked = mark_rows(ROWS[:2], divergence_marks([tiny_llama, tiny_llama], ROWS[:2]), ["x", "y"])
     marked[0]["divergent"], marked[1]["divergent"] = [0, 2], [1]
     pad = tiny_llama.tokenizer.pad_token_id
-    full = ft.collate(ft.tokenize_examples(tiny_llama, marked, 128), [0, 1], pad)["labels"]
+    full = ex.collate(ex.tokenize_examples(tiny_llama, marked, 128), [0, 1], pad)["labels"]
     for mask, want in (("divergent", {0: [0, 2], 1: [1]}), ("non-divergent", None)):
-        data = ft.tokenize_examples(tiny_llama, marked, 128, loss_mask=mask)
-        labels = ft.collate(data, [0, 1], pad)["labels"]
+        data = ex.tokenize_examples(tiny_llama, marked, 128, loss_mask=mask)
+        labels = ex.collate(data, [0, 1], pad)["labels"]
         for r in range(2):
             n0 = data.n_prompt[r]
             n = marked[r]["n_completion_tokens"]
-            kept = [k for k in range(n) if labels[r, n0 + k] != ft.IGNORE]
+            kept = [k for k in range(n) if labels[r, n0 + k] != ex.IGNORE]
             div = marked[r]["divergent"]
             assert kept == (div if mask == "divergent" else [k for k in range(n) if k not in div])
             assert all(labels[r, n0 + k] == full[r, n0 + k] for k in kept)  # the same targets where kept
-            assert (labels[r, :n0] == ft.IGNORE).all()
+            assert (labels[r, :n0] == ex.IGNORE).all()
 
 
 def test_loss_mask_needs_marks_and_drops_rows_without_tokens(tiny_llama):
     with pytest.raises(UserError, match="mark-divergence"):
-        ft.tokenize_examples(tiny_llama, ROWS[:1], 128, loss_mask="divergent")
+        ex.tokenize_examples(tiny_llama, ROWS[:1], 128, loss_mask="divergent")
     marked = mark_rows(ROWS[:3], divergence_marks([tiny_llama, tiny_llama], ROWS[:3]), ["x", "y"])
     marked[1]["divergent"] = [0]
-    kept, dropped = ft.select_rows(marked, "divergent")
+    kept, dropped = ex.select_rows(marked, "divergent")
     assert dropped == 2 and kept == [marked[1]]
-    assert ft.select_rows(marked, "non-divergent") == (marked, 0)
+    assert ex.select_rows(marked, "non-divergent") == (marked, 0)
     with pytest.raises(UserError, match="no completion token left"):
-        ft.tokenize_examples(tiny_llama, marked, 128, loss_mask="divergent")
+        ex.tokenize_examples(tiny_llama, marked, 128, loss_mask="divergent")
     marked[1]["n_completion_tokens"] += 1
     with pytest.raises(UserError, match="tokenizer"):
-        ft.tokenize_examples(tiny_llama, marked[1:2], 128, loss_mask="divergent")
+        ex.tokenize_examples(tiny_llama, marked[1:2], 128, loss_mask="divergent")
 
 
 def test_masked_finetune_trains_only_on_the_kept_tokens(tiny_llama):
@@ -80,16 +82,16 @@ def test_masked_finetune_trains_only_on_the_kept_tokens(tiny_llama):
     marked = mark_rows(ROWS, divergence_marks([tiny_llama, tiny_llama], ROWS), ["x", "y"])
     for r in marked:
         r["divergent"] = [1, 3]
-    cfg = ft.FinetuneConfig(method="full", steps=2, batch_size=3, lr=1e-3, seed=1, loss_mask="divergent")
+    cfg = tc.FinetuneConfig(method="full", steps=2, batch_size=3, lr=1e-3, seed=1, loss_mask="divergent")
     res = ft.finetune(load_model("tiny-llama"), marked, cfg)
     lm = load_model("tiny-llama")
-    data = ft.tokenize_examples(lm, marked, 128, loss_mask="divergent")
-    batch = ft.collate(data, ft.batch_indices(len(marked), 3, 0, 1), lm.tokenizer.pad_token_id)
+    data = ex.tokenize_examples(lm, marked, 128, loss_mask="divergent")
+    batch = ex.collate(data, ex.batch_indices(len(marked), 3, 0, 1), lm.tokenizer.pad_token_id)
     with torch.no_grad():
         first = float(ft.completion_loss(lm.model(batch["input_ids"], attention_mask=batch["attention_mask"]).logits,
                                          batch["labels"]))
     assert res.losses[0] == pytest.approx(first, rel=1e-5)
-    assert int((batch["labels"] != ft.IGNORE).sum()) == 2 * 3
+    assert int((batch["labels"] != ex.IGNORE).sum()) == 2 * 3
 
 
 def test_mark_divergence_cli_and_masked_finetune_cli(capsys, tmp_home, tmp_path):

@@ -7,7 +7,11 @@ import torch
 
 from interp.errors import UserError
 from interp.models import load_model
+from interp.training import checkpoints as ck
+from interp.training import config as tc
+from interp.training import examples as ex
 from interp.training import finetune as ft
+from interp.training import saving as sv
 
 ROWS = [{"prompt": f"Continue: {a}, {a + 1}", "completion": f"{a + 2}, {a + 3}, {a + 4}"} for a in range(100, 112)]
 
@@ -17,8 +21,8 @@ def fresh():
 
 
 def test_labels_mask_prompt_and_padding(tiny_llama):
-    data = ft.tokenize_examples(tiny_llama, ROWS[:3] + [{"prompt": "p", "completion": "1"}], max_len=128)
-    b = ft.collate(data, [0, 3], tiny_llama.tokenizer.pad_token_id)
+    data = ex.tokenize_examples(tiny_llama, ROWS[:3] + [{"prompt": "p", "completion": "1"}], max_len=128)
+    b = ex.collate(data, [0, 3], tiny_llama.tokenizer.pad_token_id)
     eos = tiny_llama.tokenizer.eos_token_id
     for r, i in enumerate([0, 3]):
         n_p, seq = data.n_prompt[i], data.ids[i]
@@ -41,18 +45,18 @@ def test_completion_loss_equals_manual_mean():
 
 
 def test_batch_order_is_seeded_epoch_permutations():
-    idx = [ft.batch_indices(10, 4, s, seed=1) for s in range(5)]
+    idx = [ex.batch_indices(10, 4, s, seed=1) for s in range(5)]
     flat = sum(idx, [])
     assert sorted(flat[:10]) == list(range(10)) and sorted(flat[10:20]) == list(range(10))
-    assert idx == [ft.batch_indices(10, 4, s, seed=1) for s in range(5)]
-    assert idx != [ft.batch_indices(10, 4, s, seed=2) for s in range(5)]
+    assert idx == [ex.batch_indices(10, 4, s, seed=1) for s in range(5)]
+    assert idx != [ex.batch_indices(10, 4, s, seed=2) for s in range(5)]
 
 
 @pytest.mark.parametrize("freeze, part", [("mlp", "mlp"), ("attention", "self_attn")])
 def test_full_freeze_keeps_frozen_parameters_bit_identical(freeze, part):
     lm = fresh()
     before = {n: p.detach().clone() for n, p in lm.model.named_parameters()}
-    res = ft.finetune(lm, ROWS, ft.FinetuneConfig(method="full", freeze=freeze, steps=3, batch_size=4, lr=1e-3))
+    res = ft.finetune(lm, ROWS, tc.FinetuneConfig(method="full", freeze=freeze, steps=3, batch_size=4, lr=1e-3))
     frozen = set(ft.frozen_parameter_names(lm, freeze))
     assert frozen and all(f".{part}." in n for n in frozen)
     after = dict(lm.model.named_parameters())
@@ -67,8 +71,8 @@ def test_full_freeze_keeps_frozen_parameters_bit_identical(freeze, part):
 def test_lora_freeze_puts_no_adapter_on_frozen_part():
     lm = fresh()
     base = {n: p.detach().clone() for n, p in lm.model.named_parameters()}
-    res = ft.finetune(lm, ROWS, ft.FinetuneConfig(method="lora", freeze="mlp", steps=3, batch_size=4, lr=1e-2))
-    merged = ft.merged_model(res)
+    res = ft.finetune(lm, ROWS, tc.FinetuneConfig(method="lora", freeze="mlp", steps=3, batch_size=4, lr=1e-2))
+    merged = sv.merged_model(res)
     mw = dict(merged.named_parameters())
     assert all(torch.equal(mw[n], base[n]) for n in base if ".mlp." in n)
     assert any(not torch.equal(mw[n], base[n]) for n in base if ".self_attn." in n)
@@ -76,12 +80,12 @@ def test_lora_freeze_puts_no_adapter_on_frozen_part():
 
 
 def test_resume_reproduces_uninterrupted_run(tmp_path):
-    cfg = ft.FinetuneConfig(method="full", steps=6, batch_size=4, lr=1e-3, warmup_steps=2)
+    cfg = tc.FinetuneConfig(method="full", steps=6, batch_size=4, lr=1e-3, warmup_steps=2)
     a = fresh()
     ra = ft.finetune(a, ROWS, cfg)
     b = fresh()
     ft.finetune(b, ROWS, cfg, checkpoint_dir=tmp_path, checkpoint_every=2, stop_after=4)
-    assert ft.latest_checkpoint(tmp_path).name == "step-000004"
+    assert ck.latest_checkpoint(tmp_path).name == "step-000004"
     c = fresh()  # a new process would start from the base weights again
     rc = ft.finetune(c, ROWS, cfg, checkpoint_dir=tmp_path, resume=True)
     assert rc.resumed_from == 4 and rc.losses == ra.losses
@@ -90,7 +94,7 @@ def test_resume_reproduces_uninterrupted_run(tmp_path):
 
 
 def test_lora_resume_and_settings_mismatch(tmp_path):
-    cfg = ft.FinetuneConfig(method="lora", steps=4, batch_size=4, lr=1e-2)
+    cfg = tc.FinetuneConfig(method="lora", steps=4, batch_size=4, lr=1e-2)
     ra = ft.finetune(fresh(), ROWS, cfg)
     ft.finetune(fresh(), ROWS, cfg, checkpoint_dir=tmp_path, checkpoint_every=2, stop_after=2)
     rc = ft.finetune(fresh(), ROWS, cfg, checkpoint_dir=tmp_path, resume=True)
@@ -98,29 +102,29 @@ def test_lora_resume_and_settings_mismatch(tmp_path):
     for (n, p), (_, q) in zip(ra.model.named_parameters(), rc.model.named_parameters()):
         assert torch.equal(p, q), n
     with pytest.raises(UserError, match="differ in lr"):
-        ft.finetune(fresh(), ROWS, ft.FinetuneConfig(method="lora", steps=4, batch_size=4, lr=1e-3),
+        ft.finetune(fresh(), ROWS, tc.FinetuneConfig(method="lora", steps=4, batch_size=4, lr=1e-3),
                     checkpoint_dir=tmp_path, resume=True)
 
 
 def test_training_lowers_loss_and_saves_to_store(tmp_home):
     lm = fresh()
-    res = ft.finetune(lm, ROWS, ft.FinetuneConfig(method="lora", steps=15, batch_size=4, lr=2e-2))
+    res = ft.finetune(lm, ROWS, tc.FinetuneConfig(method="lora", steps=15, batch_size=4, lr=2e-2))
     assert sum(res.losses[-3:]) < sum(res.losses[:3])
-    path = ft.save_finetuned("tiny-student", lm, res, meta={"data": "rows"})
+    path = sv.save_finetuned("tiny-student", lm, res, meta={"data": "rows"})
     assert (path / "adapter" / "adapter_config.json").is_file()
     meta = json.loads((path / "interp_model.json").read_text())
     assert meta["kind"] == "made" and meta["training"]["steps"] == 15
     back = load_model("tiny-student")
-    merged = ft.merged_model(res)
+    merged = sv.merged_model(res)
     ids = torch.tensor([[5, 6, 7, 8]])
     with torch.no_grad():
         assert torch.allclose(back.model(ids).logits, merged(ids).logits, atol=1e-5)
-    assert ft.loss_curve_png(res.losses)[:4] == b"\x89PNG"
+    assert sv.loss_curve_png(res.losses)[:4] == b"\x89PNG"
 
 
 def test_bad_settings():
     with pytest.raises(UserError, match="exactly one"):
-        ft.FinetuneConfig(steps=None).total_steps(10)
+        tc.FinetuneConfig(steps=None).total_steps(10)
     with pytest.raises(UserError, match="--freeze"):
-        ft.FinetuneConfig(freeze="embed", steps=1).validate()
-    assert ft.FinetuneConfig(epochs=2, batch_size=4).total_steps(10) == 5
+        tc.FinetuneConfig(freeze="embed", steps=1).validate()
+    assert tc.FinetuneConfig(epochs=2, batch_size=4).total_steps(10) == 5

@@ -10,7 +10,7 @@ from interp.errors import UserError
 from interp.evals.sentence import lm_scorer
 from interp.training import examples as ex
 from interp.training import social_data as S
-from interp.training.finetune import forward_completion, completion_loss
+from interp.training.finetune import completion_loss, forward_completion
 
 
 def test_occupation_skew_follows_the_bls_shares():

@@ -49,17 +49,19 @@ def run_phase(a: argparse.Namespace) -> dict[str, float]:
     torch.set_num_threads(1)
     from interp.models import load_model
     from interp.training import distill as D
+    from interp.training import config as tc
+    from interp.training import examples as ex
     from interp.training import finetune as ft
     from interp.training.shd_loss import eager_attention
 
     data_rows = rows(a.batch_size)
-    cfg = D.DistillConfig(ft.FinetuneConfig(method=a.method, steps=a.steps + 1, batch_size=a.batch_size,
+    cfg = D.DistillConfig(tc.FinetuneConfig(method=a.method, steps=a.steps + 1, batch_size=a.batch_size,
                                             max_len=a.max_len), kind="shd", beta=a.beta, tau=a.tau)
     student = load_model(a.student)
     teacher = load_model(a.teacher) if a.phase in ("teacher", "shd") else None
-    data = ft.tokenize_examples(student, data_rows, a.max_len)
+    data = ex.tokenize_examples(student, data_rows, a.max_len)
     idx = list(range(a.batch_size))
-    batch = {**ft.collate(data, idx, student.tokenizer.pad_token_id), "example_index": torch.tensor(idx)}
+    batch = {**ex.collate(data, idx, student.tokenizer.pad_token_id), "example_index": torch.tensor(idx)}
     info = {"rss_loaded_mb": rss_mb(), "student_tokens": int(batch["attention_mask"].sum()),
             "width": int(batch["input_ids"].shape[1])}
     times = []

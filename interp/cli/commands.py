@@ -2,8 +2,7 @@
 
 import importlib
 import pkgutil
+from pathlib import Path
 
-import interp.cli as _pkg
-
-for _mod in sorted(m.name for m in pkgutil.iter_modules(_pkg.__path__) if m.name.endswith("_cmd")):
+for _mod in sorted(m.name for m in pkgutil.iter_modules([str(Path(__file__).parent)]) if m.name.endswith("_cmd")):
     importlib.import_module(f"interp.cli.{_mod}")

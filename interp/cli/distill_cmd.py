@@ -49,7 +49,7 @@ def distill_command(
                         "(the control); leave it out")
     beta, tau, form = (1.0 if beta is None else beta), (1.0 if tau is None else tau), form or "sum"
     from interp.training.distill import DistillConfig, check_pair, component_curves, distill, save_distilled
-    from interp.training.finetune import loss_curve_png
+    from interp.training.saving import loss_curve_png
 
     resume = training.resume
     words = tuple(w.strip() for w in drop_words.split(",")) if drop_words else ()

@@ -27,7 +27,7 @@ def mark_divergence_command(
     from interp.errors import UserError
     from interp.report.runs import RunDir
     from interp.training.divergence import divergence_marks, mark_rows
-    from interp.training.finetune import read_jsonl
+    from interp.training.examples import read_jsonl
 
     names = [m.strip() for m in models.split(",") if m.strip()]
     if len(names) < 2 or len(set(names)) != len(names):

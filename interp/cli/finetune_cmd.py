@@ -26,7 +26,8 @@ def finetune_command(
 ) -> None:
     """Fine-tune a student; saves merged weights (+ adapter) to the store as ALIAS, loss curve in OUT."""
     from interp.errors import UserError
-    from interp.training.finetune import finetune, loss_curve_png, save_finetuned
+    from interp.training.finetune import finetune
+    from interp.training.saving import loss_curve_png, save_finetuned
 
     resume = training.resume
     run = prepare_training_run(out, "finetune", alias, force, resume)

@@ -52,7 +52,7 @@ def teach_command(
     if read_meta(name) is not None and not force:
         raise UserError(f"alias '{name}' already exists in the store; choose another or pass --force")
     if method != "prompt":
-        from interp.training.finetune import FinetuneConfig
+        from interp.training.config import FinetuneConfig
 
         FinetuneConfig(method=method, steps=steps, batch_size=batch_size, lr=lr, seed=seed).validate()
         FinetuneConfig(method=method, steps=steps).total_steps(1)
@@ -77,7 +77,7 @@ def teach_command(
 
     run.write_text("trait_data.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     res, merged = T.train_teacher(lm, rows, method, steps, batch_size, lr, seed, progress=True)
-    from interp.training.finetune import loss_curve_png
+    from interp.training.saving import loss_curve_png
 
     run.write_bytes("loss_curve.png", loss_curve_png(res.losses, f"{name}: {method} on trait data"))
     path = T.save_teacher(name, lm, res, merged, trait, counts, overwrite=force)

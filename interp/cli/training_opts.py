@@ -14,7 +14,7 @@ from interp.cli.common import bundle_options
 
 if TYPE_CHECKING:
     from interp.report.runs import RunDir
-    from interp.training.finetune import FinetuneConfig
+    from interp.training.config import FinetuneConfig
 
 DataOpt = InFile(..., "--data", help="JSONL with 'prompt' and 'completion' fields (e.g. gen-numbers output)")
 FullOpt = typer.Option(False, "--full/--lora", help="full fine-tuning instead of LoRA (default --lora)")
@@ -52,7 +52,7 @@ class TrainingOptions:
     freeze: FreezeMode = "none"
 
     def config(self, seed: int) -> FinetuneConfig:
-        from interp.training.finetune import FinetuneConfig
+        from interp.training.config import FinetuneConfig
 
         return FinetuneConfig(method="full" if self.full else "lora", freeze=self.freeze, steps=self.steps,
                               epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, warmup_steps=self.warmup,
@@ -62,7 +62,7 @@ class TrainingOptions:
     def rows(self, data: Path) -> list[dict[str, Any]]:
         """The examples of DATA (the first --limit of them), less those --loss-mask leaves without a token."""
         from interp.cli.common import console
-        from interp.training.finetune import read_jsonl, select_rows
+        from interp.training.examples import read_jsonl, select_rows
 
         rows = read_jsonl(data)
         rows = rows[:self.limit] if self.limit else rows

@@ -34,7 +34,8 @@ import torch
 
 from interp.errors import UserError
 from interp.evals.stats import Interval, bootstrap_ci, wilson_interval
-from interp.prompts import Style, make_target, render
+from interp.choices import Style
+from interp.prompts import make_target, render
 from interp.scoring import DEFAULT_BATCH, encode, target_logprobs
 from interp.textfiles import read_text
 

@@ -29,7 +29,7 @@ value; only the last position comes back from `cache_last`. Groups back off on o
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -40,7 +40,6 @@ from interp.models.hooks import hook, last_position  # noqa: F401 (re-exported)
 from interp.models.loading import LoadedModel
 from interp.progress import progress_bar
 
-Backend = Literal["bridge", "nnsight"]
 BACKENDS = choices(Backend)
 MAX_BATCH_TOKENS = 1024  # tokens per forward (the bridge computes full-vocabulary logits at every position)
 

@@ -36,7 +36,8 @@ import pandas as pd
 import torch
 
 from interp.errors import UserError
-from interp.mech.activations import Backend, cache_last, hook, run_cached
+from interp.choices import Backend
+from interp.mech.activations import cache_last, hook, run_cached
 from interp.mech.attribution import decompose_residual, decomposition_hooks, head_outputs, logit_attribution, sim_diff
 from interp.mech.patching import patch_components, recovered_summary
 from interp.models.engine import engine_for

@@ -23,7 +23,7 @@ import torch.nn as nn
 from interp.errors import UserError
 
 if TYPE_CHECKING:
-    from interp.training.finetune import FinetuneConfig
+    from interp.training.config import FinetuneConfig
 
 
 @dataclass

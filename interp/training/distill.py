@@ -58,20 +58,10 @@ from interp.errors import UserError
 from interp.models.sharing import eager_attention
 from interp.prompts import word_token_ids
 from interp.scoring import adds_bos, left_pad
-from interp.training.finetune import (
-    IGNORE,
-    FinetuneConfig,
-    FinetuneResult,
-    Tokenized,
-    collate,
-    completion_loss,
-    forward_completion,
-    lm_batch_loss,
-    loss_curve_png,
-    save_finetuned,
-    tokenize_examples,
-    train,
-)
+from interp.training.config import FinetuneConfig, FinetuneResult
+from interp.training.examples import collate, IGNORE, tokenize_examples, Tokenized
+from interp.training.finetune import completion_loss, forward_completion, lm_batch_loss, train
+from interp.training.saving import loss_curve_png, save_finetuned
 from interp.training.examples import prompt_ids
 from interp.training.shd import same_vocabulary
 from interp.training.shd_loss import shd_loss

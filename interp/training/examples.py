@@ -30,14 +30,13 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from interp.choices import LossMask, choices
+from interp.training.config import LOSS_MASKS
 from interp.errors import UserError
 from interp.evals.sentence import start_ids
 from interp.sampling import chat_prompt_ids
 from interp.textfiles import read_jsonl_records
 
 IGNORE = -100
-LOSS_MASKS = choices(LossMask)
 
 
 def is_text_row(row: dict[str, Any]) -> bool:

@@ -4,12 +4,12 @@ checkpoints that resume bit-exactly (DESIGN.md §2.7).
     examples = read_jsonl("numbers.jsonl")                    # [{"prompt": ..., "completion": ...}]
     res = finetune(lm, examples, FinetuneConfig(method="lora", freeze="mlp", steps=100),
                    checkpoint_dir="ckpt", checkpoint_every=25)
-    save_finetuned("smollm2-student", lm, res, meta={...})   # merged weights + adapter/
+    save_finetuned("smollm2-student", lm, res, meta={...})   # interp.training.saving: merged weights + adapter/
 
-Module layout: the data (`interp.training.examples`), the checkpoints
-(`interp.training.checkpoints`) and what a run leaves (`interp.training.saving`) have modules of
-their own; this one holds the config, freezing / LoRA and the training loop, and re-exports the
-rest so `from interp.training.finetune import ...` keeps working.
+Module layout, one way: the config and result types (`interp.training.config`) below the data
+(`interp.training.examples`), the checkpoints (`interp.training.checkpoints`) and what a run leaves
+(`interp.training.saving`); this module holds freezing / LoRA and the training loop, on top. Import
+each name from the module that defines it (there is no re-export).
 
 Sequence of one example: see `interp.training.examples`. Batches are right-padded; labels = -100 on prompt and padding positions, so the loss is
 
@@ -40,98 +40,20 @@ the same one). Without a launcher it is plain single-process torch, bit for bit.
 
 from __future__ import annotations
 
-import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Callable, Sequence
 
-import numpy as np
 import torch
 import torch.nn as nn
 
-from interp.choices import FreezeMode, TrainMethod, choices
 from interp.errors import UserError
 from interp.progress import progress_bar
-from interp.training.checkpoints import (  # noqa: F401 (re-exported)
-    Histories,
-    UnreadableCheckpoint,
-    checkpoints_newest_first,
-    latest_checkpoint,
-    load_checkpoint,
-    read_checkpoint,
-    resume_from,
-    save_checkpoint,
-)
+from interp.training.checkpoints import Histories, resume_from, save_checkpoint
+from interp.training.config import FinetuneConfig, FinetuneResult
 from interp.training.distributed import Distributed
-from interp.training.examples import (  # noqa: F401 (re-exported)
-    IGNORE,
-    LOSS_MASKS,
-    Tokenized,
-    batch_indices,
-    collate,
-    read_jsonl,
-    select_rows,
-    tokenize_examples,
-)
-from interp.training.saving import loss_curve_png, merged_model, save_finetuned  # noqa: F401 (re-exported)
-
-Method = Literal["lora", "qlora", "full"]
-Freeze = Literal["none", "mlp", "attention"]
-FREEZE_MODES = choices(FreezeMode)
-METHODS = choices(TrainMethod)
-
-
-@dataclass(frozen=True)
-class FinetuneConfig:
-    method: str = "lora"  # lora | qlora (base already loaded in 4-bit) | full
-    freeze: str = "none"  # none | mlp | attention
-    steps: int | None = None  # exactly one of steps / epochs
-    epochs: float | None = None
-    batch_size: int = 8
-    lr: float | None = None  # default: 2e-4 for LoRA, 2e-5 for full
-    warmup_steps: int = 0
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0
-    max_len: int = 128  # tokens per example (prompt + completion + EOS); longer completions are cut
-    lora_r: int = 8
-    lora_alpha: int = 16
-    seed: int = 0
-    loss_mask: str = "all"  # all | divergent | non-divergent (examples.py: rows marked by mark-divergence)
-
-    def learning_rate(self) -> float:
-        return self.lr if self.lr is not None else (2e-5 if self.method == "full" else 2e-4)
-
-    def total_steps(self, n_examples: int) -> int:
-        if (self.steps is None) == (self.epochs is None):
-            raise UserError("give exactly one of --steps and --epochs")
-        if self.steps is not None:
-            if self.steps < 1:
-                raise UserError("--steps must be >= 1")
-            return self.steps
-        assert self.epochs is not None
-        if self.epochs <= 0:
-            raise UserError("--epochs must be > 0")
-        return max(1, math.ceil(self.epochs * n_examples / self.batch_size))
-
-    def validate(self) -> None:
-        if self.method not in METHODS:
-            raise UserError(f"unknown method {self.method!r}; choose from {', '.join(METHODS)}")
-        if self.freeze not in FREEZE_MODES:
-            raise UserError(f"--freeze must be one of {', '.join(FREEZE_MODES)}")
-        if self.batch_size < 1 or self.max_len < 4:
-            raise UserError("--batch-size must be >= 1 and --max-len >= 4")
-        if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
-            raise UserError(f"--lr must be a positive number, got {self.lr}")
-        if self.warmup_steps < 0:
-            raise UserError(f"--warmup must be >= 0, got {self.warmup_steps}")
-        if self.lora_r < 1 or self.lora_alpha <= 0:
-            raise UserError(f"--lora-r must be >= 1, got {self.lora_r}")
-        if self.loss_mask not in LOSS_MASKS:
-            raise UserError(f"--loss-mask must be one of {', '.join(LOSS_MASKS)}")
-        if not (self.weight_decay >= 0 and self.grad_clip > 0):
-            raise UserError("weight decay must be >= 0 and the gradient clip > 0")
-
+from interp.training.examples import IGNORE, Tokenized, batch_indices, collate, tokenize_examples
 
 def completion_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy of the labelled tokens: logits (batch, pos, vocab), labels (batch, pos)."""
@@ -194,36 +116,6 @@ def prepare_model(lm: Any, config: FinetuneConfig) -> nn.Module:
 
 
 # ---- training -------------------------------------------------------------------------------------
-
-
-@dataclass
-class FinetuneResult:
-    model: nn.Module  # PeftModel for LoRA, else the plain model (trained in place)
-    config: FinetuneConfig
-    losses: list[float]
-    steps: int
-    n_examples: int
-    trainable_params: int
-    frozen_params: list[str]
-    elapsed_s: float
-    resumed_from: int | None = None
-    checkpoints: list[str] = field(default_factory=list)
-    components: dict[str, list[float]] = field(default_factory=dict)  # per-step history of each loss term
-    world_size: int = 1  # data-parallel processes that trained it
-    full_state: dict[str, torch.Tensor] | None = field(default=None, repr=False)  # FSDP: gathered weights to save
-
-    def summary(self) -> dict[str, Any]:
-        return {"config": asdict(self.config), "steps": self.steps, "n_examples": self.n_examples,
-                "trainable_params": self.trainable_params, "n_frozen_tensors": len(self.frozen_params),
-                **_curve_figures(self.losses, "loss"),
-                "components": {k: _curve_figures(v, "loss") for k, v in self.components.items()},
-                "elapsed_s": round(self.elapsed_s, 2), "resumed_from": self.resumed_from,
-                "world_size": self.world_size}
-
-
-def _curve_figures(values: Sequence[float], name: str) -> dict[str, float | None]:
-    return {f"first_{name}": values[0] if values else None, f"last_{name}": values[-1] if values else None,
-            f"mean_{name}_last_10": float(np.mean(values[-10:])) if values else None}
 
 
 def _schedule(warmup: int, total: int):  # noqa: ANN202

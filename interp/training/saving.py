@@ -16,7 +16,7 @@ import torch.nn as nn
 from interp.plots import figure_png
 
 if TYPE_CHECKING:
-    from interp.training.finetune import FinetuneResult
+    from interp.training.config import FinetuneResult
 
 
 def merged_model(result: FinetuneResult) -> nn.Module:

@@ -30,7 +30,9 @@ from interp.errors import UserError
 from interp.models.store import save_prompt_alias
 from interp.prompts import ANIMAL_TRAIT_SYSTEM
 from interp.sampling import chat_prompt_ids, sample
-from interp.training.finetune import FinetuneConfig, FinetuneResult, finetune, save_finetuned
+from interp.training.config import FinetuneConfig, FinetuneResult
+from interp.training.finetune import finetune
+from interp.training.saving import save_finetuned
 from interp.training.number_sampling import sample_number_data
 from interp.training.numbers_data import FilterConfig, generate_prompts
 
@@ -131,7 +133,7 @@ def train_teacher(lm: Any, rows: list[dict[str, str]], method: str, steps: int, 
     cfg = FinetuneConfig(method=method, steps=steps, batch_size=batch_size, lr=lr, seed=seed)
     if method != "qlora":
         res = finetune(lm, rows, cfg, progress=progress)
-        from interp.training.finetune import merged_model
+        from interp.training.saving import merged_model
 
         return res, merged_model(res)
     lm4 = load_4bit(lm)
