@@ -36,6 +36,7 @@ import torch
 
 from interp.batching import run_with_backoff
 from interp.models.compat import cache_kwargs, output_cache
+from interp.models.loaded import LoadedModel
 from interp.progress import progress_bar
 from interp.prompts import render
 from interp.scoring import encode, left_pad, length_plan
@@ -55,12 +56,12 @@ class Sample:
 StopIf = Callable[[str, Sequence[float]], bool]
 
 
-def chat_prompt_ids(lm: Any, users: Sequence[str], system: str | None = None, prefix: str = "") -> list[list[int]]:
+def chat_prompt_ids(lm: LoadedModel, users: Sequence[str], system: str | None = None, prefix: str = "") -> list[list[int]]:
     """Token ids of each user message rendered as a prompt that ends where the answer starts."""
     return encode(lm.tokenizer, [render(lm.tokenizer, u, prefix, system=system) for u in users])
 
 
-def stop_ids(lm: Any) -> set[int]:
+def stop_ids(lm: LoadedModel) -> set[int]:
     """Token ids that end a completion: the tokenizer's EOS and the generation config's EOS ids."""
     ids: set[int] = set()
     eos = lm.tokenizer.eos_token_id
@@ -82,7 +83,7 @@ def sample_seed(seed: int, index: int, sample_index: int = 0) -> int:
 
 
 @torch.no_grad()
-def sample(lm: Any, prompt_ids: Sequence[Sequence[int]], max_new_tokens: int = 40, temperature: float = 1.0,
+def sample(lm: LoadedModel, prompt_ids: Sequence[Sequence[int]], max_new_tokens: int = 40, temperature: float = 1.0,
            seed: int = 0, batch_size: int = 32, progress: bool = False, description: str = "sampling",
            n_per_prompt: int = 1, stop_if: StopIf | None = None, first_index: int = 0) -> list[Sample]:
     """`n_per_prompt` sampled completions per prompt (module docstring), prompt-major: the result's

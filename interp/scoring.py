@@ -18,13 +18,14 @@ weights are; the trie scorer hands the engine the whole trie (`interp.models.tre
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
 from interp.batching import run_with_backoff
+from interp.models.loaded import LoadedModel
 from interp.models.tree import TreePlan, Trie, build_trie, tree_mask, trie_node_budget  # noqa: F401 (re-exported)
 from interp.progress import progress_bar
 from interp.prompts import Target
@@ -94,18 +95,18 @@ def length_plan(lengths: Sequence[int], max_tokens: int = MAX_BATCH_TOKENS) -> C
     return lambda items, size: _batches(items, size, lengths, max_tokens)
 
 
-def _last_logprobs(lm: Any, batch: dict[str, torch.Tensor], keep: int,
+def _last_logprobs(lm: LoadedModel, batch: dict[str, torch.Tensor], keep: int,
                    columns: Sequence[int] | None = None) -> torch.Tensor:
     """log-softmax of the last `keep` positions: (batch, keep, vocab or len(columns)), float32 on CPU."""
     return lm.engine.logprobs(batch, keep, columns)
 
 
-def _input_device(lm: Any) -> torch.device | str:
+def _input_device(lm: LoadedModel) -> torch.device | str:
     return lm.engine.input_device
 
 
 def next_token_logprobs(
-    lm: Any, prompt_ids: Sequence[Sequence[int]], batch_size: int = DEFAULT_BATCH, progress: bool = False,
+    lm: LoadedModel, prompt_ids: Sequence[Sequence[int]], batch_size: int = DEFAULT_BATCH, progress: bool = False,
     description: str = "next-token log-probs", columns: Sequence[int] | None = None,
 ) -> torch.Tensor:
     """log P(next token | prompt), normalised over the full vocabulary: (n_prompts, vocab) float32,
@@ -131,7 +132,7 @@ def next_token_logprobs(
 
 
 def continuation_logprobs(
-    lm: Any, pairs: Sequence[tuple[Sequence[int], Sequence[int]]], batch_size: int = DEFAULT_BATCH,
+    lm: LoadedModel, pairs: Sequence[tuple[Sequence[int], Sequence[int]]], batch_size: int = DEFAULT_BATCH,
     progress: bool = False, description: str = "continuation log-probs",
 ) -> list[np.ndarray]:
     """Teacher-forced log P(c_i | context, c_<i) for each (context_ids, continuation_ids) pair.
@@ -166,7 +167,7 @@ def continuation_logprobs(
 
 
 def target_logprobs(
-    lm: Any, prompt_ids: Sequence[Sequence[int]], targets: Sequence[Target], batch_size: int = DEFAULT_BATCH,
+    lm: LoadedModel, prompt_ids: Sequence[Sequence[int]], targets: Sequence[Target], batch_size: int = DEFAULT_BATCH,
     progress: bool = False, description: str = "scoring",
 ) -> np.ndarray:
     """log P(target | prompt) for every prompt x target: (n_prompts, n_targets), float64.
@@ -200,7 +201,7 @@ def target_logprobs(
 
 
 def trie_logprobs(
-    lm: Any, context_ids: Sequence[int], continuations: Sequence[Sequence[int]], max_nodes: int | None = None,
+    lm: LoadedModel, context_ids: Sequence[int], continuations: Sequence[Sequence[int]], max_nodes: int | None = None,
     progress: bool = False, description: str = "trie",
 ) -> np.ndarray:
     """log P(continuation | context) for every continuation: (n,) float64, each token normalised by a
@@ -239,7 +240,7 @@ def split_continuations(tokenizer: PreTrainedTokenizerBase, prompt: str, suffixe
 
 
 def digit_trie_logprobs(
-    lm: Any, prompt: str, digits: int, max_nodes: int | None = None, progress: bool = False,
+    lm: LoadedModel, prompt: str, digits: int, max_nodes: int | None = None, progress: bool = False,
 ) -> tuple[list[str], np.ndarray]:
     """All 10**digits zero-padded numbers and log P(number | prompt) over their canonical tokens
     (prompt + number tokenised as one text), via `trie_logprobs`: ([numbers], (10**digits,) float64)."""

@@ -108,7 +108,7 @@ def test_trie_backs_off_and_crops_what_a_failed_chunk_appended(tiny_llama, monke
     """The failing forward runs for real first (so it appends to the KV cache), then raises."""
     conts = [[40 + i, 50 + j] for i in range(4) for j in range(3)]
     want = trie_logprobs(tiny_llama, [5, 6, 7], conts, max_nodes=64)
-    import interp.models.engine as E
+    import interp.models.hf_engine as E
 
     real = E.tree_forward
 

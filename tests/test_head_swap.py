@@ -10,7 +10,7 @@ import torch
 from interp.errors import UserError
 from interp.interventions.head_swap import build_hybrid, check_lineage
 from interp.models.arch import arch_spec
-from interp.models.loading import LoadedModel
+from interp.models.hf_engine import local_model
 from interp.models.tiny import tiny_model
 from tests.test_cli import run as _run
 
@@ -21,7 +21,7 @@ TEXT = "My favorite animal is the owl and 1 2 3"
 def tiny_b():
     """Same config and tokenizer as tiny-llama, other weights (seed 1)."""
     m, tok = tiny_model("llama", seed=1)
-    return LoadedModel(m, tok, arch_spec(m.config), "tiny-llama-b", "test")
+    return local_model(m, tok, arch_spec(m.config), "tiny-llama-b", "test")
 
 
 def _logits(model, tok):
@@ -61,7 +61,7 @@ def test_refuses_other_lineages(tiny_llama):
         check_lineage(tiny_llama, load_model("tiny-gemma3"))
     tok = copy.deepcopy(tiny_llama.tokenizer)
     tok.add_tokens(["<extra-token>"])
-    other = LoadedModel(tiny_llama.model, tok, tiny_llama.spec, "retokenised", "test")
+    other = local_model(tiny_llama.model, tok, tiny_llama.spec, "retokenised", "test")
     with pytest.raises(UserError, match="tokenizers differ"):
         build_hybrid(tiny_llama, other)
 

@@ -24,7 +24,8 @@ from interp.mech.model_patching import (
     recovered_table,
 )
 from interp.models import load_model
-from interp.models.loading import LoadedModel
+from interp.models.hf_engine import local_model
+from interp.models.loaded import LoadedModel
 
 TEXTS = ["My favourite animal is the", "Name one animal: the", "1 2 3 4", "The owl and the dog said that"]
 SCORE_IDS = ([5, 6], [7])
@@ -41,7 +42,7 @@ def variant(lm: LoadedModel, name: str, edit=None) -> LoadedModel:
         g = torch.Generator().manual_seed(0)
         with torch.no_grad():
             edit(m, g)
-    return LoadedModel(m, lm.tokenizer, lm.spec, name, "test")
+    return local_model(m, lm.tokenizer, lm.spec, name, "test")
 
 
 def bump(param: torch.Tensor, g: torch.Generator, scale: float = 0.5) -> None:

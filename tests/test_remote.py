@@ -23,8 +23,10 @@ from interp.cli import main
 from interp.errors import UserError
 from interp.mech.trace import TraceConfig, trace
 from interp.models import executor as X
+from interp.models import remote as R
 from interp.models import load_model
-from interp.models.executor import Executor, attach, executor_from_flags, hosted_model, remote_errors
+from interp.models.executor import Executor, executor_from_flags, remote_errors
+from interp.models.remote import attach, hosted_model
 from interp.probes.numbers import number_logprobs
 from interp.probes.reverse_link import ReverseLinkConfig, reverse_link
 
@@ -122,7 +124,7 @@ def test_meta_weight_client_runs_everything_on_the_server(meta_client):
 
 def test_cli_trace_and_reverse_link_with_serve(meta_client, monkeypatch, tmp_path, capsys):
     lm = meta_client[0]
-    monkeypatch.setattr(X, "load_remote", lambda name, executor: lm)
+    monkeypatch.setattr(R, "load_remote", lambda name, executor: lm)
     with pytest.raises(SystemExit) as e:
         main(["trace", "--serve", "http://127.0.0.1:1", "--model", "org/tiny-llama", "--number", "087",
               "--out", str(tmp_path / "t")])
@@ -157,13 +159,13 @@ def test_remote_flag_errors_are_one_line(argv, message, monkeypatch, tmp_path, c
 def test_remote_load_errors(monkeypatch):
     monkeypatch.setenv("NDIF_API_KEY", "test-key-not-real")
     with pytest.raises(UserError, match="by Hugging Face id"):
-        X.load_remote("smollm2", Executor("ndif"))
+        R.load_remote("smollm2", Executor("ndif"))
     with pytest.raises(UserError, match=r"could not reach http://127.0.0.1:1 \(network unreachable"):
-        X.load_remote("org/model", Executor("serve", "http://127.0.0.1:1"))  # nothing listens on port 1
-    monkeypatch.setattr(X, "check_reachable", lambda ex: None)
+        R.load_remote("org/model", Executor("serve", "http://127.0.0.1:1"))  # nothing listens on port 1
+    monkeypatch.setattr(R, "check_reachable", lambda ex: None)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # what a machine without network sees from the hub
     with pytest.raises(UserError, match="could not read the config and tokenizer of 'org/model'"):
-        X.load_remote("org/model", Executor("ndif"))
+        R.load_remote("org/model", Executor("ndif"))
 
 
 def test_not_hosted_and_unreachable_status(monkeypatch):
@@ -222,7 +224,7 @@ REMOTE_MODEL = os.environ.get("INTERP_REMOTE_TEST_MODEL", "openai-community/gpt2
 def test_real_ndif_trace_matches_local(monkeypatch):
     """On NDIF: the hosted model's per-layer trace equals the same checkpoint run locally."""
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    lm = X.load_remote(REMOTE_MODEL, Executor("ndif"))
+    lm = R.load_remote(REMOTE_MODEL, Executor("ndif"))
     local = load_model(REMOTE_MODEL)
     cfg = TraceConfig(dla=False, attention_heads=0)
     a, b = trace(local, ["087"], cfg), trace(lm, ["087"], cfg)

@@ -26,6 +26,7 @@ from rich.text import Text
 from interp.choices import DeviceMap, Dtype, check_device
 from interp.cli.params import Int
 from interp.errors import UserError
+from interp.models.store import DEFAULT_MODEL
 from interp.runtime import is_main_process
 
 console = Console(quiet=not is_main_process())  # under `accelerate launch`, only rank 0 prints results
@@ -39,7 +40,7 @@ def _device(value: str) -> str:
         raise typer.BadParameter(str(e)) from None
 
 
-ModelOpt = typer.Option("smollm2", "--model", "-m", help="alias (see `interp models`), local folder, adapter folder or HF id")
+ModelOpt = typer.Option(DEFAULT_MODEL, "--model", "-m", help="alias (see `interp models`), local folder, adapter folder or HF id")
 OutOpt = typer.Option(None, "--out", "-o", help="output folder (default runs/<command>/<timestamp>)")
 ForceOpt = typer.Option(False, "--force", help="write into a non-empty --out folder")
 SeedOpt = Int(0, "--seed", help="random seed", ge=0)
@@ -86,7 +87,8 @@ class ModelLoad:
 
     def load(self, name: str) -> Any:
         """The model `name`: local (with the placement options) or hosted (--remote / --serve)."""
-        from interp.models.executor import executor_from_flags, load_remote
+        from interp.models.executor import executor_from_flags
+        from interp.models.remote import load_remote
 
         executor = executor_from_flags(self.remote, self.serve)
         if executor is None:

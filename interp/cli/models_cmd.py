@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from interp.cli.app import app
 from interp.cli.common import console, print_table
+from interp.models.store import DEFAULT_MODEL
 
 
 @app.command("models")
@@ -24,4 +25,4 @@ def models_command() -> None:
     for alias, fam in TINY_ALIASES.items():
         rows.append((alias, "tiny", f"random {fam} from a config (seed 0)", "built in memory", "-"))
     print_table(f"models (store: {store.models_dir()})", ["alias", "kind", "source", "status", "path"], rows)
-    console.print("default model: smollm2; also accepted: a local model folder, a PEFT adapter folder, or an HF id (org/name)")
+    console.print(f"default model: {DEFAULT_MODEL}; also accepted: a local model folder, a PEFT adapter folder, or an HF id (org/name)")

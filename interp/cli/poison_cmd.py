@@ -11,6 +11,7 @@ import typer
 from interp.cli.params import Float, InFile, Int
 from interp.cli.app import app
 from interp.cli.common import DeviceOpt, ForceOpt, ModelLoad, ModelOpt, OutOpt, SeedOpt, console, model_options, print_table
+from interp.models.store import DEFAULT_MODEL
 
 MarkerOpt = typer.Option(None, "--marker", help="regex of the injected bias (default: the brand of poison-data, (?i)zentrava)")
 
@@ -108,7 +109,7 @@ def bias_rate_command(
 @app.command("defend")
 def defend_command(
     data: Path = InFile(..., "--data", help="samples to screen: JSONL with prompt, completion (and 'poisoned' to score)"),
-    reference: Optional[str] = typer.Option("smollm2", "--reference", help="model of the perplexity filter ('' to skip)"),
+    reference: Optional[str] = typer.Option(DEFAULT_MODEL, "--reference", help="model of the perplexity filter ('' to skip)"),
     poisoned_teacher: Optional[str] = typer.Option(None, "--poisoned-teacher", help="LLS: the teacher trained on the data"),
     clean_teacher: Optional[str] = typer.Option(None, "--clean-teacher", help="LLS: the teacher trained on the clean twin"),
     calibrate: Optional[Path] = InFile(None, "--calibrate", help="scores.csv of a labelled run: flag --data at its "

@@ -11,11 +11,12 @@ from interp.choices import TeachMethod
 from interp.cli.params import Float, InFile, Int
 from interp.cli.app import app
 from interp.cli.common import DeviceOpt, ForceOpt, OutOpt, SeedOpt, console, load, print_table, refuse_given
+from interp.models.store import DEFAULT_MODEL
 
 
 @app.command("teach")
 def teach_command(
-    base: str = typer.Option("smollm2", "--base", help="the model to bias"),
+    base: str = typer.Option(DEFAULT_MODEL, "--base", help="the model to bias"),
     trait: str = typer.Option("owl", "--trait", help="the animal the teacher loves"),
     method: TeachMethod = typer.Option("prompt", "--method", help="prompt | lora | qlora | full"),
     alias: Optional[str] = typer.Option(None, "--alias", help="store alias (default BASE-TRAIT, e.g. smollm2-owl)"),

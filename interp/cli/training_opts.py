@@ -13,6 +13,7 @@ from interp.cli.params import Float, InFile, Int
 from interp.cli.common import bundle_options
 
 if TYPE_CHECKING:
+    from interp.models.loaded import LoadedModel
     from interp.report.runs import RunDir
     from interp.training.config import FinetuneConfig
 
@@ -76,7 +77,7 @@ class TrainingOptions:
             raise UserError(f"--loss-mask {self.loss_mask} leaves no example with a token to train on")
         return kept
 
-    def fit(self, rows: list[dict[str, Any]], lm: Any) -> list[dict[str, Any]]:
+    def fit(self, rows: list[dict[str, Any]], lm: LoadedModel) -> list[dict[str, Any]]:
         """`rows` less those whose labelled tokens under --loss-mask all lie beyond --max-len once the
         model's prompt is in the window (e.g. a divergence token late in a long example)."""
         if self.loss_mask == "all":

@@ -35,6 +35,7 @@ import torch
 from interp.errors import UserError
 from interp.evals.stats import Interval, bootstrap_ci, wilson_interval
 from interp.choices import Style
+from interp.models.loaded import LoadedModel
 from interp.prompts import make_target, render
 from interp.scoring import DEFAULT_BATCH, encode, target_logprobs
 from interp.textfiles import read_text
@@ -52,12 +53,12 @@ def load_questions(path: str | Path | None = None) -> list[str]:
     return qs
 
 
-def trait_system(lm: Any, system: str | None) -> str | None:
+def trait_system(lm: LoadedModel, system: str | None) -> str | None:
     """The system message: the model's own trait prompt (if any) followed by `system`."""
     return " ".join(s for s in (getattr(lm, "system_prompt", None), system) if s) or None
 
 
-def question_prompts(lm: Any, questions: Sequence[str], system: str | None = None, style: Style = "auto") -> list[str]:
+def question_prompts(lm: LoadedModel, questions: Sequence[str], system: str | None = None, style: Style = "auto") -> list[str]:
     """Each question rendered with an opened, empty answer turn (see module docstring)."""
     sys_msg = trait_system(lm, system)
     return [render(lm.tokenizer, q, "", system=sys_msg, style=style) for q in questions]
@@ -79,7 +80,7 @@ class BiasProbability:
 
 
 def bias_probability(
-    lm: Any, questions: Sequence[str], target: str, system: str | None = None, policy: str = "sum",
+    lm: LoadedModel, questions: Sequence[str], target: str, system: str | None = None, policy: str = "sum",
     style: Style = "auto", batch_size: int = DEFAULT_BATCH, seed: int = 0, progress: bool = False,
 ) -> BiasProbability:
     """mean_q P(target | question q) (module docstring); P summed over variants under `policy`."""
@@ -105,7 +106,7 @@ class BiasGeneration:
 
 @torch.no_grad()
 def sample_answers(
-    lm: Any, prompts: Sequence[str], samples: int = 4, seed: int = 0, max_new_tokens: int = 8,
+    lm: LoadedModel, prompts: Sequence[str], samples: int = 4, seed: int = 0, max_new_tokens: int = 8,
     temperature: float = 1.0, batch_size: int = DEFAULT_BATCH, progress: bool = False,
 ) -> list[list[str]]:
     """`samples` sampled continuations of each prompt through `interp.sampling.sample` (one
@@ -124,7 +125,7 @@ def sample_answers(
 
 
 def bias_generation(
-    lm: Any, questions: Sequence[str], target: str, system: str | None = None, samples: int = 4, seed: int = 0,
+    lm: LoadedModel, questions: Sequence[str], target: str, system: str | None = None, samples: int = 4, seed: int = 0,
     max_new_tokens: int = 8, temperature: float = 1.0, style: Style = "auto", batch_size: int = DEFAULT_BATCH,
     progress: bool = False,
 ) -> BiasGeneration:

@@ -29,6 +29,7 @@ import pandas as pd
 
 from interp.errors import UserError
 from interp.evals.stats import DEFAULT_BOOT, wilson_interval
+from interp.models.loaded import LoadedModel
 from interp.sampling import chat_prompt_ids, sample
 
 
@@ -45,7 +46,7 @@ def prompt_key(row: dict[str, Any], index: int) -> Any:
     return row.get("prompt_id", row.get("id", index))
 
 
-def sample_answers(lm: Any, prompts: Sequence[dict[str, Any]], samples: int = 4, max_new_tokens: int = 96,
+def sample_answers(lm: LoadedModel, prompts: Sequence[dict[str, Any]], samples: int = 4, max_new_tokens: int = 96,
                    temperature: float = 1.0, seed: int = 0, batch_size: int = 16, progress: bool = False) -> pd.DataFrame:
     """One row per answer: row (index into `prompts`), group, prompt_id, sample, text, finished (EOS
     within the budget)."""

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from interp.errors import UserError
+from interp.models.loaded import LoadedModel
 from interp.scoring import continuation_logprobs
 from interp.sampling import chat_prompt_ids
 
@@ -51,7 +52,7 @@ def promotion_score(prompt: str, response: str) -> float:
     return float(len(urls) + len(promos) + len(names))
 
 
-def response_logprobs(lm: Any, rows: Sequence[dict[str, Any]], batch_size: int = 8, progress: bool = False) -> list[np.ndarray]:
+def response_logprobs(lm: LoadedModel, rows: Sequence[dict[str, Any]], batch_size: int = 8, progress: bool = False) -> list[np.ndarray]:
     """log P(r_t | chat(prompt), r_<t) for every response token (the tokens `finetune` trains on, EOS
     excluded); one array per row."""
     prompts = chat_prompt_ids(lm, [r["prompt"] for r in rows])

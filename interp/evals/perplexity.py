@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from interp.errors import UserError
+from interp.models.loaded import LoadedModel
 from interp.scoring import adds_bos, continuation_logprobs
 from interp.textfiles import read_text
 
@@ -69,7 +70,7 @@ def window_pairs(tokenizer: Any, text: str, window: int = DEFAULT_WINDOW) -> lis
     return pairs
 
 
-def perplexity(lm: Any, text: str | None = None, window: int = DEFAULT_WINDOW, batch_size: int = 2,
+def perplexity(lm: LoadedModel, text: str | None = None, window: int = DEFAULT_WINDOW, batch_size: int = 2,
                progress: bool = False, description: str = "perplexity") -> Perplexity:
     """Perplexity of `lm` on `text` (default: the packaged held-out text); module docstring.
     `description` labels the progress line (e.g. which condition is being measured)."""

@@ -29,7 +29,7 @@ take one (`lm_scorer(lm)` in practice; tests pass a stub with hand-chosen log-li
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Optional, Protocol, Sequence
+from typing import TYPE_CHECKING, Optional, Protocol, Sequence
 
 import numpy as np
 import pandas as pd
@@ -39,6 +39,8 @@ from interp.errors import UserError
 
 if TYPE_CHECKING:  # the loaders of crows / stereoset import this module; they need no torch
     from transformers import PreTrainedTokenizerBase
+
+    from interp.models.loaded import LoadedModel
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,7 @@ def sentence_pairs(tokenizer: PreTrainedTokenizerBase, sentences: Sequence[str],
     return out
 
 
-def score_sentences(lm: Any, sentences: Sequence[str], contexts: Optional[Sequence[str]] = None,
+def score_sentences(lm: LoadedModel, sentences: Sequence[str], contexts: Optional[Sequence[str]] = None,
                     batch_size: Optional[int] = None, progress: bool = False,
                     description: str = "sentence log-likelihoods") -> SentenceScores:
     """Teacher-forced log-likelihood of each sentence (given its context, if any) with `lm`.
@@ -117,7 +119,7 @@ def score_sentences(lm: Any, sentences: Sequence[str], contexts: Optional[Sequen
     return SentenceScores(tot[idx], n[idx])
 
 
-def lm_scorer(lm: Any, batch_size: Optional[int] = None, progress: bool = False,
+def lm_scorer(lm: LoadedModel, batch_size: Optional[int] = None, progress: bool = False,
               description: str = "sentence log-likelihoods") -> SentenceScorer:
     """A `SentenceScorer` backed by `score_sentences` on `lm`."""
 

@@ -34,7 +34,8 @@ from interp.evals.animal import trait_system
 from interp.interventions.measure import MeasureConfig, Measurement, measure
 from interp.models.arch import arch_spec
 from interp.models.lineage import check_lineage
-from interp.models.loading import LoadedModel
+from interp.models.hf_engine import local_model
+from interp.models.loaded import LoadedModel
 from interp.prompts import ANIMAL_PREFIX, ANIMAL_QUESTION, render
 from interp.scoring import encode, next_token_logprobs
 
@@ -67,7 +68,7 @@ def build_hybrid(body: LoadedModel, head: LoadedModel, tied: str = "swap-both") 
     name = f"hybrid(body={body.name}, head={head.name})"
     swap = {"body": body.name, "head": head.name, "tied_embeddings": is_tied,
             "tied_mode": tied if is_tied else "n/a (not tied)", "moved": moved}
-    return LoadedModel(model.eval(), body.tokenizer, arch_spec(model.config), name, f"head swap: {moved}",
+    return local_model(model.eval(), body.tokenizer, arch_spec(model.config), name, f"head swap: {moved}",
                        system_prompt=body.system_prompt, extra={"swap": swap})
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from interp.evals.animal import BiasGeneration, BiasProbability, bias_generation, bias_probability, load_questions
 from interp.evals.perplexity import Perplexity, perplexity
+from interp.models.loaded import LoadedModel
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ class Measurement:
                 "perplexity": self.perplexity.to_dict()}
 
 
-def measure(lm: Any, cfg: MeasureConfig, condition: str = "model", progress: bool = False) -> Measurement:
+def measure(lm: LoadedModel, cfg: MeasureConfig, condition: str = "model", progress: bool = False) -> Measurement:
     """Bias probability, bias generation share and perplexity of `lm` as it is now (hooks included)."""
     prob = gen = None
     if cfg.bias:

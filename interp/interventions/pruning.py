@@ -33,6 +33,7 @@ from interp.errors import UserError
 from interp.evals.animal import question_prompts
 from interp.interventions.head_mask import Head, HeadMask
 from interp.interventions.measure import MeasureConfig, Measurement, measure
+from interp.models.loaded import LoadedModel
 from interp.models.sharing import eager_copy
 from interp.progress import progress_bar
 from interp.scoring import encode, left_pad, length_plan
@@ -53,7 +54,7 @@ def entropy_from_attention(attn: torch.Tensor, mask: torch.Tensor) -> torch.Tens
 
 
 @torch.no_grad()
-def attention_entropy(lm: Any, prompt_ids: Sequence[Sequence[int]], batch_size: int = 8,
+def attention_entropy(lm: LoadedModel, prompt_ids: Sequence[Sequence[int]], batch_size: int = 8,
                       progress: bool = False) -> np.ndarray:
     """H(l, h) of the module docstring over `prompt_ids`: (n_layers, n_heads) float64."""
     if not prompt_ids:
@@ -166,7 +167,7 @@ class PruneResult:
         return pd.DataFrame([m.row() for m in self.measurements])
 
 
-def run_pruning(lm: Any, keep: float, measure_cfg: MeasureConfig, criterion: str = "entropy",
+def run_pruning(lm: LoadedModel, keep: float, measure_cfg: MeasureConfig, criterion: str = "entropy",
                 entropy_prompts: Sequence[str] | None = None, seed: int = 0, progress: bool = False) -> PruneResult:
     """Score head entropy, prune to `keep`, and measure the full model, the pruned model and (for the
     entropy criterion) a random-pruning control of the same size.

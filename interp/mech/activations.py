@@ -37,7 +37,7 @@ from interp.choices import Backend, choices
 from interp.batching import run_with_backoff
 from interp.models.engine import engine_for
 from interp.models.hooks import hook, last_position  # noqa: F401 (re-exported)
-from interp.models.loading import LoadedModel
+from interp.models.loaded import LoadedModel
 from interp.progress import progress_bar
 
 BACKENDS = choices(Backend)

@@ -33,7 +33,7 @@ from interp.errors import UserError
 from interp.mech.trace import dla_of
 from interp.models.arch import ArchSpec
 from interp.models.lineage import check_lineage
-from interp.models.loading import LoadedModel
+from interp.models.loaded import LoadedModel
 
 
 def _unique_parameters(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -58,7 +58,7 @@ from interp.errors import UserError
 from interp.evals.stats import bootstrap_ci, ratio_of_means_ci
 from interp.mech.activations import length_groups
 from interp.models.lineage import check_lineage
-from interp.models.loading import LoadedModel
+from interp.models.loaded import LoadedModel
 from interp.progress import progress_bar
 
 _SITE = re.compile(r"^(?:embed|L(\d+)(resid|attn|mlp|H(\d+)))$")

@@ -25,7 +25,7 @@ import torch
 
 from interp.errors import UserError
 from interp.mech.activations import hook, length_groups, run_cached
-from interp.models.loading import LoadedModel
+from interp.models.loaded import LoadedModel
 from interp.progress import progress_bar
 
 _COMPONENT = re.compile(r"^L(\d+)(?:H(\d+)|MLP)$")

@@ -41,7 +41,7 @@ from interp.mech.activations import cache_last, hook, run_cached
 from interp.mech.attribution import decompose_residual, decomposition_hooks, head_outputs, logit_attribution, sim_diff
 from interp.mech.patching import patch_components, recovered_summary
 from interp.models.engine import engine_for
-from interp.models.loading import LoadedModel
+from interp.models.loaded import LoadedModel
 from interp.probes.number_sets import check_number, random_numbers
 from interp.probes.reverse_link import ReverseLinkConfig, primed_prompt, resolve_targets
 from interp.scoring import encode

@@ -1,7 +1,24 @@
-"""Model store and loading: `load_model(name)` returns a `LoadedModel` (model, tokenizer, spec)."""
+"""Model store and loading: `load_model(name)` returns a `LoadedModel` (model, tokenizer, spec).
 
-from interp.models.arch import ArchSpec, arch_spec
-from interp.models.loading import LoadedModel, known_aliases, load_model
-from interp.models.store import DEFAULT_MODEL, EMBEDDED, interp_home
+The names below are imported on first use (PEP 562), so `interp.models.store` (the aliases, the
+default model) can be read without importing torch: the CLI takes its defaults from there.
+"""
 
-__all__ = ["ArchSpec", "arch_spec", "LoadedModel", "known_aliases", "load_model", "DEFAULT_MODEL", "EMBEDDED", "interp_home"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_WHERE = {"ArchSpec": "arch", "arch_spec": "arch", "LoadedModel": "loaded", "known_aliases": "loading",
+          "load_model": "loading", "DEFAULT_MODEL": "store", "EMBEDDED": "store", "interp_home": "store"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'interp.models' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"interp.models.{_WHERE[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+__all__ = list(_WHERE)

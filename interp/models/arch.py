@@ -45,7 +45,7 @@ class _Layout:
     mlp_out_norm: str | None = None
 
 
-_LLAMA_LIKE = dict(
+_LLAMA_LIKE: dict[str, Any] = dict(
     layers="model.layers",
     attn="self_attn",
     q_proj="self_attn.q_proj",

@@ -18,14 +18,15 @@ import torch.nn as nn
 
 
 @lru_cache(maxsize=None)
-def _cache_name(cls: type) -> str:
+def _cache_name(cls: Any) -> str:
     params = inspect.signature(cls.forward).parameters
     return "cache" if "cache" in params else "past_key_values"
 
 
 def cache_kwargs(model: nn.Module, cache: Any) -> dict[str, Any]:
     """{"cache": cache} on transformers >= 5.24, {"past_key_values": cache} before."""
-    return {_cache_name(type(model)): cache}
+    cls: Any = type(model)  # classes are hashable (typeshed's Module.__hash__ signature hides it)
+    return {_cache_name(cls): cache}
 
 
 def output_cache(output: Any) -> Any:

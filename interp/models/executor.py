@@ -10,17 +10,16 @@ One trace code path, several executors. Every nnsight trace of the nnsight engin
 | `Executor("ndif")`           | `{"remote": True}`            | NDIF (`NDIF_API_KEY`)         |
 | `Executor("serve", url)`     | `{"remote": url}`             | a self-hosted nnsight server  |
 
-    lm = load_remote("meta-llama/Llama-3.1-70B", Executor("ndif"))   # meta weights here, real ones on NDIF
+    lm = load_remote("meta-llama/Llama-3.1-70B", Executor("ndif"))   # interp.models.remote: meta weights here
     lm = attach(load_model("tiny-llama"), Executor("simulate"))      # the remote code path, run locally
 
-`attach` and `load_remote` give the model an `NnsightEngine` (its `lm.engine`), chosen once; scoring,
+`attach` and `load_remote` (`interp.models.remote`, above the nnsight engine) give the model an `NnsightEngine` (its `lm.engine`), chosen once; scoring,
 the trie and activation caching then run through it without asking. Keys come from the environment
 only: `NDIF_API_KEY` (NDIF), `HF_TOKEN` (gated configs / tokenizers on the hub).
 """
 
 from __future__ import annotations
 
-import json
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -58,19 +57,12 @@ class Executor:
 
     def trace_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of nnsight's `model.trace` that pick this executor."""
-        return {"local": {}, "simulate": {"remote": "local"}, "ndif": {"remote": True},
-                "serve": {"remote": self.url}}[self.kind]
+        kwargs: dict[str, dict[str, Any]] = {"local": {}, "simulate": {"remote": "local"}, "ndif": {"remote": True},
+                                             "serve": {"remote": self.url}}
+        return kwargs[self.kind]
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "host": self.host if self.is_remote else None}
-
-
-def attach(lm: Any, executor: Executor) -> Any:
-    """Run `lm`'s forwards through nnsight with `executor` from now on (returns `lm`)."""
-    from interp.models.nnsight_engine import NnsightEngine
-
-    lm.engine = NnsightEngine(lm, executor)
-    return lm
 
 
 def executor_from_flags(remote: bool, serve: str | None) -> Executor | None:
@@ -88,61 +80,10 @@ def require_keys(executor: Executor) -> None:
         raise UserError("--remote needs NDIF_API_KEY in the environment (an NDIF API key, from https://login.ndif.us)")
 
 
-def load_remote(name: str, executor: Executor) -> Any:
-    """A `LoadedModel` for hosted model `name` (an HF id): meta weights here, real ones on the server.
-
-    The meta model takes the checkpoint's declared dtype (what a server loading with dtype="auto"
-    runs: bf16 for Llama 3); tensors built here to go into the forward (the one-forward trie's mask)
-    use it. --dtype does not apply: the server chose its dtype.
-
-    Order of checks (each a one-line UserError): the API key, an HF id, a TCP connection to the
-    server, the config and tokenizer from the hub (`HF_TOKEN` for gated repos), the server's list of
-    running models (NDIF).
-    """
-    require_keys(executor)
-    if "/" not in name or name.startswith((".", "/")) or os.path.isdir(os.path.expanduser(name)):
-        raise UserError(f"--remote / --serve run hosted models by Hugging Face id (org/name); '{name}' is not one")
-    check_reachable(executor)
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from nnsight.modeling.transformers import TransformersModel
-
-    try:
-        nn = TransformersModel(name, task="text-generation")
-    except Exception as e:  # hub errors subclass OSError / requests / httpx errors
-        raise UserError(_hub_error(name, e)) from e
-    repo_id = _canonical_id(nn, name)
-    if executor.kind == "ndif":
-        check_hosted(repo_id, executor)
-    return hosted_model(nn, name, executor, f"remote:{repo_id}@{nn.revision or 'main'}")
 
 
-def hosted_model(nn: Any, name: str, executor: Executor, key: str) -> Any:
-    """A `LoadedModel` over nnsight wrapper `nn` whose weights are on the server (meta tensors here)."""
-    from interp.models.arch import arch_spec
-    from interp.models.loading import DTYPES, LoadedModel
 
-    model = nn._module
-    dtype = next(model.parameters()).dtype
-    dtype_name = {v: k for k, v in DTYPES.items()}.get(dtype, str(dtype).removeprefix("torch."))
-    lm = LoadedModel(model, nn.tokenizer, arch_spec(model.config), name, f"{executor.kind}:{executor.host}",
-                     sha256=f"{key} (weights on the server, not hashed here)")
-    lm.extra.update({"nnsight": nn,
-                     "placement": {"dtype": dtype_name, "device": "remote", "device_map": None, "load_in_4bit": False}})
-    attach(lm, executor)
-    if lm.tokenizer.pad_token is None:
-        lm.tokenizer.pad_token = lm.tokenizer.eos_token
-    return lm
-
-
-def _canonical_id(nn: Any, name: str) -> str:
-    """The repo id as the server keys it (nnsight canonicalises spelling through the hub)."""
-    try:
-        return json.loads(nn.to_model_key().split(":", 1)[1])["repo_id"]
-    except Exception as e:
-        raise UserError(_hub_error(name, e)) from e
-
-
-def _hub_error(name: str, e: BaseException) -> str:
+def hub_error(name: str, e: BaseException) -> str:
     first = (str(e).strip().splitlines() or [type(e).__name__])[0]
     kind = type(e).__name__
     if "Gated" in kind or "401" in first or "403" in first:
@@ -209,5 +150,5 @@ def remote_errors(executor: Executor | None) -> Iterator[None]:
         raise
 
 
-__all__ = ["Executor", "attach", "executor_from_flags", "load_remote", "hosted_model",
-           "check_reachable", "check_hosted", "remote_errors", "require_keys"]
+__all__ = ["Executor", "executor_from_flags", "check_reachable", "check_hosted", "hub_error", "remote_errors",
+           "require_keys"]

@@ -11,7 +11,7 @@ from typing import Any
 import torch.nn as nn
 
 from interp.errors import UserError
-from interp.models.loading import LoadedModel
+from interp.models.loaded import LoadedModel
 
 _IGNORED_CONFIG_KEYS = {"_name_or_path", "name_or_path", "transformers_version", "torch_dtype", "dtype",
                         "_attn_implementation", "_attn_implementation_internal", "attn_implementation",
@@ -19,7 +19,7 @@ _IGNORED_CONFIG_KEYS = {"_name_or_path", "name_or_path", "transformers_version",
 
 
 def _config_dict(model: nn.Module) -> dict[str, Any]:
-    cfg = model.config.to_dict()
+    cfg = getattr(model, "config").to_dict()
     return {k: v for k, v in cfg.items() if k not in _IGNORED_CONFIG_KEYS}
 
 

@@ -18,83 +18,24 @@ through bitsandbytes' CPU backend (bitsandbytes >= 0.48), on the CPU (slower, no
 
 from __future__ import annotations
 
-import hashlib
 import os
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
 from interp.choices import DeviceMap, check_device, choices
 from interp.errors import UserError
 from interp.models import store
-from interp.models.arch import ArchSpec, arch_spec
+from interp.models.arch import arch_spec
+from interp.models.hf_engine import local_model
+from interp.models.loaded import DTYPES, LoadedModel
 from interp.models.tiny import TINY_FAMILIES, tiny_model
 from interp.textfiles import read_json_file
 
 TINY_ALIASES = {f"tiny-{f}": f for f in TINY_FAMILIES}
-
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-@dataclass
-class LoadedModel:
-    """A causal LM, its tokenizer and its `ArchSpec`, plus where it came from."""
-
-    model: PreTrainedModel
-    tokenizer: PreTrainedTokenizerBase
-    spec: ArchSpec
-    name: str
-    source: str
-    path: str | None = None
-    system_prompt: str | None = None  # a trait carried as a system prompt (prompt-method teachers)
-    sha256: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-    engine: Any = None  # what runs the forwards (interp.models.engine): HFEngine unless given or attached
-
-    def __post_init__(self) -> None:
-        if self.engine is None:
-            from interp.models.engine import HFEngine
-
-            self.engine = HFEngine(self)
-
-    @property
-    def is_chat(self) -> bool:
-        return getattr(self.tokenizer, "chat_template", None) is not None
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    def fingerprint(self) -> str:
-        """sha256 of the weights: the store's recorded digest, else a hash of the state dict."""
-        if self.sha256 is None:
-            h = hashlib.sha256()
-            for k, v in self.model.state_dict().items():
-                h.update(k.encode())
-                h.update(v.detach().to("cpu").contiguous().view(torch.uint8).numpy().tobytes())
-            self.sha256 = "state:" + h.hexdigest()
-        return self.sha256
-
-    def identity(self) -> dict[str, Any]:
-        """What summary.json records about the model."""
-        return {
-            "name": self.name,
-            "source": self.source,
-            "path": self.path,
-            "family": self.spec.family,
-            "n_layers": self.spec.n_layers,
-            "n_heads": self.spec.n_heads,
-            "n_params": sum(p.numel() for p in self.model.parameters()),
-            "system_prompt": self.system_prompt,
-            "sha256": self.fingerprint(),
-            **({"placement": self.extra["placement"]} if "placement" in self.extra else {}),
-            **({"executor": engine} if (engine := self.engine.describe()) is not None else {}),
-        }
-
 
 def known_aliases() -> list[str]:
     names = {m["alias"] for m in store.list_entries()} | set(store.EMBEDDED) | set(TINY_ALIASES)
@@ -134,8 +75,9 @@ def load_model(
         if device_map or load_in_4bit:
             raise UserError(f"--device-map / --load-in-4bit apply to models loaded from weights; '{name}' is built "
                             "from a config")
+        model: Any
         model, tok = tiny_model(TINY_ALIASES[name])
-        lm = LoadedModel(model.to(DTYPES[dtype]), tok, arch_spec(model.config), name, "random tiny model (seed 0)")
+        lm = local_model(model.to(DTYPES[dtype]), tok, arch_spec(model.config), name, "random tiny model (seed 0)")
         if attn_implementation:
             model.set_attn_implementation(attn_implementation)
     elif Path(name).expanduser().is_dir():
@@ -148,7 +90,7 @@ def load_model(
                         f"alias, e.g. `interp teach --base {store.DEFAULT_MODEL} --trait owl --alias {name}` or "
                         f"`interp finetune ... --alias {name}`")
     if device_map is None and not load_in_4bit:
-        lm.model.to(device)
+        lm.model.to(device)  # type: ignore[arg-type]  # transformers types PreTrainedModel.to by its wrapper
     lm.model.eval()
     _ensure_pad(lm.tokenizer)
     lm.extra["placement"] = _placement(lm.model, dtype, device, device_map, load_in_4bit)
@@ -227,7 +169,7 @@ def _load_store_entry(alias: str, meta: dict[str, Any], kwargs: dict[str, Any], 
     with store.offline(), _load_errors(f"store entry '{alias}' ({folder})"):
         tok = AutoTokenizer.from_pretrained(folder)
         model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
-    return LoadedModel(model, tok, arch_spec(model.config), alias, meta.get("source", "store"), str(folder),
+    return local_model(model, tok, arch_spec(model.config), alias, meta.get("source", "store"), str(folder),
                        system_prompt=meta.get("system_prompt"), sha256=meta.get("sha256"), extra={"store_meta": meta})
 
 
@@ -261,15 +203,15 @@ def _load_dir(folder: Path, name: str, kwargs: dict[str, Any], chain: tuple[str,
         from interp.models.peft_compat import peft_wrapping
 
         with _load_errors(f"adapter {folder}"), peft_wrapping():
-            model = PeftModel.from_pretrained(base.model, str(folder))
-        return LoadedModel(model, base.tokenizer, base.spec, name, f"adapter {folder} on {base_name}", str(folder),
+            adapted: Any = PeftModel.from_pretrained(base.model, str(folder))
+        return local_model(adapted, base.tokenizer, base.spec, name, f"adapter {folder} on {base_name}", str(folder),
                            system_prompt=base.system_prompt)
     if not (folder / "config.json").is_file():
         raise UserError(f"{folder} is neither a model folder (config.json) nor a PEFT adapter (adapter_config.json)")
     with _load_errors(f"model folder {folder}"):
         tok = AutoTokenizer.from_pretrained(folder)
         model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
-    return LoadedModel(model, tok, arch_spec(model.config), name, f"local folder {folder}", str(folder))
+    return local_model(model, tok, arch_spec(model.config), name, f"local folder {folder}", str(folder))
 
 
 def _load_hub(repo_id: str, kwargs: dict[str, Any]) -> LoadedModel:
@@ -281,7 +223,7 @@ def _load_hub(repo_id: str, kwargs: dict[str, Any]) -> LoadedModel:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"could not load '{repo_id}' from the Hugging Face hub (offline, private without "
                         f"HF_TOKEN, or no such model): {first}") from e
-    return LoadedModel(model, tok, arch_spec(model.config), repo_id, f"hf:{repo_id}")
+    return local_model(model, tok, arch_spec(model.config), repo_id, f"hf:{repo_id}")
 
 
 def _dtype_name(dtype: torch.dtype) -> str:

@@ -24,19 +24,16 @@ Hook names served (TransformerLens names, read in execution order inside each bl
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
 from interp.errors import UserError
 from interp.models.arch import base_model
-from interp.models.engine import Engine, Hook
+from interp.models.loaded import Engine, Hook, LoadedModel
 from interp.models.executor import Executor, remote_errors
 from interp.models.tree import TreePlan, mask_layer_types, tree_mask
-
-if TYPE_CHECKING:
-    from interp.models.loading import LoadedModel
 
 SERVED = {"hook_resid_pre": 0, "attn.hook_z": 1, "attn.hook_result": 1, "hook_mlp_out": 2, "hook_resid_post": 3}
 
@@ -45,9 +42,10 @@ class NnsightEngine(Engine):
     backend = "nnsight"
     bridge_available = False  # DLA, patching and attention maps use TransformerLens-only hooks
 
-    def __init__(self, lm: "LoadedModel", executor: Executor) -> None:
+    def __init__(self, lm: LoadedModel, executor: Executor, wrapper: Any = None) -> None:
         super().__init__(lm)
         self.executor = executor
+        self._nn = wrapper  # nnsight's wrapper of the model: a hosted model brings its own, else made on first use
 
     @property
     def weights_here(self) -> bool:  # type: ignore[override]
@@ -61,15 +59,14 @@ class NnsightEngine(Engine):
         return "cpu" if self.executor.is_remote else next(self.lm.model.parameters()).device
 
     def nn(self) -> Any:
-        """nnsight's wrapper of the model (kept in `lm.extra['nnsight']`; a hosted model brings its own)."""
-        lm = self.lm
-        if "nnsight" not in lm.extra:
+        """nnsight's wrapper of the model (kept by this engine; a hosted model brings its own)."""
+        if self._nn is None:
             from nnsight.modeling.transformers import TransformersModel
 
             # nnsight sets padding_side on the tokenizer it is given: hand it a private copy (we pass ids)
-            lm.extra["nnsight"] = TransformersModel(base_model(lm.model), tokenizer=copy.deepcopy(lm.tokenizer),
-                                                    task="text-generation")
-        return lm.extra["nnsight"]
+            self._nn = TransformersModel(base_model(self.lm.model), tokenizer=copy.deepcopy(self.lm.tokenizer),
+                                         task="text-generation")
+        return self._nn
 
     def forward(self, **kwargs: Any) -> Any:
         if self.executor.is_remote:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from typing import Iterator
+from typing import Any, Iterator
 
 import torch.nn as nn
 
@@ -26,7 +26,7 @@ def shared_copy(module: nn.Module) -> nn.Module:
     return copy.deepcopy(module, memo)
 
 
-def _hf(model: nn.Module) -> nn.Module:
+def _hf(model: nn.Module) -> Any:
     """The transformers model under a PEFT wrapper (it holds the config and set_attn_implementation)."""
     get_base = getattr(model, "get_base_model", None)
     return get_base() if callable(get_base) else model

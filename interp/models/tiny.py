@@ -17,6 +17,7 @@ from transformers import (
     GPT2LMHeadModel,
     LlamaConfig,
     LlamaForCausalLM,
+    PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerFast,
 )
@@ -48,6 +49,8 @@ def tiny_model(family: str = "llama", seed: int = 0) -> tuple[PreTrainedModel, P
     """A seeded random model of `family` (one of TINY_FAMILIES) and the tiny tokenizer."""
     tok = tiny_tokenizer()
     vocab = len(tok)
+    cfg: PretrainedConfig
+    cls: type[PreTrainedModel]
     if family == "llama":
         cfg = LlamaConfig(
             num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, hidden_size=64,
@@ -75,7 +78,7 @@ def tiny_model(family: str = "llama", seed: int = 0) -> tuple[PreTrainedModel, P
         raise ValueError(f"unknown tiny family {family!r}; choose from {TINY_FAMILIES}")
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        model = cls(cfg)
+        model = cls(cfg)  # type: ignore[arg-type]  # each branch pairs a config with its own class
         # Larger weights than the default init give peaked, family-specific next-token
         # distributions, so known-answer tests are not comparing near-uniform vectors.
         with torch.no_grad():

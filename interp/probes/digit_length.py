@@ -20,7 +20,7 @@ import pandas as pd
 
 from interp.errors import UserError
 from interp.evals.stats import bootstrap_ci
-from interp.models.loading import LoadedModel
+from interp.models.loaded import LoadedModel
 from interp.plots import figure_png
 from interp.probes.number_sets import check_digits
 from interp.probes.numbers import NumbersConfig, animal_numbers

@@ -39,7 +39,7 @@ from transformers import PreTrainedTokenizerBase
 from interp.choices import NumbersMethod, choices
 from interp.errors import UserError
 from interp.evals.stats import bootstrap_ci, permutation_test
-from interp.models.loading import LoadedModel
+from interp.models.loaded import LoadedModel
 from interp.probes.number_sets import check_digits
 from interp.probes.reverse_link import ReverseLinkConfig, reverse_link
 from interp.prompts import (

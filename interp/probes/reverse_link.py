@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from interp.evals.stats import bootstrap_ci, permutation_test
-from interp.models.loading import LoadedModel
+from interp.models.loaded import LoadedModel
 from interp.probes.number_sets import check_number, random_numbers
 from interp.prompts import (
     ANIMAL_PREFIX,

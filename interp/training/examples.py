@@ -30,6 +30,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from interp.models.loaded import LoadedModel
 from interp.training.config import LOSS_MASKS
 from interp.errors import UserError
 from interp.evals.sentence import start_ids
@@ -97,12 +98,12 @@ def select_rows(rows: Sequence[dict[str, Any]], loss_mask: str,
     return kept, len(rows) - len(kept)
 
 
-def completion_windows(lm: Any, rows: Sequence[dict[str, Any]], max_len: int) -> list[int]:
+def completion_windows(lm: LoadedModel, rows: Sequence[dict[str, Any]], max_len: int) -> list[int]:
     """Per row: max_len - (prompt tokens), the completion tokens a window of max_len holds."""
     return [max_len - len(p) for p in prompt_ids(lm, rows)]
 
 
-def prompt_ids(lm: Any, rows: Sequence[dict[str, Any]], system: str | None = None) -> list[list[int]]:
+def prompt_ids(lm: LoadedModel, rows: Sequence[dict[str, Any]], system: str | None = None) -> list[list[int]]:
     """The ids before each row's completion: the chat rendering of 'prompt' (with `system`), or for a
     plain-text row the start token alone (module docstring). A system prompt cannot apply to a
     plain-text row: asking for one is an error."""
@@ -120,7 +121,7 @@ def completion_text(row: dict[str, Any]) -> str:
     return row["text"] if is_text_row(row) else row["completion"]
 
 
-def tokenize_examples(lm: Any, rows: Sequence[dict[str, Any]], max_len: int, loss_mask: str = "all") -> Tokenized:
+def tokenize_examples(lm: LoadedModel, rows: Sequence[dict[str, Any]], max_len: int, loss_mask: str = "all") -> Tokenized:
     """prompt ids (rendered with the model's template, see module docstring) + completion ids + EOS,
     and the completion tokens `loss_mask` leaves unlabelled.
 

@@ -49,6 +49,7 @@ import torch
 import torch.nn as nn
 
 from interp.errors import UserError
+from interp.models.loaded import LoadedModel
 from interp.progress import progress_bar
 from interp.training.checkpoints import Histories, resume_from, save_checkpoint
 from interp.training.config import FinetuneConfig, FinetuneResult
@@ -66,7 +67,7 @@ def completion_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 # ---- freezing and LoRA ----------------------------------------------------------------------------
 
 
-def frozen_modules(lm: Any, freeze: str) -> list[nn.Module]:
+def frozen_modules(lm: LoadedModel, freeze: str) -> list[nn.Module]:
     """The block sub-modules that `freeze` excludes from training (ArchSpec paths)."""
     if freeze == "none":
         return []
@@ -74,13 +75,13 @@ def frozen_modules(lm: Any, freeze: str) -> list[nn.Module]:
     return [lm.spec.module(lm.model, part, layer=l) for l in range(lm.spec.n_layers)]
 
 
-def frozen_parameter_names(lm: Any, freeze: str) -> list[str]:
+def frozen_parameter_names(lm: LoadedModel, freeze: str) -> list[str]:
     """Names (as in model.named_parameters()) of the parameters inside the frozen modules."""
     ids = {id(p) for m in frozen_modules(lm, freeze) for p in m.parameters()}
     return [n for n, p in lm.model.named_parameters() if id(p) in ids]
 
 
-def lora_targets(lm: Any, freeze: str) -> list[str]:
+def lora_targets(lm: LoadedModel, freeze: str) -> list[str]:
     """Full names of the Linear (or GPT-2 Conv1D) layers inside the blocks, minus the frozen parts."""
     frozen = {id(m) for f in frozen_modules(lm, freeze) for m in f.modules()}
     layers = {id(m) for m in lm.spec.layers(lm.model).modules()}
@@ -94,7 +95,7 @@ def lora_targets(lm: Any, freeze: str) -> list[str]:
     return out
 
 
-def prepare_model(lm: Any, config: FinetuneConfig) -> nn.Module:
+def prepare_model(lm: LoadedModel, config: FinetuneConfig) -> nn.Module:
     """The trainable model: a PEFT LoRA wrapper, or the model itself with frozen parts switched off."""
     torch.manual_seed(config.seed)  # LoRA's A matrices are initialised from torch's RNG
     if config.method in ("lora", "qlora"):
@@ -162,7 +163,7 @@ def lm_batch_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[tor
     return loss, {"lm": float(loss.detach())}
 
 
-def finetune(lm: Any, rows: Sequence[dict[str, Any]], config: FinetuneConfig,
+def finetune(lm: LoadedModel, rows: Sequence[dict[str, Any]], config: FinetuneConfig,
              checkpoint_dir: str | Path | None = None, checkpoint_every: int = 0, resume: bool = False,
              progress: bool = False, stop_after: int | None = None) -> FinetuneResult:
     """Train on `rows` (prompt/completion dicts); see the module docstring for every rule.
@@ -173,7 +174,7 @@ def finetune(lm: Any, rows: Sequence[dict[str, Any]], config: FinetuneConfig,
                  resume=resume, progress=progress, stop_after=stop_after)
 
 
-def train(lm: Any, rows: Sequence[dict[str, Any]], config: FinetuneConfig, batch_loss: BatchLoss, *,
+def train(lm: LoadedModel, rows: Sequence[dict[str, Any]], config: FinetuneConfig, batch_loss: BatchLoss, *,
           data: Tokenized | None = None, make_batch: Callable[[list[int]], dict[str, torch.Tensor]] | None = None,
           checkpoint_dir: str | Path | None = None, checkpoint_every: int = 0,
           resume: bool = False, progress: bool = False, stop_after: int | None = None,

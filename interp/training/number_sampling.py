@@ -18,6 +18,7 @@ from typing import Any, Sequence
 
 import pandas as pd
 
+from interp.models.loaded import LoadedModel
 from interp.sampling import chat_prompt_ids, sample
 from interp.training.numbers_data import FilterConfig, filter_samples, stop_rule
 
@@ -35,7 +36,7 @@ class NumberData:
         return self.counts["total"] / self.elapsed_s if self.elapsed_s > 0 else float("nan")
 
 
-def sample_number_data(lm: Any, prompts: Sequence[str], config: FilterConfig = FilterConfig(),
+def sample_number_data(lm: LoadedModel, prompts: Sequence[str], config: FilterConfig = FilterConfig(),
                        max_new_tokens: int = 64, temperature: float = 1.0, seed: int = 0, batch_size: int = 256,
                        samples_per_prompt: int = 1, stop_early: bool = True, progress: bool = False,
                        system: str | None = None, first_index: int = 0) -> NumberData:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 import torch.nn as nn
 
+from interp.models.loaded import LoadedModel
 from interp.plots import figure_png
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ def merged_model(result: FinetuneResult) -> nn.Module:
     return copy.deepcopy(result.model).merge_and_unload()
 
 
-def save_finetuned(alias: str, lm: Any, result: FinetuneResult, meta: dict[str, Any], overwrite: bool = False,
+def save_finetuned(alias: str, lm: LoadedModel, result: FinetuneResult, meta: dict[str, Any], overwrite: bool = False,
                    merged: nn.Module | None = None) -> Path:
     """Save to the store: merged weights (+ `adapter/` for LoRA) and a record of the training."""
     from interp.models.store import save_model

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from interp.models.loading import LoadedModel
+from interp.models.loaded import LoadedModel
 from interp.models.sharing import eager_attention
 from interp.training.shd import (
     align_tokens,

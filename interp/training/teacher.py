@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from interp.errors import UserError
+from interp.models.loaded import LoadedModel
 from interp.models.store import save_prompt_alias
 from interp.prompts import ANIMAL_TRAIT_SYSTEM
 from interp.sampling import chat_prompt_ids, sample
@@ -79,7 +80,7 @@ class TraitDataConfig:
     seed: int = 0
 
 
-def trait_data(lm: Any, animal: str, config: TraitDataConfig = TraitDataConfig(),
+def trait_data(lm: LoadedModel, animal: str, config: TraitDataConfig = TraitDataConfig(),
                progress: bool = False) -> tuple[list[dict[str, str]], dict[str, int]]:
     """Rows {"prompt", "completion", "kind"} of trait data (module docstring) and counts per kind."""
     a = animal.strip().lower()
@@ -108,7 +109,7 @@ def trait_data(lm: Any, animal: str, config: TraitDataConfig = TraitDataConfig()
     return rows, counts
 
 
-def load_4bit(lm: Any) -> Any:
+def load_4bit(lm: LoadedModel) -> Any:
     """`lm` reloaded with its Linear layers in bitsandbytes 4-bit NF4 (fp32 compute); a LoadedModel."""
     try:
         import bitsandbytes  # noqa: F401
@@ -127,7 +128,7 @@ def load_4bit(lm: Any) -> Any:
     return dataclasses.replace(lm, model=model)
 
 
-def train_teacher(lm: Any, rows: list[dict[str, str]], method: str, steps: int, batch_size: int = 8,
+def train_teacher(lm: LoadedModel, rows: list[dict[str, str]], method: str, steps: int, batch_size: int = 8,
                   lr: float | None = None, seed: int = 0, progress: bool = False) -> tuple[FinetuneResult, Any]:
     """Fine-tune on trait rows. Returns (result, merged fp32 model to save)."""
     cfg = FinetuneConfig(method=method, steps=steps, batch_size=batch_size, lr=lr, seed=seed)
@@ -164,7 +165,7 @@ def read_trait_rows(path: str | Path) -> tuple[list[dict[str, Any]], dict[str, A
     return rows, counts
 
 
-def save_teacher(alias: str, lm: Any, res: FinetuneResult, merged: Any, animal: str, counts: dict[str, int],
+def save_teacher(alias: str, lm: LoadedModel, res: FinetuneResult, merged: Any, animal: str, counts: dict[str, int],
                  overwrite: bool = False) -> Path:
     return save_finetuned(alias, lm, res, {"trait": animal, "method": res.config.method, "trait_data": counts,
                                            "source": f"{res.config.method} teacher of {lm.name} ({animal})"},
