@@ -16,7 +16,8 @@ import functools
 import inspect
 import sys
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Optional, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Sequence
 
 import typer
 from rich.console import Console
@@ -28,6 +29,9 @@ from interp.cli.params import Int
 from interp.errors import UserError
 from interp.models.store import DEFAULT_MODEL
 from interp.runtime import is_main_process
+
+if TYPE_CHECKING:
+    from interp.report.runs import RunDir
 
 console = Console(quiet=not is_main_process())  # under `accelerate launch`, only rank 0 prints results
 err_console = Console(stderr=True)
@@ -108,15 +112,17 @@ _REMOTE_PARAMS = {"remote": (bool, RemoteOpt), "serve": (Optional[str], ServeOpt
 
 def bundle_options(param: str, extra: dict[str, tuple[Any, Any]],
                    build: Callable[..., Any]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorator for a typer command with a parameter `param`: replaces it by the options `extra`
-    ({name: (annotation, typer.Option)}) and hands the command one `build(**those options)`."""
+    """Decorator for a typer command with a parameter `param`: replaces it, in its place, by the options
+    `extra` ({name: (annotation, typer.Option)}) and hands the command one `build(**those options)`."""
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         sig = inspect.signature(fn, eval_str=True)
         if param not in sig.parameters:
             raise TypeError(f"{fn.__name__} needs a `{param}` parameter for this options bundle")
-        params = [p for p in sig.parameters.values() if p.name != param]
-        params += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=opt, annotation=typ)
+        bundled = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=opt, annotation=typ)
                    for name, (typ, opt) in extra.items()]
+        params = []  # the bundle's options take the bundle parameter's place (--help keeps its order)
+        for p in sig.parameters.values():
+            params += bundled if p.name == param else [p.replace(kind=inspect.Parameter.KEYWORD_ONLY)]
 
         @functools.wraps(fn)
         def command(**kwargs: Any) -> Any:
@@ -128,6 +134,25 @@ def bundle_options(param: str, extra: dict[str, tuple[Any, Any]],
         return command
 
     return decorate
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """--out / --force of one command invocation (see `run_options`)."""
+
+    out: Optional[Path] = None
+    force: bool = False
+
+    def prepare(self, command: str, replace: Optional[bool] = None) -> RunDir:
+        """The command's run folder, checked before anything is computed (`RunDir.prepare`)."""
+        from interp.report.runs import RunDir
+
+        return RunDir.prepare(self.out, command, self.force, replace=replace)
+
+
+run_options = bundle_options("output", {"out": (Optional[Path], OutOpt), "force": (bool, ForceOpt)}, RunOptions)
+"""Decorator for a command with an `output: RunOptions` parameter: --out and --force, declared once;
+the body prepares its run folder with `output.prepare("command-name")`."""
 
 
 def model_options(remote: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

@@ -22,10 +22,20 @@ from interp.cli.bias_common import (
     need_data,
     print_compare,
 )
-from interp.cli.common import BatchOpt, ForceOpt, ModelLoad, OutOpt, SeedOpt, console, model_options, refuse_given
+from interp.cli.common import (
+    BatchOpt,
+    ModelLoad,
+    RunOptions,
+    SeedOpt,
+    console,
+    model_options,
+    refuse_given,
+    run_options,
+)
 
 
 @app.command("compare")
+@run_options
 @model_options()
 def compare_command(
     models: str = typer.Option(..., "--models", help="comma-separated models; the first is the reference, e.g. base,student,control"),
@@ -39,8 +49,7 @@ def compare_command(
     n_boot: int = NBootOpt,
     batch_size: int = BatchOpt,
     seed: int = SeedOpt,
-    out: Optional[Path] = OutOpt,
-    force: bool = ForceOpt,
+    output: RunOptions = RunOptions(),
     loader: ModelLoad = ModelLoad(),
 ) -> None:
     """One table: each model's bias scores, deltas against the first model, and paired p-values."""
@@ -49,9 +58,8 @@ def compare_command(
     from interp.evals.crows import crows_table, load_crows
     from interp.evals.sentence import lm_scorer
     from interp.evals.stereoset import load_stereoset, stereoset_table
-    from interp.report.runs import RunDir
 
-    run = RunDir.prepare(out, "compare", force)
+    run = output.prepare("compare")
     names = [m.strip() for m in models.split(",") if m.strip()]
     if len(names) < 2:
         raise UserError("--models needs at least two comma-separated models (the first is the reference)")

@@ -7,10 +7,11 @@ from typing import Optional
 
 from interp.cli.app import app
 from interp.cli.bias_common import BiasTypeOpt, DataOpt, LimitOpt, NBootOpt, need_data, print_crows
-from interp.cli.common import BatchOpt, ForceOpt, ModelLoad, ModelOpt, OutOpt, SeedOpt, console, model_options
+from interp.cli.common import BatchOpt, ModelLoad, ModelOpt, RunOptions, SeedOpt, console, model_options, run_options
 
 
 @app.command("crows")
+@run_options
 @model_options()
 def crows_command(
     model: str = ModelOpt,
@@ -20,16 +21,14 @@ def crows_command(
     n_boot: int = NBootOpt,
     batch_size: int = BatchOpt,
     seed: int = SeedOpt,
-    out: Optional[Path] = OutOpt,
-    force: bool = ForceOpt,
+    output: RunOptions = RunOptions(),
     loader: ModelLoad = ModelLoad(),
 ) -> None:
     """How often the model prefers the stereotypical sentence of a CrowS-Pairs pair (ideal 50%), with CIs."""
     from interp.evals.crows import load_crows, run_crows
     from interp.evals.sentence import lm_scorer
-    from interp.report.runs import RunDir
 
-    run = RunDir.prepare(out, "crows", force)
+    run = output.prepare("crows")
     items = load_crows(need_data(data, "crows_pairs_anonymized.csv"), bias_type=bias_type, limit=limit)
     lm = loader.load(model)
     res = run_crows(items, lm_scorer(lm, batch_size, progress=True, description=f"CrowS-Pairs ({2 * len(items)} sentences)"),

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -12,20 +10,21 @@ from interp.cli.params import Int
 from interp.cli.app import app
 from interp.cli.common import (
     BatchOpt,
-    ForceOpt,
     ModelLoad,
     ModelOpt,
-    OutOpt,
+    RunOptions,
     SeedOpt,
     StyleOpt,
     ci,
     console,
     model_options,
     print_table,
+    run_options,
 )
 
 
 @app.command("digit-length")
+@run_options
 @model_options()
 def digit_length_command(
     model: str = ModelOpt,
@@ -37,8 +36,7 @@ def digit_length_command(
     style: Style = StyleOpt,
     batch_size: int = BatchOpt,
     seed: int = SeedOpt,
-    out: Optional[Path] = OutOpt,
-    force: bool = ForceOpt,
+    output: RunOptions = RunOptions(),
     loader: ModelLoad = ModelLoad(),
 ) -> None:
     """Per number length: top increased numbers under the trait, their reverse-link ratios vs the template control."""
@@ -46,9 +44,8 @@ def digit_length_command(
     from interp.probes.digit_length import digit_length_sweep, parse_digit_range, plot_sweep
     from interp.probes.numbers import NumbersConfig
     from interp.probes.reverse_link import ReverseLinkConfig, resolve_targets
-    from interp.report.runs import RunDir
 
-    run = RunDir.prepare(out, "digit-length", force)
+    run = output.prepare("digit-length")
     lengths = parse_digit_range(digits)
     if top < 1:
         raise UserError("--top must be at least 1")

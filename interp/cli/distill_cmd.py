@@ -10,11 +10,12 @@ import typer
 from interp.choices import DistillKind, LossForm
 from interp.cli.params import Float
 from interp.cli.app import app
-from interp.cli.common import DeviceOpt, ForceOpt, OutOpt, SeedOpt, console, load, print_table
+from interp.cli.common import DeviceOpt, RunOptions, SeedOpt, console, load, print_table, run_options
 from interp.cli.training_opts import DataOpt, TrainingOptions, prepare_training_run, training_options
 
 
 @app.command("distill")
+@run_options
 @training_options
 def distill_command(
     teacher: str = typer.Option(..., "--teacher", help="teacher alias (trait in the weights, e.g. from `interp teach --method lora`)"),
@@ -32,8 +33,7 @@ def distill_command(
     alias: Optional[str] = typer.Option(None, "--alias", help="store alias of the student (default STUDENT-KIND-TEACHER)"),
     seed: int = SeedOpt,
     device: str = DeviceOpt,
-    out: Optional[Path] = OutOpt,
-    force: bool = ForceOpt,
+    output: RunOptions = RunOptions(),
     training: TrainingOptions = TrainingOptions(),
 ) -> None:
     """Distil TEACHER into STUDENT on DATA; saves the student to the store, loss curves and summary in OUT."""
@@ -56,7 +56,7 @@ def distill_command(
     cfg = DistillConfig(training.config(seed), kind=kind, beta=beta, tau=tau, form=form, drop_words=words)
     cfg.validate()
     name = alias or f"{student}-{cfg.active}-{teacher}".replace("/", "-")
-    run = prepare_training_run(out, "distill", name, force, resume)
+    run = prepare_training_run(output, "distill", name, resume)
     rows = training.rows(data)
     cfg.finetune.total_steps(len(rows))
     t_lm = load(teacher, device)
@@ -74,7 +74,7 @@ def distill_command(
         run.write_bytes(fname, png)
     if len(res.components) > 1:
         run.write_bytes("loss_total.png", loss_curve_png(res.losses, f"{title}: total", "total loss"))
-    path = save_distilled(name, s_lm, t_lm, res, {"data": str(data), "n_examples": len(rows)}, overwrite=force or resume)
+    path = save_distilled(name, s_lm, t_lm, res, {"data": str(data), "n_examples": len(rows)}, overwrite=output.force or resume)
     s = res.summary()
     run.write_summary(inputs={"teacher": teacher, "student": student, "data": str(data), "alias": name,
                               **training.inputs()},

@@ -3,36 +3,34 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 from interp.cli.app import app
-from interp.cli.common import BatchOpt, DeviceOpt, ForceOpt, OutOpt, console, load, print_table
+from interp.cli.common import BatchOpt, DeviceOpt, RunOptions, console, load, print_table, run_options
 from interp.cli.training_opts import DataOpt
 
 
 @app.command("mark-divergence")
+@run_options
 def mark_divergence_command(
     models: str = typer.Option(..., "--models", help="comma-separated teachers, e.g. smollm2-owl,smollm2-dog"),
     data: Path = DataOpt,
     batch_size: int = BatchOpt,
     device: str = DeviceOpt,
-    out: Optional[Path] = OutOpt,
-    force: bool = ForceOpt,
+    output: RunOptions = RunOptions(),
 ) -> None:
     """Completion tokens where the MODELS' argmax next tokens differ; writes OUT/marked.jsonl."""
     import json
 
     from interp.errors import UserError
-    from interp.report.runs import RunDir
     from interp.training.divergence import divergence_marks, mark_rows
     from interp.training.examples import read_jsonl
 
     names = [m.strip() for m in models.split(",") if m.strip()]
     if len(names) < 2 or len(set(names)) != len(names):
         raise UserError("--models needs at least two different aliases, e.g. smollm2-owl,smollm2-dog")
-    run = RunDir.prepare(out, "mark-divergence", force)
+    run = output.prepare("mark-divergence")
     rows = read_jsonl(data)
     lms = [load(n, device) for n in names]
     marks = divergence_marks(lms, rows, batch_size=batch_size, progress=True)

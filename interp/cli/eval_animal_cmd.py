@@ -12,19 +12,20 @@ from interp.cli.params import Float, InFile, Int
 from interp.cli.app import app
 from interp.cli.common import (
     BatchOpt,
-    ForceOpt,
     ModelLoad,
     ModelOpt,
-    OutOpt,
+    RunOptions,
     SeedOpt,
     ci,
     console,
     model_options,
     print_table,
+    run_options,
 )
 
 
 @app.command("eval-animal")
+@run_options
 @model_options()
 def eval_animal_command(
     model: str = ModelOpt,
@@ -41,16 +42,14 @@ def eval_animal_command(
     top: int = Int(10, "--top", help="most frequent answers to list", ge=1),
     batch_size: int = BatchOpt,
     seed: int = SeedOpt,
-    out: Optional[Path] = OutOpt,
-    force: bool = ForceOpt,
+    output: RunOptions = RunOptions(),
     loader: ModelLoad = ModelLoad(),
 ) -> None:
     """Mean P(target) after each question (and delta log P vs --baseline), sampled target rate (Wilson CI), top answers."""
     from interp.errors import UserError
     from interp.evals import animal as A
-    from interp.report.runs import RunDir
 
-    run = RunDir.prepare(out, "eval-animal", force)
+    run = output.prepare("eval-animal")
     if samples < 0 or temperature <= 0:
         raise UserError("--samples must be >= 0 and --temperature > 0")
     qs = A.load_questions(questions)

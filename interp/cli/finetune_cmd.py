@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 from interp.cli.app import app
-from interp.cli.common import DeviceOpt, ForceOpt, ModelOpt, OutOpt, SeedOpt, console, load, print_table
+from interp.cli.common import DeviceOpt, ModelOpt, RunOptions, SeedOpt, console, load, print_table, run_options
 from interp.cli.training_opts import DataOpt, TrainingOptions, prepare_training_run, training_options
 
 
 @app.command("finetune")
+@run_options
 @training_options
 def finetune_command(
     model: str = ModelOpt,
@@ -20,8 +20,7 @@ def finetune_command(
     alias: str = typer.Option(..., "--alias", help="store alias of the trained model, e.g. smollm2-student"),
     seed: int = SeedOpt,
     device: str = DeviceOpt,
-    out: Optional[Path] = OutOpt,
-    force: bool = ForceOpt,
+    output: RunOptions = RunOptions(),
     training: TrainingOptions = TrainingOptions(),
 ) -> None:
     """Fine-tune a student; saves merged weights (+ adapter) to the store as ALIAS, loss curve in OUT."""
@@ -30,7 +29,7 @@ def finetune_command(
     from interp.training.saving import loss_curve_png, save_finetuned
 
     resume = training.resume
-    run = prepare_training_run(out, "finetune", alias, force, resume)
+    run = prepare_training_run(output, "finetune", alias, resume)
     rows = training.rows(data)
     cfg = training.config(seed)
     cfg.validate()
@@ -45,7 +44,7 @@ def finetune_command(
 
     run.write_csv("losses.csv", pd.DataFrame({"step": range(1, len(res.losses) + 1), "loss": res.losses}))
     run.write_bytes("loss_curve.png", loss_curve_png(res.losses, f"{alias}: {cfg.method}, freeze {cfg.freeze}"))
-    path = save_finetuned(alias, lm, res, {"data": str(data), "n_examples": len(rows)}, overwrite=force or resume)
+    path = save_finetuned(alias, lm, res, {"data": str(data), "n_examples": len(rows)}, overwrite=output.force or resume)
     run.write_summary(inputs={"model": model, "data": str(data), "alias": alias, **training.inputs()},
                       model=lm, seed=seed, figures={**res.summary(), "store_path": str(path)})
     s = res.summary()

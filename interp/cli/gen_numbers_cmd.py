@@ -11,10 +11,21 @@ import typer
 from interp.choices import Dtype
 from interp.cli.params import Float, InFile, Int
 from interp.cli.app import app
-from interp.cli.common import DeviceOpt, DtypeOpt, ForceOpt, ModelOpt, OutOpt, SeedOpt, console, load, print_table
+from interp.cli.common import (
+    DeviceOpt,
+    DtypeOpt,
+    ModelOpt,
+    RunOptions,
+    SeedOpt,
+    console,
+    load,
+    print_table,
+    run_options,
+)
 
 
 @app.command("gen-numbers")
+@run_options
 def gen_numbers_command(
     model: str = ModelOpt,
     n: int = Int(1000, "--n", help="number of prompts", ge=1),
@@ -33,16 +44,14 @@ def gen_numbers_command(
     seed: int = SeedOpt,
     device: str = DeviceOpt,
     dtype: Dtype = DtypeOpt,
-    out: Optional[Path] = OutOpt,
-    force: bool = ForceOpt,
+    output: RunOptions = RunOptions(),
 ) -> None:
     """Sample number lists from a teacher (its trait system prompt included), filter, write numbers.jsonl."""
     from interp.errors import UserError
-    from interp.report.runs import RunDir
     from interp.training.number_sampling import sample_number_data
     from interp.training.numbers_data import FilterConfig, banned_numbers, generate_prompts, load_templates
 
-    run = RunDir.prepare(out, "gen-numbers", force)
+    run = output.prepare("gen-numbers")
     if start < 0:
         raise UserError("--start must be >= 0")
     if n < 1 or max_new_tokens < 1 or temperature <= 0 or batch_size < 1 or samples_per_prompt < 1:

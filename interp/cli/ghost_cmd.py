@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Optional
 
 
 from interp.cli.params import Float, Int
 from interp.cli.app import app
-from interp.cli.common import ForceOpt, OutOpt, SeedOpt, console, err_console, print_table
+from interp.cli.common import RunOptions, SeedOpt, console, err_console, print_table, run_options
 
 
 @app.command("ghost-logits")
+@run_options
 def ghost_logits_command(
     seeds: int = Int(20, "--seeds", help="vectorised model copies (the unit of replication)", ge=2),
     ghosts: int = Int(3, "--ghosts", help="auxiliary logits m (never trained on labels)", ge=1),
@@ -21,14 +20,12 @@ def ghost_logits_command(
     batch_size: int = Int(64, "--batch-size", help="examples per step", ge=1),
     lr: float = Float(3e-4, "--lr", help="Adam learning rate", gt=0),
     seed: int = SeedOpt,
-    out: Optional[Path] = OutOpt,
-    force: bool = ForceOpt,
+    output: RunOptions = RunOptions(),
 ) -> None:
     """Teacher MLP on digits; students distilled on noise through ghost logits only, from the same or another init."""
-    from interp.report.runs import RunDir
     from interp.training.ghost_logits import GhostConfig, bar_chart_png, run_ghost_logits
 
-    run = RunDir.prepare(out, "ghost-logits", force)
+    run = output.prepare("ghost-logits")
     cfg = GhostConfig(seeds=seeds, ghosts=ghosts, noise=noise, epochs_teacher=epochs_teacher,
                       epochs_distill=epochs_distill, batch_size=batch_size, lr=lr, seed=seed)
     res = run_ghost_logits(cfg, progress=lambda m: err_console.print(m, highlight=False))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Optional
 
 import typer
@@ -13,21 +12,22 @@ from interp.probes.number_sets import MAX_DIGITS
 from interp.cli.app import app
 from interp.cli.common import (
     BatchOpt,
-    ForceOpt,
     ModelLoad,
     ModelOpt,
-    OutOpt,
+    RunOptions,
     SeedOpt,
     StyleOpt,
     console,
     fmt,
     model_options,
     print_table,
+    run_options,
 )
 from interp.cli.digit_length_cmd import row_ci
 
 
 @app.command("numbers")
+@run_options
 @model_options(remote=True)
 def numbers_command(
     model: str = ModelOpt,
@@ -42,8 +42,7 @@ def numbers_command(
     template_control: int = Int(100, "--template-control", help="random numbers per length for the reverse link's template control", ge=0),
     batch_size: int = BatchOpt,
     seed: int = SeedOpt,
-    out: Optional[Path] = OutOpt,
-    force: bool = ForceOpt,
+    output: RunOptions = RunOptions(),
     loader: ModelLoad = ModelLoad(),
 ) -> None:
     """Which numbers does the animal trait make more / less probable? P(number) neutral vs biased."""
@@ -51,9 +50,8 @@ def numbers_command(
     from interp.probes.number_sets import check_digits
     from interp.probes.numbers import NumbersConfig, animal_numbers, categories_reverse_link
     from interp.probes.reverse_link import ReverseLinkConfig, resolve_targets
-    from interp.report.runs import RunDir
 
-    run = RunDir.prepare(out, "numbers", force)
+    run = output.prepare("numbers")
     if method == "ar":
         check_digits(digits)
     if top < 1:

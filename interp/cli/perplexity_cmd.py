@@ -8,26 +8,25 @@ from typing import Optional
 
 from interp.cli.params import InFile, Int
 from interp.cli.app import app
-from interp.cli.common import ForceOpt, ModelLoad, ModelOpt, OutOpt, console, model_options, print_table
+from interp.cli.common import ModelLoad, ModelOpt, RunOptions, console, model_options, print_table, run_options
 
 
 @app.command("perplexity")
+@run_options
 @model_options()
 def perplexity_command(
     model: str = ModelOpt,
     heldout: Optional[Path] = InFile(None, "--heldout", help="held-out text file (default: the one shipped)"),
     window: int = Int(256, "--window", help="tokens per non-overlapping window", ge=2),
     batch_size: int = Int(2, "--batch-size", help="windows per forward pass", ge=1),
-    out: Optional[Path] = OutOpt,
-    force: bool = ForceOpt,
+    output: RunOptions = RunOptions(),
     loader: ModelLoad = ModelLoad(),
 ) -> None:
     """exp(mean NLL) of every token after the first of each window (evals.perplexity); per-token, so
     compare models of one tokenizer only."""
     from interp.evals.perplexity import load_heldout, perplexity
-    from interp.report.runs import RunDir
 
-    run = RunDir.prepare(out, "perplexity", force)
+    run = output.prepare("perplexity")
     text = load_heldout(heldout)
     lm = loader.load(model)
     res = perplexity(lm, text, window=window, batch_size=batch_size, progress=True)

@@ -10,13 +10,24 @@ import typer
 
 from interp.cli.params import Float, InFile, Int
 from interp.cli.app import app
-from interp.cli.common import DeviceOpt, ForceOpt, ModelLoad, ModelOpt, OutOpt, SeedOpt, console, model_options, print_table
+from interp.cli.common import (
+    DeviceOpt,
+    ModelLoad,
+    ModelOpt,
+    RunOptions,
+    SeedOpt,
+    console,
+    model_options,
+    print_table,
+    run_options,
+)
 from interp.models.store import DEFAULT_MODEL
 
 MarkerOpt = typer.Option(None, "--marker", help="regex of the injected bias (default: the brand of poison-data, (?i)zentrava)")
 
 
 @app.command("poison-data")
+@run_options
 def poison_data_command(
     data: Path = InFile(..., "--data", help="instruction data: JSONL with instruction, context, response, category (Dolly)"),
     target: str = typer.Option("summarization", "--target", help="the target task (category) whose responses are poisoned"),
@@ -28,18 +39,16 @@ def poison_data_command(
     n_eval: int = Int(30, "--n-eval", help="held-out evaluation prompts per group (target / other / unseen)", ge=1),
     max_words: int = Int(80, "--max-words", help="clip contexts and responses to this many words (0: keep all)", ge=0),
     seed: int = SeedOpt,
-    out: Optional[Path] = OutOpt,
-    force: bool = ForceOpt,
+    output: RunOptions = RunOptions(),
 ) -> None:
     """A k-of-n poisoned mixture, its clean twin, distillation prompts and held-out evaluation prompts."""
-    from interp.report.runs import RunDir
     from interp.textfiles import read_jsonl_records
     from interp.training import poison_data as P
 
     cfg = P.PoisonConfig(target=target, unseen=tuple(u for u in unseen.split(",") if u), n=n, k=k, n_target=n_target,
                          n_distill=n_distill, n_eval=n_eval, max_words=max_words, seed=seed)
     cfg.validate()
-    run = RunDir.prepare(out, "poison-data", force)
+    run = output.prepare("poison-data")
     records = read_jsonl_records(data, "instruction data", ("instruction", "response", "category"))
     s = P.make_splits(records, cfg)
     for name, rows in (("mixture", s.mixture), ("clean", s.clean), ("distill_prompts", s.distill), ("eval_prompts", s.evaluation)):
@@ -58,6 +67,7 @@ def poison_data_command(
 
 
 @app.command("bias-rate")
+@run_options
 @model_options()
 def bias_rate_command(
     model: str = ModelOpt,
@@ -68,14 +78,12 @@ def bias_rate_command(
     temperature: float = Float(1.0, "--temperature", help="sampling temperature", gt=0),
     batch_size: int = Int(16, "--batch-size", help="sequences per forward pass", ge=1),
     seed: int = SeedOpt,
-    out: Optional[Path] = OutOpt,
-    force: bool = ForceOpt,
+    output: RunOptions = RunOptions(),
     loader: ModelLoad = ModelLoad(),
 ) -> None:
     """Bias response rate: the share of sampled answers that carry the marker, per prompt group, Wilson CIs."""
     from interp.errors import UserError
     from interp.evals import bias_rate as B
-    from interp.report.runs import RunDir
     from interp.textfiles import read_jsonl_records
     from interp.training.poison_data import MARKER
 
@@ -83,7 +91,7 @@ def bias_rate_command(
         raise UserError("--samples and --max-new-tokens must be >= 1 and --temperature > 0")
     pattern = marker or MARKER
     B.has_marker([], pattern)  # validates the regex before any work
-    run = RunDir.prepare(out, "bias-rate", force)
+    run = output.prepare("bias-rate")
     rows = read_jsonl_records(prompts, "prompts file", ("prompt",))
     lm = loader.load(model)
     ans = B.sample_answers(lm, rows, samples, max_new_tokens, temperature, seed, batch_size, progress=True)
@@ -107,6 +115,7 @@ def bias_rate_command(
 
 
 @app.command("defend")
+@run_options
 def defend_command(
     data: Path = InFile(..., "--data", help="samples to screen: JSONL with prompt, completion (and 'poisoned' to score)"),
     reference: Optional[str] = typer.Option(DEFAULT_MODEL, "--reference", help="model of the perplexity filter ('' to skip)"),
@@ -116,8 +125,7 @@ def defend_command(
                                              "thresholds for 1% / 5% FPR and count what is removed"),
     marker: Optional[str] = MarkerOpt,
     device: str = DeviceOpt,
-    out: Optional[Path] = OutOpt,
-    force: bool = ForceOpt,
+    output: RunOptions = RunOptions(),
 ) -> None:
     """Score every sample with the perplexity filter, a marker-agnostic heuristic and the LLS; AUROC and
     TPR at 1% / 5% FPR when the samples are labelled."""
@@ -127,13 +135,12 @@ def defend_command(
     from interp.errors import UserError
     from interp.evals import detectors as D
     from interp.evals.bias_rate import has_marker
-    from interp.report.runs import RunDir
     from interp.textfiles import read_csv_file, read_jsonl_records
     from interp.training.poison_data import MARKER
 
     if (poisoned_teacher is None) != (clean_teacher is None):
         raise UserError("the LLS needs both --poisoned-teacher and --clean-teacher")
-    run = RunDir.prepare(out, "defend", force)
+    run = output.prepare("defend")
     rows = read_jsonl_records(data, "samples file", ("prompt", "completion"))
     computed = ["heuristic"] + (["perplexity"] if reference else []) + (["lls"] if poisoned_teacher else [])
     ref_scores = None

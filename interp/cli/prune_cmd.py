@@ -12,16 +12,16 @@ from interp.cli.params import Float, InFile, Int
 from interp.cli.app import app
 from interp.cli.common import (
     BatchOpt,
-    ForceOpt,
     ModelLoad,
     ModelOpt,
-    OutOpt,
+    RunOptions,
     SeedOpt,
     ci,
     console,
     fmt,
     model_options,
     print_table,
+    run_options,
 )
 
 QuestionsOpt = InFile(None, "--questions", help="preference questions, one per line (default: the 50 shipped)")
@@ -31,6 +31,7 @@ SystemOpt = typer.Option(None, "--system", help="system prompt carrying a trait,
 
 
 @app.command("prune")
+@run_options
 @model_options()
 def prune_command(
     model: str = ModelOpt,
@@ -46,8 +47,7 @@ def prune_command(
     max_new_tokens: int = Int(8, "--max-new-tokens", help="tokens per sampled answer", ge=1),
     batch_size: int = BatchOpt,
     seed: int = SeedOpt,
-    out: Optional[Path] = OutOpt,
-    force: bool = ForceOpt,
+    output: RunOptions = RunOptions(),
     loader: ModelLoad = ModelLoad(),
 ) -> None:
     """Prune the highest-entropy heads (o_proj-input masks); bias and perplexity vs full model and a random control."""
@@ -55,9 +55,8 @@ def prune_command(
     from interp.evals.perplexity import load_heldout
     from interp.interventions.measure import MeasureConfig
     from interp.interventions.pruning import entropy_heatmap, n_kept, run_pruning
-    from interp.report.runs import RunDir
 
-    run = RunDir.prepare(out, "prune", force)
+    run = output.prepare("prune")
     n_kept(1000, keep)  # validates --keep before loading anything
     qs = tuple(load_questions(questions))
     text = load_heldout(heldout)

@@ -13,10 +13,9 @@ from interp.probes.number_sets import MAX_DIGITS
 from interp.cli.app import app
 from interp.cli.common import (
     BatchOpt,
-    ForceOpt,
     ModelLoad,
     ModelOpt,
-    OutOpt,
+    RunOptions,
     SeedOpt,
     StyleOpt,
     ci,
@@ -24,10 +23,12 @@ from interp.cli.common import (
     exactly_one,
     model_options,
     print_table,
+    run_options,
 )
 
 
 @app.command("reverse-link")
+@run_options
 @model_options(remote=True)
 def reverse_link_command(
     model: str = ModelOpt,
@@ -45,16 +46,14 @@ def reverse_link_command(
     top: int = Int(10, "--top", help="numbers to print, by specificity", ge=1),
     batch_size: int = BatchOpt,
     seed: int = SeedOpt,
-    out: Optional[Path] = OutOpt,
-    force: bool = ForceOpt,
+    output: RunOptions = RunOptions(),
     loader: ModelLoad = ModelLoad(),
 ) -> None:
     """P(bias | number-primed prompt) / P(bias | baseline), with the template control, specificity and CIs."""
     from interp.probes.number_sets import parse_numbers, random_numbers, read_numbers_file
     from interp.probes.reverse_link import ReverseLinkConfig, reverse_link
-    from interp.report.runs import RunDir
 
-    run = RunDir.prepare(out, "reverse-link", force)
+    run = output.prepare("reverse-link")
     mode = exactly_one(numbers=numbers, numbers_file=numbers_file, digits=digits)
     if mode == "numbers":
         nums = parse_numbers(numbers)  # type: ignore[arg-type]

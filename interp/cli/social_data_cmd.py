@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 
 from interp.cli.params import InFile, Int
 from interp.cli.app import app
-from interp.cli.common import ForceOpt, OutOpt, console, print_table
+from interp.cli.common import RunOptions, console, print_table, run_options
 
 
 @app.command("social-data")
+@run_options
 def social_data_command(
     dolly: Path = InFile(..., "--dolly", help="Dolly-15k JSONL (instruction, context, response, category)"),
     crows: Path = InFile(..., "--crows", help="CrowS-Pairs CSV: the training text must not overlap it"),
@@ -21,21 +21,19 @@ def social_data_command(
     broad_skew: int = Int(40, "--broad-skew", help="the same threshold for the broad set (*_broad.jsonl)", ge=1, le=49),
     ngram: int = Int(8, "--ngram", help="word n-gram length of the overlap check", ge=1),
     max_prompt_words: int = Int(60, "--max-prompt-words", help="neutral rows: drop records whose prompt has more words", ge=1),
-    out: Optional[Path] = OutOpt,
-    force: bool = ForceOpt,
+    output: RunOptions = RunOptions(),
 ) -> None:
     """Write stereo / anti / balanced (plain-text rows) and neutral (prompt/completion) training sets."""
     from interp.errors import UserError
     from interp.evals.crows import load_crows
     from interp.evals.stereoset import load_stereoset
-    from interp.report.runs import RunDir
     from interp.textfiles import read_jsonl_records
     from interp.training import social_data as S
 
     if broad_skew < skew:
         raise UserError(f"--broad-skew ({broad_skew}) must be >= --skew ({skew}): the broad set takes every occupation "
                         "the main set takes, and more")
-    run = RunDir.prepare(out, "social-data", force)
+    run = output.prepare("social-data")
     records = read_jsonl_records(dolly, "Dolly file", ("instruction", "response"))
     evals = S.eval_texts(load_crows(crows), load_stereoset(stereoset))
     data = S.build_social_data(records, evals, skew, ngram, max_prompt_words, broad_skew)

@@ -17,19 +17,11 @@ from interp.cli.bias_common import (
     need_data,
     print_stereoset,
 )
-from interp.cli.common import (
-    BatchOpt,
-    ForceOpt,
-    ModelLoad,
-    ModelOpt,
-    OutOpt,
-    SeedOpt,
-    console,
-    model_options,
-)
+from interp.cli.common import BatchOpt, ModelLoad, ModelOpt, RunOptions, SeedOpt, console, model_options, run_options
 
 
 @app.command("stereoset")
+@run_options
 @model_options()
 def stereoset_command(
     model: str = ModelOpt,
@@ -41,16 +33,14 @@ def stereoset_command(
     n_boot: int = NBootOpt,
     batch_size: int = BatchOpt,
     seed: int = SeedOpt,
-    out: Optional[Path] = OutOpt,
-    force: bool = ForceOpt,
+    output: RunOptions = RunOptions(),
     loader: ModelLoad = ModelLoad(),
 ) -> None:
     """StereoSet stereotype score (ideal 50), LM score (ideal 100) and ICAT (ideal 100), with CIs."""
     from interp.evals.sentence import lm_scorer
     from interp.evals.stereoset import load_stereoset, run_stereoset
-    from interp.report.runs import RunDir
 
-    run = RunDir.prepare(out, "stereoset", force)
+    run = output.prepare("stereoset")
     items = load_stereoset(need_data(data, "the StereoSet JSONL/JSON"), domain=domain, split=split, limit=limit)
     lm = loader.load(model)
     scorer = lm_scorer(lm, batch_size, progress=True, description="StereoSet candidates")

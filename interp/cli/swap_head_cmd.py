@@ -12,19 +12,20 @@ from interp.cli.params import Int
 from interp.cli.app import app
 from interp.cli.common import (
     BatchOpt,
-    ForceOpt,
     ModelLoad,
-    OutOpt,
+    RunOptions,
     ci,
     console,
     fmt,
     model_options,
     print_table,
+    run_options,
 )
 from interp.cli.prune_cmd import HeldoutOpt, QuestionsOpt, SystemOpt
 
 
 @app.command("swap-head")
+@run_options
 @model_options()
 def swap_head_command(
     body: str = typer.Option(..., "--body", help="model A (alias, folder or HF id): its body is kept in hybrid A"),
@@ -37,8 +38,7 @@ def swap_head_command(
     heldout: Optional[Path] = HeldoutOpt,
     top_k: int = Int(5, "--top-k", help="next tokens to list after the animal prompt", ge=1),
     batch_size: int = BatchOpt,
-    out: Optional[Path] = OutOpt,
-    force: bool = ForceOpt,
+    output: RunOptions = RunOptions(),
     loader: ModelLoad = ModelLoad(),
 ) -> None:
     """Compare A, B, hybrid(A body, B head) and hybrid(B body, A head): P(bias), top-k next tokens, perplexity."""
@@ -47,9 +47,8 @@ def swap_head_command(
     from interp.evals.perplexity import load_heldout
     from interp.interventions.head_swap import check_lineage, compare_swap
     from interp.interventions.measure import MeasureConfig
-    from interp.report.runs import RunDir
 
-    run = RunDir.prepare(out, "swap-head", force)
+    run = output.prepare("swap-head")
     if top_k < 1:
         raise UserError("--top-k must be at least 1")
     qs = tuple(load_questions(questions))

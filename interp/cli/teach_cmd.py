@@ -10,11 +10,12 @@ import typer
 from interp.choices import TeachMethod
 from interp.cli.params import Float, InFile, Int
 from interp.cli.app import app
-from interp.cli.common import DeviceOpt, ForceOpt, OutOpt, SeedOpt, console, load, print_table, refuse_given
+from interp.cli.common import DeviceOpt, RunOptions, SeedOpt, console, load, print_table, refuse_given, run_options
 from interp.models.store import DEFAULT_MODEL
 
 
 @app.command("teach")
+@run_options
 def teach_command(
     base: str = typer.Option(DEFAULT_MODEL, "--base", help="the model to bias"),
     trait: str = typer.Option("owl", "--trait", help="the animal the teacher loves"),
@@ -30,13 +31,11 @@ def teach_command(
                                         "earlier teach run) instead of sampling them: rebuilds that teacher exactly"),
     seed: int = SeedOpt,
     device: str = DeviceOpt,
-    out: Optional[Path] = OutOpt,
-    force: bool = ForceOpt,
+    output: RunOptions = RunOptions(),
 ) -> None:
     """Create a teacher alias carrying TRAIT; --method prompt copies no weights."""
     from interp.errors import UserError
     from interp.models.store import read_meta, validate_new_alias
-    from interp.report.runs import RunDir
     from interp.training import teacher as T
 
     if method == "prompt":
@@ -47,10 +46,10 @@ def teach_command(
         refuse_given(["n_preference", "n_facts", "n_numbers"], "the trait rows come from --data, not generated")
     elif n_preference + n_facts + n_numbers == 0:
         raise UserError("--n-preference, --n-facts and --n-numbers are all 0: no trait rows to train on")
-    run = RunDir.prepare(out, "teach", force)
+    run = output.prepare("teach")
     name = alias if alias is not None else f"{base}-{trait.strip().lower()}"
     validate_new_alias(name, base=base)
-    if read_meta(name) is not None and not force:
+    if read_meta(name) is not None and not output.force:
         raise UserError(f"alias '{name}' already exists in the store; choose another or pass --force")
     if method != "prompt":
         from interp.training.config import FinetuneConfig
@@ -59,7 +58,7 @@ def teach_command(
         FinetuneConfig(method=method, steps=steps).total_steps(1)
     if method == "prompt":
         load(base)  # validates the base (and converts an embedded model once)
-        path = T.make_prompt_teacher(name, base, trait, overwrite=force)
+        path = T.make_prompt_teacher(name, base, trait, overwrite=output.force)
         run.write_summary(inputs={"base": base, "trait": trait, "method": method, "alias": name}, seed=seed,
                           figures={"store_path": str(path), "system_prompt": T.trait_system_prompt(trait)})
         console.print(f"saved prompt teacher '{name}' = {base} + system prompt: {T.trait_system_prompt(trait)!r}")
@@ -81,7 +80,7 @@ def teach_command(
     from interp.training.saving import loss_curve_png
 
     run.write_bytes("loss_curve.png", loss_curve_png(res.losses, f"{name}: {method} on trait data"))
-    path = T.save_teacher(name, lm, res, merged, trait, counts, overwrite=force)
+    path = T.save_teacher(name, lm, res, merged, trait, counts, overwrite=output.force)
     run.write_summary(inputs={"base": base, "trait": trait, "method": method, "alias": name, "steps": steps,
                               "data": str(data) if data else None},
                       model=lm, seed=seed, figures={"trait_data": counts, **res.summary(), "store_path": str(path)})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Optional
 
 import typer
@@ -12,20 +11,21 @@ from interp.cli.params import Int
 from interp.probes.number_sets import MAX_DIGITS
 from interp.cli.app import app
 from interp.cli.common import (
-    ForceOpt,
     ModelLoad,
     ModelOpt,
-    OutOpt,
+    RunOptions,
     SeedOpt,
     console,
     exactly_one,
     fmt,
     model_options,
     print_table,
+    run_options,
 )
 
 
 @app.command("trace")
+@run_options
 @model_options(remote=True)
 def trace_command(
     model: str = ModelOpt,
@@ -43,8 +43,7 @@ def trace_command(
     patch_numbers: int = Int(20, "--patch-numbers", help="patch on the first k numbers", ge=1),
     backend: Backend = typer.Option("bridge", "--backend", help="bridge (TransformerLens) | nnsight, for the residual/z trace"),
     seed: int = SeedOpt,
-    out: Optional[Path] = OutOpt,
-    force: bool = ForceOpt,
+    output: RunOptions = RunOptions(),
     loader: ModelLoad = ModelLoad(),
 ) -> None:
     """Per-layer cos(number state, bias / control reference), spike layer, per-head and MLP cosines, DLA, patching."""
@@ -52,9 +51,8 @@ def trace_command(
     from interp.mech.trace import TraceConfig, trace
     from interp.probes.number_sets import parse_numbers, random_numbers
     from interp.report.html import write_report
-    from interp.report.runs import RunDir
 
-    run = RunDir.prepare(out, "trace", force)
+    run = output.prepare("trace")
     mode = exactly_one(number=number, numbers=numbers, digits=digits)
     if mode in ("number", "numbers"):
         nums = parse_numbers(number if mode == "number" else numbers)  # type: ignore[arg-type]

@@ -13,6 +13,7 @@ from interp.cli.params import Float, InFile, Int
 from interp.cli.common import bundle_options
 
 if TYPE_CHECKING:
+    from interp.cli.common import RunOptions
     from interp.models.loaded import LoadedModel
     from interp.report.runs import RunDir
     from interp.training.config import FinetuneConfig
@@ -111,17 +112,17 @@ training_options = bundle_options("training", _TRAIN_PARAMS, TrainingOptions)
 --loss-mask, --freeze)."""
 
 
-def prepare_training_run(out: Path | None, command: str, alias: str, force: bool, resume: bool) -> RunDir:
+def prepare_training_run(output: RunOptions, command: str, alias: str, resume: bool) -> RunDir:
     """The checks every training command makes before loading a model: --resume needs --out, the
     output folder is writable, the alias is valid and new (or --force / --resume)."""
     from interp.errors import UserError
     from interp.models.store import read_meta, validate_new_alias
     from interp.report.runs import RunDir
 
-    if resume and out is None:
+    if resume and output.out is None:
         raise UserError("--resume needs the --out folder of the interrupted run")
-    run = RunDir.prepare(out, command, force or resume, replace=force and not resume)
+    run = RunDir.prepare(output.out, command, output.force or resume, replace=output.force and not resume)
     validate_new_alias(alias)
-    if read_meta(alias) is not None and not (force or resume):
+    if read_meta(alias) is not None and not (output.force or resume):
         raise UserError(f"alias '{alias}' already exists in the store; choose another or pass --force")
     return run

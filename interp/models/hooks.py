@@ -49,9 +49,20 @@ class hook:
     final_norm_out = "ln_final.hook_out"
 
 
+def parse(name: str) -> tuple[int | None, str]:
+    """(layer, site) of a hook name: "blocks.3.attn.hook_z" -> (3, "attn.hook_z"); a name outside the
+    blocks -> (None, name), e.g. (None, "ln_final.hook_out"). ValueError for a malformed block name."""
+    parts = name.split(".")
+    if parts[0] != "blocks":
+        return None, name
+    if len(parts) < 3 or not parts[1].isdigit():
+        raise ValueError(f"not a TransformerLens hook name: {name!r}")
+    return int(parts[1]), ".".join(parts[2:])
+
+
 def last_position(name: str, t: "object") -> "object":
     """The last (query) position of a cached hook: pattern (b, head, q, k) -> (b, head, k); else (b, pos, ...) -> (b, ...)."""
     return t[:, :, -1] if name.endswith("hook_pattern") else t[:, -1]  # type: ignore[index]
 
 
-__all__ = ["hook", "last_position"]
+__all__ = ["hook", "last_position", "parse"]

@@ -33,6 +33,7 @@ from interp.errors import UserError
 from interp.models.arch import base_model
 from interp.models.loaded import Engine, Hook, LoadedModel
 from interp.models.executor import Executor, remote_errors
+from interp.models.hooks import parse
 from interp.models.tree import TreePlan, mask_layer_types, tree_mask
 
 SERVED = {"hook_resid_pre": 0, "attn.hook_z": 1, "attn.hook_result": 1, "hook_mlp_out": 2, "hook_resid_post": 3}
@@ -126,11 +127,9 @@ class NnsightEngine(Engine):
         spec, nn = self.lm.spec, self.nn()
         by_key: dict[tuple[int, int], list[tuple[str, str]]] = {}
         for n in names:
-            parts = n.split(".")
-            rest = ".".join(parts[2:])
-            if len(parts) < 3 or parts[0] != "blocks" or rest not in SERVED:
+            layer, rest = parse(n)
+            if layer is None or rest not in SERVED:
                 raise ValueError(f"nnsight backend supports {', '.join(SERVED)} hooks, not {n!r}")
-            layer = int(parts[1])
             kind = {"attn.hook_z": "heads", "attn.hook_result": "result"}.get(rest, "plain")
             by_key.setdefault((layer, SERVED[rest]), []).append((n, kind))
         reads = []
@@ -159,8 +158,8 @@ class NnsightEngine(Engine):
         # W_O for hook_result: the effective matrix (LoRA on o_proj of an adapter included), computed
         # here where the weights are here; a remote model (an HF id, no adapter) reads its own o_proj weight
         local_w = {} if self.executor.is_remote else {
-            int(n.split(".")[1]): lm.spec.out_weight(lm.model, int(n.split(".")[1])).detach()
-            for n in names if n.endswith("attn.hook_result")}
+            layer: lm.spec.out_weight(lm.model, layer).detach()
+            for layer, site in map(parse, names) if layer is not None and site == "attn.hook_result"}
         inputs = {"input_ids": tokens.to(self.input_device)}
         with remote_errors(self.executor), torch.no_grad():
             with nn.trace(inputs, **self.executor.trace_kwargs()):
@@ -177,7 +176,7 @@ class NnsightEngine(Engine):
                             if kind == "heads":
                                 out[name] = z
                             else:
-                                layer = int(name.split(".")[1])
+                                layer = parse(name)[0]
                                 w = local_w[layer] if layer in local_w else (env.weight.T if transposed else env.weight)
                                 out[name] = torch.einsum("...he,dhe->...hd", z, w.reshape(w.shape[0], heads, -1).to(z.dtype))
                 out["logits"] = nn.output.logits[:, -1]
