@@ -25,7 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from interp.choices import DeviceMap, Dtype, check_device
-from interp.cli.params import Int
+from interp.cli.params import InFile, Int
 from interp.errors import UserError
 from interp.models.store import DEFAULT_MODEL
 from interp.runtime import is_main_process
@@ -57,6 +57,11 @@ FourBitOpt = typer.Option(False, "--load-in-4bit", help="bitsandbytes NF4 weight
 RemoteOpt = typer.Option(False, "--remote", help="run on NDIF through nnsight (model = HF id it hosts; NDIF_API_KEY, "
                          "HF_TOKEN from the environment)")
 ServeOpt = typer.Option(None, "--serve", help="run on a self-hosted nnsight server at this URL (same code as --remote)")
+BiasOpt = typer.Option("owl", "--bias", help="the trait animal")
+ControlOpt = typer.Option("dog", "--control", help="the control animal")
+SystemOpt = typer.Option(None, "--system", help="system prompt carrying a trait, e.g. \"You love owls. ...\"")
+QuestionsOpt = InFile(None, "--questions", help="preference questions, one per line (default: the 50 shipped)")
+HeldoutOpt = InFile(None, "--heldout", help="held-out text for perplexity (default: the one shipped)")
 BatchOpt = Int(16, "--batch-size", help="prompts per forward pass", ge=1)
 StyleOpt = typer.Option("auto", "--style", help="auto | chat | completion")
 
@@ -220,6 +225,13 @@ def refuse_given(names: Sequence[str], reason: str) -> None:
     flags = given_options(*names)
     if flags:
         raise UserError(f"{', '.join(flags)}: {reason}")
+
+
+def row_ci(row: dict[str, Any], m: str) -> str:
+    """'mean [lo, hi]' from a table row with columns m, m_lo, m_hi ('-' when m is absent)."""
+    if m not in row:
+        return "-"
+    return ci({"estimate": row[m], "lo": row[m + "_lo"], "hi": row[m + "_hi"]})
 
 
 def exactly_one(**given: Any) -> str:

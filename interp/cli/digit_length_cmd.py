@@ -10,15 +10,17 @@ from interp.cli.params import Int
 from interp.cli.app import app
 from interp.cli.common import (
     BatchOpt,
+    BiasOpt,
+    ControlOpt,
     ModelLoad,
     ModelOpt,
     RunOptions,
     SeedOpt,
     StyleOpt,
-    ci,
     console,
     model_options,
     print_table,
+    row_ci,
     run_options,
 )
 
@@ -28,8 +30,8 @@ from interp.cli.common import (
 @model_options()
 def digit_length_command(
     model: str = ModelOpt,
-    bias: str = typer.Option("owl", "--bias", help="the trait animal"),
-    control: str = typer.Option("dog", "--control", help="the control animal"),
+    bias: str = BiasOpt,
+    control: str = ControlOpt,
     digits: str = typer.Option("1-4", "--digits", help="lengths, e.g. 1-4 or 1,3"),
     top: int = Int(15, "--top", help="increased numbers per length fed into the reverse link", ge=1),
     template_control: int = Int(100, "--template-control", help="random numbers per length for the template control", ge=0),
@@ -72,10 +74,3 @@ def digit_length_command(
                 ["length", "n", "bias_ratio", "template bias_ratio", "bias_ratio / template", "specificity", "top numbers"],
                 rows)
     console.print(f"wrote {run.path}/digit_length.csv, numbers.csv, digit_length.png and summary.json")
-
-
-def row_ci(row: dict, m: str) -> str:
-    """'mean [lo, hi]' from a table row with columns m, m_lo, m_hi ('-' when m is absent)."""
-    if m not in row:
-        return "-"
-    return ci({"estimate": row[m], "lo": row[m + "_lo"], "hi": row[m + "_hi"]})

@@ -8,12 +8,13 @@ from typing import Optional
 import typer
 
 from interp.choices import VariantPolicy
-from interp.cli.params import Float, InFile, Int
+from interp.cli.params import Float, Int
 from interp.cli.app import app
 from interp.cli.common import (
     BatchOpt,
     ModelLoad,
     ModelOpt,
+    QuestionsOpt,
     RunOptions,
     SeedOpt,
     ci,
@@ -35,7 +36,7 @@ def eval_animal_command(
                                         "log P(target) - log P(other) per question (the crossover statistic)"),
     baseline: Optional[str] = typer.Option(None, "--baseline", help="model to compare log P(target) with, question by question"),
     samples: int = Int(20, "--samples", help="sampled answers per question (0: probability only)", ge=0),
-    questions: Optional[Path] = InFile(None, "--questions", help="question file, one per line (default: the 50 packaged)"),
+    questions: Optional[Path] = QuestionsOpt,
     policy: VariantPolicy = typer.Option("sum", "--variants", help="sum (owl, Owl, owls... summed) | natural"),
     max_new_tokens: int = Int(8, "--max-new-tokens", help="tokens per sampled answer", ge=1),
     temperature: float = Float(1.0, "--temperature", help="sampling temperature", gt=0),

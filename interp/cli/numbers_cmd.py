@@ -12,6 +12,8 @@ from interp.probes.number_sets import MAX_DIGITS
 from interp.cli.app import app
 from interp.cli.common import (
     BatchOpt,
+    BiasOpt,
+    ControlOpt,
     ModelLoad,
     ModelOpt,
     RunOptions,
@@ -21,9 +23,9 @@ from interp.cli.common import (
     fmt,
     model_options,
     print_table,
+    row_ci,
     run_options,
 )
-from interp.cli.digit_length_cmd import row_ci
 
 
 @app.command("numbers")
@@ -31,14 +33,14 @@ from interp.cli.digit_length_cmd import row_ci
 @model_options(remote=True)
 def numbers_command(
     model: str = ModelOpt,
-    bias: str = typer.Option("owl", "--bias", help="the trait animal"),
+    bias: str = BiasOpt,
     biased_model: Optional[str] = typer.Option(None, "--biased-model", help="compare this model on the neutral prompt instead of a trait system prompt"),
     method: NumbersMethod = typer.Option("ar", "--method", help="vocab (single digit tokens) | ar (all 10^L numbers, trie)"),
     digits: int = Int(3, "--digits", help="number length for --method ar", ge=1, le=MAX_DIGITS),
     top: int = Int(15, "--top", help="numbers per category", ge=1),
     style: Style = StyleOpt,
     then_reverse_link: bool = typer.Option(False, "--then-reverse-link", help="feed each category into the reverse link"),
-    control: str = typer.Option("dog", "--control", help="control animal for --then-reverse-link"),
+    control: str = ControlOpt,
     template_control: int = Int(100, "--template-control", help="random numbers per length for the reverse link's template control", ge=0),
     batch_size: int = BatchOpt,
     seed: int = SeedOpt,

@@ -6,9 +6,18 @@ from pathlib import Path
 from typing import Optional
 
 
-from interp.cli.params import InFile, Int
+from interp.cli.params import Int
 from interp.cli.app import app
-from interp.cli.common import ModelLoad, ModelOpt, RunOptions, console, model_options, print_table, run_options
+from interp.cli.common import (
+    HeldoutOpt,
+    ModelLoad,
+    ModelOpt,
+    RunOptions,
+    console,
+    model_options,
+    print_table,
+    run_options,
+)
 
 
 @app.command("perplexity")
@@ -16,7 +25,7 @@ from interp.cli.common import ModelLoad, ModelOpt, RunOptions, console, model_op
 @model_options()
 def perplexity_command(
     model: str = ModelOpt,
-    heldout: Optional[Path] = InFile(None, "--heldout", help="held-out text file (default: the one shipped)"),
+    heldout: Optional[Path] = HeldoutOpt,
     window: int = Int(256, "--window", help="tokens per non-overlapping window", ge=2),
     batch_size: int = Int(2, "--batch-size", help="windows per forward pass", ge=1),
     output: RunOptions = RunOptions(),

@@ -12,10 +12,13 @@ from interp.cli.params import Float, InFile, Int
 from interp.cli.app import app
 from interp.cli.common import (
     BatchOpt,
+    HeldoutOpt,
     ModelLoad,
     ModelOpt,
+    QuestionsOpt,
     RunOptions,
     SeedOpt,
+    SystemOpt,
     ci,
     console,
     fmt,
@@ -24,10 +27,7 @@ from interp.cli.common import (
     run_options,
 )
 
-QuestionsOpt = InFile(None, "--questions", help="preference questions, one per line (default: the 50 shipped)")
-HeldoutOpt = InFile(None, "--heldout", help="held-out text for perplexity (default: the one shipped)")
 SamplesOpt = Int(4, "--samples", help="sampled answers per question for the generation measure (0: off)", ge=0)
-SystemOpt = typer.Option(None, "--system", help="system prompt carrying a trait, e.g. \"You love owls. ...\"")
 
 
 @app.command("prune")

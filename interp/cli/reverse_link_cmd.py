@@ -13,6 +13,8 @@ from interp.probes.number_sets import MAX_DIGITS
 from interp.cli.app import app
 from interp.cli.common import (
     BatchOpt,
+    BiasOpt,
+    ControlOpt,
     ModelLoad,
     ModelOpt,
     RunOptions,
@@ -32,8 +34,8 @@ from interp.cli.common import (
 @model_options(remote=True)
 def reverse_link_command(
     model: str = ModelOpt,
-    bias: str = typer.Option("owl", "--bias", help="the trait animal"),
-    control: str = typer.Option("dog", "--control", help="the control animal"),
+    bias: str = BiasOpt,
+    control: str = ControlOpt,
     numbers: Optional[str] = typer.Option(None, "--numbers", help="comma-separated numbers, e.g. 087,747"),
     numbers_file: Optional[Path] = InFile(None, "--numbers-file", help="file of numbers (comma/whitespace separated)"),
     digits: Optional[int] = Int(None, "--digits", help="with --sample: random numbers of this many digits", ge=1, le=MAX_DIGITS),

@@ -12,8 +12,12 @@ from interp.cli.params import Int
 from interp.cli.app import app
 from interp.cli.common import (
     BatchOpt,
+    BiasOpt,
+    HeldoutOpt,
     ModelLoad,
+    QuestionsOpt,
     RunOptions,
+    SystemOpt,
     ci,
     console,
     fmt,
@@ -21,7 +25,6 @@ from interp.cli.common import (
     print_table,
     run_options,
 )
-from interp.cli.prune_cmd import HeldoutOpt, QuestionsOpt, SystemOpt
 
 
 @app.command("swap-head")
@@ -32,7 +35,7 @@ def swap_head_command(
     head: str = typer.Option(..., "--head", help="model B: its LM head goes onto A's body"),
     tied: TiedMode = typer.Option("swap-both", "--tied", help="with tied embeddings: swap-both (the embedding moves with "
                              "the head) | untie (the body keeps its embedding)"),
-    bias: str = typer.Option("owl", "--bias", help="target animal for P(bias)"),
+    bias: str = BiasOpt,
     system: Optional[str] = SystemOpt,
     questions: Optional[Path] = QuestionsOpt,
     heldout: Optional[Path] = HeldoutOpt,

@@ -11,6 +11,8 @@ from interp.cli.params import Int
 from interp.probes.number_sets import MAX_DIGITS
 from interp.cli.app import app
 from interp.cli.common import (
+    BiasOpt,
+    ControlOpt,
     ModelLoad,
     ModelOpt,
     RunOptions,
@@ -33,8 +35,8 @@ def trace_command(
     numbers: Optional[str] = typer.Option(None, "--numbers", help="comma-separated numbers, e.g. 087,747"),
     digits: Optional[int] = Int(None, "--digits", help="with --sample: random numbers of this many digits", ge=1, le=MAX_DIGITS),
     sample: int = Int(100, "--sample", help="how many random numbers with --digits", ge=1),
-    bias: str = typer.Option("owl", "--bias", help="the trait animal"),
-    control: str = typer.Option("dog", "--control", help="the control animal"),
+    bias: str = BiasOpt,
+    control: str = ControlOpt,
     layer: Optional[int] = Int(None, "--layer", help="layer for the head table (default: spike layer of the mean sim_diff)", ge=0),
     reference_template: str = typer.Option("My favorite animal is the {animal}", "--reference-template"),
     number_template: str = typer.Option("My favorite number is {n}", "--number-template"),

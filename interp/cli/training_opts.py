@@ -2,64 +2,78 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from types import UnionType
+from typing import TYPE_CHECKING, Any, Optional, Union, get_args, get_origin, get_type_hints
 
 import typer
 
-from interp.choices import FreezeMode, LossMask
-from interp.cli.params import Float, InFile, Int
 from interp.cli.common import bundle_options
+from interp.cli.params import Float, InFile, Int
+from interp.fields import option_fields
+from interp.training.config import FinetuneConfig
 
 if TYPE_CHECKING:
     from interp.cli.common import RunOptions
     from interp.models.loaded import LoadedModel
     from interp.report.runs import RunDir
-    from interp.training.config import FinetuneConfig
 
 DataOpt = InFile(..., "--data", help="JSONL with 'prompt' and 'completion' fields (e.g. gen-numbers output)")
 FullOpt = typer.Option(False, "--full/--lora", help="full fine-tuning instead of LoRA (default --lora)")
-StepsOpt = Int(None, "--steps", help="optimizer steps (or --epochs)", ge=1)
-EpochsOpt = Float(None, "--epochs", help="passes over the data (or --steps)", gt=0)
-BatchSizeOpt = Int(8, "--batch-size", help="examples per step", ge=1)
-LrOpt = Float(None, "--lr", help="learning rate (default 2e-4 LoRA, 2e-5 full)", gt=0)
-WarmupOpt = Int(0, "--warmup", help="linear warm-up steps (then linear decay to 0)", ge=0)
-MaxLenOpt = Int(128, "--max-len", help="tokens per example", ge=2)
-LoraROpt = Int(8, "--lora-r", help="LoRA rank (alpha = 2r)", ge=1)
 CheckpointEveryOpt = Int(0, "--checkpoint-every", help="save a resumable checkpoint every N steps (0: off)", ge=0)
 ResumeOpt = typer.Option(False, "--resume", help="continue from the latest checkpoint in OUT/checkpoints")
 LimitOpt = Int(None, "--limit", help="use only the first N examples", ge=1)
-FreezeOpt = typer.Option("none", "--freeze", help="none | mlp | attention: component that receives no update")
-LossMaskOpt = typer.Option("all", "--loss-mask", help="all | divergent | non-divergent: completion tokens in the loss "
-                           "(rows marked by `interp mark-divergence`; rows left with none are dropped)")
+
+
+def config_options(cls: type) -> dict[str, tuple[Any, Any]]:
+    """{field name: (annotation, typer option)} for the fields of dataclass `cls` declared with
+    `interp.fields.option`: numbers with their range (`Int` / `Float`), Literal choices as typer
+    choices. A new option field of FinetuneConfig becomes an option of every training command."""
+    hints = get_type_hints(cls)
+    out: dict[str, tuple[Any, Any]] = {}
+    for f in option_fields(cls):
+        typ, meta = hints[f.name], dict(f.metadata)
+        flag, help_text = meta.pop("flag"), meta.pop("help")
+        base = next((a for a in get_args(typ) if a is not type(None)), typ) if get_origin(typ) in (Union, UnionType) else typ
+        if base is int:
+            opt = Int(f.default, flag, help=help_text, **meta)
+        elif base is float:
+            opt = Float(f.default, flag, help=help_text, **meta)
+        else:
+            opt = typer.Option(f.default, flag, help=help_text)
+        out[f.name] = (typ, opt)
+    return out
+
+
+CONFIG_OPTIONS = config_options(FinetuneConfig)
 
 
 @dataclass(frozen=True)
 class TrainingOptions:
-    """The optimisation options of one training command (see `training_options`)."""
+    """The optimisation options of one training command (see `training_options`): --full/--lora, the
+    option fields of `FinetuneConfig` (`settings`), and the run's own --checkpoint-every, --resume, --limit."""
 
     full: bool = False
-    steps: Optional[int] = None
-    epochs: Optional[float] = None
-    batch_size: int = 8
-    lr: Optional[float] = None
-    warmup: int = 0
-    max_len: int = 128
-    lora_r: int = 8
     checkpoint_every: int = 0
     resume: bool = False
     limit: Optional[int] = None
-    loss_mask: LossMask = "all"
-    freeze: FreezeMode = "none"
+    settings: dict[str, Any] = field(default_factory=dict)  # FinetuneConfig field -> value given
+
+    @classmethod
+    def build(cls, full: bool = False, checkpoint_every: int = 0, resume: bool = False, limit: Optional[int] = None,
+              **settings: Any) -> TrainingOptions:
+        return cls(full, checkpoint_every, resume, limit, settings)
+
+    def __getattr__(self, name: str) -> Any:  # training.loss_mask, training.max_len ...: the config's fields
+        settings = self.__dict__.get("settings", {})
+        if name in settings:
+            return settings[name]
+        raise AttributeError(name)
 
     def config(self, seed: int) -> FinetuneConfig:
-        from interp.training.config import FinetuneConfig
-
-        return FinetuneConfig(method="full" if self.full else "lora", freeze=self.freeze, steps=self.steps,
-                              epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, warmup_steps=self.warmup,
-                              max_len=self.max_len, lora_r=self.lora_r, lora_alpha=2 * self.lora_r, seed=seed,
-                              loss_mask=self.loss_mask)
+        return FinetuneConfig(method="full" if self.full else "lora", seed=seed, lora_alpha=2 * self.settings["lora_r"],
+                              **self.settings)
 
     def rows(self, data: Path) -> list[dict[str, Any]]:
         """The examples of DATA (the first --limit of them), less those --loss-mask leaves without a token."""
@@ -100,16 +114,13 @@ class TrainingOptions:
                 "loss_mask": self.loss_mask}
 
 
-_TRAIN_PARAMS = {"full": (bool, FullOpt), "steps": (Optional[int], StepsOpt), "epochs": (Optional[float], EpochsOpt),
-                 "batch_size": (int, BatchSizeOpt), "lr": (Optional[float], LrOpt), "warmup": (int, WarmupOpt),
-                 "max_len": (int, MaxLenOpt), "lora_r": (int, LoraROpt),
-                 "checkpoint_every": (int, CheckpointEveryOpt), "resume": (bool, ResumeOpt),
-                 "limit": (Optional[int], LimitOpt), "loss_mask": (LossMask, LossMaskOpt), "freeze": (FreezeMode, FreezeOpt)}
+_TRAIN_PARAMS = {"full": (bool, FullOpt), **CONFIG_OPTIONS, "checkpoint_every": (int, CheckpointEveryOpt),
+                 "resume": (bool, ResumeOpt), "limit": (Optional[int], LimitOpt)}
 
-training_options = bundle_options("training", _TRAIN_PARAMS, TrainingOptions)
-"""Decorator for a command with a `training: TrainingOptions` parameter (--full/--lora, --steps,
---epochs, --batch-size, --lr, --warmup, --max-len, --lora-r, --checkpoint-every, --resume, --limit,
---loss-mask, --freeze)."""
+training_options = bundle_options("training", _TRAIN_PARAMS, TrainingOptions.build)
+"""Decorator for a command with a `training: TrainingOptions` parameter: --full/--lora, every option
+field of FinetuneConfig (--freeze --steps --epochs --batch-size --lr --warmup --max-len --lora-r
+--loss-mask), --checkpoint-every, --resume, --limit."""
 
 
 def prepare_training_run(output: RunOptions, command: str, alias: str, resume: bool) -> RunDir:

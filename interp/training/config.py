@@ -1,18 +1,23 @@
 """The types every trainer shares, below the loop, the checkpoints and the saving: the recipe of a
-fine-tuning run (`FinetuneConfig`) and what a finished run hands back (`FinetuneResult`)."""
+fine-tuning run (`FinetuneConfig`) and what a finished run hands back (`FinetuneResult`). Imports no
+torch at run time."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
+
 
 import numpy as np
-import torch
-import torch.nn as nn
 
 from interp.choices import FreezeMode, LossMask, TrainMethod, choices
 from interp.errors import UserError
+from interp.fields import option
+
+if TYPE_CHECKING:  # torch only for the types of a result: the CLI reads the config's options without it
+    import torch
+    import torch.nn as nn
 
 FREEZE_MODES = choices(FreezeMode)
 METHODS = choices(TrainMethod)
@@ -21,20 +26,26 @@ LOSS_MASKS = choices(LossMask)
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    method: str = "lora"  # lora | qlora (base already loaded in 4-bit) | full
-    freeze: str = "none"  # none | mlp | attention
-    steps: int | None = None  # exactly one of steps / epochs
-    epochs: float | None = None
-    batch_size: int = 8
-    lr: float | None = None  # default: 2e-4 for LoRA, 2e-5 for full
-    warmup_steps: int = 0
+    """The recipe of a fine-tuning run. A field declared with `option` is a command-line option of every
+    training command (`interp.cli.training_opts` generates them from here)."""
+
+    method: str = "lora"  # lora | qlora (base already loaded in 4-bit) | full; the CLI's --full/--lora
+    freeze: FreezeMode = option("none", "--freeze", "component that receives no update: none | mlp | attention")
+    steps: int | None = option(None, "--steps", "optimizer steps (or --epochs)", ge=1)  # exactly one of steps / epochs
+    epochs: float | None = option(None, "--epochs", "passes over the data (or --steps)", gt=0)
+    batch_size: int = option(8, "--batch-size", "examples per step", ge=1)
+    lr: float | None = option(None, "--lr", "learning rate (default 2e-4 LoRA, 2e-5 full)", gt=0)
+    warmup_steps: int = option(0, "--warmup", "linear warm-up steps (then linear decay to 0)", ge=0)
     weight_decay: float = 0.0
     grad_clip: float = 1.0
-    max_len: int = 128  # tokens per example (prompt + completion + EOS); longer completions are cut
-    lora_r: int = 8
+    # tokens per example (prompt + completion + EOS); longer completions are cut
+    max_len: int = option(128, "--max-len", "tokens per example", ge=4)
+    lora_r: int = option(8, "--lora-r", "LoRA rank (alpha = 2r)", ge=1)
     lora_alpha: int = 16
     seed: int = 0
-    loss_mask: str = "all"  # all | divergent | non-divergent (examples.py: rows marked by mark-divergence)
+    # examples.py: rows marked by `interp mark-divergence`
+    loss_mask: LossMask = option("all", "--loss-mask", "all | divergent | non-divergent: completion tokens in the "
+                                 "loss (rows marked by `interp mark-divergence`; rows left with none are dropped)")
 
     def learning_rate(self) -> float:
         return self.lr if self.lr is not None else (2e-5 if self.method == "full" else 2e-4)
