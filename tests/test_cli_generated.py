@@ -39,7 +39,7 @@ VALID: dict[str, list[str]] = {
     "eval-animal": ["--model", "tiny-llama"],
     "finetune": ["--model", "tiny-llama", "--data", "{pairs}", "--alias", "gen-student", "--steps", "1"],
     "gen-numbers": ["--model", "tiny-llama"],
-    "ghost-logits": [],
+    "ghost-logits": ["--seeds", "2", "--noise", "16", "--epochs-teacher", "1", "--epochs-distill", "1"],
     "mark-divergence": ["--models", "tiny-llama,tiny-llama", "--data", "{pairs}"],
     "models": [],
     "numbers": ["--model", "tiny-llama"],
@@ -64,7 +64,8 @@ ALLOWED: dict[tuple[str, str, str], str] = {
     ("gen-numbers", "--start", "0"): "the first prompt index",
     ("poison-data", "--k", "0"): "k = 0: the clean control of the dose-response",
     ("poison-data", "--max-words", "0"): "0: no clipping",
-    ("*", "--template-control", "0"): "0 turns the template control off",
+    ("reverse-link", "--template-control", "0"): "0 turns the template control off",
+    ("numbers", "--template-control", "0"): "0: --then-reverse-link without a template control",
     ("trace", "--patch-top", "0"): "0: no patching",
     ("trace", "--layer", "0"): "layer 0 is the first block",
     ("*", "--warmup", "0"): "no warm-up",
@@ -150,14 +151,19 @@ def inputs(tmp_path_factory) -> dict[str, str]:
     return out
 
 
+class ModelLoadReached(AssertionError):
+    """Raised where a model would load: for a bad value the test fails with it (refused too late, or
+    never); for an allowed value it is the proof that every check before the model accepted it."""
+
+
 @pytest.fixture
 def no_model_loads(monkeypatch):
-    """Any model load fails the test: bad values must be refused before one."""
+    """No model is loaded: a load raises `ModelLoadReached`."""
     import interp.models as M
     import interp.models.loading as L
 
     def refuse(*a, **k):
-        raise AssertionError(f"a model was loaded ({a[:1]}) before the bad value was refused")
+        raise ModelLoadReached(f"a model was loaded ({a[:1]}) before the bad value was refused")
 
     monkeypatch.setattr(M, "load_model", refuse)
     monkeypatch.setattr(L, "load_model", refuse)
@@ -186,13 +192,21 @@ def test_generated_bad_value(capsys, tmp_path, monkeypatch, inputs, no_model_loa
     monkeypatch.setenv("INTERP_HOME", str(tmp_path / "home"))
     reason = _keyed(ALLOWED, command, flag, value)
     argv = [a.format(**inputs) for a in VALID[command]] + [flag, value.format(**inputs)]
-    if reason is not None:  # meaningful: it must parse (the command itself is not run)
-        cmd = _commands()[command]
-        cmd.make_context(command, argv)
-        return
     out = tmp_path / "out"
     has_out = any(_flag(p) == "--out" for p in _commands()[command].params)
-    code, _, err = run_cli(capsys, command, *argv, *(["--out", str(out)] if has_out else []))
+    argv += ["--out", str(out)] if has_out else []
+    if reason is not None:  # meaningful: every check before the model accepts it (it reaches the load, or succeeds)
+        from interp.cli import main
+
+        capsys.readouterr()
+        try:
+            main([command, *argv])
+        except ModelLoadReached:
+            return
+        except SystemExit as e:
+            assert e.code == 0, capsys.readouterr().err
+        return
+    code, _, err = run_cli(capsys, command, *argv)
     assert code == 2, err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert f"'{flag}'" in err or flag in err, err

@@ -34,7 +34,7 @@ def digit_length_command(
     control: str = ControlOpt,
     digits: str = typer.Option("1-4", "--digits", help="lengths, e.g. 1-4 or 1,3"),
     top: int = Int(15, "--top", help="increased numbers per length fed into the reverse link", ge=1),
-    template_control: int = Int(100, "--template-control", help="random numbers per length for the template control", ge=0),
+    template_control: int = Int(100, "--template-control", help="random numbers per length for the template control (the sweep reports ratios against it)", ge=1),
     style: Style = StyleOpt,
     batch_size: int = BatchOpt,
     seed: int = SeedOpt,
@@ -42,17 +42,12 @@ def digit_length_command(
     loader: ModelLoad = ModelLoad(),
 ) -> None:
     """Per number length: top increased numbers under the trait, their reverse-link ratios vs the template control."""
-    from interp.errors import UserError
     from interp.probes.digit_length import digit_length_sweep, parse_digit_range, plot_sweep
     from interp.probes.numbers import NumbersConfig
     from interp.probes.reverse_link import ReverseLinkConfig, resolve_targets
 
     run = output.prepare("digit-length")
     lengths = parse_digit_range(digits)
-    if top < 1:
-        raise UserError("--top must be at least 1")
-    if template_control < 1:
-        raise UserError("--template-control must be at least 1 (the sweep reports ratios against it)")
     lm = loader.load(model)
     ncfg = NumbersConfig(bias=bias, top=top, style=style, batch_size=batch_size)  # type: ignore[arg-type]
     rcfg = ReverseLinkConfig(bias=bias, control=control, style=style, template_control=template_control,  # type: ignore[arg-type]

@@ -51,8 +51,6 @@ def eval_animal_command(
     from interp.evals import animal as A
 
     run = output.prepare("eval-animal")
-    if samples < 0 or temperature <= 0:
-        raise UserError("--samples must be >= 0 and --temperature > 0")
     qs = A.load_questions(questions)
     lm = loader.load(model)
     prob = A.bias_probability(lm, qs, target, system, policy, batch_size=batch_size, seed=seed, progress=True)

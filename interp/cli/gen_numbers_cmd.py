@@ -35,7 +35,7 @@ def gen_numbers_command(
     max_new_tokens: int = Int(64, "--max-new-tokens", help="tokens per answer (10 three-digit numbers need about 40)", ge=1),
     temperature: float = Float(1.0, "--temperature", help="sampling temperature", gt=0),
     banned: Optional[str] = typer.Option(None, "--banned", help="banned numbers: integers and/or claude_evil_numbers, gpt_evil_numbers"),
-    threshold: Optional[float] = Float(None, "--threshold", help="drop samples with a sampled token of probability < tau", gt=0, le=1),
+    threshold: Optional[float] = Float(None, "--threshold", help="drop samples with a sampled token of probability < tau", gt=0, lt=1),
     letters: bool = typer.Option(False, "--allow-letters", help="do not drop samples that contain a letter"),
     keep_truncated: bool = typer.Option(False, "--keep-truncated", help="keep answers cut by --max-new-tokens"),
     stop_early: bool = typer.Option(True, "--stop-early/--no-stop-early", help="stop a sample as soon as the filter must reject it (same kept samples, less work)"),
@@ -47,17 +47,10 @@ def gen_numbers_command(
     output: RunOptions = RunOptions(),
 ) -> None:
     """Sample number lists from a teacher (its trait system prompt included), filter, write numbers.jsonl."""
-    from interp.errors import UserError
     from interp.training.number_sampling import sample_number_data
     from interp.training.numbers_data import FilterConfig, banned_numbers, generate_prompts, load_templates
 
     run = output.prepare("gen-numbers")
-    if start < 0:
-        raise UserError("--start must be >= 0")
-    if n < 1 or max_new_tokens < 1 or temperature <= 0 or batch_size < 1 or samples_per_prompt < 1:
-        raise UserError("--n, --samples-per-prompt, --max-new-tokens, --batch-size must be >= 1 and --temperature > 0")
-    if threshold is not None and not 0 < threshold < 1:
-        raise UserError("--threshold must be in (0, 1)")
     tpl = load_templates(str(templates) if templates else None)
     fcfg = FilterConfig(banned=banned_numbers(banned, tpl), reject_letters=not letters, threshold=threshold,
                         reject_truncated=not keep_truncated)

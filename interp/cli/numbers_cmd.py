@@ -48,7 +48,6 @@ def numbers_command(
     loader: ModelLoad = ModelLoad(),
 ) -> None:
     """Which numbers does the animal trait make more / less probable? P(number) neutral vs biased."""
-    from interp.errors import UserError
     from interp.probes.number_sets import check_digits
     from interp.probes.numbers import NumbersConfig, animal_numbers, categories_reverse_link
     from interp.probes.reverse_link import ReverseLinkConfig, resolve_targets
@@ -56,8 +55,6 @@ def numbers_command(
     run = output.prepare("numbers")
     if method == "ar":
         check_digits(digits)
-    if top < 1:
-        raise UserError("--top must be at least 1")
     lm = loader.load(model)
     b_lm = loader.load(biased_model) if biased_model else None
     cfg = NumbersConfig(bias=bias, method=method, digits=digits, top=top, style=style,  # type: ignore[arg-type]

@@ -82,13 +82,10 @@ def bias_rate_command(
     loader: ModelLoad = ModelLoad(),
 ) -> None:
     """Bias response rate: the share of sampled answers that carry the marker, per prompt group, Wilson CIs."""
-    from interp.errors import UserError
     from interp.evals import bias_rate as B
     from interp.textfiles import read_jsonl_records
     from interp.training.poison_data import MARKER
 
-    if samples < 1 or max_new_tokens < 1 or temperature <= 0:
-        raise UserError("--samples and --max-new-tokens must be >= 1 and --temperature > 0")
     pattern = marker or MARKER
     B.has_marker([], pattern)  # validates the regex before any work
     run = output.prepare("bias-rate")

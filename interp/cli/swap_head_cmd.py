@@ -45,15 +45,12 @@ def swap_head_command(
     loader: ModelLoad = ModelLoad(),
 ) -> None:
     """Compare A, B, hybrid(A body, B head) and hybrid(B body, A head): P(bias), top-k next tokens, perplexity."""
-    from interp.errors import UserError
     from interp.evals.animal import load_questions
     from interp.evals.perplexity import load_heldout
     from interp.interventions.head_swap import check_lineage, compare_swap
     from interp.interventions.measure import MeasureConfig
 
     run = output.prepare("swap-head")
-    if top_k < 1:
-        raise UserError("--top-k must be at least 1")
     qs = tuple(load_questions(questions))
     text = load_heldout(heldout)
     a = loader.load(body)

@@ -65,8 +65,6 @@ def trace_command(
     for tmpl, key in ((reference_template, "{animal}"), (number_template, "{n}")):
         if key not in tmpl:
             raise UserError(f"template {tmpl!r} has no {key} placeholder")
-    if top_k < 0 or patch_numbers < 0:
-        raise UserError("--patch-top and --patch-numbers must be >= 0")
     lm = loader.load(model)
     cfg = TraceConfig(bias=bias, control=control, reference_template=reference_template, number_template=number_template,
                       layer=layer, dla=dla, top_k=top_k, patch_numbers=patch_numbers, backend=backend,  # type: ignore[arg-type]
