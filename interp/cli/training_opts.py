@@ -65,11 +65,13 @@ class TrainingOptions:
               **settings: Any) -> TrainingOptions:
         return cls(full, checkpoint_every, resume, limit, settings)
 
-    def __getattr__(self, name: str) -> Any:  # training.loss_mask, training.max_len ...: the config's fields
-        settings = self.__dict__.get("settings", {})
-        if name in settings:
-            return settings[name]
-        raise AttributeError(name)
+    @property
+    def loss_mask(self) -> str:
+        return str(self.settings["loss_mask"])
+
+    @property
+    def max_len(self) -> int:
+        return int(self.settings["max_len"])
 
     def config(self, seed: int) -> FinetuneConfig:
         return FinetuneConfig(method="full" if self.full else "lora", seed=seed, lora_alpha=2 * self.settings["lora_r"],
