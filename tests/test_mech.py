@@ -172,3 +172,44 @@ def test_patching_needs_aligned_prompts_and_valid_components(tiny_llama):
     with pytest.raises(UserError, match="out of range"):
         parse_component("L2H0", 2, 4)
     assert parse_component("L1MLP", 2, 4) == (1, None)
+
+
+def tiny_gemma_v1(seed: int = 0):
+    """A random 2-layer Gemma (v1) from a config of Gemma-2B's shape family (1 kv head, tied embeddings,
+    embeddings scaled by sqrt(d)): the seed study's Gemma-2B student has no tiny alias of its own."""
+    from transformers import GemmaConfig, GemmaForCausalLM
+
+    from interp.models.arch import arch_spec
+    from interp.models.hf_engine import local_model
+    from interp.models.tiny import tiny_tokenizer
+
+    tok = tiny_tokenizer()
+    cfg = GemmaConfig(num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=1, head_dim=16, hidden_size=64,
+                      intermediate_size=128, vocab_size=len(tok), max_position_embeddings=512,
+                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = GemmaForCausalLM(cfg).eval()
+        with torch.no_grad():
+            for p in model.parameters():
+                if p.dim() >= 2:
+                    p.normal_(0.0, 0.2)  # peaked next-token distributions, as interp.models.tiny does
+    model.set_attn_implementation("eager")
+    return local_model(model, tok, arch_spec(model.config), "tiny-gemma-v1", "test: random Gemma (v1) from a config")
+
+
+def test_gemma_v1_spec_and_dla_closure():
+    """Gemma (v1) is in ArchSpec.LAYOUTS: shapes read from its config, and the DLA of its heads, MLPs and
+    embedding sums to the logit difference of a plain forward (as for the other families)."""
+    ref, lm = tiny_gemma_v1(), tiny_gemma_v1()
+    s = lm.spec
+    assert (s.model_type, s.n_layers, s.n_heads, s.n_kv_heads, s.head_dim, s.d_model, s.tied_embeddings) == \
+        ("gemma", 2, 4, 1, 16, 64, True)
+    logits, acts = cache_last(lm, PROMPTS, decomposition_hooks(s))
+    dec = decompose_residual(lm.model, s, acts)
+    la = logit_attribution(lm.model, s, dec, 100, 200, logits)
+    for i, ids in enumerate(PROMPTS):
+        states, ref_logits = plain_resid_posts(ref, ids)
+        torch.testing.assert_close(dec.vectors[i].sum(0), states[-1], atol=1e-4, rtol=1e-4)
+        assert float(la.total[i]) == pytest.approx(float(ref_logits[100] - ref_logits[200]), abs=1e-4)
+    assert (la.contributions.abs() > 1e-3).sum(1).min() > 3

@@ -62,6 +62,7 @@ LAYOUTS: dict[str, _Layout] = {
     "llama": _Layout(family="llama", **_LLAMA_LIKE),
     "mistral": _Layout(family="llama", **_LLAMA_LIKE),
     "qwen2": _Layout(family="llama", **_LLAMA_LIKE),
+    "gemma": _Layout(family="gemma", **_LLAMA_LIKE),  # Gemma (v1, e.g. Gemma-2B): Llama's paths, embeddings x sqrt(d)
     "gemma3_text": _Layout(family="gemma3", attn_out_norm="post_attention_layernorm",
                            mlp_out_norm="post_feedforward_layernorm", **_LLAMA_LIKE),
     "gemma2": _Layout(family="gemma2", attn_out_norm="post_attention_layernorm",
