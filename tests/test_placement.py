@@ -1,4 +1,5 @@
-"""Big-model inference options: --dtype, --device, --device-map, --load-in-4bit on every inference command."""
+"""Big-model options: --dtype, --device, --device-map, --load-in-4bit on every command that loads a model
+(inference and training)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from interp.models import load_model
 INFERENCE = ["reverse-link", "numbers", "digit-length", "trace", "prune", "swap-head", "eval-animal", "crows",
              "stereoset", "compare"]
 REMOTE = ["reverse-link", "numbers", "trace"]
+TRAINING = ["finetune", "distill", "teach"]
 NO_CUDA = not torch.cuda.is_available()
 
 
@@ -28,7 +30,7 @@ def options_of(command: str) -> set[str]:
     return {o for p in group.commands[command].params for o in p.opts}
 
 
-@pytest.mark.parametrize("command", INFERENCE)
+@pytest.mark.parametrize("command", INFERENCE + TRAINING)
 def test_every_inference_command_has_the_placement_options(command):
     opts = options_of(command)
     assert {"--dtype", "--device", "--device-map", "--load-in-4bit"} <= opts
@@ -115,3 +117,64 @@ def test_smollm2_trace_bf16_matches_fp32(tmp_path, capsys):
     assert (h16.sim_diff_out - h32.sim_diff_out).abs().max() < HEAD_TOL
     assert s16["figures"]["spike_layer_mean"] == s32["figures"]["spike_layer_mean"]
     assert s16["figures"]["top_head"] == s32["figures"]["top_head"]
+
+
+def _tiny_folder(tmp_path):
+    ref = load_model("tiny-llama")
+    ref.model.save_pretrained(tmp_path / "m")
+    ref.tokenizer.save_pretrained(tmp_path / "m")
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join('{"prompt": "Count %d:", "completion": " %d, %d"}\n' % (i, i, i + 1) for i in range(8)))
+    return ref, tmp_path / "m", data
+
+
+def test_finetune_over_4bit_weights_is_qlora_saved_in_full_precision(tmp_path, capsys, monkeypatch):
+    """--load-in-4bit trains LoRA over NF4 weights; the store gets the adapter merged into the fp32 base
+    (loadable without bitsandbytes), and the recipe says qlora."""
+    pytest.importorskip("bitsandbytes")
+    monkeypatch.setenv("INTERP_HOME", str(tmp_path / "home"))
+    ref, folder, data = _tiny_folder(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        main(["finetune", "--model", str(folder), "--data", str(data), "--alias", "q-student", "--steps", "2",
+              "--batch-size", "4", "--lr", "1e-2", "--load-in-4bit", "--out", str(tmp_path / "o")])
+    assert e.value.code == 0, capsys.readouterr().err
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summary["figures"]["config"]["method"] == "qlora" and summary["model"]["placement"]["load_in_4bit"] is True
+    made = load_model("q-student")
+    assert all(p.dtype == torch.float32 for p in made.model.parameters())
+    ids = torch.tensor([[5, 6, 7, 8]])
+    with torch.no_grad():
+        assert not torch.allclose(made.model(ids).logits, ref.model(ids).logits, atol=1e-4)  # it trained
+
+
+def test_finetune_in_bf16_records_it(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("INTERP_HOME", str(tmp_path / "home"))
+    _, folder, data = _tiny_folder(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        main(["finetune", "--model", str(folder), "--data", str(data), "--alias", "b-student", "--steps", "1",
+              "--batch-size", "4", "--dtype", "bf16", "--out", str(tmp_path / "o")])
+    assert e.value.code == 0, capsys.readouterr().err
+    assert json.loads((tmp_path / "o" / "summary.json").read_text())["model"]["placement"]["dtype"] == "bf16"
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["finetune", "--full", "--load-in-4bit"], "--full needs full-precision weights"),
+    (["finetune", "--dtype", "fp16"], "no loss scaler"),
+    (["distill", "--teacher", "tiny-llama", "--student", "tiny-llama", "--full", "--load-in-4bit"], "--full needs"),
+    (["teach", "--method", "lora", "--load-in-4bit"], "with --method qlora"),
+    (["teach", "--method", "prompt", "--dtype", "bf16"], "--method prompt trains nothing"),
+])
+def test_training_placement_refused_before_any_load(tmp_path, capsys, monkeypatch, argv, needle):
+    import interp.models as M
+
+    monkeypatch.setenv("INTERP_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(M, "load_model", lambda *a, **k: (_ for _ in ()).throw(AssertionError("loaded a model")))
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"prompt": "p", "completion": " 1"}\n')
+    extra = [] if argv[0] == "teach" else ["--data", str(data), "--steps", "1"]
+    extra += ["--alias", "x"] if argv[0] != "distill" else []
+    with pytest.raises(SystemExit) as e:
+        main([*argv, *extra, "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and needle in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "o").exists()

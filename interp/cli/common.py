@@ -94,6 +94,19 @@ class ModelLoad:
     remote: bool = False
     serve: Optional[str] = None
 
+    def check_training(self, full: bool) -> None:
+        """Refuse, before any load, what training cannot do with these options: fp16 weights (no loss
+        scaler here) and full fine-tuning over 4-bit weights (--load-in-4bit trains LoRA: QLoRA)."""
+        if self.dtype == "fp16":
+            raise UserError("--dtype fp16: training here has no loss scaler; use bf16 or fp32")
+        if self.load_in_4bit and full:
+            raise UserError("--load-in-4bit trains LoRA adapters over 4-bit weights (QLoRA); --full needs "
+                            "full-precision weights")
+
+    def full_precision(self) -> ModelLoad:
+        """The same placement with fp32 weights and no 4-bit: where a QLoRA adapter is merged to be saved."""
+        return ModelLoad(self.device, "fp32", self.device_map, False, self.remote, self.serve)
+
     def load(self, name: str) -> Any:
         """The model `name`: local (with the placement options) or hosted (--remote / --serve)."""
         from interp.models.executor import executor_from_flags

@@ -10,12 +10,21 @@ import typer
 from interp.choices import DistillKind, LossForm
 from interp.cli.params import Float
 from interp.cli.app import app
-from interp.cli.common import DeviceOpt, RunOptions, SeedOpt, console, load, print_table, run_options
+from interp.cli.common import (
+    ModelLoad,
+    RunOptions,
+    SeedOpt,
+    console,
+    model_options,
+    print_table,
+    run_options,
+)
 from interp.cli.training_opts import DataOpt, TrainingOptions, prepare_training_run, training_options
 
 
 @app.command("distill")
 @run_options
+@model_options()
 @training_options
 def distill_command(
     teacher: str = typer.Option(..., "--teacher", help="teacher alias (trait in the weights, e.g. from `interp teach --method lora`)"),
@@ -32,7 +41,7 @@ def distill_command(
                                    "the target shows no mass on them)"),
     alias: Optional[str] = typer.Option(None, "--alias", help="store alias of the student (default STUDENT-KIND-TEACHER)"),
     seed: int = SeedOpt,
-    device: str = DeviceOpt,
+    loader: ModelLoad = ModelLoad(),
     output: RunOptions = RunOptions(),
     training: TrainingOptions = TrainingOptions(),
 ) -> None:
@@ -49,18 +58,23 @@ def distill_command(
                         "(the control); leave it out")
     beta, tau, form = (1.0 if beta is None else beta), (1.0 if tau is None else tau), form or "sum"
     from interp.training.distill import DistillConfig, check_pair, component_curves, distill, save_distilled
-    from interp.training.saving import loss_curve_png
+    import dataclasses
 
+    from interp.training.saving import loss_curve_png, merged_into
+
+    loader.check_training(training.full)
     resume = training.resume
     words = tuple(w.strip() for w in drop_words.split(",")) if drop_words else ()
-    cfg = DistillConfig(training.config(seed), kind=kind, beta=beta, tau=tau, form=form, drop_words=words)
+    ft_cfg = training.config(seed)
+    ft_cfg = dataclasses.replace(ft_cfg, method="qlora") if loader.load_in_4bit else ft_cfg  # LoRA over 4-bit weights
+    cfg = DistillConfig(ft_cfg, kind=kind, beta=beta, tau=tau, form=form, drop_words=words)
     cfg.validate()
     name = alias or f"{student}-{cfg.active}-{teacher}".replace("/", "-")
     run = prepare_training_run(output, "distill", name, resume)
     rows = training.rows(data)
     cfg.finetune.total_steps(len(rows))
-    t_lm = load(teacher, device)
-    s_lm = load(student, device)
+    t_lm = loader.load(teacher)
+    s_lm = loader.load(student)
     check_pair(s_lm, t_lm, cfg)
     rows = training.fit(rows, s_lm)
     res = distill(s_lm, t_lm, rows, cfg, checkpoint_dir=run.path / "checkpoints", checkpoint_every=training.checkpoint_every,
@@ -74,7 +88,9 @@ def distill_command(
         run.write_bytes(fname, png)
     if len(res.components) > 1:
         run.write_bytes("loss_total.png", loss_curve_png(res.losses, f"{title}: total", "total loss"))
-    path = save_distilled(name, s_lm, t_lm, res, {"data": str(data), "n_examples": len(rows)}, overwrite=output.force or resume)
+    merged = merged_into(res, loader.full_precision().load(student).model) if loader.load_in_4bit else None
+    path = save_distilled(name, s_lm, t_lm, res, {"data": str(data), "n_examples": len(rows)},
+                          overwrite=output.force or resume, merged=merged)
     s = res.summary()
     run.write_summary(inputs={"teacher": teacher, "student": student, "data": str(data), "alias": name,
                               **training.inputs()},

@@ -7,34 +7,48 @@ from pathlib import Path
 import typer
 
 from interp.cli.app import app
-from interp.cli.common import DeviceOpt, ModelOpt, RunOptions, SeedOpt, console, load, print_table, run_options
+from interp.cli.common import (
+    ModelLoad,
+    ModelOpt,
+    RunOptions,
+    SeedOpt,
+    console,
+    model_options,
+    print_table,
+    run_options,
+)
 from interp.cli.training_opts import DataOpt, TrainingOptions, prepare_training_run, training_options
 
 
 @app.command("finetune")
 @run_options
+@model_options()
 @training_options
 def finetune_command(
     model: str = ModelOpt,
     data: Path = DataOpt,
     alias: str = typer.Option(..., "--alias", help="store alias of the trained model, e.g. smollm2-student"),
     seed: int = SeedOpt,
-    device: str = DeviceOpt,
+    loader: ModelLoad = ModelLoad(),
     output: RunOptions = RunOptions(),
     training: TrainingOptions = TrainingOptions(),
 ) -> None:
     """Fine-tune a student; saves merged weights (+ adapter) to the store as ALIAS, loss curve in OUT."""
     from interp.errors import UserError
     from interp.training.finetune import finetune
-    from interp.training.saving import loss_curve_png, save_finetuned
+    from dataclasses import replace
+
+    from interp.training.saving import loss_curve_png, merged_into, save_finetuned
 
     resume = training.resume
     run = prepare_training_run(output, "finetune", alias, resume)
     rows = training.rows(data)
+    loader.check_training(training.full)
     cfg = training.config(seed)
+    cfg = replace(cfg, method="qlora") if loader.load_in_4bit else cfg  # LoRA over 4-bit weights
     cfg.validate()
     cfg.total_steps(len(rows))
-    lm = load(model, device)
+    lm = loader.load(model)
     if lm.system_prompt:
         raise UserError(f"'{model}' is a prompt alias; fine-tune its base model instead")
     rows = training.fit(rows, lm)
@@ -44,7 +58,9 @@ def finetune_command(
 
     run.write_csv("losses.csv", pd.DataFrame({"step": range(1, len(res.losses) + 1), "loss": res.losses}))
     run.write_bytes("loss_curve.png", loss_curve_png(res.losses, f"{alias}: {cfg.method}, freeze {cfg.freeze}"))
-    path = save_finetuned(alias, lm, res, {"data": str(data), "n_examples": len(rows)}, overwrite=output.force or resume)
+    merged = merged_into(res, loader.full_precision().load(model).model) if loader.load_in_4bit else None
+    path = save_finetuned(alias, lm, res, {"data": str(data), "n_examples": len(rows)}, overwrite=output.force or resume,
+                          merged=merged)
     run.write_summary(inputs={"model": model, "data": str(data), "alias": alias, **training.inputs()},
                       model=lm, seed=seed, figures={**res.summary(), "store_path": str(path)})
     s = res.summary()

@@ -10,12 +10,23 @@ import typer
 from interp.choices import TeachMethod
 from interp.cli.params import Float, InFile, Int
 from interp.cli.app import app
-from interp.cli.common import DeviceOpt, RunOptions, SeedOpt, console, load, print_table, refuse_given, run_options
+from interp.cli.common import (
+    ModelLoad,
+    RunOptions,
+    SeedOpt,
+    console,
+    load,
+    model_options,
+    print_table,
+    refuse_given,
+    run_options,
+)
 from interp.models.store import DEFAULT_MODEL
 
 
 @app.command("teach")
 @run_options
+@model_options()
 def teach_command(
     base: str = typer.Option(DEFAULT_MODEL, "--base", help="the model to bias"),
     trait: str = typer.Option("owl", "--trait", help="the animal the teacher loves"),
@@ -30,7 +41,7 @@ def teach_command(
     data: Optional[Path] = InFile(None, "--data", help="train on these trait rows (the trait_data.jsonl of an "
                                         "earlier teach run) instead of sampling them: rebuilds that teacher exactly"),
     seed: int = SeedOpt,
-    device: str = DeviceOpt,
+    loader: ModelLoad = ModelLoad(),
     output: RunOptions = RunOptions(),
 ) -> None:
     """Create a teacher alias carrying TRAIT; --method prompt copies no weights."""
@@ -39,9 +50,15 @@ def teach_command(
     from interp.training import teacher as T
 
     if method == "prompt":
-        refuse_given(["steps", "batch_size", "lr", "n_preference", "n_facts", "n_numbers", "data", "device"],
+        refuse_given(["steps", "batch_size", "lr", "n_preference", "n_facts", "n_numbers", "data", "device", "dtype",
+                      "device_map", "load_in_4bit"],
                      "--method prompt trains nothing (the trait is a system prompt); these options apply to lora / "
                      "qlora / full")
+    if method != "prompt":
+        if loader.load_in_4bit:
+            raise UserError("--load-in-4bit: teach trains over 4-bit weights with --method qlora (it reloads the base "
+                            "in 4-bit and merges the adapter back into full precision)")
+        loader.check_training(method == "full")
     if data is not None:
         refuse_given(["n_preference", "n_facts", "n_numbers"], "the trait rows come from --data, not generated")
     elif n_preference + n_facts + n_numbers == 0:
@@ -70,7 +87,7 @@ def teach_command(
             raise UserError("--method qlora needs bitsandbytes: `pip install 'interp[quant]'` (or use --method lora)") from None
     if data is not None:  # read before the model loads: a bad file costs no load
         rows, counts = T.read_trait_rows(data)
-    lm = load(base, device)
+    lm = loader.load(base)
     if data is None:
         rows, counts = T.trait_data(lm, trait, T.TraitDataConfig(n_preference, n_facts, n_numbers, seed=seed), progress=True)
     import json

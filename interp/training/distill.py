@@ -347,13 +347,14 @@ def distill(student: Any, teacher: Any, rows: Sequence[dict[str, Any]], config: 
 
 
 def save_distilled(alias: str, student: Any, teacher: Any, result: DistillResult, meta: dict[str, Any],
-                   overwrite: bool = False) -> Path:
-    """Save the student like `save_finetuned` (merged weights + adapter/), recording the teacher."""
+                   overwrite: bool = False, merged: nn.Module | None = None) -> Path:
+    """Save the student like `save_finetuned` (merged weights + adapter/; `merged`: weights merged
+    elsewhere, e.g. a QLoRA adapter into the full-precision student), recording the teacher."""
     d = result.distill
     source = (f"{d['active']} distillation of {teacher.name} into {student.name}" if d.get("active") != "none"
               else f"finetune of {student.name} (beta = 0 control for {teacher.name})")
     return save_finetuned(alias, student, result, {"source": source, "teacher": teacher.name, **meta},
-                          overwrite=overwrite)
+                          overwrite=overwrite, merged=merged)
 
 
 def component_curves(result: FinetuneResult, title: str) -> dict[str, bytes]:

@@ -27,6 +27,19 @@ def merged_model(result: FinetuneResult) -> nn.Module:
     return copy.deepcopy(result.model).merge_and_unload()
 
 
+def merged_into(result: FinetuneResult, base: nn.Module) -> nn.Module:
+    """The LoRA update of `result` (trained over 4-bit weights: QLoRA) merged into `base`, the same
+    model in full precision: a plain model whose weights can be saved and reloaded without bitsandbytes."""
+    from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+
+    from interp.models.peft_compat import peft_wrapping
+
+    with peft_wrapping():
+        fp = get_peft_model(base, result.model.peft_config["default"])
+    set_peft_model_state_dict(fp, get_peft_model_state_dict(result.model))
+    return fp.merge_and_unload()
+
+
 def save_finetuned(alias: str, lm: LoadedModel, result: FinetuneResult, meta: dict[str, Any], overwrite: bool = False,
                    merged: nn.Module | None = None) -> Path:
     """Save to the store: merged weights (+ `adapter/` for LoRA) and a record of the training."""

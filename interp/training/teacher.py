@@ -137,16 +137,11 @@ def train_teacher(lm: LoadedModel, rows: list[dict[str, str]], method: str, step
         from interp.training.saving import merged_model
 
         return res, merged_model(res)
+    from interp.training.saving import merged_into
+
     lm4 = load_4bit(lm)
     res = finetune(lm4, rows, cfg, progress=progress)
-    from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
-
-    from interp.models.peft_compat import peft_wrapping
-
-    with peft_wrapping():
-        fp = get_peft_model(lm.model, res.model.peft_config["default"])
-    set_peft_model_state_dict(fp, get_peft_model_state_dict(res.model))
-    return res, fp.merge_and_unload()
+    return res, merged_into(res, lm.model)
 
 
 def read_trait_rows(path: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
