@@ -173,6 +173,48 @@ run_options = bundle_options("output", {"out": (Optional[Path], OutOpt), "force"
 the body prepares its run folder with `output.prepare("command-name")`."""
 
 
+@dataclass(frozen=True)
+class NumberSelection:
+    """The numbers a probe runs on (see `number_options`): --numbers, --numbers-file, or --digits L with
+    --sample N random numbers of that length; at most one of the three."""
+
+    numbers: Optional[str] = None
+    numbers_file: Optional[Path] = None
+    digits: Optional[int] = None
+    sample: int = 200
+
+    def resolve(self, seed: int, default_digits: Optional[int] = None, **more: Optional[str]) -> list[str]:
+        """The numbers, checked (ASCII digits only); `more` adds a command's own sources (trace's
+        --number), counted in "give only one of". With none given: `default_digits` random numbers
+        of that length, or a UserError naming the options when the command has no default."""
+        from interp.probes.number_sets import parse_numbers, random_numbers, read_numbers_file
+
+        mode = exactly_one(**more, numbers=self.numbers, numbers_file=self.numbers_file, digits=self.digits)
+        if mode == "numbers_file":
+            return read_numbers_file(self.numbers_file)  # type: ignore[arg-type]
+        if mode in ("numbers", *more):
+            return parse_numbers(self.numbers if mode == "numbers" else more[mode])  # type: ignore[arg-type]
+        digits = self.digits if self.digits is not None else default_digits
+        if digits is None:
+            raise UserError("give " + ", ".join(f"--{k.replace('_', '-')}" for k in more) +
+                            ", --numbers, --numbers-file or --digits")
+        return random_numbers(digits, self.sample, seed=seed)
+
+
+def number_options(sample: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator for a command with a `numbers: NumberSelection` parameter: --numbers, --numbers-file,
+    --digits, --sample (default `sample`), declared once."""
+    from interp.probes.number_sets import MAX_DIGITS
+
+    return bundle_options("numbers", {
+        "numbers": (Optional[str], typer.Option(None, "--numbers", help="comma-separated numbers, e.g. 087,747")),
+        "numbers_file": (Optional[Path], InFile(None, "--numbers-file", help="file of numbers (comma/whitespace separated)")),
+        "digits": (Optional[int], Int(None, "--digits", help="with --sample: random numbers of this many digits",
+                                      ge=1, le=MAX_DIGITS)),
+        "sample": (int, Int(sample, "--sample", help="how many random numbers with --digits", ge=1)),
+    }, NumberSelection)
+
+
 def model_options(remote: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator for a typer command with a `loader: ModelLoad` parameter: replaces it by the
     --dtype / --device / --device-map / --load-in-4bit options (and --remote / --serve with

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Optional
 
 import typer
 
 from interp.choices import Style, VariantPolicy
-from interp.cli.params import InFile, Int
-from interp.probes.number_sets import MAX_DIGITS
+from interp.cli.params import Int
 from interp.cli.app import app
 from interp.cli.common import (
     BatchOpt,
@@ -17,13 +14,14 @@ from interp.cli.common import (
     ControlOpt,
     ModelLoad,
     ModelOpt,
+    NumberSelection,
     RunOptions,
     SeedOpt,
     StyleOpt,
     ci,
     console,
-    exactly_one,
     model_options,
+    number_options,
     print_table,
     run_options,
 )
@@ -31,15 +29,13 @@ from interp.cli.common import (
 
 @app.command("reverse-link")
 @run_options
+@number_options(sample=200)
 @model_options(remote=True)
 def reverse_link_command(
     model: str = ModelOpt,
     bias: str = BiasOpt,
     control: str = ControlOpt,
-    numbers: Optional[str] = typer.Option(None, "--numbers", help="comma-separated numbers, e.g. 087,747"),
-    numbers_file: Optional[Path] = InFile(None, "--numbers-file", help="file of numbers (comma/whitespace separated)"),
-    digits: Optional[int] = Int(None, "--digits", help="with --sample: random numbers of this many digits", ge=1, le=MAX_DIGITS),
-    sample: int = Int(200, "--sample", help="how many random numbers with --digits (default mode: --digits 3 --sample 200)", ge=1),
+    numbers: NumberSelection = NumberSelection(),  # --numbers, --numbers-file, --digits, --sample (default: --digits 3)
     template_control: int = Int(100, "--template-control", help="random numbers per length for the template control (0: off)", ge=0),
     policy: VariantPolicy = typer.Option("natural", "--variants", help="target variants: natural (' owl') | sum (' owl','owl',' Owl',...)"),
     style: Style = StyleOpt,
@@ -52,17 +48,10 @@ def reverse_link_command(
     loader: ModelLoad = ModelLoad(),
 ) -> None:
     """P(bias | number-primed prompt) / P(bias | baseline), with the template control, specificity and CIs."""
-    from interp.probes.number_sets import parse_numbers, random_numbers, read_numbers_file
     from interp.probes.reverse_link import ReverseLinkConfig, reverse_link
 
     run = output.prepare("reverse-link")
-    mode = exactly_one(numbers=numbers, numbers_file=numbers_file, digits=digits)
-    if mode == "numbers":
-        nums = parse_numbers(numbers)  # type: ignore[arg-type]
-    elif mode == "numbers_file":
-        nums = read_numbers_file(numbers_file)  # type: ignore[arg-type]
-    else:
-        nums = random_numbers(digits if digits is not None else 3, sample, seed=seed)
+    nums = numbers.resolve(seed, default_digits=3)
     lm = loader.load(model)
     cfg = ReverseLinkConfig(bias=bias, control=control, policy=policy, style=style,  # type: ignore[arg-type]
                             template_control=template_control, cumulative=cumulative, multi_token=multi_token,

@@ -8,19 +8,19 @@ import typer
 
 from interp.choices import Backend
 from interp.cli.params import Int
-from interp.probes.number_sets import MAX_DIGITS
 from interp.cli.app import app
 from interp.cli.common import (
     BiasOpt,
     ControlOpt,
     ModelLoad,
     ModelOpt,
+    NumberSelection,
     RunOptions,
     SeedOpt,
     console,
-    exactly_one,
     fmt,
     model_options,
+    number_options,
     print_table,
     run_options,
 )
@@ -28,13 +28,12 @@ from interp.cli.common import (
 
 @app.command("trace")
 @run_options
+@number_options(sample=100)
 @model_options(remote=True)
 def trace_command(
     model: str = ModelOpt,
     number: Optional[str] = typer.Option(None, "--number", help="one number, e.g. 087"),
-    numbers: Optional[str] = typer.Option(None, "--numbers", help="comma-separated numbers, e.g. 087,747"),
-    digits: Optional[int] = Int(None, "--digits", help="with --sample: random numbers of this many digits", ge=1, le=MAX_DIGITS),
-    sample: int = Int(100, "--sample", help="how many random numbers with --digits", ge=1),
+    numbers: NumberSelection = NumberSelection(),  # --numbers, --numbers-file, --digits, --sample
     bias: str = BiasOpt,
     control: str = ControlOpt,
     layer: Optional[int] = Int(None, "--layer", help="layer for the head table (default: spike layer of the mean sim_diff)", ge=0),
@@ -51,17 +50,10 @@ def trace_command(
     """Per-layer cos(number state, bias / control reference), spike layer, per-head and MLP cosines, DLA, patching."""
     from interp.errors import UserError
     from interp.mech.trace import TraceConfig, trace
-    from interp.probes.number_sets import parse_numbers, random_numbers
     from interp.report.html import write_report
 
     run = output.prepare("trace")
-    mode = exactly_one(number=number, numbers=numbers, digits=digits)
-    if mode in ("number", "numbers"):
-        nums = parse_numbers(number if mode == "number" else numbers)  # type: ignore[arg-type]
-    elif mode == "digits":
-        nums = random_numbers(digits, sample, seed=seed)  # type: ignore[arg-type]
-    else:
-        raise UserError("give --number, --numbers or --digits")
+    nums = numbers.resolve(seed, number=number)
     for tmpl, key in ((reference_template, "{animal}"), (number_template, "{n}")):
         if key not in tmpl:
             raise UserError(f"template {tmpl!r} has no {key} placeholder")
