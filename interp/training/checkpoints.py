@@ -26,6 +26,29 @@ if TYPE_CHECKING:
     from interp.training.config import FinetuneConfig
 
 
+@dataclass(frozen=True)
+class Checkpointer:
+    """A run's checkpoint saver, handed to the training loop as a callback (`train_loop(...,
+    checkpoints=...)`): `save` every `every` steps into `folder`, `resume` from the newest readable one.
+    `meta`: extra settings a resume must match (e.g. the distillation's beta and teacher)."""
+
+    folder: Path
+    config: FinetuneConfig
+    every: int = 0
+    meta: dict[str, Any] | None = None
+
+    def due(self, step: int) -> bool:
+        """True after optimizer step `step` (1-based) when a checkpoint is due."""
+        return bool(self.every) and step % self.every == 0
+
+    def save(self, step: int, model: nn.Module, opt: torch.optim.Optimizer, sched: Any, hist: Histories) -> Path:
+        return save_checkpoint(self.folder, step, model, opt, sched, hist, self.config, self.meta)
+
+    def resume(self, model: nn.Module, opt: torch.optim.Optimizer, sched: Any) -> tuple[int, Histories]:
+        start, hist, _ = resume_from(self.folder, model, opt, sched, self.config, self.meta)
+        return start, hist
+
+
 @dataclass
 class Histories:
     """Per-step total loss and one list per named component (all the same length)."""

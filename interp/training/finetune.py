@@ -51,7 +51,7 @@ import torch.nn as nn
 from interp.errors import UserError
 from interp.models.loaded import LoadedModel
 from interp.progress import progress_bar
-from interp.training.checkpoints import Histories, resume_from, save_checkpoint
+from interp.training.checkpoints import Checkpointer, Histories
 from interp.training.config import FinetuneConfig, FinetuneResult
 from interp.training.distributed import Distributed
 from interp.training.examples import IGNORE, Tokenized, batch_indices, collate, tokenize_examples
@@ -189,9 +189,13 @@ def train(lm: LoadedModel, rows: Sequence[dict[str, Any]], config: FinetuneConfi
     frozen = frozen_parameter_names(lm, config.freeze)
     model = prepare_model(lm, config)
     pad = lm.tokenizer.pad_token_id
+    if resume and checkpoint_dir is None:
+        raise UserError("--resume needs a checkpoint folder")
+    saver = (Checkpointer(Path(checkpoint_dir), config, checkpoint_every, resume_meta)
+             if checkpoint_dir is not None else None)
     out = train_loop(model, config, len(rows), total, make_batch or (lambda idx: collate(data, idx, pad)), batch_loss,
-                     checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume,
-                     progress=progress, stop_after=stop_after, resume_meta=resume_meta, description=description)
+                     checkpoints=saver, resume=resume, progress=progress, stop_after=stop_after,
+                     description=description)
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return FinetuneResult(model, config, out.losses, out.steps, len(rows), n_train, frozen,
                           time.perf_counter() - t0, out.resumed_from, out.checkpoints, out.components, out.world_size,
@@ -200,9 +204,9 @@ def train(lm: LoadedModel, rows: Sequence[dict[str, Any]], config: FinetuneConfi
 
 def train_loop(model: nn.Module, config: FinetuneConfig, n_examples: int, total: int,
                make_batch: Callable[[list[int]], dict[str, torch.Tensor]], batch_loss: BatchLoss, *,
-               checkpoint_dir: str | Path | None = None, checkpoint_every: int = 0, resume: bool = False,
-               progress: bool = False, stop_after: int | None = None, resume_meta: dict[str, Any] | None = None,
-               description: str = "fine-tuning", dist: Distributed | None = None) -> LoopOutcome:
+               checkpoints: Checkpointer | None = None, resume: bool = False, progress: bool = False,
+               stop_after: int | None = None, description: str = "fine-tuning",
+               dist: Distributed | None = None) -> LoopOutcome:
     """The one training loop: for step s in [start, end)
 
         idx = shard(batch_indices(n_examples, B, s, seed))      # this rank's part of the global batch
@@ -211,21 +215,20 @@ def train_loop(model: nn.Module, config: FinetuneConfig, n_examples: int, total:
         histories: losses += global mean, components[k] += global mean
 
     AdamW over the parameters with requires_grad, linear warm-up then linear decay to 0 over `total`
-    steps. Checkpoints (module docstring) also hold the component histories and `resume_meta`
-    (extra settings a resume must match, e.g. the distillation's beta and teacher)."""
+    steps. `checkpoints` (the saver, a callback: `interp.training.checkpoints.Checkpointer`) writes
+    them every N steps on the main process and restores the newest with `resume`."""
     dist = dist or Distributed.create(next(model.parameters()).device.type)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=config.learning_rate(), weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(config.warmup_steps, total))
     hist = Histories([], {})
     start, resumed = 0, None
-    ckdir = Path(checkpoint_dir) if checkpoint_dir is not None else None
     if resume:
-        if ckdir is None:
+        if checkpoints is None:
             raise UserError("--resume needs a checkpoint folder")
-        start, hist, _ = resume_from(ckdir, model, opt, sched, config, resume_meta)
+        start, hist = checkpoints.resume(model, opt, sched)
         resumed = start
-    if dist.is_fsdp and (config.method != "full" or (ckdir is not None and checkpoint_every)):
+    if dist.is_fsdp and (config.method != "full" or (checkpoints is not None and checkpoints.every)):
         raise UserError("under FSDP interp runs full fine-tuning without checkpoints (sharded optimizer state "
                         "is not saved yet); use DDP for LoRA or for resumable runs")
     wrapped, opt = dist.prepare(model, opt)
@@ -250,9 +253,9 @@ def train_loop(model: nn.Module, config: FinetuneConfig, n_examples: int, total:
             sched.step()
             hist.append(loss_sum / n_all, {k: v / n_all for k, v in zip(names, part_sums)})
             advance(1)
-            if ckdir is not None and checkpoint_every and (step + 1) % checkpoint_every == 0:
+            if checkpoints is not None and checkpoints.due(step + 1):
                 if dist.is_main:
-                    saved.append(str(save_checkpoint(ckdir, step + 1, model, opt, sched, hist, config, resume_meta)))
+                    saved.append(str(checkpoints.save(step + 1, model, opt, sched, hist)))
                 dist.barrier()
     full_state = dist.full_state_dict(wrapped) if dist.is_fsdp else None  # collective: every rank takes part
     model.eval()
