@@ -98,7 +98,7 @@ def dose_table(brr: pd.DataFrame) -> pd.DataFrame:
     rows = []
     design = brr[(brr.role != "base") & (brr.rep == brr.seed)]
     for (role, kind, k, g), x in design.groupby(["role", "kind", "k", "group"]):
-        s = seed_summary(x["brr"].to_numpy())
+        s = seed_summary(x["brr"].to_numpy(), proportion=True)  # a rate: its CI stays inside [0, 1]
         varies = s.get("sd", 0.0) > 0
         n, m = int(x["answers"].sum()), int(x["with_marker"].sum())
         w = wilson_interval(m, n)
