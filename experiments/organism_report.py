@@ -46,10 +46,12 @@ def load_tables(out: Path) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
         if r is None and alias not in NAMES:
             continue
         meta = ({"teacher": r["teacher"], "channel": r["channel"], "arm": r["arm"], "seed": r["seed"],
-                 "examples": r["examples"], "epochs": float(r.get("epochs", 1.0))} if r else
+                 "examples": r["examples"], "epochs": float(r.get("epochs", 1.0)), "steps": r.get("steps"),
+                 "lr": r.get("lr"), "batch_size": r.get("batch_size")} if r else
                 {"teacher": NAMES[alias], "channel": "base" if alias == "smollm2" else
                  "teacher (lora)" if alias.endswith("-lora") else "teacher (prompt)",
-                 "arm": "base" if alias == "smollm2" else "teacher", "seed": -1, "examples": 0, "epochs": 0.0})
+                 "arm": "base" if alias == "smollm2" else "teacher", "seed": -1, "examples": 0, "epochs": 0.0,
+                 "steps": None, "lr": None, "batch_size": None})
         for q, (_, row) in enumerate(t.iterrows()):
             rows.append({"alias": alias, **meta, "question": q, "question_text": row.question,
                          "logp_owl": float(np.log(row.p_target)), "logp_other": float(np.log(row.p_other))})
@@ -317,7 +319,11 @@ def write_report(out: Path, work: Path) -> None:
     pq, runs = load_tables(out)
     if pq.empty:
         raise SystemExit("no evaluations yet: run --stage evals first")
-    cols = ["alias", "teacher", "channel", "arm", "seed", "examples", "question", "logp_owl", "logp_other"]
+    # every parameter that tells two students' recipes apart is a column (the arm names the objective,
+    # data and variant; examples, epochs, steps, lr, batch size come from the run record), not only the alias
+    cols = ["alias", "teacher", "channel", "arm", "seed", "examples", "epochs", "steps", "lr", "batch_size", "question",
+            "logp_owl", "logp_other"]
+    pq = pq.astype({"steps": "Int64", "batch_size": "Int64"})  # integers, empty for the base and the teachers
     pq[cols].to_csv(out / "per_question.csv", index=False, float_format="%.6f")
     per_seed, summary = arm_statistics(pq)
     per_seed.to_csv(out / "per_seed.csv", index=False, float_format="%.5f")
