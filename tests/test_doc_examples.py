@@ -11,8 +11,8 @@ command makes or an option the CLI no longer has fails here:
 - SIZES / LIMITS: a costly size -> a small one, each with its reason (an example that names a tiny
   model keeps its own sizes);
 - paths: an input path that is not in the working directory is read from the repository root (the
-  docs' paths, e.g. `../shared/data/...` and `reports/...`, are relative to it); `/tmp/...` lands
-  under tmp_path;
+  docs' paths, e.g. `../shared/data/...` and `reports/...`, are relative to it); outputs go to
+  relative folders (`runs/...`), so they land in the test's working directory;
 - SETUP / BEFORE: files that no example makes, made the way their maker makes them (before a doc's
   examples / just before one example);
 - DROP / SKIP: options dropped from an example, and examples that cannot run on tiny models, each
@@ -266,7 +266,7 @@ def _smaller(doc_value: str, small: str) -> str:
         return small
 
 
-def adapt(argv: list[str], cwd: Path, tmp: Path) -> list[str]:
+def adapt(argv: list[str], cwd: Path) -> list[str]:
     """The example's argv with the substitutions of the module docstring. An example that names a tiny
     model is small already: only its paths change."""
     name = argv[0]
@@ -282,8 +282,6 @@ def adapt(argv: list[str], cwd: Path, tmp: Path) -> list[str]:
             args[i] = str((REPO / a).resolve())  # a doc path is relative to the repository root
         elif a.startswith("../shared/") and not (REPO / a).exists():
             args[i] = str(SHARED / a[len("../shared/"):])  # a clone elsewhere (CI): the workspace's shared folder
-        if a.startswith("/tmp/"):
-            args[i] = str(tmp) + a  # /tmp/... -> under tmp_path
         if not a.startswith("-"):
             args[i] = ",".join(MODELS.get(x, x) for x in args[i].split(","))
     for p in params:  # a model option left at its default real model
@@ -342,7 +340,7 @@ def test_doc_examples_run_as_written(doc, capsys, tmp_path, monkeypatch):
         cd, argv = _interp_part(ex.text)  # type: ignore[misc]
         cwd = work
         if cd is not None:
-            cwd = Path(str(tmp_path) + cd) if cd.startswith("/tmp/") else work / cd
+            cwd = work / cd
             monkeypatch.chdir(cwd)
         if doc in BEFORE_EACH:
             BEFORE_EACH[doc](cwd)
@@ -354,7 +352,7 @@ def test_doc_examples_run_as_written(doc, capsys, tmp_path, monkeypatch):
                 for o in options:
                     j = argv.index(o)
                     del argv[j:j + 2]
-        args = adapt(argv, cwd, tmp_path)
+        args = adapt(argv, cwd)
         if not {"--out", "-o"} & set(args):
             _fresh_default_out(cwd, args[0])
         code, _, err = run_cli(capsys, *args)
