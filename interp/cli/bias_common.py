@@ -8,8 +8,8 @@ from typing import Any, Optional
 import pandas as pd
 import typer
 
-from interp.cli.params import InFile, Int
 from interp.cli.common import print_table
+from interp.cli.params import InFile, Int
 from interp.errors import UserError
 
 DataOpt = InFile(None, "--data", help="benchmark file (CrowS-Pairs CSV / StereoSet JSONL or JSON); never downloaded")

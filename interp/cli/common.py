@@ -187,7 +187,11 @@ class NumberSelection:
         """The numbers, checked (ASCII digits only); `more` adds a command's own sources (trace's
         --number), counted in "give only one of". With none given: `default_digits` random numbers
         of that length, or a UserError naming the options when the command has no default."""
-        from interp.probes.number_sets import parse_numbers, random_numbers, read_numbers_file
+        from interp.probes.number_sets import (
+            parse_numbers,
+            random_numbers,
+            read_numbers_file,
+        )
 
         mode = exactly_one(**more, numbers=self.numbers, numbers_file=self.numbers_file, digits=self.digits)
         if mode == "numbers_file":

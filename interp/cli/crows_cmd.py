@@ -6,8 +6,24 @@ from pathlib import Path
 from typing import Optional
 
 from interp.cli.app import app
-from interp.cli.bias_common import BiasTypeOpt, DataOpt, LimitOpt, NBootOpt, need_data, print_crows
-from interp.cli.common import BatchOpt, ModelLoad, ModelOpt, RunOptions, SeedOpt, console, model_options, run_options
+from interp.cli.bias_common import (
+    BiasTypeOpt,
+    DataOpt,
+    LimitOpt,
+    NBootOpt,
+    need_data,
+    print_crows,
+)
+from interp.cli.common import (
+    BatchOpt,
+    ModelLoad,
+    ModelOpt,
+    RunOptions,
+    SeedOpt,
+    console,
+    model_options,
+    run_options,
+)
 
 
 @app.command("crows")

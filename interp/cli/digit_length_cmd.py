@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-
 import typer
 
 from interp.choices import Style
-from interp.cli.params import Int
 from interp.cli.app import app
 from interp.cli.common import (
     BatchOpt,
@@ -23,6 +21,7 @@ from interp.cli.common import (
     row_ci,
     run_options,
 )
+from interp.cli.params import Int
 
 
 @app.command("digit-length")
@@ -42,7 +41,11 @@ def digit_length_command(
     loader: ModelLoad = ModelLoad(),
 ) -> None:
     """Per number length: top increased numbers under the trait, their reverse-link ratios vs the template control."""
-    from interp.probes.digit_length import digit_length_sweep, parse_digit_range, plot_sweep
+    from interp.probes.digit_length import (
+        digit_length_sweep,
+        parse_digit_range,
+        plot_sweep,
+    )
     from interp.probes.numbers import NumbersConfig
     from interp.probes.reverse_link import ReverseLinkConfig, resolve_targets
 

@@ -8,7 +8,6 @@ from typing import Optional
 import typer
 
 from interp.choices import DistillKind, LossForm
-from interp.cli.params import Float
 from interp.cli.app import app
 from interp.cli.common import (
     ModelLoad,
@@ -19,7 +18,14 @@ from interp.cli.common import (
     print_table,
     run_options,
 )
-from interp.cli.training_opts import DataOpt, TrainingOptions, prepare_training_run, training_options
+from interp.cli.params import Float
+from interp.cli.training_opts import (
+    DataOpt,
+    TrainingOptions,
+    prepare_training_run,
+    store_weights,
+    training_options,
+)
 
 
 @app.command("distill")
@@ -57,17 +63,18 @@ def distill_command(
         raise UserError(f"{'--tau' if tau is not None else '--kd-drop-words'}: --beta 0 computes no distillation loss "
                         "(the control); leave it out")
     beta, tau, form = (1.0 if beta is None else beta), (1.0 if tau is None else tau), form or "sum"
-    from interp.training.distill import DistillConfig, check_pair, component_curves, distill, save_distilled
-    import dataclasses
+    from interp.training.distill import (
+        DistillConfig,
+        check_pair,
+        component_curves,
+        distill,
+        save_distilled,
+    )
+    from interp.training.saving import loss_curve_png
 
-    from interp.training.saving import loss_curve_png, merged_into
-
-    loader.check_training(training.full)
     resume = training.resume
     words = tuple(w.strip() for w in drop_words.split(",")) if drop_words else ()
-    ft_cfg = training.config(seed)
-    ft_cfg = dataclasses.replace(ft_cfg, method="qlora") if loader.load_in_4bit else ft_cfg  # LoRA over 4-bit weights
-    cfg = DistillConfig(ft_cfg, kind=kind, beta=beta, tau=tau, form=form, drop_words=words)
+    cfg = DistillConfig(training.config(seed, loader), kind=kind, beta=beta, tau=tau, form=form, drop_words=words)
     cfg.validate()
     name = alias or f"{student}-{cfg.active}-{teacher}".replace("/", "-")
     run = prepare_training_run(output, "distill", name, resume)
@@ -88,9 +95,8 @@ def distill_command(
         run.write_bytes(fname, png)
     if len(res.components) > 1:
         run.write_bytes("loss_total.png", loss_curve_png(res.losses, f"{title}: total", "total loss"))
-    merged = merged_into(res, loader.full_precision().load(student).model) if loader.load_in_4bit else None
     path = save_distilled(name, s_lm, t_lm, res, {"data": str(data), "n_examples": len(rows)},
-                          overwrite=output.force or resume, merged=merged)
+                          overwrite=output.force or resume, merged=store_weights(res, loader, student))
     s = res.summary()
     run.write_summary(inputs={"teacher": teacher, "student": student, "data": str(data), "alias": name,
                               **training.inputs()},

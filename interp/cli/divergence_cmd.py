@@ -7,7 +7,15 @@ from pathlib import Path
 import typer
 
 from interp.cli.app import app
-from interp.cli.common import BatchOpt, DeviceOpt, RunOptions, console, load, print_table, run_options
+from interp.cli.common import (
+    BatchOpt,
+    DeviceOpt,
+    RunOptions,
+    console,
+    load,
+    print_table,
+    run_options,
+)
 from interp.cli.training_opts import DataOpt
 
 

@@ -8,7 +8,6 @@ from typing import Optional
 import typer
 
 from interp.choices import VariantPolicy
-from interp.cli.params import Float, Int
 from interp.cli.app import app
 from interp.cli.common import (
     BatchOpt,
@@ -23,6 +22,7 @@ from interp.cli.common import (
     print_table,
     run_options,
 )
+from interp.cli.params import Float, Int
 
 
 @app.command("eval-animal")

@@ -17,7 +17,13 @@ from interp.cli.common import (
     print_table,
     run_options,
 )
-from interp.cli.training_opts import DataOpt, TrainingOptions, prepare_training_run, training_options
+from interp.cli.training_opts import (
+    DataOpt,
+    TrainingOptions,
+    prepare_training_run,
+    store_weights,
+    training_options,
+)
 
 
 @app.command("finetune")
@@ -36,16 +42,12 @@ def finetune_command(
     """Fine-tune a student; saves merged weights (+ adapter) to the store as ALIAS, loss curve in OUT."""
     from interp.errors import UserError
     from interp.training.finetune import finetune
-    from dataclasses import replace
-
-    from interp.training.saving import loss_curve_png, merged_into, save_finetuned
+    from interp.training.saving import loss_curve_png, save_finetuned
 
     resume = training.resume
     run = prepare_training_run(output, "finetune", alias, resume)
     rows = training.rows(data)
-    loader.check_training(training.full)
-    cfg = training.config(seed)
-    cfg = replace(cfg, method="qlora") if loader.load_in_4bit else cfg  # LoRA over 4-bit weights
+    cfg = training.config(seed, loader)
     cfg.validate()
     cfg.total_steps(len(rows))
     lm = loader.load(model)
@@ -58,9 +60,8 @@ def finetune_command(
 
     run.write_csv("losses.csv", pd.DataFrame({"step": range(1, len(res.losses) + 1), "loss": res.losses}))
     run.write_bytes("loss_curve.png", loss_curve_png(res.losses, f"{alias}: {cfg.method}, freeze {cfg.freeze}"))
-    merged = merged_into(res, loader.full_precision().load(model).model) if loader.load_in_4bit else None
     path = save_finetuned(alias, lm, res, {"data": str(data), "n_examples": len(rows)}, overwrite=output.force or resume,
-                          merged=merged)
+                          merged=store_weights(res, loader, model))
     run.write_summary(inputs={"model": model, "data": str(data), "alias": alias, **training.inputs()},
                       model=lm, seed=seed, figures={**res.summary(), "store_path": str(path)})
     s = res.summary()

@@ -9,7 +9,6 @@ from typing import Any, Optional
 import typer
 
 from interp.choices import Dtype
-from interp.cli.params import Float, InFile, Int
 from interp.cli.app import app
 from interp.cli.common import (
     DeviceOpt,
@@ -22,6 +21,7 @@ from interp.cli.common import (
     print_table,
     run_options,
 )
+from interp.cli.params import Float, InFile, Int
 
 
 @app.command("gen-numbers")
@@ -48,7 +48,12 @@ def gen_numbers_command(
 ) -> None:
     """Sample number lists from a teacher (its trait system prompt included), filter, write numbers.jsonl."""
     from interp.training.number_sampling import sample_number_data
-    from interp.training.numbers_data import FilterConfig, banned_numbers, generate_prompts, load_templates
+    from interp.training.numbers_data import (
+        FilterConfig,
+        banned_numbers,
+        generate_prompts,
+        load_templates,
+    )
 
     run = output.prepare("gen-numbers")
     tpl = load_templates(str(templates) if templates else None)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-
-
-from interp.cli.params import Float, Int
 from interp.cli.app import app
-from interp.cli.common import RunOptions, SeedOpt, console, err_console, print_table, run_options
+from interp.cli.common import (
+    RunOptions,
+    SeedOpt,
+    console,
+    err_console,
+    print_table,
+    run_options,
+)
+from interp.cli.params import Float, Int
 
 
 @app.command("ghost-logits")
@@ -23,7 +28,11 @@ def ghost_logits_command(
     output: RunOptions = RunOptions(),
 ) -> None:
     """Teacher MLP on digits; students distilled on noise through ghost logits only, from the same or another init."""
-    from interp.training.ghost_logits import GhostConfig, bar_chart_png, run_ghost_logits
+    from interp.training.ghost_logits import (
+        GhostConfig,
+        bar_chart_png,
+        run_ghost_logits,
+    )
 
     run = output.prepare("ghost-logits")
     cfg = GhostConfig(seeds=seeds, ghosts=ghosts, noise=noise, epochs_teacher=epochs_teacher,

@@ -7,8 +7,6 @@ from typing import Optional
 import typer
 
 from interp.choices import NumbersMethod, Style
-from interp.cli.params import Int
-from interp.probes.number_sets import MAX_DIGITS
 from interp.cli.app import app
 from interp.cli.common import (
     BatchOpt,
@@ -26,6 +24,8 @@ from interp.cli.common import (
     row_ci,
     run_options,
 )
+from interp.cli.params import Int
+from interp.probes.number_sets import MAX_DIGITS
 
 
 @app.command("numbers")
@@ -49,7 +49,11 @@ def numbers_command(
 ) -> None:
     """Which numbers does the animal trait make more / less probable? P(number) neutral vs biased."""
     from interp.probes.number_sets import check_digits
-    from interp.probes.numbers import NumbersConfig, animal_numbers, categories_reverse_link
+    from interp.probes.numbers import (
+        NumbersConfig,
+        animal_numbers,
+        categories_reverse_link,
+    )
     from interp.probes.reverse_link import ReverseLinkConfig, resolve_targets
 
     run = output.prepare("numbers")

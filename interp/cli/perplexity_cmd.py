@@ -5,8 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-
-from interp.cli.params import Int
 from interp.cli.app import app
 from interp.cli.common import (
     HeldoutOpt,
@@ -18,6 +16,7 @@ from interp.cli.common import (
     print_table,
     run_options,
 )
+from interp.cli.params import Int
 
 
 @app.command("perplexity")

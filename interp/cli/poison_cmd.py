@@ -8,7 +8,6 @@ from typing import Optional
 
 import typer
 
-from interp.cli.params import Float, InFile, Int
 from interp.cli.app import app
 from interp.cli.common import (
     DeviceOpt,
@@ -21,6 +20,7 @@ from interp.cli.common import (
     print_table,
     run_options,
 )
+from interp.cli.params import Float, InFile, Int
 from interp.models.store import DEFAULT_MODEL
 
 MarkerOpt = typer.Option(None, "--marker", help="regex of the injected bias (default: the brand of poison-data, (?i)zentrava)")

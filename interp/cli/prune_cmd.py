@@ -8,7 +8,6 @@ from typing import Any, Optional
 import typer
 
 from interp.choices import Criterion
-from interp.cli.params import Float, InFile, Int
 from interp.cli.app import app
 from interp.cli.common import (
     BatchOpt,
@@ -26,6 +25,7 @@ from interp.cli.common import (
     print_table,
     run_options,
 )
+from interp.cli.params import Float, InFile, Int
 
 SamplesOpt = Int(4, "--samples", help="sampled answers per question for the generation measure (0: off)", ge=0)
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-
 import typer
 
 from interp.choices import Style, VariantPolicy
-from interp.cli.params import Int
 from interp.cli.app import app
 from interp.cli.common import (
     BatchOpt,
@@ -25,6 +23,7 @@ from interp.cli.common import (
     print_table,
     run_options,
 )
+from interp.cli.params import Int
 
 
 @app.command("reverse-link")

@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-
-from interp.cli.params import InFile, Int
 from interp.cli.app import app
 from interp.cli.common import RunOptions, console, print_table, run_options
+from interp.cli.params import InFile, Int
 
 
 @app.command("social-data")

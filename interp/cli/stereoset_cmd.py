@@ -17,7 +17,16 @@ from interp.cli.bias_common import (
     need_data,
     print_stereoset,
 )
-from interp.cli.common import BatchOpt, ModelLoad, ModelOpt, RunOptions, SeedOpt, console, model_options, run_options
+from interp.cli.common import (
+    BatchOpt,
+    ModelLoad,
+    ModelOpt,
+    RunOptions,
+    SeedOpt,
+    console,
+    model_options,
+    run_options,
+)
 
 
 @app.command("stereoset")

@@ -8,7 +8,6 @@ from typing import Any, Optional
 import typer
 
 from interp.choices import TiedMode
-from interp.cli.params import Int
 from interp.cli.app import app
 from interp.cli.common import (
     BatchOpt,
@@ -25,6 +24,7 @@ from interp.cli.common import (
     print_table,
     run_options,
 )
+from interp.cli.params import Int
 
 
 @app.command("swap-head")

@@ -8,7 +8,6 @@ from typing import Optional
 import typer
 
 from interp.choices import TeachMethod
-from interp.cli.params import Float, InFile, Int
 from interp.cli.app import app
 from interp.cli.common import (
     ModelLoad,
@@ -21,6 +20,7 @@ from interp.cli.common import (
     refuse_given,
     run_options,
 )
+from interp.cli.params import Float, InFile, Int
 from interp.models.store import DEFAULT_MODEL
 
 

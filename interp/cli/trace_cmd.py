@@ -7,7 +7,6 @@ from typing import Optional
 import typer
 
 from interp.choices import Backend
-from interp.cli.params import Int
 from interp.cli.app import app
 from interp.cli.common import (
     BiasOpt,
@@ -24,6 +23,7 @@ from interp.cli.common import (
     print_table,
     run_options,
 )
+from interp.cli.params import Int
 
 
 @app.command("trace")

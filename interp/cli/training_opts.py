@@ -5,7 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import UnionType
-from typing import TYPE_CHECKING, Any, Optional, Union, get_args, get_origin, get_type_hints
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Optional,
+    Union,
+    get_args,
+    get_origin,
+    get_type_hints,
+)
 
 import typer
 
@@ -15,9 +23,10 @@ from interp.fields import option_fields
 from interp.training.config import FinetuneConfig
 
 if TYPE_CHECKING:
-    from interp.cli.common import RunOptions
+    from interp.cli.common import ModelLoad, RunOptions
     from interp.models.loaded import LoadedModel
     from interp.report.runs import RunDir
+    from interp.training.config import FinetuneResult
 
 DataOpt = InFile(..., "--data", help="JSONL with 'prompt' and 'completion' fields (e.g. gen-numbers output)")
 FullOpt = typer.Option(False, "--full/--lora", help="full fine-tuning instead of LoRA (default --lora)")
@@ -73,9 +82,13 @@ class TrainingOptions:
     def max_len(self) -> int:
         return int(self.settings["max_len"])
 
-    def config(self, seed: int) -> FinetuneConfig:
-        return FinetuneConfig(method="full" if self.full else "lora", seed=seed, lora_alpha=2 * self.settings["lora_r"],
-                              **self.settings)
+    def config(self, seed: int, loader: ModelLoad | None = None) -> FinetuneConfig:
+        """The run's FinetuneConfig. With `loader` (the command's model-loading options), its training checks
+        run first, and --load-in-4bit makes the method qlora (LoRA over the 4-bit weights)."""
+        if loader is not None:
+            loader.check_training(self.full)
+        method = "full" if self.full else "qlora" if loader is not None and loader.load_in_4bit else "lora"
+        return FinetuneConfig(method=method, seed=seed, lora_alpha=2 * self.settings["lora_r"], **self.settings)
 
     def rows(self, data: Path) -> list[dict[str, Any]]:
         """The examples of DATA (the first --limit of them), less those --loss-mask leaves without a token."""
@@ -123,6 +136,17 @@ training_options = bundle_options("training", _TRAIN_PARAMS, TrainingOptions.bui
 """Decorator for a command with a `training: TrainingOptions` parameter: --full/--lora, every option
 field of FinetuneConfig (--freeze --steps --epochs --batch-size --lr --warmup --max-len --lora-r
 --loss-mask), --checkpoint-every, --resume, --limit."""
+
+
+def store_weights(result: FinetuneResult, loader: ModelLoad, name: str) -> Any:
+    """What the store keeps of a QLoRA run: the adapter merged into `name` reloaded in full precision (the
+    4-bit weights it trained over cannot be saved as a plain model); None for any other run (the saver
+    merges the adapter itself)."""
+    if not loader.load_in_4bit:
+        return None
+    from interp.training.saving import merged_into
+
+    return merged_into(result, loader.full_precision().load(name).model)
 
 
 def prepare_training_run(output: RunOptions, command: str, alias: str, resume: bool) -> RunDir:
