@@ -1,12 +1,12 @@
 """Option declarations that carry their own validation, so typer refuses a bad value while parsing,
 before the command body runs and before any heavy import (torch, transformers):
 
-    batch_size: int = Int(16, "--batch-size", "prompts per forward pass", ge=1)
-    tau: float = Float(1.0, "--tau", "teacher temperature", gt=0)
-    data: Path = InFile(..., "--data", "JSONL with prompt / completion")
+    batch_size: int = Int(16, "--batch-size", help="prompts per forward pass", ge=1)
+    tau: float = Float(1.0, "--tau", help="teacher temperature", gt=0)
+    data: Path = InFile(..., "--data", help="JSONL with prompt / completion")
     style: Style = typer.Option("auto", "--style", ...)        # a Literal of interp.choices: typer checks it
 
-The range is checked by a typer callback and appended to the help text ("[>= 1]", "[in (0, 1]]");
+The range is checked by a typer callback and appended to the help text ("(range >= 1)");
 NaN fails every bound, so a bounded float refuses it. `InFile` refuses a missing path, a
 folder, an empty or whitespace-only file, and a binary one (not UTF-8, or with NUL bytes), naming
 the option. tests/test_cli_generated.py tries 0, a negative value and NaN on every numeric option,
@@ -65,24 +65,20 @@ def Float(default: Any, *flags: str, help: str, ge: Optional[float] = None, le: 
     return _number(default, flags, help, ge, le, gt, lt, **kw)
 
 
-def check_input_file(path: Path) -> Path:
-    """`path` if it is a UTF-8 text file with some non-whitespace content; else BadParameter saying why
-    (`interp.textfiles.input_file_problem`: missing, a folder, not UTF-8, NUL bytes, empty)."""
+def _input_file(value: Optional[Path]) -> Optional[Path]:
+    """typer callback: `value` if it is a UTF-8 text file with some non-whitespace content, else
+    BadParameter saying why (`interp.textfiles.input_file_problem`)."""
     from interp.textfiles import input_file_problem
 
-    problem = input_file_problem(path)
+    problem = None if value is None else input_file_problem(value)
     if problem is not None:
-        raise typer.BadParameter(f"{path} {problem}")
-    return path
-
-
-def _input_file(value: Optional[Path]) -> Optional[Path]:
-    return None if value is None else check_input_file(value)
+        raise typer.BadParameter(f"{value} {problem}")
+    return value
 
 
 def InFile(default: Any, *flags: str, help: str, **kw: Any) -> Any:
-    """A text input file option, checked while parsing (see `check_input_file`)."""
+    """A text input file option, checked while parsing (see `_input_file`)."""
     return typer.Option(default, *flags, help=help, callback=_input_file, **kw)
 
 
-__all__ = ["Int", "Float", "InFile", "check_input_file"]
+__all__ = ["Int", "Float", "InFile", "range_text"]
