@@ -81,4 +81,9 @@ def InFile(default: Any, *flags: str, help: str, **kw: Any) -> Any:
     return typer.Option(default, *flags, help=help, callback=_input_file, **kw)
 
 
-__all__ = ["Int", "Float", "InFile", "range_text"]
+def InArg(help: str) -> Any:
+    """A required text input file argument, checked while parsing (see `_input_file`)."""
+    return typer.Argument(..., help=help, callback=_input_file)
+
+
+__all__ = ["Int", "Float", "InFile", "InArg", "range_text"]

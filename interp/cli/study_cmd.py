@@ -1,0 +1,110 @@
+"""`interp study run|jobs|report`: run a study spec with Snakemake, list its jobs, rebuild its report.
+
+    interp study run studies/organism/tiny.yaml --cores 2 --dry-run     # ... "N jobs to run"
+    interp study run studies/organism/tiny.yaml --cores 2
+    interp study run SPEC --executor slurm --jobs 8                      # any other option goes to Snakemake
+    interp study jobs SPEC                                               # each job, its model alias, done?
+    interp study report SPEC --raw reports/organism --out runs/organism-report
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from interp.cli.app import app
+from interp.cli.common import console, err_console, fail, print_table
+from interp.cli.params import InArg, Int
+
+study_app = typer.Typer(help="Studies: a spec file plus a graph of jobs, run by Snakemake (docs/studies.md).",
+                        no_args_is_help=True)
+app.add_typer(study_app, name="study")
+
+SPEC = InArg("study spec (studies/<study>/<name>.yaml)")
+WORKDIR = typer.Option(None, "--workdir", help="study folder (default $INTERP_HOME/studies/<study>)")
+
+
+def check_argv(argv: list[str]) -> str | None:
+    """Why `interp ARGV` would be refused for its option names, or None: an unknown command or an
+    option the command does not take. (Values are checked when the job runs; files made by earlier
+    jobs do not exist yet.)"""
+    from interp.cli import commands  # noqa: F401  (registers every command)
+
+    group = typer.main.get_command(app)
+    cmd = getattr(group, "commands", {}).get(argv[0])
+    if cmd is None or hasattr(cmd, "commands"):
+        return f"'{argv[0]}' is not an interp command"
+    known = {o for p in cmd.params for o in (*p.opts, *p.secondary_opts)}
+    for a in argv[1:]:
+        name = a.split("=", 1)[0]
+        if name.startswith("-") and not _is_number(name) and name not in known:
+            return f"`interp {argv[0]}` does not take the option {name}"
+    return None
+
+
+def _is_number(s: str) -> bool:
+    try:
+        float(s)
+        return True
+    except ValueError:
+        return False
+
+
+def _planned(spec: Path):  # -> PlannedStudy
+    from interp.studies.runner import plan_study
+    from interp.studies.spec import load_study
+
+    return plan_study(load_study(spec), check_argv)
+
+
+@study_app.command("run", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def study_run(
+    ctx: typer.Context,
+    spec: Path = SPEC,
+    cores: int = Int(1, "--cores", help="CPU cores Snakemake may use at once", ge=1),
+    dry_run: bool = typer.Option(False, "--dry-run", "-n", help="list the jobs to run, run none"),
+    workdir: Path | None = WORKDIR,
+) -> None:
+    """Check the spec, then run its jobs with Snakemake (resumes: a job with its manifest is done).
+    Options it does not know go to Snakemake (e.g. --executor slurm --jobs 8)."""
+    from interp.studies.runner import run_study
+
+    planned = _planned(spec)
+    res = run_study(planned, cores=cores, dry_run=dry_run, study_dir=workdir, engine_args=list(ctx.args))
+    for name, log in res.failed:
+        console.print(f"[red]job {name} failed[/red]; its log: {log}")
+    for p in res.published:
+        console.print(f"report: {p}")
+    console.print(f"{res.jobs_to_run} jobs to run" if dry_run else f"study folder: {res.study_dir}")
+    if res.returncode:
+        err_console.print(f"error: Snakemake exited with {res.returncode}"
+                          + (f"; {len(res.failed)} job(s) failed (logs above)" if res.failed else ""))
+        raise typer.Exit(1)
+
+
+@study_app.command("jobs")
+def study_jobs(spec: Path = SPEC, workdir: Path | None = WORKDIR) -> None:
+    """Each job of the spec: its key (name + recipe hash), the model it makes, done or not."""
+    from interp.studies.runner import job_table
+
+    rows = list(job_table(_planned(spec), workdir))
+    print_table(f"{spec}: {len(rows)} jobs, {sum(bool(r['done']) for r in rows)} done",
+                ["job", "key", "model", "done", "after"], [tuple(str(v) for v in r.values()) for r in rows])
+
+
+@study_app.command("report")
+def study_report(
+    spec: Path = SPEC,
+    raw: Path = typer.Option(..., "--raw", help="folder of the raw tables (e.g. the committed reports/<study>)"),
+    out: Path = typer.Option(..., "--out", "-o", help="folder to write the report tables into"),
+) -> None:
+    """Rebuild the study's report tables from its raw tables alone (no model is loaded)."""
+    from interp.studies.spec import load_study
+
+    study = load_study(spec)
+    if not raw.is_dir():
+        fail(f"--raw {raw} is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    study.kind.report(raw, out, study.recipe)
+    console.print(f"wrote {out}")

@@ -1,0 +1,96 @@
+"""Run one job of a plan and write its manifest: what the Snakefile's rule calls.
+
+    python -m interp.studies.execute <study dir>/plan.json <job key>
+
+A command job runs `python -m interp ARGV --out jobs/<key>/out --force` in the study folder; a step
+job calls its function `func(out, params, **inputs)`. Only when that succeeds (and the model it
+makes is in the store) is `jobs/<key>/manifest.json` written, atomically (a temporary file renamed),
+so a killed or failed job never leaves a manifest: it is not done, and the next run redoes it.
+The manifest records the recipe (hash and resolved form), every output file's sha256, the model's
+alias, the seconds it took, the host and, under SLURM, the job id.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+def manifest_path(study_dir: Path, key: str) -> Path:
+    return study_dir / "jobs" / key / "manifest.json"
+
+
+def read_manifest(study_dir: Path, key: str) -> dict[str, Any] | None:
+    p = manifest_path(study_dir, key)
+    try:
+        return json.loads(p.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def output_digests(out: Path) -> dict[str, str]:
+    from interp.models.store import sha256_file
+
+    return {str(p.relative_to(out)): sha256_file(p) for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def run_job(plan: dict[str, Any], key: str, study_dir: Path) -> dict[str, Any]:
+    """Run the job; its manifest (not yet written)."""
+    job = plan["jobs"][key]
+    out = study_dir / "jobs" / key / "out"
+    if out.exists():
+        shutil.rmtree(out)  # what a killed attempt left
+    out.mkdir(parents=True)
+    t0 = time.perf_counter()
+    if job.get("func"):
+        module, name = job["func"].split(":")
+        print(f"step {job['func']} {json.dumps(job['params'], sort_keys=True)}", flush=True)
+        getattr(importlib.import_module(module), name)(out=out, params=job["params"], **job["inputs"])
+    else:
+        argv = [*job["argv"], "--out", str(out.relative_to(study_dir)), "--force"]
+        print("$ interp " + " ".join(argv), flush=True)
+        code = subprocess.run([sys.executable, "-m", "interp", *argv], cwd=study_dir).returncode
+        if code:
+            raise SystemExit(code)
+    model = None
+    if job["alias"]:
+        from interp.models.store import read_meta
+
+        meta = read_meta(job["alias"])
+        if meta is None:
+            raise SystemExit(f"job {key} finished but its model {job['alias']} is not in the store")
+        model = {"alias": job["alias"], "created": meta.get("created"), "kind": meta.get("kind")}
+    return {"key": key, "name": job["name"], "recipe_hash": job["hash"], "recipe": job["recipe"],
+            **({"func": job["func"], "params": job["params"], "inputs": job["inputs"]} if job.get("func")
+               else {"argv": job["argv"]}),
+            "model": model, "outputs": output_digests(out), "seconds": round(time.perf_counter() - t0, 1),
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": socket.gethostname(),
+            "slurm_job_id": os.environ.get("SLURM_JOB_ID")}
+
+
+def main(argv: list[str]) -> None:
+    plan_file, key = Path(argv[0]).resolve(), argv[1]
+    study_dir = plan_file.parent
+    os.chdir(study_dir)
+    plan = json.loads(plan_file.read_text())
+    manifest = run_job(plan, key, study_dir)
+    write_json_atomic(manifest_path(study_dir, key), manifest)
+    print(f"job {key} done in {manifest['seconds']} s", flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,202 @@
+"""Plan a study from its spec, check it before any compute, and run it with Snakemake.
+
+    study = load_study(Path("studies/organism/tiny.yaml"))
+    planned = plan_study(study, check_argv)               # the job graph, validated
+    result = run_study(planned, cores=2, dry_run=True)    # StudyRun(jobs_to_run=..., failed=[...])
+
+The study folder (`$INTERP_HOME/studies/<study>` unless given) holds plan.json, jobs/<key>/{out,
+manifest.json}, logs/<key>.log, benchmarks/<key>.tsv and Snakemake's own .snakemake/. A job is done
+when its manifest exists; its key carries its recipe hash, so a manifest of another recipe never
+counts. One runner at a time per study folder: the runner holds an flock on .runner.lock while it
+runs (the kernel drops it when the process dies), so a second runner is refused with one line, and a
+runner that finds Snakemake's lock left by a killed one (no flock held) unlocks it and goes on.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+from interp.errors import UserError
+from interp.studies.execute import manifest_path, write_json_atomic
+from interp.studies.graph import Graph
+from interp.studies.spec import Study
+
+SNAKEFILE = Path(__file__).with_name("Snakefile")
+ArgvCheck = Callable[[list[str]], "str | None"]
+
+
+@dataclass
+class PlannedStudy:
+    study: Study
+    graph: Graph
+    report_job: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.study.spec.study
+
+
+@dataclass
+class StudyRun:
+    study_dir: Path
+    jobs_to_run: int
+    returncode: int
+    failed: list[tuple[str, Path]] = field(default_factory=list)
+    published: list[Path] = field(default_factory=list)
+
+
+def model_problem(name: str, made: set[str]) -> str | None:
+    """Why `name` cannot name a model here, or None: an alias (built-in or in the store), a model a
+    job of the study makes, a local folder, or an HF id (org/name)."""
+    from interp.models.loading import known_aliases
+
+    if name in made or name in known_aliases() or Path(name).expanduser().is_dir():
+        return None
+    if re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", name) and not Path(name).exists():
+        return None
+    return (f"unknown model '{name}': not an alias of `interp models`, a local folder or an HF id "
+            "(org/name); make it first (interp teach / finetune --alias) or fix the name")
+
+
+def plan_study(study: Study, check_argv: ArgvCheck | None = None) -> PlannedStudy:
+    """Build the job graph of `study` and refuse, with one line naming the key, anything that would
+    fail later: an unknown model, a missing data file, an option a command does not take."""
+    spec = study.spec
+    for role, name in spec.models.items():
+        problem = model_problem(name, set())
+        if problem:
+            raise UserError(f"{study.path}: models.{role}: {problem}")
+    g = Graph(spec.study, spec.models.get("base") or next(iter(spec.models.values())))
+    report_job = study.kind.build(study, g) or ""
+    for job in g.jobs.values():
+        if job.func:
+            continue
+        argv = [g.resolved(a, job) for a in job.argv]
+        problem = check_argv(argv) if check_argv else None
+        if problem:
+            raise UserError(f"{study.path}: job {job.name}: {problem}")
+    return PlannedStudy(study, g, report_job)
+
+
+def default_study_dir(name: str) -> Path:
+    from interp.models.store import interp_home
+
+    return interp_home() / "studies" / name
+
+
+class RunnerBusy(UserError):
+    pass
+
+
+class runner_lock:
+    """flock on <study dir>/.runner.lock for the runner's lifetime; refuses when another holds it."""
+
+    def __init__(self, study_dir: Path):
+        self.path = study_dir / ".runner.lock"
+
+    def __enter__(self) -> "runner_lock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self.fd, 200, 0).decode(errors="replace").strip()
+            os.close(self.fd)
+            raise RunnerBusy(f"study folder {self.path.parent} is being run by another runner ({holder}); "
+                             "wait for it to finish, or stop it") from None
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, f"pid {os.getpid()} on {os.uname().nodename} since {time.strftime('%H:%M:%S')}".encode(), 0)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)
+
+
+def snakemake_cmd(study_dir: Path, cores: int, dry_run: bool, engine_args: list[str]) -> list[str]:
+    return [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(study_dir),
+            "--config", f"plan={study_dir / 'plan.json'}", "--cores", str(cores), "--rerun-incomplete",
+            "--keep-going", *(["--dry-run"] if dry_run else []), *engine_args]
+
+
+def jobs_in_output(lines: list[str]) -> int:
+    """The number of `job` instances Snakemake scheduled (its 'Job stats' table; 0 when nothing to do)."""
+    n = 0
+    for line in lines:
+        m = re.match(r"^job\s+(\d+)\s*$", line.strip())
+        if m:
+            n = max(n, int(m.group(1)))
+    return n
+
+
+def stream(cmd: list[str], log: Path) -> tuple[int, list[str]]:
+    """Run cmd, echo and log its output; (exit code, lines)."""
+    lines = []
+    with open(log, "a") as f, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                                bufsize=1) as p:
+        assert p.stdout is not None
+        for line in p.stdout:
+            lines.append(line.rstrip("\n"))
+            f.write(line)
+            print(line, end="", flush=True)
+        code = p.wait()
+    return code, lines
+
+
+def run_study(planned: PlannedStudy, cores: int = 1, dry_run: bool = False, study_dir: Path | None = None,
+              engine_args: list[str] | None = None) -> StudyRun:
+    study_dir = (study_dir or default_study_dir(planned.name)).resolve()
+    plan = planned.graph.plan()
+    with runner_lock(study_dir):
+        if any((study_dir / ".snakemake" / "locks").glob("*")):
+            print(f"unlocking {study_dir}: Snakemake's lock was left by a runner that is gone", flush=True)
+            subprocess.run([*snakemake_cmd(study_dir, cores, False, []), "--unlock"], check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        write_json_atomic(study_dir / "plan.json", plan)
+        (study_dir / "logs").mkdir(exist_ok=True)
+        start = time.time()
+        code, lines = stream(snakemake_cmd(study_dir, cores, dry_run, list(engine_args or [])),
+                             study_dir / "logs" / f"runner-{time.strftime('%Y%m%dT%H%M%S')}.log")
+    n = jobs_in_output(lines)
+    failed = [(rec["name"], study_dir / "logs" / f"{key}.log") for key, rec in plan["jobs"].items()
+              if not manifest_path(study_dir, key).exists() and (study_dir / "logs" / f"{key}.log").exists()
+              and (study_dir / "logs" / f"{key}.log").stat().st_mtime >= start]
+    published = [] if dry_run or code else publish_report(planned, study_dir)
+    return StudyRun(study_dir, n, code, failed, published)
+
+
+def publish_report(planned: PlannedStudy, study_dir: Path) -> list[Path]:
+    """Copy the report job's outputs to the spec's `report:` folder."""
+    dest = planned.study.report_dir
+    if not planned.report_job or dest is None:
+        return []
+    src = study_dir / "jobs" / planned.graph.jobs[planned.report_job].key / "out"
+    written = []
+    for p in sorted(src.rglob("*")):
+        if p.is_file():
+            target = dest / p.relative_to(src)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(p, target)
+            written.append(target)
+    return written
+
+
+def job_table(planned: PlannedStudy, study_dir: Path | None = None) -> Iterator[dict[str, object]]:
+    """One row per job: name, key, alias, done (manifest there), deps."""
+    study_dir = (study_dir or default_study_dir(planned.name)).resolve()
+    for job in planned.graph.jobs.values():
+        yield {"job": job.name, "key": job.key, "model": job.alias, "done": manifest_path(study_dir, job.key).exists(),
+               "after": ",".join(job.deps())}
+
+
+def dump_plan(planned: PlannedStudy) -> str:
+    return json.dumps(planned.graph.plan(), indent=1)
