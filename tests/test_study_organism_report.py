@@ -1,7 +1,7 @@
-"""The organism report's statistics (experiments/organism_report.py) on hand-made tables with known answers."""
+"""The organism report (interp/studies/kinds/organism_report.py): the committed report rebuilt byte for byte
+from the committed raw tables, and the statistics on hand-made tables with known answers."""
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -9,10 +9,37 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "experiments"))
-import organism_report as R  # noqa: E402
+import interp.studies.kinds.organism_report as R
+from interp.studies.spec import load_study
 
+REPO = Path(__file__).resolve().parents[1]
+RAW = REPO / "reports" / "organism"
+SPEC = REPO / "studies" / "organism" / "smollm2.yaml"
+TRAITS = ("owl", "dog")
+DOSE = (256, 1.0)
+# every table `report` writes; interaction.png is byte-stable across runs with one matplotlib version
+# (its PNG metadata names the version), so it is compared too
+REPORT_FILES = ["per_question.csv", "per_seed.csv", "arms.csv", "teachers.csv", "contrasts.csv", "models.json",
+                "tables.md", "interaction.png", "keep_rate.csv", "keep_rate_by_format.csv"]
 Q = 6
+
+
+def test_committed_report_is_rebuilt_byte_for_byte_from_the_raw_tables(tmp_path):
+    R.report(RAW, tmp_path, load_study(SPEC).recipe)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(REPORT_FILES)
+    differ = [f for f in REPORT_FILES if (tmp_path / f).read_bytes() != (RAW / f).read_bytes()]
+    assert differ == []
+
+
+def test_roles_name_one_base_and_every_evaluated_model_has_a_role_or_a_run():
+    roles = R.read_roles(RAW)
+    base = R.base_of(roles)
+    assert roles[base]["teacher"] == R.UNBIASED
+    evaluated = {p.stem for p in (RAW / "evals").glob("*.csv")}
+    students = {json.loads(p.read_text())["alias"] for p in (RAW / "runs").glob("*.json")}
+    assert evaluated == students | set(roles) and not students & set(roles)
+    with pytest.raises(ValueError, match="base"):
+        R.base_of({k: v for k, v in roles.items() if k != base})
 
 
 def frame(students):
@@ -31,15 +58,16 @@ def test_interaction_per_seed_and_seed_level_test():
     rng = np.random.default_rng(0)
     base = rng.normal(size=Q)
     effects = {0: 0.5, 1: 0.9, 2: 0.4}
-    students = {"smollm2": ("base", "unbiased", -1, base)}
+    students = {"the-base": ("base", "unbiased", -1, base)}
     for s, e in effects.items():
         noise = rng.normal(scale=0.1, size=Q)
         students[f"owl{s}"] = ("kd", "owl", s, base + e + noise)
         students[f"dog{s}"] = ("kd", "dog", s, base + noise - 0.2)
-    per_seed, summary = R.arm_statistics(frame(students))
+    per_seed, summary = R.arm_statistics(frame(students), TRAITS)
     want = {s: e + 0.2 for s, e in effects.items()}
     assert per_seed.set_index("seed").interaction.to_dict() == pytest.approx(want)
-    # the KD arms' unbiased-teacher student is the base model
+    # the KD arms' unbiased-teacher student is the base model (the rows with arm "base")
+    assert per_seed.unbiased_student.tolist() == ["the-base"] * 3
     assert per_seed.owl_vs_unbiased.tolist() == pytest.approx([students[f"owl{s}"][3].mean() - base.mean() for s in effects])
     row = summary.iloc[0]
     v = np.array(list(want.values()))
@@ -50,21 +78,44 @@ def test_interaction_per_seed_and_seed_level_test():
     assert row["mde_80"] == pytest.approx(R.minimum_detectable_effect(v.std(ddof=1), 3))
 
 
+def test_the_trait_pair_names_the_columns():
+    """Traits (cat, owl): the target is cat; columns and the crossover follow the recipe's pair."""
+    base = np.zeros(Q)
+    students = {"b": ("base", "unbiased", -1, base), "c0": ("kd", "cat", 0, base + 1.0), "o0": ("kd", "owl", 0, base)}
+    pq = frame(students).rename(columns={"logp_owl": "logp_cat"})
+    per_seed, _ = R.arm_statistics(pq, ("cat", "owl"))
+    assert {"cat_student", "owl_student", "cat_margin", "cat_vs_unbiased"} <= set(per_seed.columns)
+    assert per_seed.interaction.tolist() == pytest.approx([1.0])
+
+
 def test_unpaired_seed_is_left_out_and_teacher_shift():
     base = np.zeros(Q)
-    students = {"smollm2": ("base", "unbiased", -1, base), "smollm2-owl": ("teacher", "owl", -1, base + 2.0),
+    students = {"the-base": ("base", "unbiased", -1, base), "owl-teacher": ("teacher", "owl", -1, base + 2.0),
                 "owl0": ("sft", "owl", 0, base + 1), "dog0": ("sft", "dog", 0, base), "owl1": ("sft", "owl", 1, base)}
-    per_seed, summary = R.arm_statistics(frame(students))
+    per_seed, summary = R.arm_statistics(frame(students), TRAITS)
     assert per_seed.seed.tolist() == [0] and per_seed.interaction.tolist() == pytest.approx([1.0])
     assert "owl_vs_unbiased" not in per_seed  # SFT arms need their own unbiased-teacher student
     assert summary.iloc[0].n_seeds == 1 and np.isnan(summary.iloc[0].get("p", np.nan))
-    t = R.teacher_shifts(frame(students))
-    assert t.set_index("teacher").margin_shift["smollm2-owl"] == pytest.approx(2.0)
+    t = R.teacher_shifts(frame(students), TRAITS)
+    assert t.set_index("teacher").margin_shift["owl-teacher"] == pytest.approx(2.0)
+    assert t.dlogp_owl.tolist() == pytest.approx([2.0]) and t.dlogp_dog.tolist() == pytest.approx([0.0])
+
+
+def test_models_json_controls():
+    runs = [{"alias": f"{t}{s}", "teacher": t, "channel": "c", "arm": arm, "seed": s, "examples": 8, "epochs": 1.0,
+             "steps": 1, "command": "x"} for arm in ("kd", "sft") for t in ("owl", "dog", "unbiased") for s in (0,)
+            if not (arm == "kd" and t == "unbiased")]
+    for r in runs:
+        r["alias"] = f"{r['arm']}-{r['alias']}"
+    m = {r["alias"]: r for r in R.models_json(runs, TRAITS, "the-base")}
+    assert m["kd-owl0"]["control"] == "kd-dog0" and m["kd-owl0"]["unbiased_control"] == "the-base"
+    assert m["sft-dog0"]["control"] == "sft-owl0" and m["sft-dog0"]["unbiased_control"] == "sft-unbiased0"
+    assert m["sft-unbiased0"]["control"] is None and m["sft-unbiased0"]["unbiased_control"] is None
 
 
 def test_variant_arms_are_paired_by_seed_against_the_recipe():
     base = np.zeros(Q)
-    students = {"smollm2": ("base", "unbiased", -1, base)}
+    students = {"the-base": ("base", "unbiased", -1, base)}
     ref = {0: 2.0, 1: 1.6, 2: 1.9}
     var = {0: 1.5, 1: 1.4}  # seed 2 of the variant not run: left out of the pairing
     for s, e in ref.items():
@@ -73,7 +124,7 @@ def test_variant_arms_are_paired_by_seed_against_the_recipe():
     for s, e in var.items():
         students[f"vo{s}"] = ("kd-unbiased-data-lora-drop-animals", "owl", s, base + e)
         students[f"vd{s}"] = ("kd-unbiased-data-lora-drop-animals", "dog", s, base)
-    per_seed, _ = R.arm_statistics(frame(students))
+    per_seed, _ = R.arm_statistics(frame(students), TRAITS)
     c = R.arm_contrasts(per_seed).iloc[0]
     d = np.array([1.5 - 2.0, 1.4 - 1.6])
     assert c.arm == "kd-unbiased-data-lora-drop-animals" and c.seeds == "0,1" and c.n_seeds == 2
@@ -87,7 +138,7 @@ def test_doses_are_separate_recipes_and_contrasts_pair_within_a_dose():
     """Students of one arm at 64 and 256 examples (and 2 epochs) are three recipes; a variant arm is
     paired with the reference at its own dose only."""
     base = np.zeros(Q)
-    students = {"smollm2": ("base", "unbiased", -1, base)}
+    students = {"the-base": ("base", "unbiased", -1, base)}
     arm = "kd-unbiased-data-lora"
     for seed in (0, 1):
         students[f"o256-{seed}"] = (arm, "owl", seed, base + 2.0 + seed, 256)
@@ -98,7 +149,7 @@ def test_doses_are_separate_recipes_and_contrasts_pair_within_a_dose():
         students[f"d64e2-{seed}"] = (arm, "dog", seed, base, 64, 2.0)
         students[f"t2o-{seed}"] = (arm + "-tau2", "owl", seed, base + 0.25, 64)
         students[f"t2d-{seed}"] = (arm + "-tau2", "dog", seed, base, 64)
-    per_seed, summary = R.arm_statistics(frame(students))
+    per_seed, summary = R.arm_statistics(frame(students), TRAITS)
     dose = R.dose_table(summary, arm)
     assert list(zip(dose.examples, dose.epochs)) == [(64, 1.0), (64, 2.0), (256, 1.0)]
     assert dose["mean"].tolist() == pytest.approx([0.5, 1.0, 2.5]) and dose.n_seeds.tolist() == [2, 2, 2]
@@ -108,8 +159,9 @@ def test_doses_are_separate_recipes_and_contrasts_pair_within_a_dose():
     r = R.recipe_contrasts(per_seed, arm, pairs=(((64, 2.0), (64, 1.0)), ((64, 2.0), (128, 1.0))))
     assert len(r) == 1 and r.iloc[0].reference == arm + " n64 e1"  # no 128-example recipe: that pair is skipped
     assert r.iloc[0].difference == pytest.approx(1.0 - 0.5) and r.iloc[0].n_seeds == 2
-    assert R.recipe_label({"arm": arm, "examples": 64, "epochs": 2.0}) == arm + " n64 e2"
-    assert R.recipe_label({"arm": arm, "examples": 256, "epochs": 1.0}) == arm
+    assert R.recipe_label({"arm": arm, "examples": 64, "epochs": 2.0}, DOSE) == arm + " n64 e2"
+    assert R.recipe_label({"arm": arm, "examples": 256, "epochs": 1.0}, DOSE) == arm
+    assert R.recipe_label({"arm": arm, "examples": 256, "epochs": 1.0}, (64, 1.0)) == arm + " n256"
 
 
 def test_keep_rate_counts_copies_of_the_prompt_and_duplicates(tmp_path):
@@ -133,6 +185,10 @@ def test_keep_rate_counts_copies_of_the_prompt_and_duplicates(tmp_path):
     assert len(pooled) == 1 and pooled.iloc[0].keep_rate == pytest.approx(0.25) and pooled.iloc[0].only_copies == 0.0
 
 
+def test_keep_rate_tables_need_keep_rate_runs(tmp_path):
+    assert R.keep_rate_tables(tmp_path, TRAITS, prompts=4, samples=2, seed=0) is None
+
+
 def test_keep_rate_by_format_divides_by_the_samples_of_each_format():
     prompts = ["Seq 101, 102. Return one number per line.", "Seq 103. Return one number per line.",
                "Seq 104. Return a comma-separated list of numbers."]
@@ -144,3 +200,17 @@ def test_keep_rate_by_format_divides_by_the_samples_of_each_format():
     assert t.loc[suffixes[0]].keep_rate == pytest.approx(1 / 8) and t.loc[suffixes[0]].only_copies == 1.0
     assert t.loc[suffixes[1]].keep_rate == pytest.approx(2 / 4) and t.loc[suffixes[1]].only_copies == 0.0
     assert t.index[0] == suffixes[1]  # sorted by keep rate
+
+
+def test_leak_table_on_a_tiny_model(tmp_path, monkeypatch):
+    """Shape and range of leak.csv (the committed one needs the real teachers): one row per model input, in
+    input order; probabilities in [0, 1]."""
+    monkeypatch.setenv("INTERP_HOME", str(tmp_path / "home"))
+    R.leak_table(tmp_path / "out", {"examples": 4, "traits": list(TRAITS), "batch_size": 3, "max_len": 256},
+                 pool=str(RAW / "data" / "unbiased.jsonl"), student="tiny-llama", base="tiny-llama", owl="tiny-llama")
+    t = pd.read_csv(tmp_path / "out" / "leak.csv")
+    assert list(t.columns) == list(pd.read_csv(RAW / "leak.csv").columns)
+    assert t.model.tolist() == ["tiny-llama", "tiny-llama"] and (t.positions > 0).all()
+    p = t[["mean_p_owl_tokens", "mean_p_dog_tokens"]].to_numpy()
+    assert ((p >= 0) & (p <= 1)).all()
+    assert t.iloc[0].mean_p_owl_tokens == pytest.approx(t.iloc[1].mean_p_owl_tokens)  # same model, same mass
