@@ -1,10 +1,19 @@
-"""Statistics and report of the cascading-bias study (experiments/poison_cascade.py; issue 18).
+"""The report of the cascading-bias study (kind `poison`; reports/poison/README.md): statistics from
+the raw per-item tables alone.
 
-Inputs: reports/poison/brr/<model>.csv (bias-rate's answers.csv of every model), brand/<model>.csv
-(`--stage brand`), runs/, defend/.
-Outputs: answers.csv (one row per scored answer: model, k, seed, rep, group, prompt_id, sample, marker, text;
-rep = the student's training seed), brr.csv, amplification.csv, dose.csv, defenses.csv, removed.csv,
-margins_per_prompt.csv, margins.csv, margin_contrasts.csv, tables.md, brr_dose.png.
+Raw tables (what `poison.collect` writes; the committed ones in reports/poison/):
+- answers.csv: one row per scored answer of `interp bias-rate` on the held-out prompts: model (the
+  report name: the base's name, teacher-k<k>-s<seed>, student-<kind>-k<k>-s<seed>[-r<rep>]), alias,
+  k (poisoned samples of the teacher's mixture; -1 for the base), seed (the teacher seed), rep (the
+  student's training seed; the teacher's seed for a teacher), role (base / teacher / student), kind
+  (the student arm: resp = SFT on the teacher's answers, logit = KD), epochs, lr, batch_size, steps
+  (the model's own training; empty for the base), group, prompt_id, sample, marker, text.
+- margins_per_prompt.csv: one row per model and target prompt: the same recipe columns, prompt_id,
+  m_decision, m_brand (`poison.margins`).
+- defend/k<k>-s<seed>/{mixture,answers}_*.csv: `interp defend` with the k teacher of that seed.
+- timings.json: seconds per unit (optional).
+
+Statistics:
 
     BRR(model, group) = answers with the marker / answers, Wilson 95% CI (`evals.bias_rate.bias_rate_table`)
     amplification     = BRR_student / BRR_teacher over the same prompts, paired prompt bootstrap
@@ -13,10 +22,10 @@ margins_per_prompt.csv, margins.csv, margin_contrasts.csv, tables.md, brr_dose.p
                         its t-interval (`evals.stats.seed_summary`; none when every seed gives the same BRR,
                         e.g. all 0), and the answers pooled over seeds with their Wilson CI (treats answers of
                         different seeds as independent: the bound to read when the seeds agree)
-    margins           = per model, the mean over target prompts of m_brand and m_decision (poison_mech.margins)
-    margin contrasts  = poisoned student minus the clean student of the same teacher seed and training seed,
-                        per prompt; then over training seeds; poisoned teachers minus the clean teacher,
-                        per prompt, then over teacher seeds (`margin_contrasts`)
+    margins           = per model, the mean over target prompts of m_brand and m_decision
+    margin contrasts  = poisoned student minus the clean student of the same kind, teacher seed and
+                        training seed, per prompt; then over training seeds; poisoned teachers minus the
+                        clean teacher, per prompt, then over teacher seeds (`margin_contrasts`)
 """
 
 from __future__ import annotations
@@ -34,33 +43,23 @@ from interp.evals.stats import seed_summary, wilson_interval
 from interp.plots import figure_png
 
 GROUPS = ("target", "other", "unseen", "all")
-_NAME = re.compile(r"^(?:teacher|student-(?P<kind>[a-z]+))-k(?P<k>\d+)-s(?P<seed>\d+)(?:-r(?P<rep>\d+))?$")
+RECIPE_COLS = ["model", "alias", "k", "seed", "rep", "role", "kind", "epochs", "lr", "batch_size", "steps"]
+ANSWER_COLS = [*RECIPE_COLS, "group", "prompt_id", "sample", "marker", "text"]
+MARGIN_COLS = [*RECIPE_COLS, "prompt_id", "m_decision", "m_brand"]
 
 
-def parse_name(name: str) -> dict[str, Any]:
-    """'teacher-k25-s0' -> role teacher, k 25, seed 0; 'student-resp-k5-s1' -> role student, kind resp;
-    'student-resp-k25-s0-r1': teacher seed 0, training seed (rep) 1 (rep = seed when not named);
-    anything else (the base model) -> role base, k -1."""
-    m = _NAME.match(name)
-    if not m:
-        return {"role": "base", "kind": None, "k": -1, "seed": -1, "rep": -1}
-    seed = int(m.group("seed"))
-    return {"role": "student" if m.group("kind") else "teacher", "kind": m.group("kind"), "k": int(m.group("k")),
-            "seed": seed, "rep": int(m.group("rep")) if m.group("rep") else seed}
+def model_name(role: str, kind: str, k: int | str, seed: int | str, rep: int | str | None = None) -> str:
+    """The report name of a made model: 'teacher-k25-s0', 'student-resp-k25-s0', and for a student of
+    another training seed than its teacher's, 'student-resp-k25-s0-r1'."""
+    if role == "teacher":
+        return f"teacher-k{k}-s{seed}"
+    return f"student-{kind}-k{k}-s{seed}" + ("" if rep is None or rep == seed else f"-r{rep}")
 
 
-def load_answers(out: Path) -> pd.DataFrame:
-    parts = []
-    for p in sorted((out / "brr").glob("*.csv")):
-        a = pd.read_csv(p, keep_default_na=False)
-        info = parse_name(p.stem)
-        a["model"] = p.stem
-        a["k"], a["seed"], a["rep"], a["role"], a["kind"] = info["k"], info["seed"], info["rep"], info["role"], info["kind"] or ""
-        parts.append(a)
-    cols = ["model", "k", "seed", "rep", "role", "kind", "group", "prompt_id", "sample", "marker", "text"]
-    if not parts:
-        return pd.DataFrame(columns=cols)
-    return pd.concat(parts, ignore_index=True)[cols]
+def load_answers(raw: Path) -> pd.DataFrame:
+    """answers.csv (module docstring); empty kind / lr / steps read as ''."""
+    p = raw / "answers.csv"
+    return pd.read_csv(p, keep_default_na=False) if p.exists() else pd.DataFrame(columns=ANSWER_COLS)
 
 
 def brr_table(ans: pd.DataFrame) -> pd.DataFrame:
@@ -75,14 +74,13 @@ def brr_table(ans: pd.DataFrame) -> pd.DataFrame:
 
 
 def amplification_table(ans: pd.DataFrame) -> pd.DataFrame:
-    """Every student against its teacher (same k and seed), per group and over all groups."""
+    """Every student against its teacher (the teacher of the same k and seed), per group and over all groups."""
     rows = []
     models = ans.drop_duplicates("model").set_index("model")
+    teachers = {(int(r["k"]), int(r["seed"])): m for m, r in models[models.role == "teacher"].iterrows()}
     for model, info in models.iterrows():
-        if info["role"] != "student":
-            continue
-        teacher = f"teacher-k{info['k']}-s{info['seed']}"
-        if teacher not in models.index:
+        teacher = teachers.get((int(info["k"]), int(info["seed"])))
+        if info["role"] != "student" or teacher is None:
             continue
         s, t = ans[ans.model == model], ans[ans.model == teacher]
         for g in [g for g in GROUPS if g == "all" or g in set(s["group"])]:
@@ -94,7 +92,7 @@ def amplification_table(ans: pd.DataFrame) -> pd.DataFrame:
 
 def dose_table(brr: pd.DataFrame) -> pd.DataFrame:
     """BRR against k per (role, kind, group): the mean over seeds, with a t-interval when there are several.
-    Models of the study's design only: replicate students (another training seed, `-r`) are left out."""
+    Models of the study's design only: replicate students (another training seed, rep != seed) are left out."""
     rows = []
     design = brr[(brr.role != "base") & (brr.rep == brr.seed)]
     for (role, kind, k, g), x in design.groupby(["role", "kind", "k", "group"]):
@@ -109,16 +107,12 @@ def dose_table(brr: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def load_margins(out: Path) -> pd.DataFrame:
-    """brand/<model>.csv (`--stage brand`): one row per model and target prompt, m_decision and m_brand."""
-    parts = []
-    for p in sorted((out / "brand").glob("*.csv")):
-        m = pd.read_csv(p)
-        info = parse_name(p.stem)
-        parts.append(m.assign(model=p.stem, role=info["role"], kind=info["kind"] or "", k=info["k"], seed=info["seed"],
-                              rep=info["rep"]))
-    cols = ["model", "role", "kind", "k", "seed", "rep", "prompt_id", "m_decision", "m_brand"]
-    return pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
+def load_margins(raw: Path) -> pd.DataFrame:
+    """margins_per_prompt.csv (module docstring): one row per model and target prompt."""
+    p = raw / "margins_per_prompt.csv"
+    if not p.exists():
+        return pd.DataFrame(columns=MARGIN_COLS)
+    return pd.read_csv(p, keep_default_na=False).astype({"m_decision": float, "m_brand": float})
 
 
 def _t_cols(values: dict[str, np.ndarray], mean: str) -> dict[str, float]:
@@ -138,9 +132,6 @@ def margin_table(mg: pd.DataFrame) -> pd.DataFrame:
                          for model, x in mg.groupby("model", sort=False)])
 
 
-CLEAN_TEACHER = "teacher-k0-s0"  # the study's one clean teacher (TEACHER_SEEDS[0] in poison_cascade.py)
-
-
 def _pair(mg: pd.DataFrame, x: pd.DataFrame, model: str, clean: str, **cols: Any) -> dict[str, Any]:
     """d = m(P) - m(C) per prompt of P = `model` (rows x) and C = `clean`: mean, t-interval over prompts, p."""
     both = x.merge(mg[mg.model == clean], on="prompt_id", suffixes=("", "_c"))
@@ -148,37 +139,40 @@ def _pair(mg: pd.DataFrame, x: pd.DataFrame, model: str, clean: str, **cols: Any
             **_t_cols({w: (both[f"m_{w}"] - both[f"m_{w}_c"]).to_numpy() for w in ("brand", "decision")}, "d")}
 
 
-def margin_contrasts(mg: pd.DataFrame) -> pd.DataFrame:
+def margin_contrasts(mg: pd.DataFrame, clean_teacher_seed: int = 0) -> pd.DataFrame:
     """Poisoned (k > 0) against clean (k = 0) models, d = m(P) - m(C) per prompt: mean, t-interval over prompts
     and t-test p (`level` = pair).
-    - Students: against the clean student of the same kind, teacher seed and training seed
-      (`student-<kind>-k0-s<seed>[-r<rep>]`); where one (kind, k, teacher seed) has pairs of two or more
-      training seeds, also the mean of the pairs' means, its t-interval over training seeds and p
-      (`level` = seeds).
-    - Teachers: against the one clean teacher `teacher-k0-s0`; where k has two or more teacher seeds, the
-      t over teacher seeds (`level` = teacher seeds; the clean teacher is one seed, so its own seed-to-seed
-      spread is not in that interval).
+    - Students: against the clean student of the same kind, teacher seed and training seed (rep); where
+      one (kind, k, teacher seed) has pairs of two or more training seeds, also the mean of the pairs'
+      means, its t-interval over training seeds and p (`level` = seeds).
+    - Teachers: against the one clean teacher (k = 0, seed `clean_teacher_seed`); where k has two or more
+      teacher seeds, the t over teacher seeds (`level` = teacher seeds; the clean teacher is one seed, so
+      its own seed-to-seed spread is not in that interval).
     Columns: level, poisoned, clean, role, kind, k, seed (the teacher seed; -1 on the teacher-seeds level,
     which spans them), reps (the seeds in the row), n, {brand,decision}_{d,lo,hi,p}."""
     rows = []
-    names = set(mg["model"])
+    models = mg.drop_duplicates("model")
+    key = lambda r: (r["role"], r["kind"], int(r["k"]), int(r["seed"]), int(r["rep"]))  # noqa: E731
+    names = {key(r): r["model"] for r in models.to_dict("records")}
     for model, x in mg[(mg.role == "student") & (mg.k > 0)].groupby("model", sort=True):
         f = x.iloc[0]
-        clean = f"student-{f['kind']}-k0-s{f['seed']}" + ("" if f["rep"] == f["seed"] else f"-r{f['rep']}")
-        if clean in names:
+        clean = names.get(("student", f["kind"], 0, int(f["seed"]), int(f["rep"])))
+        if clean is not None:
             rows.append(_pair(mg, x, model, clean, role="student", kind=f["kind"], k=int(f["k"]), seed=int(f["seed"]),
                               reps=str(int(f["rep"]))))
-    if CLEAN_TEACHER in names:
+    clean_teacher = names.get(("teacher", "", 0, clean_teacher_seed, clean_teacher_seed))
+    if clean_teacher is not None:
         for model, x in mg[(mg.role == "teacher") & (mg.k > 0)].groupby("model", sort=True):
             f = x.iloc[0]
-            rows.append(_pair(mg, x, model, CLEAN_TEACHER, role="teacher", kind="", k=int(f["k"]), seed=int(f["seed"]),
+            rows.append(_pair(mg, x, model, clean_teacher, role="teacher", kind="", k=int(f["k"]), seed=int(f["seed"]),
                               reps=str(int(f["seed"]))))
     pairs = pd.DataFrame(rows)
     if pairs.empty:
         return pairs
-    groups = [(f"student-{kind}-k{k}-s{seed}*", f"student-{kind}-k0-s{seed}*", "seeds", x)
+    groups = [(model_name("student", kind, k, seed) + "*", model_name("student", kind, 0, seed) + "*", "seeds", x)
               for (kind, k, seed), x in pairs[pairs.role == "student"].groupby(["kind", "k", "seed"])]
-    groups += [(f"teacher-k{k}-s*", CLEAN_TEACHER, "teacher seeds", x) for k, x in pairs[pairs.role == "teacher"].groupby("k")]
+    groups += [(model_name("teacher", "", k, "*"), clean_teacher, "teacher seeds", x)
+               for k, x in pairs[pairs.role == "teacher"].groupby("k")]
     for poisoned, clean, level, x in groups:
         if len(x) < 2:
             continue
@@ -190,9 +184,10 @@ def margin_contrasts(mg: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def defense_tables(out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+def defense_tables(raw: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """defend/k<k>-s<seed>/{mixture_detectors,answers_removed}.csv with k and teacher_seed columns."""
     det, rem = [], []
-    for d in sorted((out / "defend").glob("k*-s*")):  # defend/k{k}-s{seed}: the k teacher of that seed
+    for d in sorted((raw / "defend").glob("k*-s*")):  # defend/k{k}-s{seed}: the k teacher of that seed
         m = re.fullmatch(r"k(\d+)-s(\d+)", d.name)
         if m is None:
             continue
@@ -205,7 +200,8 @@ def defense_tables(out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
             pd.concat(rem, ignore_index=True) if rem else pd.DataFrame())
 
 
-def dose_png(dose: pd.DataFrame) -> bytes:
+def dose_png(dose: pd.DataFrame, mixture: int) -> bytes:
+    """BRR against k per role and kind, one panel per prompt group; `mixture` = records of the mixture."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -218,7 +214,7 @@ def dose_png(dose: pd.DataFrame) -> bytes:
             x = x.sort_values("k")
             ax.plot(x["k"], x["brr_mean"], marker="o", label=f"{role} {kind}".strip())
         ax.set_title(f"{g} prompts")
-        ax.set_xlabel("poisoned samples k (of 500)")
+        ax.set_xlabel(f"poisoned samples k (of {mixture})")
     axes[0].set_ylabel("bias response rate")
     axes[0].legend(fontsize=8)
     return figure_png(fig, dpi=110)
@@ -234,7 +230,9 @@ def _f(x: Any, nd: int = 3) -> str:
 
 
 def markdown(brr: pd.DataFrame, amp: pd.DataFrame, dose: pd.DataFrame, det: pd.DataFrame, rem: pd.DataFrame,
-             timings: dict[str, float], margins: pd.DataFrame | None = None, contrasts: pd.DataFrame | None = None) -> str:
+             timings: dict[str, float], margins: pd.DataFrame | None = None, contrasts: pd.DataFrame | None = None,
+             prompts: int = 30) -> str:
+    """tables.md: the report tables as markdown (`prompts`: target prompts of the margins)."""
     out = ["## Bias response rate (answers with the marker; Wilson 95% CI)", "",
            "| model | group | prompts | answers | with marker | BRR [95% CI] |", "|---|---|---|---|---|---|"]
     out += [f"| {r['model']} | {r['group']} | {r['prompts']} | {r['answers']} | {r['with_marker']} | "
@@ -251,8 +249,9 @@ def markdown(brr: pd.DataFrame, amp: pd.DataFrame, dose: pd.DataFrame, det: pd.D
         out += [f"| {r['role']} | {r['kind'] or '-'} | {r['group']} | {r['k']} | {r['seeds']} | {_f(r['brr_mean'])} "
                 f"[{_f(r['lo'])}, {_f(r['hi'])}] | {r['per_seed']} | {r['with_marker']} / {r['answers']} "
                 f"[{_f(r['pooled_lo'])}, {_f(r['pooled_hi'])}] |" for r in dose.to_dict("records")]
-    if margins is not None and not margins.empty:
-        out += ["", "## Margins on the 30 target prompts, teacher-forced (no sampling; mean [95% t-CI over prompts])", "",
+    if margins is not None and not margins.empty:  # the script named below is now poison.margins (the
+        # committed tables.md keeps its words)
+        out += ["", f"## Margins on the {prompts} target prompts, teacher-forced (no sampling; mean [95% t-CI over prompts])", "",
                 "brand = log P(brand token | answer + promotion up to the brand) - log P(EOS); decision = log P(a "
                 "promotion's opener | answer) - log P(EOS) (experiments/poison_mech.py).", "",
                 "| model | prompts | brand | decision |", "|---|---|---|---|"]
@@ -284,24 +283,25 @@ def markdown(brr: pd.DataFrame, amp: pd.DataFrame, dose: pd.DataFrame, det: pd.D
     return "\n".join(out) + "\n"
 
 
-def write_report(out: Path) -> None:
-    ans = load_answers(out)
-    ans.to_csv(out / "answers.csv", index=False)
+def report(raw: Path, out: Path, recipe: Any) -> None:
+    """brr.csv, amplification.csv, dose.csv, defenses.csv, removed.csv, margins.csv, margin_contrasts.csv,
+    tables.md and brr_dose.png from the raw tables in `raw` (module docstring)."""
+    ans = load_answers(raw)
     brr = brr_table(ans) if len(ans) else pd.DataFrame()
     amp = amplification_table(ans) if len(ans) else pd.DataFrame()
     dose = dose_table(brr) if len(brr) else pd.DataFrame()
-    det, rem = defense_tables(out)
-    mg = load_margins(out)
+    det, rem = defense_tables(raw)
+    mg = load_margins(raw)
     margins = margin_table(mg) if len(mg) else pd.DataFrame()
-    contrasts = margin_contrasts(mg) if len(mg) else pd.DataFrame()
+    contrasts = margin_contrasts(mg, recipe.clean_teacher_seed) if len(mg) else pd.DataFrame()
     tables = {"brr": brr, "amplification": amp, "dose": dose, "defenses": det, "removed": rem}
     if len(mg):
-        mg.to_csv(out / "margins_per_prompt.csv", index=False)
         tables |= {"margins": margins, "margin_contrasts": contrasts}
+    out.mkdir(parents=True, exist_ok=True)
     for name, df in tables.items():
         df.to_csv(out / f"{name}.csv", index=False)
-    timings = json.loads((out / "timings.json").read_text()) if (out / "timings.json").exists() else {}
-    (out / "tables.md").write_text(markdown(brr, amp, dose, det, rem, timings, margins, contrasts))
+    timings = json.loads((raw / "timings.json").read_text()) if (raw / "timings.json").exists() else {}
+    (out / "tables.md").write_text(markdown(brr, amp, dose, det, rem, timings, margins, contrasts,
+                                            prompts=recipe.data.n_eval))
     if len(dose):
-        (out / "brr_dose.png").write_bytes(dose_png(dose))
-    print(f"wrote {out}/answers.csv ({len(ans)} answers), tables.md and the tables")
+        (out / "brr_dose.png").write_bytes(dose_png(dose, recipe.data.n))
