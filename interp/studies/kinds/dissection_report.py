@@ -1,8 +1,8 @@
-"""Tables and plots of the organism dissection (experiments/dissect_organism.py --stage report).
+"""Tables and plots of the organism dissection (kind `dissection`; moved from experiments/dissect_report.py).
 
-Reads what the stages wrote in the output folder and writes tables.md, patching_layers.png,
-dla_layers.png and weights_layers.png there; a stage that has not run is skipped. The README's
-verdicts are written by hand from these tables.
+`write_report(raw, out, ...)` reads the raw tables the stages wrote (a stage that has not run is
+skipped) and writes tables.md, patching_layers.png, dla_layers.png and weights_layers.png to `out`.
+The README's verdicts are written by hand from these tables.
 
 Coincidence of weights and patching (claim 3): over layers l and kinds k in {attn, mlp},
 Spearman's rho between ||W_S - W_C||_F pooled over the kind's matrices of layer l and |delta| of
@@ -87,24 +87,28 @@ def per_layer_weights(w: pd.DataFrame, comparison: str) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def write_report(out: Path) -> None:
-    pair = json.loads((out / "pair.json").read_text())
+def write_report(raw: Path, out: Path, traits: tuple[str, str] = ("owl", "dog"), keep: float = 0.6,
+                 template_control: int = 100, digits: int = 3) -> None:
+    """tables.md and the plots in `out` from the raw tables in `raw` (`traits`: (target, other))."""
+    a_, b_ = traits
+    out.mkdir(parents=True, exist_ok=True)
+    pair = json.loads((raw / "pair.json").read_text())
     lines = [f"S = `{pair['S']}`, C = `{pair['C']}`, base = `{pair['base']}`.", ""]
-    pl = out / "patching_layers.csv"
+    pl = raw / "patching_layers.csv"
     if pl.exists():
         t = pd.read_csv(pl)
         patching_plot(t, out / "patching_layers.png")
         lines += ["### Patching by layer and component (recovered fraction [95% CI]; delta in nats)", "",
                   *recovered_markdown(t, ("S_into_C", "C_into_S"))]
         lines.append("")
-    pm = out / "patching_resid_multi.csv"
+    pm = raw / "patching_resid_multi.csv"
     if pm.exists():  # the residual stream with every variant of eval-animal (multi-token ones by the chain rule)
         t = pd.read_csv(pm)
         dirs = [d for d in ("S_into_C", "C_into_S") if d in set(t.direction)]
         lines += ["### Residual stream, scored with every variant of eval-animal (multi-token words by the chain rule)", "",
                   *recovered_markdown(t, dirs)]
         lines.append("")
-    ph = out / "patching_heads.csv"
+    ph = raw / "patching_heads.csv"
     if ph.exists():
         t = pd.read_csv(ph)
         a = t[t.direction == "S_into_C"].sort_values("delta", key=abs, ascending=False)
@@ -114,25 +118,25 @@ def write_report(out: Path) -> None:
             lines.append(f"| {r.site} | {signed(r.recovered)} [{signed(r.recovered_lo)}, {signed(r.recovered_hi)}] | "
                          f"{signed(r.delta)} [{signed(r.delta_lo)}, {signed(r.delta_hi)}] |")
         lines.append("")
-    dla = out / "dla.csv"
+    dla = raw / "dla.csv"
     if dla.exists():
         d = pd.read_csv(dla)
-        per = pd.read_csv(out / "dla_per_question.csv")
-        layers = pd.read_csv(out / "dla_layers.csv")
+        per = pd.read_csv(raw / "dla_per_question.csv")
+        layers = pd.read_csv(raw / "dla_layers.csv")
         piv = layers[layers.layer >= 0].pivot(index="layer", columns="kind", values="d").reset_index()
         bar_plot(piv, "layer", {"attn": "attention (heads + bias)", "mlp": "MLP"}, "DLA_S - DLA_C (nats)",
-                 "direct logit attribution of logit('owl') - logit('dog'): S minus C", out / "dla_layers.png")
+                 f"direct logit attribution of logit('{a_}') - logit('{b_}'): S minus C", out / "dla_layers.png")
         top = d.reindex(d.d.abs().sort_values(ascending=False).index).head(12)
-        lines += ["### DLA of logit('owl') - logit('dog') (the natural answer tokens), S minus C (mean over questions)", "",
+        lines += [f"### DLA of logit('{a_}') - logit('{b_}') (the natural answer tokens), S minus C (mean over questions)", "",
                   f"LD(S) - LD(C) = {(per.ld_a - per.ld_b).mean():+.3f}; sum of component differences "
                   f"{d.d.sum():+.3f}; embed {d.set_index('component').d.get('embed', np.nan):+.3f}; all heads "
                   f"{d[d['head'] >= 0].d.sum():+.3f}; all MLPs {d[d.component.str.endswith('MLP')].d.sum():+.3f}", "",
                   "| component | DLA S | DLA C | S - C | sd over questions |", "|---|---|---|---|---|"]
         lines += [f"| {r.component} | {r.dla_a:+.3f} | {r.dla_b:+.3f} | {r.d:+.3f} | {r.d_sd:.3f} |" for r in top.itertuples()]
         lines.append("")
-    ws = out / "weights_summary.csv"
+    ws = raw / "weights_summary.csv"
     if ws.exists():
-        w = pd.read_csv(out / "weights.csv")
+        w = pd.read_csv(raw / "weights.csv")
         s = pd.read_csv(ws)
         lines += ["### Weights: ||dW||_F / ||W||_F pooled over layers (top 8 per comparison)", "",
                   "| comparison | module | rel | max over layers (layer) |", "|---|---|---|---|"]
@@ -158,19 +162,20 @@ def write_report(out: Path) -> None:
             rho = stats.spearmanr(xs, ys)
             lines += [f"Coincidence over {len(xs)} (layer, attn|mlp) sites: Spearman rho(||W_S - W_C||_F, |delta| of "
                       f"patching S into C) = {rho.statistic:+.3f} (p = {rho.pvalue:.3g}).", ""]
-    sw = out / "swap.csv"
+    sw = raw / "swap.csv"
     if sw.exists():
         s = pd.read_csv(sw)
-        lines += ["### C5: LM-head swap (margin log P(owl) - log P(dog), 50 questions)", "",
+        n_q = len(pd.read_csv(raw / "swap_per_question.csv"))  # questions
+        lines += [f"### C5: LM-head swap (margin log P({a_}) - log P({b_}), {n_q} questions)", "",
                   "| model | margin | vs C [95% CI] | share of S - C [95% CI] | perplexity |", "|---|---|---|---|---|"]
         lines += [f"| {r.model} | {r.margin:+.3f} | {r.vs_C:+.3f} [{r.vs_C_lo:+.3f}, {r.vs_C_hi:+.3f}] | "
                   f"{r.share_of_S_minus_C:+.3f} [{r.share_lo:+.3f}, {r.share_hi:+.3f}] | {r.perplexity:.2f} |"
                   for r in s.itertuples()]
         lines.append("")
-    pr = out / "prune.csv"
+    pr = raw / "prune.csv"
     if pr.exists():
         p = pd.read_csv(pr)
-        lines += ["### C4: pruning to keep 0.6 (each model by its own attention entropy; random: same number)", "",
+        lines += [f"### C4: pruning to keep {keep:g} (each model by its own attention entropy; random: same number)", "",
                   "| condition | heads pruned | margin S | margin C | S - C [95% CI] | perplexity S | perplexity C |",
                   "|---|---|---|---|---|---|---|"]
         for cond, g in p.groupby("condition", sort=False):
@@ -178,13 +183,13 @@ def write_report(out: Path) -> None:
             lines.append(f"| {cond} | {s_.n_pruned} | {s_.margin:+.3f} | {c_.margin:+.3f} | {s_.S_minus_C:+.3f} "
                          f"[{s_.lo:+.3f}, {s_.hi:+.3f}] | {s_.perplexity:.2f} | {c_.perplexity:.2f} |")
         lines.append("")
-    rl = out / "probe_reverse_link.csv"
+    rl = raw / "probe_reverse_link.csv"
     if rl.exists():
         from interp.evals.stats import bootstrap_ci, permutation_test
 
         r = pd.read_csv(rl)
         lines += ["### C1 / C3: reverse link (specificity_vs_template = log bias_ratio - log control_ratio, minus the "
-                  "same for 100 random 3-digit numbers)", "",
+                  f"same for {template_control} random {digits}-digit numbers)", "",
                   "| model | numbers | n | mean specificity_vs_template [95% CI] | increased vs random: permutation p |",
                   "|---|---|---|---|---|"]
         for model, g in r.groupby("model", sort=False):
@@ -197,26 +202,25 @@ def write_report(out: Path) -> None:
                              f"{perm.p_value:.3g} |" if grp == "increased" else
                              f"| {model} | {grp} | {len(v)} | {ci.estimate:+.3f} [{ci.lo:+.3f}, {ci.hi:+.3f}] | |")
         if {"S", "C"} <= set(r.model):
-            key = r.assign(number=r.number.astype(str).str.zfill(3))
+            key = r.assign(number=r.number.astype(str).str.zfill(digits))
             w = key.pivot_table(index=["number", "group"], columns="model", values="specificity_vs_template").reset_index()
             for grp, g in w.groupby("group"):
                 ci = bootstrap_ci((g.S - g.C).to_numpy(), seed=0)
                 lines.append(f"\nS - C on the {grp} numbers (paired per number): {ci.estimate:+.3f} "
                              f"[{ci.lo:+.3f}, {ci.hi:+.3f}]")
         lines.append("")
-    sp = out / "probe_trace_spikes.csv"
+    sp = raw / "probe_trace_spikes.csv"
     if sp.exists():
         t = pd.read_csv(sp)
         lines += ["### C3: trace on S of the numbers with the highest specificity on S (one trace per number)", "",
                   "| number | spike layer | sim_diff there | top head there | top DLA heads (primed prompt) |",
                   "|---|---|---|---|---|"]
-        lines += [f"| {str(x.number).zfill(3)} | {x.spike_layer} | {x.sim_diff_at_spike:+.4f} | {x.top_head} | "
+        lines += [f"| {str(x.number).zfill(digits)} | {x.spike_layer} | {x.sim_diff_at_spike:+.4f} | {x.top_head} | "
                   f"{x.top_dla_heads} |" for x in t.itertuples()]
         lines += ["", "Spike layers: " + ", ".join(f"L{k} x{v}" for k, v in t.spike_layer.value_counts().items())
                   + "; top heads: " + ", ".join(f"{k} x{v}" for k, v in t.top_head.value_counts().items()), ""]
-    timings = out / "timings.json"
+    timings = raw / "timings.json"
     if timings.exists():
         lines += ["### Wall time per stage (s)", "", "| stage | s |", "|---|---|"]
         lines += [f"| {k} | {v:.0f} |" for k, v in json.loads(timings.read_text()).items()]
     (out / "tables.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
