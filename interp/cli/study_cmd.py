@@ -73,10 +73,10 @@ def study_run(
     planned = _planned(spec)
     res = run_study(planned, cores=cores, dry_run=dry_run, study_dir=workdir, engine_args=list(ctx.args))
     for name, log in res.failed:
-        console.print(f"[red]job {name} failed[/red]; its log: {log}")
+        console.print(f"[red]job {name} failed[/red]; its log: {log}", soft_wrap=True)
     for p in res.published:
-        console.print(f"report: {p}")
-    console.print(f"{res.jobs_to_run} jobs to run" if dry_run else f"study folder: {res.study_dir}")
+        console.print(f"report: {p}", soft_wrap=True)
+    console.print(f"{res.jobs_to_run} jobs to run" if dry_run else f"study folder: {res.study_dir}", soft_wrap=True)
     if res.returncode:
         err_console.print(f"error: Snakemake exited with {res.returncode}"
                           + (f"; {len(res.failed)} job(s) failed (logs above)" if res.failed else ""))
@@ -89,8 +89,8 @@ def study_jobs(spec: Path = SPEC, workdir: Path | None = WORKDIR) -> None:
     from interp.studies.runner import job_table
 
     rows = list(job_table(_planned(spec), workdir))
-    print_table(f"{spec}: {len(rows)} jobs, {sum(bool(r['done']) for r in rows)} done",
-                ["job", "key", "model", "done", "after"], [tuple(str(v) for v in r.values()) for r in rows])
+    print_table(f"{spec}: {len(rows)} jobs, {sum(r['done'] == 'yes' for r in rows)} done",
+                ["job", "hash", "model it makes", "done", "inputs from"], [tuple(str(v) for v in r.values()) for r in rows])
 
 
 @study_app.command("report")

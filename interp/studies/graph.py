@@ -55,12 +55,20 @@ class FileRef:
 
 
 @dataclass(frozen=True)
+class Joined:
+    """Several references as one argument: `--models A,B`."""
+
+    parts: tuple["Arg", ...]
+    sep: str = ","
+
+
+@dataclass(frozen=True)
 class SelfAlias:
     """The alias of the model this job makes (not part of its own recipe)."""
 
 
 SELF = SelfAlias()
-Arg = Union[str, OutRef, ModelRef, FileRef, SelfAlias]
+Arg = Union[str, OutRef, ModelRef, FileRef, SelfAlias, Joined]
 
 
 @dataclass
@@ -82,7 +90,10 @@ class Job:
     alias: str = ""
 
     def refs(self) -> list[Arg]:
-        return [*self.argv, *self.inputs.values()]
+        flat: list[Arg] = []
+        for a in [*self.argv, *self.inputs.values()]:
+            flat.extend(a.parts if isinstance(a, Joined) else [a])
+        return flat
 
     def deps(self) -> list[str]:
         """Names of the jobs this one reads from, in order of first use."""
@@ -157,6 +168,8 @@ class Graph:
     def _hashed(self, a: Arg) -> str:
         if isinstance(a, str):
             return a
+        if isinstance(a, Joined):
+            return a.sep.join(self._hashed(p) for p in a.parts)
         if isinstance(a, OutRef):
             return f"<out:{self.jobs[a.job].hash}>/{a.path}"
         if isinstance(a, ModelRef):
@@ -176,6 +189,8 @@ class Graph:
         """The argument as the job runs it (cwd = the study folder)."""
         if isinstance(a, str):
             return a
+        if isinstance(a, Joined):
+            return a.sep.join(self.resolved(p, job) for p in a.parts)
         if isinstance(a, OutRef):
             return str(Path("jobs", self.jobs[a.job].key, "out", a.path)) if a.path else \
                 str(Path("jobs", self.jobs[a.job].key, "out"))

@@ -76,7 +76,7 @@ def plan_study(study: Study, check_argv: ArgvCheck | None = None) -> PlannedStud
         problem = model_problem(name, set())
         if problem:
             raise UserError(f"{study.path}: models.{role}: {problem}")
-    g = Graph(spec.study, spec.models.get("base") or next(iter(spec.models.values())))
+    g = Graph(spec.study, spec.models.get("base") or next(iter(spec.models.values()), "none"))
     report_job = study.kind.build(study, g) or ""
     for job in g.jobs.values():
         if job.func:
@@ -194,8 +194,8 @@ def job_table(planned: PlannedStudy, study_dir: Path | None = None) -> Iterator[
     """One row per job: name, key, alias, done (manifest there), deps."""
     study_dir = (study_dir or default_study_dir(planned.name)).resolve()
     for job in planned.graph.jobs.values():
-        yield {"job": job.name, "key": job.key, "model": job.alias, "done": manifest_path(study_dir, job.key).exists(),
-               "after": ",".join(job.deps())}
+        yield {"job": job.name, "hash": job.hash[:10], "model": job.alias or "-",
+               "done": "yes" if manifest_path(study_dir, job.key).exists() else "no", "after": len(job.deps())}
 
 
 def dump_plan(planned: PlannedStudy) -> str:

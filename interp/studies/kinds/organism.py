@@ -1,0 +1,317 @@
+"""The model organism of subliminal learning (DESIGN.md §2.7; reports/organism/README.md).
+
+Teachers: prompt teachers (the base + the trait's system prompt) and, when `teachers.lora` is set,
+LoRA teachers (`interp teach --method lora`). Number pools: each teacher (and the unbiased base)
+answers prompts 0..P-1 of `generate_prompts(P', seed)`, k samples each (`interp gen-numbers`);
+`extended_prompts` extends the unbiased pool (`--start`) for doses larger than it; the owl / dog
+pools marked where the two prompt teachers' argmax differ (`interp mark-divergence`).
+Students: per dose (examples N, epochs E, seeds) and arm, the owl- and dog-teacher students are
+trained on N rows drawn from the arm's pool by default_rng([seed, N]) (`draw_subset`), full
+fine-tuning (`interp finetune` / `interp distill`). Every model is evaluated by `interp eval-animal
+--target A --other B --samples 0`; `collect` writes the raw tables (evals/<alias>.csv,
+runs/<alias>.json, roles.json, keep_rate/, data/) and `report` the statistics (organism_report.py).
+The unbiased-teacher student of the KD arms is the base itself (KD of a model into itself has a
+zero gradient), so those arms have no unbiased student.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from interp.errors import UserError
+from interp.studies.graph import SELF, Arg, Graph, Job, Joined
+from interp.studies.spec import Strict, Study
+
+ROLES = ("base",)
+
+
+class LoraTeachers(Strict):
+    steps: int = Field(60, ge=1)
+    batch_size: int = Field(8, ge=1)
+    seed: int = 0
+    data: dict[str, str] = {}  # trait -> trait data JSONL (teach --data), relative to the spec; else generated
+
+
+class Teachers(Strict):
+    lora: LoraTeachers | None = None
+
+
+class Numbers(Strict):
+    prompts: int = Field(600, ge=1)
+    samples: int = Field(32, ge=1)
+    seed: int = 0
+    temperature: float = Field(1.0, gt=0)
+    extended_prompts: int = Field(0, ge=0)  # > prompts: the unbiased pool extended to this many prompts
+    pool_files: dict[str, str] = {}  # pool ("unbiased", "owl", ...) -> JSONL to use instead of gen-numbers
+
+
+class Arm(Strict):
+    channel: Literal["a", "b", "c"]
+    trainer: Literal["finetune", "distill"]
+    pool: Literal["unbiased", "own", "own-marked"]
+    teacher: Literal["prompt", "lora"] = "prompt"
+    options: dict[str, str | int | float] = {}  # extra options of the trainer: {tau: 2, freeze: mlp, loss-mask: ...}
+
+
+class Dose(Strict):
+    arms: list[str]
+    examples: int = Field(256, ge=1)
+    epochs: float = Field(1.0, gt=0)
+    seeds: list[int] = [0, 1, 2]
+    unbiased: bool = False  # also the unbiased-teacher students of finetune arms
+    extended: bool = False  # draw the unbiased examples from the extended pool (numbers.extended_prompts)
+
+
+class Training(Strict):
+    lr: float = Field(5e-5, gt=0)
+    batch_size: int = Field(16, ge=1)
+    max_len: int = Field(128, ge=8)
+
+
+class KeepRate(Strict):
+    temperatures: list[float] = [1.0, 0.7, 0.4]
+    prompts: int = Field(64, ge=1)
+    samples: int = Field(8, ge=1)
+
+
+class Recipe(Strict):
+    traits: tuple[str, str] = ("owl", "dog")  # (target, other): the crossover pair
+    teachers: Teachers = Teachers()
+    numbers: Numbers = Numbers()
+    training: Training = Training()
+    arms: dict[str, Arm]
+    doses: list[Dose]
+    keep_rate: KeepRate | None = None
+    leak_examples: int = Field(0, ge=0)  # > 0: leak.csv on the first N rows of the unbiased pool
+    default_dose: tuple[int, float] = (256, 1.0)  # the dose whose arms the report labels without n / e
+
+
+# ---- the job graph --------------------------------------------------------------------------------
+
+MODULE = "interp.studies.kinds.organism"
+
+
+def options(opts: dict[str, str | int | float]) -> list[str]:
+    """{tau: 2, kd-drop-words: owl,dog} -> ['--tau', '2', '--kd-drop-words', 'owl,dog']."""
+    return [x for k, v in opts.items() for x in (f"--{k}", str(v))]
+
+
+def student_role(arm: str, teacher: str, dose: Dose, seed: int) -> str:
+    return f"student-{arm}-{teacher}-n{dose.examples}-e{dose.epochs:g}-s{seed}"
+
+
+def build(study: Study, g: Graph) -> str:
+    """Teachers, pools, subsets, students, evals, keep rate, leak, collect, report; returns the report job."""
+    r: Recipe = study.recipe
+    base, load = study.model("base"), study.loading()
+    target, other = r.traits
+    n = r.numbers
+    for name, dose in enumerate(r.doses):
+        unknown = [a for a in dose.arms if a not in r.arms]
+        if unknown:
+            raise UserError(f"{study.path}: recipe.doses.{name}.arms: unknown arm '{unknown[0]}' "
+                            f"(the spec's arms: {', '.join(r.arms)})")
+    used = {r.arms[a].pool for d in r.doses for a in d.arms}
+    lora_used = any(r.arms[a].teacher == "lora" for d in r.doses for a in d.arms)
+    if lora_used and r.teachers.lora is None:
+        raise UserError(f"{study.path}: an arm uses teacher: lora but recipe.teachers.lora is not set")
+
+    # teachers: role -> (job or None for the base), and the model each names
+    prompt_t = {t: g.command(f"teacher-{t}", ["teach", "--method", "prompt", "--trait", t, "--base", base,
+                                              "--alias", SELF], model=f"teacher-{t}") for t in r.traits}
+    lora_t: dict[str, Job] = {}
+    if r.teachers.lora is not None:
+        lt = r.teachers.lora
+        for t in r.traits:
+            data = ["--data", g.file(study.data(lt.data[t]))] if t in lt.data else []
+            lora_t[t] = g.command(f"teacher-{t}-lora", [
+                "teach", "--method", "lora", "--trait", t, "--base", base, "--steps", str(lt.steps),
+                "--batch-size", str(lt.batch_size), "--seed", str(lt.seed), *data, "--alias", SELF, *load],
+                model=f"teacher-{t}-lora", **study.resources("teach"))
+
+    def teacher_model(t: str, kind: str = "prompt") -> Arg:
+        if t == "unbiased":
+            return base
+        return g.model(lora_t[t] if kind == "lora" else prompt_t[t])
+
+    # number pools
+    pools: dict[str, Arg] = {}
+    gen_numbers = ["gen-numbers", "-k", str(n.samples), "--seed", str(n.seed), "--temperature", f"{n.temperature:g}"]
+    needed = (["unbiased"] if "unbiased" in used else []) + (list(r.traits) if used & {"own", "own-marked"} else [])
+    for pool in needed:
+        if pool in n.pool_files:
+            pools[pool] = g.file(study.data(n.pool_files[pool]))
+        else:
+            job = g.command(f"pool-{pool}", [*gen_numbers, "--model", teacher_model(pool), "--n", str(n.prompts),
+                                             *load], **study.resources("gen-numbers"))
+            pools[pool] = g.out(job, "numbers.jsonl")
+    if "own-marked" in used:
+        for t in r.traits:
+            job = g.command(f"pool-{t}-marked", ["mark-divergence", "--models",
+                                                 Joined((teacher_model(target), teacher_model(other))),
+                                                 "--data", pools[t], "--device", study.spec.device])
+            pools[f"{t}-marked"] = g.out(job, "marked.jsonl")
+    if n.extended_prompts > n.prompts and "unbiased" in pools:
+        part = g.command(f"pool-unbiased-{n.prompts}-{n.extended_prompts - 1}", [
+            *gen_numbers, "--model", base, "--start", str(n.prompts), "--n", str(n.extended_prompts - n.prompts), *load],
+            **study.resources("gen-numbers"))
+        ext = g.step(f"pool-unbiased-{n.extended_prompts}", f"{MODULE}:extend_pool", {"max_len": r.training.max_len},
+                     {"pool": pools["unbiased"], "part": g.out(part, "numbers.jsonl"), "model": base})
+        pools["unbiased-extended"] = g.out(ext, "pool.jsonl")
+
+    # students
+    subsets: dict[tuple[str, int, int], Arg] = {}
+    students: list[tuple[Job, dict[str, object]]] = []
+    t = r.training
+    for dose in r.doses:
+        for seed in dose.seeds:
+            for arm_name in dose.arms:
+                arm = r.arms[arm_name]
+                teachers = list(r.traits) + (["unbiased"] if dose.unbiased and arm.trainer == "finetune" else [])
+                for teacher in teachers:
+                    source = {"unbiased": "unbiased", "own": teacher, "own-marked": f"{teacher}-marked"}[arm.pool]
+                    if source == "unbiased" and dose.extended:
+                        if "unbiased-extended" not in pools:
+                            raise UserError(f"{study.path}: a dose with extended: true needs "
+                                            "recipe.numbers.extended_prompts > prompts")
+                        source = "unbiased-extended"
+                    key = (source, dose.examples, seed)
+                    if key not in subsets:
+                        job = g.step(f"subset-{source}-n{dose.examples}-s{seed}", f"{MODULE}:draw_subset",
+                                     {"n": dose.examples, "seed": seed}, {"pool": pools[source]})
+                        subsets[key] = g.out(job, "subset.jsonl")
+                    common = ["--data", subsets[key], "--alias", SELF, "--full", "--epochs", f"{dose.epochs:g}",
+                              "--batch-size", str(t.batch_size), "--lr", f"{t.lr:g}", "--max-len", str(t.max_len),
+                              "--seed", str(seed), *load]
+                    if arm.trainer == "distill":
+                        argv = ["distill", "--teacher", teacher_model(teacher, arm.teacher), "--student", base,
+                                *options(arm.options), *common]
+                    else:
+                        argv = ["finetune", "--model", base, *options(arm.options), *common]
+                    job = g.command(student_role(arm_name, teacher, dose, seed).replace("student-", "train-", 1), argv,
+                                    model=student_role(arm_name, teacher, dose, seed),
+                                    **study.resources(arm.trainer))
+                    students.append((job, {"command": "interp " + " ".join(g.resolved(a, job) for a in argv),
+                                           "arm": arm_name, "channel": arm.channel, "teacher": teacher, "seed": seed,
+                                           "examples": dose.examples, "epochs": dose.epochs, "lr": t.lr,
+                                           "batch_size": t.batch_size, "teacher_build": arm.teacher}))
+
+    # evaluations: base, teachers, students
+    evaluated: list[tuple[Arg, dict[str, object], Job | None]] = [
+        (base, {"teacher": "unbiased", "channel": "base", "arm": "base"}, None)]
+    evaluated += [(g.model(j), {"teacher": tr, "channel": "teacher (prompt)", "arm": "teacher"}, None)
+                  for tr, j in prompt_t.items()]
+    evaluated += [(g.model(j), {"teacher": tr, "channel": "teacher (lora)", "arm": "teacher"}, None)
+                  for tr, j in lora_t.items()]
+    evaluated += [(g.model(j), meta, j) for j, meta in students]
+    inputs: dict[str, Arg] = {}
+    described = []
+    for i, (model, meta, train) in enumerate(evaluated):
+        label = train.model if train else (model if isinstance(model, str) else f"eval-{g.jobs[model.job].model}")
+        ev = g.command(f"eval-{label.removeprefix('eval-')}", ["eval-animal", "--model", model, "--target", target,
+                                                               "--other", other, "--samples", "0", *load],
+                       **study.resources("eval-animal"))
+        inputs[f"eval{i}"], inputs[f"model{i}"] = g.out(ev, "probability.csv"), model
+        if train is not None:
+            inputs[f"train{i}"] = g.out(train, "summary.json")
+        described.append({"i": i, **meta})
+
+    # keep rate of every teacher at each temperature (same prompts and per-sample seeds)
+    if r.keep_rate is not None:
+        for temp in r.keep_rate.temperatures:
+            for tr in ("unbiased", *r.traits):
+                job = g.command(f"keep-{tr}-t{temp:g}", [
+                    "gen-numbers", "--model", teacher_model(tr), "--n", str(r.keep_rate.prompts), "-k",
+                    str(r.keep_rate.samples), "--temperature", f"{temp:g}", "--seed", str(n.seed), *load],
+                    **study.resources("gen-numbers"))
+                inputs[f"keep_{tr}_t{temp:g}"] = g.out(job)
+    for pool, ref in pools.items():
+        inputs[f"pool_{pool}"] = ref
+    if r.leak_examples:
+        models = {"base": base, **{tr: teacher_model(tr) for tr in r.traits},
+                  **{f"{tr}_lora": g.model(j) for tr, j in lora_t.items()}}
+        leak = g.step("leak", "interp.studies.kinds.organism_report:leak_table", {"examples": r.leak_examples},
+                      {"pool": pools["unbiased"], "student": base, **models})
+        inputs["leak"] = g.out(leak, "leak.csv")
+    collect = g.step("collect", f"{MODULE}:collect", {"models": described, "traits": list(r.traits)}, inputs)
+    g.step("report", f"{MODULE}:report_step", {"recipe": r.model_dump(mode="json")}, {"raw": g.out(collect)})
+    return "report"
+
+
+# ---- steps ----------------------------------------------------------------------------------------
+
+
+def draw_subset(out: Path, params: dict[str, Any], pool: str) -> None:
+    """n rows of the pool drawn without replacement by default_rng([seed, n]), in pool order."""
+    rows = Path(pool).read_text().splitlines()
+    n, seed = params["n"], params["seed"]
+    if len(rows) < n:
+        raise UserError(f"{pool} has {len(rows)} rows, fewer than the dose's {n} examples "
+                        "(set extended: true on the dose and recipe.numbers.extended_prompts)")
+    keep = np.sort(np.random.default_rng([seed, n]).choice(len(rows), n, replace=False))
+    (out / "subset.jsonl").write_text("".join(rows[i] + "\n" for i in keep))
+
+
+def extend_pool(out: Path, params: dict[str, Any], pool: str, part: str, model: str) -> None:
+    """The pool's rows then the extension's, without rows whose prompt alone fills the training window
+    (`finetune` / `distill` refuse them)."""
+    from interp.models import load_model
+    from interp.training.examples import prompt_ids
+
+    lines = Path(pool).read_text().splitlines() + Path(part).read_text().splitlines()
+    rows = [json.loads(x) for x in lines]
+    fits = [len(p) < params["max_len"] for p in prompt_ids(load_model(model), rows)]
+    dropped = sorted({r["index"] for r, ok in zip(rows, fits) if not ok})
+    if dropped:
+        print(f"extended pool: left out the rows of prompts {dropped}: the prompt fills the training window")
+    (out / "pool.jsonl").write_text("".join(x + "\n" for x, ok in zip(lines, fits) if ok))
+
+
+def collect(out: Path, params: dict[str, Any], **inputs: str) -> None:
+    """The raw tables of the report: evals/<alias>.csv, runs/<alias>.json (students: every recipe
+    parameter), roles.json (base and teachers), keep_rate/, data/<pool>.jsonl, leak.csv."""
+    (out / "evals").mkdir()
+    (out / "runs").mkdir()
+    roles = {}
+    for m in params["models"]:
+        i, alias = m["i"], inputs[f"model{m['i']}"]
+        shutil.copyfile(inputs[f"eval{i}"], out / "evals" / f"{alias}.csv")
+        if f"train{i}" not in inputs:
+            roles[alias] = {k: m[k] for k in ("teacher", "channel", "arm")}
+            continue
+        summary = json.loads(Path(inputs[f"train{i}"]).read_text())
+        fig = summary["figures"]
+        run = {"alias": alias, **{k: m[k] for k in ("arm", "channel", "teacher", "seed", "examples", "epochs", "lr",
+                                                     "batch_size", "teacher_build")},
+               "steps": fig["steps"], "command": m["command"], "seconds": summary.get("elapsed_s"),
+               "losses": fig.get("components") or {"lm": {k: fig[k] for k in ("first_loss", "mean_loss_last_10")}},
+               "teacher_sha256": (summary.get("models") or {}).get("teacher", {}).get("sha256")}
+        (out / "runs" / f"{alias}.json").write_text(json.dumps(run, indent=1) + "\n")
+    (out / "roles.json").write_text(json.dumps(roles, indent=1) + "\n")
+    for key, path in inputs.items():
+        if key.startswith("keep_"):
+            (out / "keep_rate").mkdir(exist_ok=True)
+            unit = key.removeprefix("keep_")
+            shutil.copyfile(Path(path) / "numbers.jsonl", out / "keep_rate" / f"{unit}.jsonl")
+            shutil.copyfile(Path(path) / "summary.json", out / "keep_rate" / f"{unit}_summary.json")
+        elif key.startswith("pool_"):
+            (out / "data").mkdir(exist_ok=True)
+            shutil.copyfile(path, out / "data" / f"{key.removeprefix('pool_')}.jsonl")
+        elif key == "leak":
+            shutil.copyfile(path, out / "leak.csv")
+
+
+def report_step(out: Path, params: dict[str, Any], raw: str) -> None:
+    report(Path(raw), out, Recipe(**params["recipe"]))
+
+
+def report(raw: Path, out: Path, recipe: Recipe) -> None:
+    from interp.studies.kinds.organism_report import report as write
+
+    write(raw, out, recipe)
