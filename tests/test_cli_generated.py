@@ -54,6 +54,9 @@ VALID: dict[str, list[str]] = {
     "swap-head": ["--body", "tiny-llama", "--head", "tiny-llama"],
     "teach": ["--base", "tiny-llama", "--method", "lora", "--alias", "gen-teacher"],
     "trace": ["--model", "tiny-llama", "--number", "087"],
+    "study run": ["{spec}", "--dry-run"],
+    "study jobs": ["{spec}"],
+    "study report": ["{spec}", "--raw", "{run_dir}"],
 }
 
 # (command or "*", flag, value as typed): why the value is meaningful and must be accepted.
@@ -83,6 +86,8 @@ OPEN_CHOICES = {"--device": "tpu"}  # cpu | cuda | cuda:N | auto
 NOT_INPUT_FILES: dict[tuple[str, str], str] = {
     ("*", "--out"): "the output folder (created by the run)",
     ("report", "run_dir"): "a run folder, not a file (test_report covers a missing one)",
+    ("study report", "--raw"): "a folder of raw tables (checked in the body: tests/test_study_runner.py)",
+    ("*", "--workdir"): "the study folder (created by the run)",
 }
 
 
@@ -102,9 +107,22 @@ def _keyed(table: dict, command: str, *rest: str) -> str | None:
 
 
 def _commands() -> dict[str, typing.Any]:
+    """Every command by its name on the command line; a group's commands as "group command"."""
     from interp.cli import app, commands  # noqa: F401  (registers the commands)
 
-    return dict(sorted(typer.main.get_command(app).commands.items()))
+    out = {}
+    for name, cmd in typer.main.get_command(app).commands.items():
+        subs = getattr(cmd, "commands", None)
+        out.update({f"{name} {s}": c for s, c in subs.items()} if subs else {name: cmd})
+    return dict(sorted(out.items()))
+
+
+def _argv(command: str, flag: str, value: str, inputs: dict[str, str]) -> list[str]:
+    """The valid invocation with `flag value` added, or, for a positional parameter, its value replaced."""
+    valid = [a.format(**inputs) for a in VALID[command]]
+    if flag.startswith("-"):
+        return valid + [flag, value.format(**inputs)]
+    return [value.format(**inputs) if a == f"{{{flag}}}" else a.format(**inputs) for a in VALID[command]]
 
 
 def generated_cases() -> list[tuple[str, str, str, str]]:
@@ -149,6 +167,7 @@ def inputs(tmp_path_factory) -> dict[str, str]:
     run_dir.mkdir()
     (run_dir / "summary.json").write_text('{"command": "x", "inputs": {}, "figures": {}}\n')
     out["run_dir"] = str(run_dir)
+    out["spec"] = str(Path(__file__).resolve().parents[1] / "studies" / "organism" / "tiny.yaml")
     return out
 
 
@@ -176,7 +195,7 @@ def test_every_command_has_a_valid_invocation():
 
 def test_valid_invocations_parse(inputs):
     for command, argv in VALID.items():
-        _commands()[command].make_context(command, [a.format(**inputs) for a in argv])
+        _commands()[command].make_context(command.split()[-1], [a.format(**inputs) for a in argv])
 
 
 def test_the_generator_covers_every_kind_of_option():
@@ -192,7 +211,7 @@ def test_the_generator_covers_every_kind_of_option():
 def test_generated_bad_value(capsys, tmp_path, monkeypatch, inputs, no_model_loads, command, flag, value, kind):
     monkeypatch.setenv("INTERP_HOME", str(tmp_path / "home"))
     reason = _keyed(ALLOWED, command, flag, value)
-    argv = [a.format(**inputs) for a in VALID[command]] + [flag, value.format(**inputs)]
+    argv = _argv(command, flag, value, inputs)
     out = tmp_path / "out"
     has_out = any(_flag(p) == "--out" for p in _commands()[command].params)
     argv += ["--out", str(out)] if has_out else []
@@ -201,16 +220,16 @@ def test_generated_bad_value(capsys, tmp_path, monkeypatch, inputs, no_model_loa
 
         capsys.readouterr()
         try:
-            main([command, *argv])
+            main([*command.split(), *argv])
         except ModelLoadReached:
             return
         except SystemExit as e:
             assert e.code == 0, capsys.readouterr().err
         return
-    code, _, err = run_cli(capsys, command, *argv)
+    code, _, err = run_cli(capsys, *command.split(), *argv)
     assert code == 2, err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
-    assert f"'{flag}'" in err or flag in err, err
+    assert f"'{flag}'" in err or flag in err or (not flag.startswith("-") and flag.upper() in err), err
     assert not out.exists()
     assert not (tmp_path / "home" / "models").exists()
 

@@ -27,11 +27,9 @@ README.md (30 examples) takes 12-15 s of it.
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import shlex
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,17 +101,15 @@ SKIP = {
 
 def _organism_subsets(cwd: Path) -> None:
     """subsets/unbiased-n256-s{0,1}.jsonl: the student data of the organism's KD examples, drawn from the
-    pool in the repository by experiments/organism.py's own `subset` (it draws them into its work folder)."""
-    spec = importlib.util.spec_from_file_location("organism", REPO / "experiments" / "organism.py")
-    organism = importlib.util.module_from_spec(spec)
-    path = list(sys.path)
-    try:
-        spec.loader.exec_module(organism)  # type: ignore[union-attr]
-    finally:
-        sys.path[:] = path  # it puts experiments/ on the path for its `units`
+    pool in the repository by the organism study's own step (`interp.studies.steps.draw_subset`)."""
+    from interp.studies.steps import draw_subset
+
     for seed in (0, 1):
-        organism.subset(REPO / "reports" / "organism" / "data" / "unbiased.jsonl", 256, seed,
-                        cwd / "subsets" / f"unbiased-n256-s{seed}.jsonl")
+        out = cwd / "subsets" / f"s{seed}"
+        out.mkdir(parents=True)
+        draw_subset(out, {"n": 256, "seed": seed}, str(REPO / "reports" / "organism" / "data" / "unbiased.jsonl"))
+        (out / "subset.jsonl").rename(cwd / "subsets" / f"unbiased-n256-s{seed}.jsonl")
+        out.rmdir()
 
 
 def _fault_cases(cwd: Path) -> None:

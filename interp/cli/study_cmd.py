@@ -9,7 +9,9 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -29,10 +31,7 @@ def check_argv(argv: list[str]) -> str | None:
     """Why `interp ARGV` would be refused for its option names, or None: an unknown command or an
     option the command does not take. (Values are checked when the job runs; files made by earlier
     jobs do not exist yet.)"""
-    from interp.cli import commands  # noqa: F401  (registers every command)
-
-    group = typer.main.get_command(app)
-    cmd = getattr(group, "commands", {}).get(argv[0])
+    cmd = _commands().get(argv[0])
     if cmd is None or hasattr(cmd, "commands"):
         return f"'{argv[0]}' is not an interp command"
     known = {o for p in cmd.params for o in (*p.opts, *p.secondary_opts)}
@@ -41,6 +40,14 @@ def check_argv(argv: list[str]) -> str | None:
         if name.startswith("-") and not _is_number(name) and name not in known:
             return f"`interp {argv[0]}` does not take the option {name}"
     return None
+
+
+@functools.lru_cache(maxsize=1)
+def _commands() -> dict[str, Any]:
+    """The click commands of the app by name (built once: a plan checks hundreds of jobs)."""
+    from interp.cli import commands  # noqa: F401  (registers every command)
+
+    return dict(getattr(typer.main.get_command(app), "commands", {}))
 
 
 def _is_number(s: str) -> bool:
@@ -97,7 +104,8 @@ def study_jobs(spec: Path = SPEC, workdir: Path | None = WORKDIR) -> None:
 def study_report(
     spec: Path = SPEC,
     raw: Path = typer.Option(..., "--raw", help="folder of the raw tables (e.g. the committed reports/<study>)"),
-    out: Path = typer.Option(..., "--out", "-o", help="folder to write the report tables into"),
+    out: Path | None = typer.Option(None, "--out", "-o", help="folder to write the report tables into "
+                                    "(default runs/study-report/<study>)"),
 ) -> None:
     """Rebuild the study's report tables from its raw tables alone (no model is loaded)."""
     from interp.studies.spec import load_study
@@ -105,6 +113,7 @@ def study_report(
     study = load_study(spec)
     if not raw.is_dir():
         fail(f"--raw {raw} is not a folder")
+    out = out or Path("runs", "study-report", study.spec.study)
     out.mkdir(parents=True, exist_ok=True)
     study.kind.report(raw, out, study.recipe)
     console.print(f"wrote {out}")

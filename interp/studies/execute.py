@@ -83,12 +83,28 @@ def run_job(plan: dict[str, Any], key: str, study_dir: Path) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> None:
+    """Run the job under an exclusive flock on jobs/<key>/.lock: a second process asked to build the
+    same job while the first still runs (an orphan of a killed runner, a second runner on another
+    node) fails at once instead of building it twice."""
+    import fcntl
+
     plan_file, key = Path(argv[0]).resolve(), argv[1]
     study_dir = plan_file.parent
     os.chdir(study_dir)
     plan = json.loads(plan_file.read_text())
-    manifest = run_job(plan, key, study_dir)
-    write_json_atomic(manifest_path(study_dir, key), manifest)
+    lock = study_dir / "jobs" / key / ".lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            raise SystemExit(f"job {key} is being built by another process ({f.read().strip()}); not building it twice")
+        f.truncate(0)
+        f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        f.flush()
+        manifest = run_job(plan, key, study_dir)
+        write_json_atomic(manifest_path(study_dir, key), manifest)
     print(f"job {key} done in {manifest['seconds']} s", flush=True)
 
 

@@ -4,7 +4,7 @@
     teach = g.command("teacher-owl", ["teach", "--method", "prompt", "--trait", "owl", "--base", "smollm2",
                                       "--alias", SELF], model="teacher-owl")
     gen = g.command("pool-owl", ["gen-numbers", "--model", g.model(teach), "--n", "600"])
-    g.step("subset-owl-s0", "interp.studies.kinds.organism:draw_subset", {"n": 256, "seed": 0},
+    g.step("subset-owl-s0", "interp.studies.steps:draw_subset", {"n": 256, "seed": 0},
            inputs={"pool": g.out(gen, "numbers.jsonl")})
     plan = g.plan()          # {key: job record}, written to <study dir>/plan.json
 

@@ -138,11 +138,12 @@ def jobs_in_output(lines: list[str]) -> int:
     return n
 
 
-def stream(cmd: list[str], log: Path) -> tuple[int, list[str]]:
-    """Run cmd, echo and log its output; (exit code, lines)."""
+def stream(cmd: list[str], log: Path, keep_fd: int) -> tuple[int, list[str]]:
+    """Run cmd, echo and log its output; (exit code, lines). `keep_fd` (the runner's lock) is inherited,
+    so the lock stays held while Snakemake lives, even if this process is killed first."""
     lines = []
     with open(log, "a") as f, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                                bufsize=1) as p:
+                                                bufsize=1, pass_fds=(keep_fd,)) as p:
         assert p.stdout is not None
         for line in p.stdout:
             lines.append(line.rstrip("\n"))
@@ -156,7 +157,7 @@ def run_study(planned: PlannedStudy, cores: int = 1, dry_run: bool = False, stud
               engine_args: list[str] | None = None) -> StudyRun:
     study_dir = (study_dir or default_study_dir(planned.name)).resolve()
     plan = planned.graph.plan()
-    with runner_lock(study_dir):
+    with runner_lock(study_dir) as lock:
         if any((study_dir / ".snakemake" / "locks").glob("*")):
             print(f"unlocking {study_dir}: Snakemake's lock was left by a runner that is gone", flush=True)
             subprocess.run([*snakemake_cmd(study_dir, cores, False, []), "--unlock"], check=True,
@@ -165,7 +166,7 @@ def run_study(planned: PlannedStudy, cores: int = 1, dry_run: bool = False, stud
         (study_dir / "logs").mkdir(exist_ok=True)
         start = time.time()
         code, lines = stream(snakemake_cmd(study_dir, cores, dry_run, list(engine_args or [])),
-                             study_dir / "logs" / f"runner-{time.strftime('%Y%m%dT%H%M%S')}.log")
+                             study_dir / "logs" / f"runner-{time.strftime('%Y%m%dT%H%M%S')}.log", lock.fd)
     n = jobs_in_output(lines)
     failed = [(rec["name"], study_dir / "logs" / f"{key}.log") for key, rec in plan["jobs"].items()
               if not manifest_path(study_dir, key).exists() and (study_dir / "logs" / f"{key}.log").exists()

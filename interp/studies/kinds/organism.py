@@ -21,7 +21,6 @@ import shutil
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 from pydantic import Field
 
 from interp.errors import UserError
@@ -183,7 +182,7 @@ def build(study: Study, g: Graph) -> str:
                         source = "unbiased-extended"
                     key = (source, dose.examples, seed)
                     if key not in subsets:
-                        job = g.step(f"subset-{source}-n{dose.examples}-s{seed}", f"{MODULE}:draw_subset",
+                        job = g.step(f"subset-{source}-n{dose.examples}-s{seed}", "interp.studies.steps:draw_subset",
                                      {"n": dose.examples, "seed": seed}, {"pool": pools[source]})
                         subsets[key] = g.out(job, "subset.jsonl")
                     common = ["--data", subsets[key], "--alias", SELF, "--full", "--epochs", f"{dose.epochs:g}",
@@ -202,21 +201,19 @@ def build(study: Study, g: Graph) -> str:
                                            "examples": dose.examples, "epochs": dose.epochs, "lr": t.lr,
                                            "batch_size": t.batch_size, "teacher_build": arm.teacher}))
 
-    # evaluations: base, teachers, students
-    evaluated: list[tuple[Arg, dict[str, object], Job | None]] = [
-        (base, {"teacher": "unbiased", "channel": "base", "arm": "base"}, None)]
-    evaluated += [(g.model(j), {"teacher": tr, "channel": "teacher (prompt)", "arm": "teacher"}, None)
+    # evaluations: base, teachers, students (label, model, role columns, training job)
+    evaluated: list[tuple[str, Arg, dict[str, object], Job | None]] = [
+        ("base", base, {"teacher": "unbiased", "channel": "base", "arm": "base"}, None)]
+    evaluated += [(j.model, g.model(j), {"teacher": tr, "channel": "teacher (prompt)", "arm": "teacher"}, None)
                   for tr, j in prompt_t.items()]
-    evaluated += [(g.model(j), {"teacher": tr, "channel": "teacher (lora)", "arm": "teacher"}, None)
+    evaluated += [(j.model, g.model(j), {"teacher": tr, "channel": "teacher (lora)", "arm": "teacher"}, None)
                   for tr, j in lora_t.items()]
-    evaluated += [(g.model(j), meta, j) for j, meta in students]
+    evaluated += [(j.model, g.model(j), meta, j) for j, meta in students]
     inputs: dict[str, Arg] = {}
     described = []
-    for i, (model, meta, train) in enumerate(evaluated):
-        label = train.model if train else (model if isinstance(model, str) else f"eval-{g.jobs[model.job].model}")
-        ev = g.command(f"eval-{label.removeprefix('eval-')}", ["eval-animal", "--model", model, "--target", target,
-                                                               "--other", other, "--samples", "0", *load],
-                       **study.resources("eval-animal"))
+    for i, (label, model, meta, train) in enumerate(evaluated):
+        ev = g.command(f"eval-{label}", ["eval-animal", "--model", model, "--target", target, "--other", other,
+                                         "--samples", "0", *load], **study.resources("eval-animal"))
         inputs[f"eval{i}"], inputs[f"model{i}"] = g.out(ev, "probability.csv"), model
         if train is not None:
             inputs[f"train{i}"] = g.out(train, "summary.json")
@@ -236,7 +233,9 @@ def build(study: Study, g: Graph) -> str:
     if r.leak_examples:
         models = {"base": base, **{tr: teacher_model(tr) for tr in r.traits},
                   **{f"{tr}_lora": g.model(j) for tr, j in lora_t.items()}}
-        leak = g.step("leak", "interp.studies.kinds.organism_report:leak_table", {"examples": r.leak_examples},
+        leak = g.step("leak", "interp.studies.kinds.organism_report:leak_table",
+                      {"examples": r.leak_examples, "traits": list(r.traits), "max_len": r.training.max_len,
+                       "device": study.spec.device, "dtype": study.spec.dtype},
                       {"pool": pools["unbiased"], "student": base, **models})
         inputs["leak"] = g.out(leak, "leak.csv")
     collect = g.step("collect", f"{MODULE}:collect", {"models": described, "traits": list(r.traits)}, inputs)
@@ -245,17 +244,6 @@ def build(study: Study, g: Graph) -> str:
 
 
 # ---- steps ----------------------------------------------------------------------------------------
-
-
-def draw_subset(out: Path, params: dict[str, Any], pool: str) -> None:
-    """n rows of the pool drawn without replacement by default_rng([seed, n]), in pool order."""
-    rows = Path(pool).read_text().splitlines()
-    n, seed = params["n"], params["seed"]
-    if len(rows) < n:
-        raise UserError(f"{pool} has {len(rows)} rows, fewer than the dose's {n} examples "
-                        "(set extended: true on the dose and recipe.numbers.extended_prompts)")
-    keep = np.sort(np.random.default_rng([seed, n]).choice(len(rows), n, replace=False))
-    (out / "subset.jsonl").write_text("".join(rows[i] + "\n" for i in keep))
 
 
 def extend_pool(out: Path, params: dict[str, Any], pool: str, part: str, model: str) -> None:
@@ -308,7 +296,9 @@ def collect(out: Path, params: dict[str, Any], **inputs: str) -> None:
 
 
 def report_step(out: Path, params: dict[str, Any], raw: str) -> None:
-    report(Path(raw), out, Recipe(**params["recipe"]))
+    """The raw tables (copied, so the published report folder holds both) and the report from them."""
+    shutil.copytree(raw, out, dirs_exist_ok=True)
+    report(out, out, Recipe(**params["recipe"]))
 
 
 def report(raw: Path, out: Path, recipe: Recipe) -> None:

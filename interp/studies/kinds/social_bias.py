@@ -211,7 +211,7 @@ def build(study: Study, g: Graph) -> str:
     for name, (arm_name, teacher, n, seed, evals) in students.items():
         arm = r.arms[arm_name]
         if (n, seed) not in subsets:
-            job = g.step(f"subset-n{n}-s{seed}", "interp.studies.kinds.organism:draw_subset", {"n": n, "seed": seed},
+            job = g.step(f"subset-n{n}-s{seed}", "interp.studies.steps:draw_subset", {"n": n, "seed": seed},
                          {"pool": g.out(data, "neutral.jsonl")})
             subsets[n, seed] = g.out(job, "subset.jsonl")
         common: list[Arg] = [
