@@ -97,8 +97,9 @@ MODULE = "interp.studies.kinds.organism"
 
 
 def options(opts: dict[str, str | int | float]) -> list[str]:
-    """{tau: 2, kd-drop-words: owl,dog} -> ['--tau', '2', '--kd-drop-words', 'owl,dog']."""
-    return [x for k, v in opts.items() for x in (f"--{k}", str(v))]
+    """{tau: 2, kd-drop-words: owl,dog} -> ['--kd-drop-words', 'owl,dog', '--tau', '2'] (sorted: the order
+    of keys in a spec is not part of a recipe)."""
+    return [x for k, v in sorted(opts.items()) for x in (f"--{k}", str(v))]
 
 
 def student_role(arm: str, teacher: str, dose: Dose, seed: int) -> str:

@@ -1,0 +1,139 @@
+"""The organism study's spec and job graph (interp/studies/kinds/organism.py), and the checks every spec
+passes before any job runs (interp/studies/spec.py, runner.plan_study)."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+
+from interp.cli.study_cmd import check_argv
+from interp.errors import UserError
+from interp.studies.runner import plan_study
+from interp.studies.spec import load_study
+
+REPO = Path(__file__).resolve().parents[1]
+SPEC = REPO / "studies" / "organism" / "smollm2.yaml"
+RAW = REPO / "reports" / "organism"
+
+
+def plan(path: Path):
+    return plan_study(load_study(path), check_argv)
+
+
+def with_change(tmp_path: Path, change, source: Path = SPEC) -> Path:
+    """A copy of the spec beside the original (relative paths still resolve) with `change(spec)` applied."""
+    spec = yaml.safe_load(source.read_text())
+    change(spec)
+    p = source.parent / f".test-{tmp_path.name}.yaml"
+    p.write_text(yaml.safe_dump(spec))
+    return p
+
+
+@pytest.fixture
+def spec_copy(tmp_path):
+    made = []
+
+    def make(change, source: Path = SPEC) -> Path:
+        made.append(with_change(tmp_path, change, source))
+        return made[-1]
+
+    yield make
+    for p in made:
+        p.unlink(missing_ok=True)
+
+
+def test_committed_spec_covers_every_committed_model_and_eval():
+    g = plan(SPEC).graph
+    kinds = Counter(j.argv[0] if j.argv else j.func.split(":")[-1] for j in g.jobs.values())
+    runs = [json.loads(p.read_text()) for p in (RAW / "runs").glob("org-*.json")]
+    evals = list((RAW / "evals").glob("*.csv"))
+    roles = json.loads((RAW / "roles.json").read_text())
+    assert kinds["distill"] + kinds["finetune"] == len(runs) == 90
+    assert kinds["eval-animal"] == len(evals) == len(runs) + len(roles) == 95
+    assert kinds["teach"] == 4  # owl / dog prompt teachers and LoRA teachers
+    # every committed student recipe (arm, teacher, seed, examples, epochs) is one job of the graph
+    made = {j.model for j in g.jobs.values() if j.model.startswith("student-")}
+    for r in runs:
+        assert f"student-{r['arm']}-{r['teacher']}-n{r['examples']}-e{float(r['epochs']):g}-s{r['seed']}" in made
+    assert kinds["gen-numbers"] == 3 + 1 + 9  # three pools, the extension, keep rate (3 teachers x 3 temperatures)
+    assert kinds["mark-divergence"] == 2 and kinds["leak_table"] == 1 and kinds["report_step"] == 1
+    assert len(g.jobs) == 232
+
+
+def test_aliases_carry_study_base_and_recipe_and_models_come_from_the_spec():
+    g = plan(SPEC).graph
+    student = g.jobs["train-kd-unbiased-data-lora-owl-n256-e1-s0"]
+    assert student.alias.startswith("organism-smollm2-student-kd-unbiased-data-lora-owl-n256-e1-s0-")
+    assert student.alias.endswith(student.hash[:8])
+    assert "smollm2" not in (REPO / "interp" / "studies" / "kinds" / "organism.py").read_text()
+
+
+def test_changing_one_parameter_changes_exactly_what_depends_on_it(spec_copy):
+    before = plan(SPEC).graph.jobs
+
+    def tau4(spec):
+        spec["recipe"]["arms"]["kd-unbiased-data-lora-tau4"]["options"]["tau"] = 5
+
+    after = plan(spec_copy(tau4)).graph.jobs
+    changed = {n for n in before if before[n].hash != after[n].hash}
+    students = {f"train-kd-unbiased-data-lora-tau4-{t}-n64-e1-s{s}" for t in ("owl", "dog") for s in (0, 1, 2)}
+    evals = {n.replace("train-", "eval-student-") for n in students}
+    assert changed == students | evals | {"collect", "report"}
+
+
+def test_another_base_gives_other_aliases_and_never_reuses_a_model(spec_copy):
+    def gemma(spec):
+        spec["models"]["base"] = "gemma3-270m"
+
+    a, b = plan(SPEC).graph.jobs, plan(spec_copy(gemma)).graph.jobs
+    made = [n for n in a if a[n].alias]
+    assert made and all(a[n].alias != b[n].alias and b[n].alias.startswith("organism-gemma3-270m-") for n in made)
+    assert all(a[n].hash != b[n].hash for n in a if n.startswith(("teacher", "train", "eval")))
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda s: s["recipe"].update(tua=2), "unknown key 'recipe.tua'"),
+    (lambda s: s["recipe"]["arms"]["sft"].update(optoins={}), "unknown key 'recipe.arms.sft.optoins'"),
+    (lambda s: s.update(devcie="cuda"), "unknown key 'devcie'"),
+    (lambda s: s["models"].update(base="smolm2"), "models.base: unknown model 'smolm2'"),
+    (lambda s: s["models"].update(student="smollm2"), "unknown key 'models.student'"),
+    (lambda s: s["recipe"]["arms"]["sft"].update(options={"tua": 2}),
+     "job train-sft-owl-n256-e1-s0: `interp finetune` does not take the option --tua"),
+    (lambda s: s["recipe"]["teachers"]["lora"]["data"].update(owl="missing.jsonl"), "missing.jsonl does not exist"),
+    (lambda s: s["recipe"]["doses"][0]["arms"].append("sfft"), "recipe.doses.0.arms: unknown arm 'sfft'"),
+    (lambda s: s["recipe"]["training"].update(lr=-1), "recipe.training.lr: Input should be greater than 0"),
+    (lambda s: s.update(dtype="fp8"), "dtype: Input should be 'fp32', 'bf16' or 'fp16'"),
+])
+def test_a_bad_spec_is_refused_before_any_job_with_one_line_naming_the_key(spec_copy, change, message):
+    with pytest.raises(UserError) as e:
+        plan(spec_copy(change))
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_spec_that_is_not_yaml_or_not_a_mapping(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("study: [unclosed\n")
+    with pytest.raises(UserError, match="not valid YAML"):
+        load_study(bad)
+    bad.write_text("- a list\n")
+    with pytest.raises(UserError, match="a spec is a mapping"):
+        load_study(bad)
+    bad.write_text(textwrap.dedent("""\
+        study: x
+        kind: nope
+        models: {}
+    """))
+    with pytest.raises(UserError, match="kind 'nope' is not one of"):
+        load_study(bad)
+
+
+def test_tiny_spec_plans_the_organism_recipe_on_tiny_llama():
+    g = plan(REPO / "studies" / "organism" / "tiny.yaml").graph
+    kinds = Counter(j.argv[0] if j.argv else j.func.split(":")[-1] for j in g.jobs.values())
+    assert kinds == {"teach": 2, "draw_subset": 2, "distill": 4, "eval-animal": 7, "collect": 1, "report_step": 1}
+    assert all("--device" in j.argv for j in g.jobs.values() if j.argv and j.argv[0] in ("distill", "eval-animal"))

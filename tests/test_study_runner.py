@@ -1,0 +1,150 @@
+"""Running studies for real (Snakemake, interp/studies/runner.py): the tiny organism end to end after a
+SIGKILL mid-job, a rerun that has nothing to do, one changed parameter that reruns exactly its
+dependents, two runners on one study, a failing branch, and the same study through a local SLURM.
+
+Each test runs `interp study run` as a separate process in its own INTERP_HOME (about 1 minute each on
+2 cores; the SLURM one 2-3 minutes, and only where a cluster answers: scripts/slurm_local.sh)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "studies" / "organism" / "tiny.yaml"
+POOL = REPO / "reports" / "organism" / "data" / "unbiased.jsonl"
+
+
+def study(home: Path, *args: str, spec: Path = TINY, **kw) -> subprocess.Popen:
+    env = {**os.environ, "INTERP_HOME": str(home), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "interp", "study", "run", str(spec), *args], env=env, cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True, **kw)
+
+
+def finish(p: subprocess.Popen, timeout: float = 600) -> tuple[int, str]:
+    out, _ = p.communicate(timeout=timeout)
+    return p.returncode, out
+
+
+def manifests(d: Path) -> dict[str, dict]:
+    return {p.parent.name: json.loads(p.read_text()) for p in d.glob("jobs/*/manifest.json")}
+
+
+def alive(pattern: str) -> bool:
+    return subprocess.run(["pgrep", "-f", pattern], capture_output=True).returncode == 0
+
+
+def small_spec(tmp: Path, doses: list[dict]) -> Path:
+    spec = yaml.safe_load(TINY.read_text())
+    spec["study"] = "organism-tiny-faults"
+    spec["recipe"]["numbers"]["pool_files"] = {"unbiased": str(POOL)}
+    spec["recipe"]["doses"] = doses
+    p = tmp / "spec.yaml"
+    p.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return p
+
+
+def test_tiny_organism_survives_sigkill_then_has_nothing_to_do_and_reruns_only_dependents(tmp_path):
+    home = tmp_path / "home"
+    d = home / "studies" / "organism-tiny"
+    runner = study(home, "--cores", "2")
+    deadline = time.time() + 300
+    while time.time() < deadline:  # kill the whole runner (Snakemake and its jobs) while a student trains
+        logs = list(d.glob("logs/train-*.log"))
+        if any("$ interp distill" in p.read_text() for p in logs):
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail("no training job started")
+    os.killpg(runner.pid, signal.SIGKILL)
+    runner.wait()
+    for _ in range(300):
+        if not alive(str(d)):
+            break
+        time.sleep(0.2)
+    # what the kill left: jobs without manifests; no store entry of a model without its metadata
+    done = manifests(d)
+    plan = json.loads((d / "plan.json").read_text())["jobs"]
+    assert len(done) < len(plan) == 17
+    for key, job in plan.items():
+        if job["alias"] and key not in done:
+            entry = home / "models" / job["alias"]
+            assert not entry.exists() or (entry / "interp_model.json").exists()
+    assert any((d / ".snakemake" / "locks").glob("*")), "a killed Snakemake leaves its lock"
+
+    code, out = finish(study(home, "--cores", "2"))
+    assert code == 0, out
+    assert "unlocking" in out and "Snakemake's lock was left by a runner that is gone" in out
+    done = manifests(d)
+    assert sorted(done) == sorted(plan)
+    report = (d / "jobs" / [k for k in plan if k.startswith("report-")][0] / "out")
+    for f in ("per_question.csv", "per_seed.csv", "arms.csv", "models.json", "roles.json"):
+        assert (report / f).is_file()
+    assert len(list((report / "runs").glob("*.json"))) == 4
+
+    code, out = finish(study(home, "--cores", "2", "--dry-run"))
+    assert code == 0 and out.strip().endswith("0 jobs to run"), out
+
+    spec = yaml.safe_load(TINY.read_text())
+    spec["recipe"]["training"]["lr"] = 1e-4
+    spec["recipe"]["numbers"]["pool_files"] = {"unbiased": str(POOL)}
+    changed = tmp_path / "lr.yaml"
+    changed.write_text(yaml.safe_dump(spec, sort_keys=False))
+    code, out = finish(study(home, "--cores", "2", "--dry-run", spec=changed))
+    assert code == 0 and out.strip().endswith("10 jobs to run"), out  # 4 students, their 4 evals, collect, report
+
+
+def test_second_runner_is_refused_and_a_failing_branch_leaves_the_others_running(tmp_path):
+    home = tmp_path / "home"
+    spec = small_spec(tmp_path, [{"arms": ["kd-unbiased-data"], "examples": 8, "seeds": [0]},
+                                 {"arms": ["kd-unbiased-data"], "examples": 100000, "seeds": [1]}])
+    d = home / "studies" / "organism-tiny-faults"
+    first = study(home, "--cores", "2", spec=spec)
+    for _ in range(600):
+        if (d / "plan.json").exists():
+            break
+        time.sleep(0.1)
+    code, out = finish(study(home, "--cores", "2", spec=spec))
+    assert code == 2 and "is being run by another runner (pid" in out, out
+    assert "rule job" not in out and "Building DAG" not in out  # it started nothing
+
+    code, out = finish(first)
+    assert code == 1, out
+    failed = [line for line in out.splitlines() if " failed; its log: " in line]
+    assert len(failed) == 1 and failed[0].startswith("job subset-unbiased-n100000-s1 failed"), out
+    log = Path(failed[0].split("its log: ")[1])
+    assert "fewer than the 100000 examples" in log.read_text()
+    names = {m["name"] for m in manifests(d).values()}
+    # the other branch ran to its end: teachers, the s0 students and every eval that does not need s1
+    assert {"teacher-owl", "teacher-dog", "subset-unbiased-n8-s0", "train-kd-unbiased-data-owl-n8-e1-s0",
+            "eval-student-kd-unbiased-data-dog-n8-e1-s0", "eval-base"} <= names
+    assert not any("s1" in n for n in names) and "collect" not in names
+
+
+def slurm_answers() -> bool:
+    if not shutil.which("sbatch") or not shutil.which("sinfo"):
+        return False
+    r = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=20)
+    return r.returncode == 0 and any(s in r.stdout for s in ("idle", "mix", "alloc"))
+
+
+@pytest.mark.skipif(not slurm_answers(), reason="no SLURM cluster answers (scripts/slurm_local.sh start)")
+def test_tiny_organism_through_slurm(tmp_path):
+    home = tmp_path / "home"
+    code, out = finish(study(home, "--executor", "slurm", "--jobs", "2", "--slurm-status-command", "squeue",
+                             "--slurm-init-seconds-before-status-checks", "2", "--seconds-between-status-checks", "3"),
+                       timeout=900)
+    assert code == 0, out
+    ids = [line for line in out.splitlines() if "has been submitted with SLURM jobid" in line]
+    assert len(ids) == 17, out
+    done = manifests(home / "studies" / "organism-tiny")
+    assert len(done) == 17 and all(m["slurm_job_id"] for m in done.values())
