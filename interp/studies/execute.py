@@ -36,6 +36,23 @@ def read_manifest(study_dir: Path, key: str) -> dict[str, Any] | None:
         return None
 
 
+def job_manifest(path: str | Path) -> dict[str, Any]:
+    """The manifest of the job that wrote `path` (its out folder or a file in it: jobs/<key>/out/...);
+    {} when there is none. Steps read the seconds and argv of the jobs they collect from it."""
+    parts = Path(path).parts
+    if "jobs" not in parts or len(parts) < parts.index("jobs") + 3:
+        return {}
+    p = Path(*parts[: parts.index("jobs") + 2], "manifest.json")
+    try:
+        return json.loads(p.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def job_seconds(path: str | Path) -> float | None:
+    return job_manifest(path).get("seconds")
+
+
 def write_json_atomic(path: Path, obj: Any) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(obj, indent=1, sort_keys=True) + "\n")

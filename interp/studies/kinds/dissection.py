@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
+from interp.studies.execute import job_seconds
 from interp.studies.graph import Graph, Job
 from interp.studies.spec import Strict, Study
 
@@ -368,10 +369,10 @@ def collect(out: Path, params: dict[str, Any], **runs: str) -> None:
             for f in sorted(Path(run).iterdir()):
                 if f.is_file():
                     shutil.copyfile(f, out / f.name)
-        manifest = Path(run).parent / "manifest.json"
-        if manifest.is_file():
+        secs = job_seconds(run)
+        if secs is not None:
             stage = params["stage_of"][job]
-            timings[stage] = round(timings.get(stage, 0.0) + json.loads(manifest.read_text())["seconds"], 1)
+            timings[stage] = round(timings.get(stage, 0.0) + secs, 1)
     for tag in ("layers", "resid_multi"):
         parts = [out / f"patching_{tag}_{d}.csv" for d in DIRECTIONS]
         if all(p.exists() for p in parts):

@@ -44,6 +44,7 @@ import pandas as pd
 from pydantic import Field
 
 from interp.errors import UserError
+from interp.studies.execute import job_seconds
 from interp.studies.graph import SELF, Arg, Graph, Job
 from interp.studies.kinds.poison_report import ANSWER_COLS, MARGIN_COLS, model_name
 from interp.studies.spec import Strict, Study
@@ -287,15 +288,6 @@ def mech_step(out: Path, params: dict[str, Any], poisoned: str, clean: str, prom
     (out / "tables.md").write_text(mech_markdown(out))
 
 
-def _seconds(path: str) -> float | None:
-    """The seconds of the job whose output `path` is (jobs/<key>/out/...: its manifest)."""
-    parts = Path(path).parts
-    manifest = Path(*parts[:2], "manifest.json") if len(parts) > 2 and parts[0] == "jobs" else None
-    if manifest is None or not manifest.exists():
-        return None
-    return json.loads(manifest.read_text()).get("seconds")
-
-
 def _table(inputs: dict[str, str], kind: str, models: list[dict[str, Any]], cols: list[str],
            drop: tuple[str, ...] = ()) -> pd.DataFrame:
     """The per-model tables inputs[f'{kind}:{name}'] as one, with every model's recipe columns."""
@@ -344,7 +336,7 @@ def collect(out: Path, params: dict[str, Any], **inputs: str) -> None:
             files = ("scores.csv", "detectors.csv") if what == "mixture" else ("scores.csv", "removed.csv")
             for f in files:
                 shutil.copyfile(Path(path) / f, out / "defend" / unit / f"{what}_{f}")
-        secs = _seconds(path) if kind != "alias" else None
+        secs = job_seconds(path) if kind != "alias" else None
         if secs is not None:
             timings[key.replace(":", " ")] = secs
     (out / "timings.json").write_text(json.dumps(timings, indent=1, sort_keys=True) + "\n")

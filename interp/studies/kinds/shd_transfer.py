@@ -30,6 +30,7 @@ from typing import Any
 
 from pydantic import Field
 
+from interp.studies.execute import job_seconds
 from interp.studies.graph import SELF, Graph, Job, slug
 from interp.studies.kinds.shd_transfer_report import (
     RESULT_RECIPE_COLUMNS,
@@ -190,14 +191,6 @@ def evaluate(out: Path, params: dict[str, Any], model: str) -> None:
         (out / "probe.json").write_text(json.dumps(probe(lm, params), indent=1) + "\n")
 
 
-def seconds(job_out: str) -> float | None:
-    """The seconds a finished job took (its manifest, beside its out folder)."""
-    try:
-        return json.loads((Path(job_out).parent / "manifest.json").read_text())["seconds"]
-    except (OSError, ValueError, KeyError):
-        return None
-
-
 def collect(out: Path, params: dict[str, Any], **inputs: str) -> None:
     """The raw tables: results.csv (every condition x seed x prompt x animal, delta vs the untrained
     student, recipe columns), teachers.csv (teacher scores, delta vs base), reverse_link.csv (probe per
@@ -245,7 +238,7 @@ def collect(out: Path, params: dict[str, Any], **inputs: str) -> None:
                                                      indent=1))
     (out / "run.json").write_text(json.dumps({"models": models, "args": recipe, "baseline_reverse_link": base_rl},
                                              indent=1) + "\n")
-    timings = {k.removesuffix("_train"): seconds(v) for k, v in inputs.items() if k.endswith("_train") or k == "data"}
+    timings = {k.removesuffix("_train"): job_seconds(v) for k, v in inputs.items() if k.endswith("_train") or k == "data"}
     (out / "timings.json").write_text(json.dumps(timings, indent=1))
 
 

@@ -29,6 +29,7 @@ from typing import Any, Literal, get_args
 from pydantic import Field
 
 from interp.errors import UserError
+from interp.studies.execute import job_manifest, job_seconds
 from interp.studies.graph import SELF, Arg, Graph, Job
 from interp.studies.kinds import social_bias_report
 from interp.studies.spec import Strict, Study
@@ -262,16 +263,6 @@ def eval_files(which: str) -> dict[str, str]:
     return {src: dest.format(stem) for src, dest in EVAL_FILES[command].items()}
 
 
-def manifest(job_out: str) -> dict[str, Any]:
-    """The manifest of the job whose out folder this is ({} if none): its argv, seconds, ..."""
-    path = Path(job_out).parent / "manifest.json"
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
-def seconds(job_out: str) -> float | None:
-    return manifest(job_out).get("seconds")
-
-
 def collect(out: Path, params: dict[str, Any], **inputs: str) -> None:
     """The raw tables: evals/<model>/ (the commands' tables), per_pair.csv (one row per model and item,
     with the model's recipe columns), runs/<model>.json (each trained model's command, losses, recipe),
@@ -282,9 +273,9 @@ def collect(out: Path, params: dict[str, Any], **inputs: str) -> None:
         dest.mkdir(parents=True, exist_ok=True)
         for src, name in eval_files(e["which"]).items():
             shutil.copyfile(Path(inputs[f"eval{k}"]) / src, dest / name)
-        timings[f"eval {e['model']} {e['which']}"] = seconds(inputs[f"eval{k}"])
+        timings[f"eval {e['model']} {e['which']}"] = job_seconds(inputs[f"eval{k}"])
     shutil.copytree(inputs["data"], out / "data")
-    timings["social-data"] = seconds(inputs["data"])
+    timings["social-data"] = job_seconds(inputs["data"])
     parts, runs = [], out / "runs"
     runs.mkdir()
     for m in params["models"]:
@@ -294,13 +285,13 @@ def collect(out: Path, params: dict[str, Any], **inputs: str) -> None:
             cols["alias"] = inputs[f"alias{m['i']}"]
             summary = json.loads((Path(run) / "summary.json").read_text())
             fig = summary["figures"]
-            record = {"model": m["name"], **cols, "command": "interp " + " ".join(manifest(run).get("argv", [])),
-                      "steps_done": fig.get("steps"), "seconds": seconds(run),
+            record = {"model": m["name"], **cols, "command": "interp " + " ".join(job_manifest(run).get("argv", [])),
+                      "steps_done": fig.get("steps"), "seconds": job_seconds(run),
                       "losses": fig.get("components") or {k: fig.get(k) for k in ("first_loss", "mean_loss_last_10")}}
             (runs / f"{m['name']}.json").write_text(json.dumps(record, indent=1) + "\n")
             if (Path(run) / "losses.csv").exists():
                 shutil.copyfile(Path(run) / "losses.csv", runs / f"{m['name']}_losses.csv")
-            timings[f"train {m['name']}"] = seconds(run)
+            timings[f"train {m['name']}"] = job_seconds(run)
         parts.append(social_bias_report.with_recipe(
             social_bias_report.per_pair_rows(m["name"], out / "evals" / m["name"]), cols))
     import pandas as pd

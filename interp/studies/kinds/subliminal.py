@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
+from interp.studies.execute import job_seconds
 from interp.studies.graph import SELF, Graph
 from interp.studies.spec import Strict, Study
 
@@ -129,13 +130,6 @@ def draw_subset(out: Path, params: dict[str, Any], rows: str) -> None:
     (out / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in picked))
 
 
-def seconds(job_out: str) -> float | None:
-    try:
-        return json.loads((Path(job_out).parent / "manifest.json").read_text())["seconds"]
-    except (OSError, ValueError, KeyError):
-        return None
-
-
 def collect(out: Path, params: dict[str, Any], **inputs: str) -> None:
     """per_question.csv (model, alias, data, method, freeze, steps, batch_size, examples, lr, max_len, seed,
     question, p_target), answers.csv.gz (model, question, sample, answer, names_target), the number data and
@@ -152,10 +146,10 @@ def collect(out: Path, params: dict[str, Any], **inputs: str) -> None:
             cols.update(data=s["data"], method=s["method"], freeze=s["freeze"], steps=figures["steps"],
                         batch_size=r["batch_size"], examples=figures["n_examples"], lr=r["lr"], max_len=r["max_len"],
                         seed=r["seed"])
-            timings[f"finetune {label}"] = seconds(inputs[f"train{i}"])
+            timings[f"finetune {label}"] = job_seconds(inputs[f"train{i}"])
         pq.append(pd.read_csv(ev / "probability.csv")[["question", "p_target"]].assign(**cols))
         answers.append(pd.read_csv(ev / "answers.csv", keep_default_na=False).assign(model=label))
-        timings[f"eval {label}"] = seconds(inputs[f"eval{i}"])
+        timings[f"eval {label}"] = job_seconds(inputs[f"eval{i}"])
     first = ["model", "alias", "data", "method", "freeze", "steps", "batch_size", "examples", "lr", "max_len", "seed"]
     table = pd.concat(pq, ignore_index=True)
     for c in ("steps", "batch_size", "examples", "max_len", "seed"):
@@ -177,7 +171,7 @@ def collect(out: Path, params: dict[str, Any], **inputs: str) -> None:
                      "samples_per_s": fig["samples_per_s"],
                      "settings": {k: v for k, v in inp.items() if k not in ("model", "control", "n", "start", "templates")},
                      "n_prompts": inp["n"]}
-        timings[f"generate {d}"] = seconds(inputs[f"numbers_{d}"])
+        timings[f"generate {d}"] = job_seconds(inputs[f"numbers_{d}"])
     (out / "gen_counts.json").write_text(json.dumps(counts, indent=1))
     (out / "students.json").write_text(json.dumps(students, indent=1))
     (out / "timings.json").write_text(json.dumps(timings, indent=1))
