@@ -19,7 +19,7 @@ MEM_MB="$(awk '/MemTotal/ {print int($2 / 1024 * 0.8)}' /proc/meminfo)"
 case "${1:-}" in
   install)
     command -v slurmctld >/dev/null && command -v munged >/dev/null && exit 0
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q slurm-wlm munge >/dev/null
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -q slurm-wlm munge) >/dev/null
     ;;
   start)
     mkdir -p "$DIR/state" "$DIR/spool" "$DIR/log"

@@ -57,6 +57,7 @@ VALID: dict[str, list[str]] = {
     "study run": ["{spec}", "--dry-run"],
     "study jobs": ["{spec}"],
     "study report": ["{spec}", "--raw", "{run_dir}"],
+    "study adopt": ["{spec}", "--from", "{run_dir}"],
 }
 
 # (command or "*", flag, value as typed): why the value is meaningful and must be accepted.
@@ -87,6 +88,7 @@ NOT_INPUT_FILES: dict[tuple[str, str], str] = {
     ("*", "--out"): "the output folder (created by the run)",
     ("report", "run_dir"): "a run folder, not a file (test_report covers a missing one)",
     ("study report", "--raw"): "a folder of raw tables (checked in the body: tests/test_study_runner.py)",
+    ("study adopt", "--from"): "a folder of raw tables (checked in the body: tests/test_study_organism.py)",
     ("*", "--workdir"): "the study folder (created by the run)",
 }
 

@@ -137,3 +137,40 @@ def test_tiny_spec_plans_the_organism_recipe_on_tiny_llama():
     kinds = Counter(j.argv[0] if j.argv else j.func.split(":")[-1] for j in g.jobs.values())
     assert kinds == {"teach": 2, "draw_subset": 2, "distill": 4, "eval-animal": 7, "collect": 1, "report_step": 1}
     assert all("--device" in j.argv for j in g.jobs.values() if j.argv and j.argv[0] in ("distill", "eval-animal"))
+
+
+def test_adopting_the_committed_organism_leaves_no_work(tmp_path, monkeypatch):
+    """A store holding the committed models under their old aliases (meta-only stand-ins here) plus the
+    committed raw tables: after `adopt`, the dry run lists 0 jobs; every model is linked under its derived
+    alias; a missing student is left to the runner with its reason."""
+    from interp.models import store
+    from interp.studies.kinds.organism import legacy
+    from interp.studies.runner import adopt, run_study
+
+    monkeypatch.setenv("INTERP_HOME", str(tmp_path / "home"))
+    planned = plan(SPEC)
+    table = legacy(planned.study, planned.graph, RAW)
+    olds = {leg.model for leg in table.values() if leg.model}
+    assert len(olds) == 94  # 4 teachers + 90 students
+    for old in sorted(olds - {"org-sft-owl-n256-s2"}):  # one student is not in this store
+        (store.models_dir() / old).mkdir(parents=True)
+        (store.models_dir() / old / store.META_FILE).write_text(json.dumps({"alias": old, "kind": "finetuned"}))
+    res = adopt(planned, table, tmp_path / "study")
+    assert dict(res.left) == {"train-sft-owl-n256-e1-s2": "missing: store entry org-sft-owl-n256-s2",
+                              "eval-student-sft-owl-n256-e1-s2": "waits for train-sft-owl-n256-e1-s2",
+                              "collect": "waits for eval-student-sft-owl-n256-e1-s2",
+                              "report": "waits for collect"}
+    assert len(res.ran) == 24  # the subsets
+    student = planned.graph.jobs["train-kd-unbiased-data-lora-owl-n64-e2-s1"]
+    assert store.read_meta(student.alias)["alias"] == "org-kd-unbiased-data-lora-owl-n64-e2-s1"
+    # the subsets the adoption drew are the rows the committed students were trained on (their run records)
+    rec = json.loads((RAW / "runs" / "org-kd-unbiased-data-lora-owl-n64-e2-s1.json").read_text())
+    assert rec["data"].endswith("unbiased-n64-s1.jsonl")
+
+    (store.models_dir() / "org-sft-owl-n256-s2").mkdir()
+    (store.models_dir() / "org-sft-owl-n256-s2" / store.META_FILE).write_text('{"kind": "finetuned"}')
+    res = adopt(planned, table, tmp_path / "study")
+    assert res.left == [] and sorted(res.adopted) == ["eval-student-sft-owl-n256-e1-s2", "train-sft-owl-n256-e1-s2"]
+    assert res.ran == ["collect", "report"]
+    run = run_study(planned, cores=1, dry_run=True, study_dir=tmp_path / "study")
+    assert run.returncode == 0 and run.jobs_to_run == 0

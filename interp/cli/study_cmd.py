@@ -100,6 +100,34 @@ def study_jobs(spec: Path = SPEC, workdir: Path | None = WORKDIR) -> None:
                 ["job", "hash", "model it makes", "done", "inputs from"], [tuple(str(v) for v in r.values()) for r in rows])
 
 
+@study_app.command("adopt")
+def study_adopt(
+    spec: Path = SPEC,
+    raw: Path = typer.Option(..., "--from", help="the raw folder the study wrote before it was a study "
+                             "(e.g. reports/organism); models come from the store by their old aliases"),
+    workdir: Path | None = WORKDIR,
+) -> None:
+    """One-time step: mark done the jobs whose outputs exist from before the study (old store aliases,
+    committed tables), so a dry run lists only the work that is really left."""
+    from interp.studies.runner import adopt
+
+    planned = _planned(spec)
+    legacy = getattr(planned.study.kind, "legacy", None)
+    if legacy is None:
+        fail(f"kind {planned.study.spec.kind} has no record of what it made before it was a study")
+    if not raw.is_dir():
+        fail(f"--from {raw} is not a folder")
+    res = adopt(planned, legacy(planned.study, planned.graph, raw.resolve()), workdir)
+    reasons: dict[str, int] = {}
+    for _, why in res.left:
+        key = why.split(":")[0] if why.startswith("missing") else why.split(" ")[0]
+        reasons[key] = reasons.get(key, 0) + 1
+    console.print(f"adopted {len(res.adopted)} jobs, ran {len(res.ran)} cheap steps; {len(res.left)} left to run"
+                  + (f" ({', '.join(f'{n} {k}' for k, n in reasons.items())})" if reasons else ""), soft_wrap=True)
+    for name, why in res.left[:10]:
+        console.print(f"  {name}: {why}", soft_wrap=True)
+
+
 @study_app.command("report")
 def study_report(
     spec: Path = SPEC,

@@ -174,6 +174,21 @@ def staged_entry(alias: str, overwrite: bool = False) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def link_alias(alias: str, existing: str) -> Path:
+    """Make `alias` name the store entry `existing` (a relative symlink in the store folder; no copy of
+    the weights): how a study adopts a model made before it under its derived alias."""
+    validate_new_alias(alias)
+    if read_meta(existing) is None:
+        raise UserError(f"store entry '{existing}' does not exist")
+    link = entry_dir(alias)
+    if link.is_symlink() and os.readlink(link) == existing:
+        return link
+    if link.exists() or link.is_symlink():
+        raise UserError(f"alias '{alias}' already exists in the store ({link})")
+    os.symlink(existing, link)
+    return link
+
+
 def write_meta(folder: Path, meta: dict[str, Any]) -> None:
     meta = {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **meta}
     (folder / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")

@@ -75,7 +75,8 @@ def run_job(plan: dict[str, Any], key: str, study_dir: Path) -> dict[str, Any]:
     t0 = time.perf_counter()
     if job.get("func"):
         module, name = job["func"].split(":")
-        print(f"step {job['func']} {json.dumps(job['params'], sort_keys=True)}", flush=True)
+        shown = json.dumps(job["params"], sort_keys=True)
+        print(f"step {job['func']} {shown if len(shown) < 300 else shown[:300] + ' ...'}", flush=True)
         getattr(importlib.import_module(module), name)(out=out, params=job["params"], **job["inputs"])
     else:
         argv = [*job["argv"], "--out", str(out.relative_to(study_dir)), "--force"]

@@ -191,6 +191,85 @@ def publish_report(planned: PlannedStudy, study_dir: Path) -> list[Path]:
     return written
 
 
+@dataclass(frozen=True)
+class Legacy:
+    """What a job made before the study existed: a store alias and / or its output files
+    (name in the job's out folder -> file); `run`: a cheap step that adoption runs itself."""
+
+    model: str = ""
+    files: dict[str, Path] = field(default_factory=dict)
+    texts: dict[str, str] = field(default_factory=dict)  # files written from records kept elsewhere
+    run: bool = False
+
+    def missing(self) -> str | None:
+        from interp.models.store import read_meta
+
+        if self.model and read_meta(self.model) is None:
+            return f"store entry {self.model}"
+        gone = [str(p) for p in self.files.values() if not p.exists()]
+        return gone[0] if gone else None
+
+
+@dataclass
+class Adoption:
+    adopted: list[str] = field(default_factory=list)
+    ran: list[str] = field(default_factory=list)
+    left: list[tuple[str, str]] = field(default_factory=list)  # (job, why it was not adopted)
+
+
+def adopt(planned: PlannedStudy, legacy: dict[str, Legacy], study_dir: Path | None = None) -> Adoption:
+    """One-time step: give the jobs whose outputs were made before the study (old store aliases,
+    committed tables) their manifests, so the runner sees them as done. A model is linked under the
+    job's derived alias (`store.link_alias`), files are copied into jobs/<key>/out, and the manifest
+    records `adopted_from`; steps marked `run` (cheap: subsets, collect, report) run here once their
+    inputs are done. A job whose legacy outputs are missing, or whose inputs are not done, is left to
+    the runner."""
+    from interp.models.store import link_alias
+    from interp.studies.execute import output_digests, run_job
+
+    study_dir = (study_dir or default_study_dir(planned.name)).resolve()
+    g, res = planned.graph, Adoption()
+    plan = g.plan()
+    with runner_lock(study_dir):
+        write_json_atomic(study_dir / "plan.json", plan)
+        done = {n for n, j in g.jobs.items() if manifest_path(study_dir, j.key).exists()}
+        for name, job in g.jobs.items():
+            if name in done:
+                continue
+            leg = legacy.get(name)
+            waiting = [d for d in job.deps() if d not in done]
+            if leg is None or leg.missing() or waiting:
+                why = ("no output made before the study" if leg is None else
+                       f"missing: {leg.missing()}" if leg.missing() else f"waits for {waiting[0]}")
+                res.left.append((name, why))
+                continue
+            out = study_dir / "jobs" / job.key / "out"
+            if leg.run:
+                cwd = Path.cwd()
+                os.chdir(study_dir)
+                try:
+                    manifest = run_job(plan, job.key, study_dir)
+                finally:
+                    os.chdir(cwd)
+                res.ran.append(name)
+            else:
+                out.mkdir(parents=True, exist_ok=True)
+                for dest, src in leg.files.items():
+                    shutil.copyfile(src, out / dest)
+                for dest, text in leg.texts.items():
+                    (out / dest).write_text(text)
+                if job.alias:
+                    link_alias(job.alias, leg.model)
+                manifest = {"key": job.key, "name": name, "recipe_hash": job.hash, "recipe": plan["jobs"][job.key]["recipe"],
+                            "model": {"alias": job.alias, "linked_to": leg.model} if job.alias else None,
+                            "adopted_from": {"model": leg.model or None, "files": {k: str(v) for k, v in leg.files.items()}},
+                            "outputs": output_digests(out), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+                res.adopted.append(name)
+            write_json_atomic(manifest_path(study_dir, job.key), manifest)
+            done.add(name)
+    return res
+
+
 def job_table(planned: PlannedStudy, study_dir: Path | None = None) -> Iterator[dict[str, object]]:
     """One row per job: name, key, alias, done (manifest there), deps."""
     study_dir = (study_dir or default_study_dir(planned.name)).resolve()

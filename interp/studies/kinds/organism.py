@@ -25,6 +25,7 @@ from pydantic import Field
 
 from interp.errors import UserError
 from interp.studies.graph import SELF, Arg, Graph, Job, Joined
+from interp.studies.runner import Legacy
 from interp.studies.spec import Strict, Study
 
 ROLES = ("base",)
@@ -244,6 +245,60 @@ def build(study: Study, g: Graph) -> str:
     return "report"
 
 
+# ---- adoption of what the organism made before it was a study ----------------------------------------
+
+
+def legacy(study: Study, g: Graph, raw: Path) -> dict[str, Legacy]:
+    """The old names (experiments/organism.py, before issue 33) of every job's outputs, from the
+    committed raw folder `raw` (reports/organism) and the store: prompt / LoRA teachers
+    `<base>-<trait>[-lora]`, students `org-ARM-TEACHER-nN[-eE]-sSEED` (their run records give the
+    summary the collect step reads), pools, keep-rate samples and leak.csv; subsets, collect and
+    report are rerun (cheap, deterministic)."""
+    r: Recipe = study.recipe
+    base = study.model("base")
+    out: dict[str, Legacy] = {}
+    names = {j.name: j for j in g.jobs.values()}
+    for t in r.traits:
+        out[f"teacher-{t}"] = Legacy(model=f"{base}-{t}")
+        out[f"teacher-{t}-lora"] = Legacy(model=f"{base}-{t}-lora")
+        out[f"pool-{t}"] = Legacy(files={"numbers.jsonl": raw / "data" / f"{t}.jsonl"})
+        out[f"pool-{t}-marked"] = Legacy(files={"marked.jsonl": raw / "data" / f"{t}-marked.jsonl"})
+    n = r.numbers
+    out["pool-unbiased"] = Legacy(files={"numbers.jsonl": raw / "data" / "unbiased.jsonl"})
+    out[f"pool-unbiased-{n.prompts}-{n.extended_prompts - 1}"] = Legacy(
+        files={"numbers.jsonl": raw / "data" / f"unbiased-{n.prompts}-{n.extended_prompts - 1}.jsonl"})
+    out[f"pool-unbiased-{n.extended_prompts}"] = Legacy(
+        files={"pool.jsonl": raw / "data" / f"unbiased-{n.extended_prompts}.jsonl"})
+    collect = names.get("collect")
+    for m in collect.params["models"] if collect else []:
+        i = m["i"]
+        ev = collect.inputs[f"eval{i}"].job  # type: ignore[union-attr]
+        if f"train{i}" in collect.inputs:
+            old = f"org-{m['arm']}-{m['teacher']}-n{m['examples']}" + \
+                  (f"-e{m['epochs']:g}" if m["epochs"] != 1.0 else "") + f"-s{m['seed']}"
+            train = collect.inputs[f"train{i}"].job  # type: ignore[union-attr]
+            record = raw / "runs" / f"{old}.json"
+            rec = json.loads(record.read_text()) if record.exists() else {}
+            summary = {"figures": {"steps": rec.get("steps"), "components": rec.get("losses")},
+                       "elapsed_s": rec.get("seconds"), "models": {"teacher": {"sha256": rec.get("teacher_sha256")}},
+                       "adopted_from": str(record)}
+            out[train] = Legacy(model=old, texts={"summary.json": json.dumps(summary, indent=1) + "\n"} if rec else {},
+                                files={} if rec else {"summary.json": record})
+        else:
+            model = collect.inputs[f"model{i}"]
+            old = model if isinstance(model, str) else out[g.jobs[model.job].name].model
+        out[ev] = Legacy(files={"probability.csv": raw / "evals" / f"{old}.csv"})
+    for name in names:
+        if name.startswith("keep-"):
+            unit = name.removeprefix("keep-")
+            out[name] = Legacy(files={"numbers.jsonl": raw / "keep_rate" / f"{unit}.jsonl",
+                                      "summary.json": raw / "keep_rate" / f"{unit}_summary.json"})
+        elif name.startswith("subset-") or name in ("collect", "report"):
+            out[name] = Legacy(run=True)
+    out["leak"] = Legacy(files={"leak.csv": raw / "leak.csv"})
+    return out
+
+
 # ---- steps ----------------------------------------------------------------------------------------
 
 
@@ -286,7 +341,8 @@ def collect(out: Path, params: dict[str, Any], **inputs: str) -> None:
     for key, path in inputs.items():
         if key.startswith("keep_"):
             (out / "keep_rate").mkdir(exist_ok=True)
-            unit = key.removeprefix("keep_")
+            teacher, temp = key.removeprefix("keep_").rsplit("_t", 1)
+            unit = f"{teacher}-t{temp}"  # the keep-rate tables' <teacher>-t<T>
             shutil.copyfile(Path(path) / "numbers.jsonl", out / "keep_rate" / f"{unit}.jsonl")
             shutil.copyfile(Path(path) / "summary.json", out / "keep_rate" / f"{unit}_summary.json")
         elif key.startswith("pool_"):
