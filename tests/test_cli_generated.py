@@ -58,6 +58,7 @@ VALID: dict[str, list[str]] = {
     "study jobs": ["{spec}"],
     "study report": ["{spec}", "--raw", "{run_dir}"],
     "study adopt": ["{spec}", "--from", "{run_dir}"],
+    "study dag": ["{spec}"],
 }
 
 # (command or "*", flag, value as typed): why the value is meaningful and must be accepted.

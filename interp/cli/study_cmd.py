@@ -100,6 +100,16 @@ def study_jobs(spec: Path = SPEC, workdir: Path | None = WORKDIR) -> None:
                 ["job", "hash", "model it makes", "done", "inputs from"], [tuple(str(v) for v in r.values()) for r in rows])
 
 
+@study_app.command("dag")
+def study_dag(spec: Path = SPEC, out: Path = typer.Option(Path("dag.dot"), "--out", "-o", help="DOT file to write"),
+              workdir: Path | None = WORKDIR) -> None:
+    """The job graph as Snakemake draws it (DOT; `dot -Tpng dag.dot > dag.png` makes the picture)."""
+    from interp.studies.runner import dag
+
+    out.write_text(dag(_planned(spec), workdir))
+    console.print(f"wrote {out}", soft_wrap=True)
+
+
 @study_app.command("adopt")
 def study_adopt(
     spec: Path = SPEC,

@@ -84,7 +84,7 @@ def load_config(model: str | Path) -> Any:
 def architecture(model: str | Path) -> Architecture:
     """Build the model of `model`'s config on the meta device (no weights) and count its parameters."""
     import torch
-    import torch.nn as nn
+    from torch import nn
     from transformers import AutoModelForCausalLM
 
     from interp.models.arch import LAYOUTS, arch_spec

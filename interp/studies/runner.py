@@ -77,7 +77,10 @@ def plan_study(study: Study, check_argv: ArgvCheck | None = None) -> PlannedStud
         if problem:
             raise UserError(f"{study.path}: models.{role}: {problem}")
     g = Graph(spec.study, spec.models.get("base") or next(iter(spec.models.values()), "none"))
-    report_job = study.kind.build(study, g) or ""
+    try:
+        report_job = study.kind.build(study, g) or ""
+    except UserError as e:  # e.g. a data file the spec names is missing: say which spec
+        raise UserError(str(e) if str(e).startswith(str(study.path)) else f"{study.path}: {e}") from None
     for job in g.jobs.values():
         if job.func:
             continue
@@ -173,6 +176,17 @@ def run_study(planned: PlannedStudy, cores: int = 1, dry_run: bool = False, stud
               and (study_dir / "logs" / f"{key}.log").stat().st_mtime >= start]
     published = [] if dry_run or code else publish_report(planned, study_dir)
     return StudyRun(study_dir, n, code, failed, published)
+
+
+def dag(planned: PlannedStudy, study_dir: Path | None = None) -> str:
+    """Snakemake's --dag of the study (DOT text; done jobs drawn dashed)."""
+    study_dir = (study_dir or default_study_dir(planned.name)).resolve()
+    with runner_lock(study_dir):
+        write_json_atomic(study_dir / "plan.json", planned.graph.plan())
+        r = subprocess.run([*snakemake_cmd(study_dir, 1, False, []), "--dag"], capture_output=True, text=True)
+    if r.returncode:
+        raise UserError(f"snakemake --dag failed: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}")
+    return r.stdout[r.stdout.index("digraph"):] if "digraph" in r.stdout else r.stdout
 
 
 def publish_report(planned: PlannedStudy, study_dir: Path) -> list[Path]:
