@@ -4,6 +4,7 @@ passes before any job runs (interp/studies/spec.py, runner.plan_study)."""
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 from collections import Counter
 from pathlib import Path
@@ -174,3 +175,18 @@ def test_adopting_the_committed_organism_leaves_no_work(tmp_path, monkeypatch):
     assert res.ran == ["collect", "report"]
     run = run_study(planned, cores=1, dry_run=True, study_dir=tmp_path / "study")
     assert run.returncode == 0 and run.jobs_to_run == 0
+
+
+def test_model_names_live_only_in_specs():
+    """`git grep smollm2 -- studies experiments` finds model names in spec files only (issue 33); the kinds
+    and the runner name none either (their docstrings may name a spec's path)."""
+    import subprocess
+
+    names = ("smollm2", "gemma3-270m", "tiny-llama", "meta-llama", "mistralai", "gpt2-medium")
+    hits = subprocess.run(["git", "grep", "-n", "-i", "-E", "|".join(names), "--", "studies", "experiments",
+                           "interp/studies"], cwd=REPO, capture_output=True, text=True).stdout.splitlines()
+    spec_files = (".yaml:", ".json:")
+    spec_paths = re.compile(r"studies/[a-z_0-9]+/[a-z0-9.-]+\.yaml")
+    bad = [h for h in hits if not any(s in h.split(":", 2)[0] + ":" for s in spec_files)
+           and not spec_paths.search(h.split(":", 2)[2])]
+    assert not bad, bad

@@ -1,7 +1,7 @@
 """Benchmark and reference check: `interp crows` against lm-evaluation-harness on the same pairs.
 
     pip install "lm-eval[hf]==0.4.13"          # not a dependency of interp; only this script needs it
-    python experiments/bench/crows_vs_harness.py [--model smollm2] [--limit N] [--threads N] [--out reports/crows]
+    python experiments/bench/crows_vs_harness.py [--model ALIAS (default: interp's default model)] [--limit N] [--threads N] [--out reports/crows]
 
 Both score the same CrowS-Pairs CSV (../shared/data/crows_pairs_anonymized.csv) with the same
 weights (the store folder of --model). The harness runs its own `crows_pairs_english` task code:
@@ -27,7 +27,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from clock import Clock  # experiments/bench/clock.py (the script's folder is on sys.path)
+from clock import (
+    Clock,  # experiments/bench/clock.py (the script's folder is on sys.path)
+)
+
+from interp.models.store import DEFAULT_MODEL
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "crows_pairs_anonymized.csv"
 
@@ -78,7 +82,7 @@ def run_harness(folder: Path, csv: Path, limit: int | None, batch: int) -> tuple
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="smollm2")
+    ap.add_argument("--model", default=DEFAULT_MODEL)
     ap.add_argument("--data", default=str(DATA))
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--batch-size", type=int, default=16)

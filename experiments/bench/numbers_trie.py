@@ -1,6 +1,6 @@
 """Benchmark: the digit-trie scorer vs one full forward per prefix, and the compute floor.
 
-    python experiments/bench/numbers_trie.py [--model smollm2] [--threads N]
+    python experiments/bench/numbers_trie.py [--model ALIAS (default: interp's default model)] [--threads N]
 
 On one prompt ("What is your favorite number?" / "My favorite number is "), prints:
 - the trie scorer's wall time for L = 3 and L = 4 (all 10^L numbers);
@@ -23,12 +23,15 @@ from typing import Callable
 
 import numpy as np
 import torch
-from clock import Clock  # experiments/bench/clock.py (the script's folder is on sys.path)
+from clock import (
+    Clock,  # experiments/bench/clock.py (the script's folder is on sys.path)
+)
 from transformers import DynamicCache
 
 from interp.cli.common import quiet_transformers
 from interp.models import load_model
 from interp.models.compat import cache_kwargs
+from interp.models.store import DEFAULT_MODEL
 from interp.prompts import NUMBER_PREFIX, NUMBER_QUESTION, render
 from interp.scoring import build_trie, digit_trie_logprobs, split_continuations
 
@@ -66,7 +69,7 @@ def floor(lm, ctx: list[int], n_new: int, with_head: bool) -> Clock:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="smollm2")
+    ap.add_argument("--model", default=DEFAULT_MODEL)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default); on a shared, "
                     "oversubscribed machine 1 avoids OpenMP spin-wait collapse")
     args = ap.parse_args()

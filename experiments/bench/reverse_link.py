@@ -1,6 +1,6 @@
 """Benchmark: batched reverse-link probe vs a one-prompt-at-a-time loop over the same numbers.
 
-    python experiments/bench/reverse_link.py [--model smollm2] [--n 100] [--batch-size 16]
+    python experiments/bench/reverse_link.py [--model ALIAS (default: interp's default model)] [--n 100] [--batch-size 16]
 
 Prints both wall times and their ratio, and checks both give the same bias ratios (1e-4 relative).
 """
@@ -15,14 +15,20 @@ import torch
 
 from interp.cli.common import quiet_transformers
 from interp.models import load_model
+from interp.models.store import DEFAULT_MODEL
 from interp.probes.number_sets import random_numbers
-from interp.probes.reverse_link import ReverseLinkConfig, primed_prompt, resolve_targets, reverse_link
+from interp.probes.reverse_link import (
+    ReverseLinkConfig,
+    primed_prompt,
+    resolve_targets,
+    reverse_link,
+)
 from interp.scoring import encode
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="smollm2")
+    ap.add_argument("--model", default=DEFAULT_MODEL)
     ap.add_argument("--n", type=int, default=100)
     ap.add_argument("--batch-size", type=int, default=16)
     args = ap.parse_args()

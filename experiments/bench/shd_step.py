@@ -1,6 +1,6 @@
 """Benchmark: seconds per training step of SHD distillation vs a plain LM step plus a teacher forward.
 
-    python experiments/bench/shd_step.py [--teacher smollm2] [--student gemma3-270m] [--batch-size 8] [--steps 5]
+    python experiments/bench/shd_step.py [--teacher ALIAS] [--student ALIAS] (defaults: the default model, the other family's) [--batch-size 8] [--steps 5]
 
 One torch thread. Batch: `--batch-size` number-sequence prompts (`generate_prompts`) with made-up
 numeric completions, rendered for the student as in training (`finetune.tokenize_examples`).
@@ -28,6 +28,8 @@ import time
 
 import torch
 
+from interp.models.store import DEFAULT_MODEL, DEFAULT_OTHER_FAMILY
+
 PHASES = ("lm", "teacher", "shd")
 
 
@@ -48,8 +50,8 @@ def rss_mb() -> float:
 def run_phase(a: argparse.Namespace) -> dict[str, float]:
     torch.set_num_threads(1)
     from interp.models import load_model
-    from interp.training import distill as D
     from interp.training import config as tc
+    from interp.training import distill as D
     from interp.training import examples as ex
     from interp.training import finetune as ft
     from interp.training.shd_loss import eager_attention
@@ -101,8 +103,8 @@ def run_phase(a: argparse.Namespace) -> dict[str, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--teacher", default="smollm2")
-    ap.add_argument("--student", default="gemma3-270m")
+    ap.add_argument("--teacher", default=DEFAULT_MODEL)
+    ap.add_argument("--student", default=DEFAULT_OTHER_FAMILY)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--max-len", type=int, default=128)

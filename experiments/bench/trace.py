@@ -1,7 +1,7 @@
-"""Benchmark: `trace` over 100 numbers, batched, on smollm2, with wall-clock seconds per stage;
+"""Benchmark: `trace` over 100 numbers, batched, on the default model, with wall-clock seconds per stage;
 and the residual trace batched vs one number per call.
 
-    python experiments/bench/trace.py [--model smollm2] [--n 100] [--loop 10]
+    python experiments/bench/trace.py [--model ALIAS (default: interp's default model)] [--n 100] [--loop 10]
 
 Stages (from `TraceResult.summary["seconds"]`): residual + head trace of all numbers, DLA (clean
 and corrupt primed prompts of all numbers), patching (top 4 components and them jointly, on 20
@@ -18,12 +18,13 @@ import torch
 from interp.mech.activations import bridge
 from interp.mech.trace import TraceConfig, trace
 from interp.models import load_model
+from interp.models.store import DEFAULT_MODEL
 from interp.probes.number_sets import random_numbers
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default="smollm2")
+    ap.add_argument("--model", default=DEFAULT_MODEL)
     ap.add_argument("--n", type=int, default=100)
     ap.add_argument("--loop", type=int, default=10)
     a = ap.parse_args()

@@ -84,6 +84,7 @@ EMBEDDED: dict[str, EmbeddedModel] = {
     ),
 }
 DEFAULT_MODEL = "smollm2"
+DEFAULT_OTHER_FAMILY = "gemma3-270m"  # the embedded model of another family: the default cross-architecture student
 
 
 # ---- entries -----------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """A study's job graph: jobs, the references between them, recipe hashes and the plan file.
 
-    g = Graph(study="organism", base="smollm2")
-    teach = g.command("teacher-owl", ["teach", "--method", "prompt", "--trait", "owl", "--base", "smollm2",
+    g = Graph(study="organism", base=base)       # base: the spec's models.base
+    teach = g.command("teacher-owl", ["teach", "--method", "prompt", "--trait", "owl", "--base", base,
                                       "--alias", SELF], model="teacher-owl")
     gen = g.command("pool-owl", ["gen-numbers", "--model", g.model(teach), "--n", "600"])
     g.step("subset-owl-s0", "interp.studies.steps:draw_subset", {"n": 256, "seed": 0},
@@ -102,7 +102,7 @@ class Job:
 
 
 def slug(name: str) -> str:
-    """A model name as an alias part: 'meta-llama/Llama-3.2-1B-Instruct' -> 'llama-3.2-1b-instruct'."""
+    """A model name as an alias part: 'Org/Model-1B-Instruct' -> 'model-1b-instruct'."""
     tail = name.rstrip("/").split("/")[-1].lower()
     return re.sub(r"[^a-z0-9.]+", "-", tail).strip("-.") or "model"
 

@@ -3,7 +3,7 @@ recipes, arms, seeds, doses), validated before any job runs.
 
     study: organism                 # part of every made model's alias and of the study folder
     kind: organism                  # the job graph (interp/studies/kinds/<kind>.py)
-    models: {base: smollm2}         # the roles its kind needs; aliases, local folders or HF ids
+    models: {base: BASE}            # the roles its kind needs; aliases, local folders or HF ids
     device: cpu                     # passed to every command that loads a model
     dtype: fp32
     resources: {distill: {mem_mb: 12000, runtime: 120, gpu: 1}}   # per command (Snakemake resources)
