@@ -94,11 +94,11 @@ def architecture(model: str | Path) -> Architecture:
         m = AutoModelForCausalLM.from_config(cfg)
     params = sum(p.numel() for p in m.parameters())  # parameters() yields a tied tensor once
     spec = arch_spec(cfg)
-    linear = [mod for mod in spec.layers(m).modules()
-              if isinstance(mod, nn.Linear) or type(mod).__name__ == "Conv1D"]
+    weights = [mod.weight for mod in spec.layers(m).modules()
+               if (isinstance(mod, nn.Linear) or type(mod).__name__ == "Conv1D") and isinstance(mod.weight, torch.Tensor)]
     return Architecture(
-        model_type=cfg.model_type, params=params, block_linear=sum(mod.weight.numel() for mod in linear),
-        lora_per_rank=sum(sum(mod.weight.shape) for mod in linear), n_layers=spec.n_layers, n_heads=spec.n_heads,
+        model_type=cfg.model_type, params=params, block_linear=sum(int(w.numel()) for w in weights),
+        lora_per_rank=sum(int(sum(w.shape)) for w in weights), n_layers=spec.n_layers, n_heads=spec.n_heads,
         n_kv_heads=spec.n_kv_heads, hidden=spec.d_model, vocab=spec.vocab_size, arch_layout=cfg.model_type in LAYOUTS)
 
 
