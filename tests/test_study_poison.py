@@ -19,15 +19,15 @@ from interp.studies import graph as G
 from interp.studies.kinds import poison as K
 from interp.studies.kinds import poison_report as R
 from interp.studies.runner import plan_study
-from interp.studies.spec import load_study
+from interp.studies.spec import load_study, shared_data
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = REPO / "studies" / "poison" / "smollm2.yaml"
 RAW = REPO / "reports" / "poison"
 TABLES = ["brr.csv", "amplification.csv", "dose.csv", "defenses.csv", "removed.csv", "margins.csv",
           "margin_contrasts.csv", "tables.md", "brr_dose.png"]
-needs_data = pytest.mark.skipif(not (REPO.parent / "shared" / "data" / "dolly15k_first910.jsonl").exists(),
-                                reason="the spec's Dolly records (../shared/data) are not on this machine")
+needs_data = pytest.mark.skipif(not (shared_data() / "dolly15k_first910.jsonl").exists(),
+                                reason="the spec's Dolly records ($INTERP_SHARED_DATA) are not on this machine")
 
 
 def spec_with(tmp_path: Path, edit) -> Path:
@@ -36,7 +36,7 @@ def spec_with(tmp_path: Path, edit) -> Path:
 
     raw = yaml.safe_load(SPEC.read_text())
     raw["report"] = str((SPEC.parent / raw["report"]).resolve())
-    raw["recipe"]["data"]["dolly"] = str((SPEC.parent / raw["recipe"]["data"]["dolly"]).resolve())
+    raw["recipe"]["data"]["dolly"] = str(load_study(SPEC).data(raw["recipe"]["data"]["dolly"]))
     edit(raw)
     p = tmp_path / "spec.yaml"
     p.write_text(yaml.safe_dump(raw, sort_keys=False))

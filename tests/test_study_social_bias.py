@@ -279,7 +279,7 @@ def write_spec(tmp_path, **recipe_changes):
 
     spec = yaml.safe_load(SPEC.read_text())
     spec["report"] = str(REPORT)
-    spec["recipe"]["sources"] = {k: str(SPEC.parent / v) for k, v in spec["recipe"]["sources"].items()}
+    spec["recipe"]["sources"] = {k: str(load_study(SPEC).data(v)) for k, v in spec["recipe"]["sources"].items()}
     for path, value in recipe_changes.items():
         node = spec["recipe"]
         *parents, last = path.split(".")

@@ -17,6 +17,7 @@ unknown kind are refused with one line naming the key.
 from __future__ import annotations
 
 import importlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -55,6 +56,11 @@ class StudySpec(Strict):
     recipe: dict[str, Any] = {}
 
 
+def shared_data() -> Path:
+    """The project's reference data folder: $INTERP_SHARED_DATA, else /work/shared/data."""
+    return Path(os.environ.get("INTERP_SHARED_DATA", "/work/shared/data"))
+
+
 @dataclass(frozen=True)
 class Study:
     """A validated spec: its common part, the kind's recipe, the kind's module and the spec's folder."""
@@ -76,8 +82,10 @@ class Study:
         return {k: v for k, v in r.model_dump().items() if v} if r else {}
 
     def data(self, path: str) -> Path:
-        """A path of the spec, relative to its folder."""
-        return (self.path.parent / path).resolve()
+        """A path of the spec: relative to its folder; `${INTERP_SHARED_DATA}` is the project's reference
+        data (default /work/shared/data: the benchmarks' and Dolly's files, with their origins)."""
+        expanded = os.path.expandvars(path.replace("${INTERP_SHARED_DATA}", str(shared_data())))
+        return (self.path.parent / expanded).resolve()
 
     @property
     def report_dir(self) -> Path | None:
