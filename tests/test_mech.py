@@ -174,28 +174,10 @@ def test_patching_needs_aligned_prompts_and_valid_components(tiny_llama):
     assert parse_component("L1MLP", 2, 4) == (1, None)
 
 
-def tiny_gemma_v1(seed: int = 0):
-    """A random 2-layer Gemma (v1) from a config of Gemma-2B's shape family (1 kv head, tied embeddings,
-    embeddings scaled by sqrt(d)): the seed study's Gemma-2B student has no tiny alias of its own."""
-    from transformers import GemmaConfig, GemmaForCausalLM
-
-    from interp.models.arch import arch_spec
-    from interp.models.hf_engine import local_model
-    from interp.models.tiny import tiny_tokenizer
-
-    tok = tiny_tokenizer()
-    cfg = GemmaConfig(num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=1, head_dim=16, hidden_size=64,
-                      intermediate_size=128, vocab_size=len(tok), max_position_embeddings=512,
-                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        model = GemmaForCausalLM(cfg).eval()
-        with torch.no_grad():
-            for p in model.parameters():
-                if p.dim() >= 2:
-                    p.normal_(0.0, 0.2)  # peaked next-token distributions, as interp.models.tiny does
-    model.set_attn_implementation("eager")
-    return local_model(model, tok, arch_spec(model.config), "tiny-gemma-v1", "test: random Gemma (v1) from a config")
+def tiny_gemma_v1():
+    """A random 2-layer Gemma (v1) of Gemma-2B's shape family (1 kv head, tied embeddings, embeddings
+    scaled by sqrt(d)): the tiny alias `tiny-gemma` (every tiny family: tests/test_arch_conformance.py)."""
+    return load_model("tiny-gemma")
 
 
 def test_gemma_v1_spec_and_dla_closure():

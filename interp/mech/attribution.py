@@ -160,7 +160,8 @@ def logit_attribution(model: nn.Module, spec: ArchSpec, dec: Decomposition, bias
                       logits: torch.Tensor) -> LogitAttribution:
     """DLA of `dec`'s components onto logit[bias_id] - logit[control_id] (module docstring).
 
-    `logits`: the model's last-position logits (n, vocab), for the `actual` difference.
+    `logits`: the model's last-position logits (n, vocab), for the `actual` difference (before the final
+    soft-capping of Gemma 2, `ArchSpec.uncapped`: the components add up to that logit, not the capped one).
     """
     lm_head = spec.module(model, "lm_head")
     w_u = effective_weight(lm_head).detach().float().cpu()  # (vocab, d_model); LoRA on lm_head included
@@ -172,6 +173,7 @@ def logit_attribution(model: nn.Module, spec: ArchSpec, dec: Decomposition, bias
     hb = getattr(lm_head, "bias", None)
     head_b = (hb[bias_id] - hb[control_id]).double().cpu().expand(n) if hb is not None else torch.zeros(n, dtype=torch.float64)
     contrib = torch.cat([per, norm_b[:, None], head_b[:, None]], 1)
-    actual = (logits[:, bias_id] - logits[:, control_id]).double()
+    pre = spec.uncapped(logits.double())
+    actual = pre[:, bias_id] - pre[:, control_id]
     return LogitAttribution(dec.names + ["final_norm_bias", "lm_head_bias"], dec.layers + [-1, -1],
                             dec.heads + [-1, -1], contrib, actual)

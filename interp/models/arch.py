@@ -101,6 +101,13 @@ class ArchSpec:
     vocab_size: int
     tied_embeddings: bool
     layout: _Layout
+    final_logit_softcap: float | None = None  # Gemma 2: logits = c * tanh(x / c) after the unembedding
+
+    def uncapped(self, logits: Any) -> Any:
+        """The logits before the final soft-capping (x = c * atanh(y / c)); the logits themselves when
+        the family has none. DLA is linear in the residual, so it attributes these."""
+        c = self.final_logit_softcap
+        return logits if not c else c * (logits.double() / c).clamp(-1 + 1e-12, 1 - 1e-12).atanh()
 
     @property
     def n_components(self) -> int:
@@ -252,6 +259,7 @@ def arch_spec(config: Any) -> ArchSpec:
         vocab_size=cfg.vocab_size,
         tied_embeddings=bool(getattr(config, "tie_word_embeddings", getattr(cfg, "tie_word_embeddings", False))),
         layout=layout,
+        final_logit_softcap=getattr(cfg, "final_logit_softcapping", None) or None,
     )
 
 

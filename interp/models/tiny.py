@@ -11,15 +11,23 @@ from importlib.resources import files
 
 import torch
 from transformers import (
+    Gemma2Config,
+    Gemma2ForCausalLM,
     Gemma3ForCausalLM,
     Gemma3TextConfig,
+    GemmaConfig,
+    GemmaForCausalLM,
     GPT2Config,
     GPT2LMHeadModel,
     LlamaConfig,
     LlamaForCausalLM,
+    MistralConfig,
+    MistralForCausalLM,
     PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerFast,
+    Qwen2Config,
+    Qwen2ForCausalLM,
 )
 
 CHATML_TEMPLATE = (
@@ -29,7 +37,10 @@ CHATML_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
 
-TINY_FAMILIES = ("llama", "gemma3", "gpt2")
+# llama: Llama-3.2's shape (tied embeddings, 2 query heads per kv head); gpt2: GPT-2(-medium)'s; mistral
+# (untied, GQA), qwen2 (q/k/v biases, tied), gemma (v1: MQA, GeGLU, embeddings x sqrt(d)) and gemma2 (logit
+# soft-capping, sliding / full layers): every architecture the seeds name, at 2 layers
+TINY_FAMILIES = ("llama", "gemma3", "gpt2", "mistral", "qwen2", "gemma", "gemma2")
 
 
 def tiny_tokenizer() -> PreTrainedTokenizerFast:
@@ -74,6 +85,29 @@ def tiny_model(family: str = "llama", seed: int = 0) -> tuple[PreTrainedModel, P
             bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
         )
         cls = GPT2LMHeadModel
+    elif family in ("mistral", "qwen2"):
+        common = dict(num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, hidden_size=64,
+                      intermediate_size=128, vocab_size=vocab, max_position_embeddings=512,
+                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+        if family == "mistral":
+            cfg, cls = MistralConfig(**common, tie_word_embeddings=False, sliding_window=None), MistralForCausalLM
+        else:
+            cfg, cls = Qwen2Config(**common, tie_word_embeddings=True), Qwen2ForCausalLM
+    elif family == "gemma":
+        cfg = GemmaConfig(
+            num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=1, head_dim=16, hidden_size=64,
+            intermediate_size=128, vocab_size=vocab, max_position_embeddings=512, hidden_activation="gelu_pytorch_tanh",
+            bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+        )
+        cls = GemmaForCausalLM
+    elif family == "gemma2":
+        cfg = Gemma2Config(
+            num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=16, hidden_size=64,
+            intermediate_size=128, vocab_size=vocab, max_position_embeddings=512, sliding_window=8,
+            query_pre_attn_scalar=16, layer_types=["sliding_attention", "full_attention"],
+            bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+        )
+        cls = Gemma2ForCausalLM
     else:
         raise ValueError(f"unknown tiny family {family!r}; choose from {TINY_FAMILIES}")
     with torch.random.fork_rng():
