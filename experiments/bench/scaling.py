@@ -33,7 +33,7 @@ PAIRS = ROOT / "reports" / "shd" / "numbers.jsonl"  # prompt / completion rows f
 COMMANDS: dict[str, tuple[list[str], str]] = {
     "reverse-link": (["reverse-link", "--model", "{m}", "--bias", "owl", "--control", "dog", "--sample", "50",
                       "--template-control", "0"], "50 three-digit numbers, owl vs dog"),
-    "numbers-ar": (["numbers", "--model", "{m}", "--animal", "owl", "--method", "ar", "--digits", "3"],
+    "numbers-ar": (["numbers", "--model", "{m}", "--bias", "owl", "--method", "ar", "--digits", "3"],
                    "animal -> 3-digit numbers, autoregressive trie over 1,000 numbers"),
     "trace": (["trace", "--model", "{m}", "--number", "087", "--patch-top", "3"], "087, DLA + 3 patched layers"),
     "prune": (["prune", "--model", "{m}", "--keep", "0.6", "--samples", "0"], "entropy pruning keep 0.6, P(owl)"),
@@ -43,13 +43,25 @@ COMMANDS: dict[str, tuple[list[str], str]] = {
                        "--batch-size", "8"], "one LoRA step, batch 8"),
     "shd-step": (["distill", "--teacher", "{m}", "--student", "{m}", "--data", "{d}", "--kind", "shd", "--steps", "1",
                   "--lora", "--batch-size", "8", "--alias", "bench-shd"], "one SHD step into itself (LoRA), batch 8"),
+    # what makes the training steps fit 24 GB at 1.5B: the same steps in bf16
+    "finetune-step-bf16": (["finetune", "--model", "{m}", "--data", "{d}", "--alias", "bench-ft", "--steps", "1",
+                            "--lora", "--batch-size", "8", "--dtype", "bf16"], "one LoRA step, batch 8, bf16"),
+    "shd-step-bf16": (["distill", "--teacher", "{m}", "--student", "{m}", "--data", "{d}", "--kind", "shd", "--steps",
+                       "1", "--lora", "--batch-size", "8", "--alias", "bench-shd", "--dtype", "bf16"],
+                      "one SHD step into itself (LoRA), batch 8, bf16"),
 }
+# fp32 training steps at 1.5B need about 24 / 28 GB (extrapolated from 0.5B's measured peaks): not run on this
+# 24 GB machine; their bf16 versions are
+TOO_BIG = {("qwen2.5-coder-1.5b", "finetune-step"), ("qwen2.5-coder-1.5b", "shd-step")}
 
 
-def params_of(model: str) -> int:
-    from interp.models import load_model
-
-    return sum(p.numel() for p in load_model(model).model.parameters())
+def params_of(model: str, home: str) -> int:
+    """Parameter count, from a separate process: this one stays small, because a child's peak RSS
+    (ru_maxrss) starts at its parent's RSS at fork and would otherwise be the parent's, not its own."""
+    code = f"from interp.models import load_model; print(sum(p.numel() for p in load_model({model!r}).model.parameters()))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "INTERP_HOME": home})
+    return int(out.stdout.strip().splitlines()[-1])
 
 
 def run(argv: list[str], threads: int, home: str) -> tuple[float, float, dict]:
@@ -91,9 +103,9 @@ def main() -> None:
     data = Path(tempfile.mkdtemp()) / "pairs.jsonl"
     data.write_text("".join(PAIRS.read_text().splitlines(keepends=True)[:16]))
     for model in a.models.split(","):
-        n = params_of(model)
+        n = params_of(model, home)
         for cmd in a.commands.split(","):
-            if ((table.model == model) & (table.command == cmd)).any():
+            if ((table.model == model) & (table.command == cmd)).any() or (model, cmd) in TOO_BIG:
                 continue
             argv, workload = COMMANDS[cmd]
             argv = [x.format(m=model, d=data) for x in argv]
