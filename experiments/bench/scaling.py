@@ -1,7 +1,7 @@
 """How cost grows with model size (issue 35 item 4): each main command on each installed real model, as its
 own process; wall seconds and the process's peak RSS (os.wait4's ru_maxrss).
 
-    python experiments/bench/scaling.py [--models smollm2,gemma3-270m,qwen2.5-coder-0.5b,qwen2.5-coder-1.5b]
+    python experiments/bench/scaling.py [--models A,B,... (default: every embedded model, the optional Qwens included)]
         [--commands reverse-link,eval-animal,...] [--threads 2] [--out reports/scaling]
 
 Appends one row per (model, command) to OUT/cost.csv (columns model, params, command, tokens, seconds,
@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from interp.models.store import DEFAULT_MODEL, DEFAULT_OTHER_FAMILY
+from interp.models.store import EMBEDDED
 
 ROOT = Path(__file__).resolve().parents[2]
 PAIRS = ROOT / "reports" / "shd" / "numbers.jsonl"  # prompt / completion rows for the one-step training commands
@@ -90,7 +90,7 @@ def tokens_of(summary: dict) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--models", default=f"{DEFAULT_MODEL},{DEFAULT_OTHER_FAMILY},qwen2.5-coder-0.5b,qwen2.5-coder-1.5b")
+    ap.add_argument("--models", default=",".join(EMBEDDED))
     ap.add_argument("--commands", default=",".join(COMMANDS))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=ROOT / "reports" / "scaling")
