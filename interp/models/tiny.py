@@ -96,9 +96,10 @@ def tiny_model(family: str = "llama", seed: int = 0) -> tuple[PreTrainedModel, P
     elif family == "gemma":
         cfg = GemmaConfig(
             num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=1, head_dim=16, hidden_size=64,
-            intermediate_size=128, vocab_size=vocab, max_position_embeddings=512, hidden_activation="gelu_pytorch_tanh",
+            intermediate_size=128, vocab_size=vocab, max_position_embeddings=512,
             bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
         )
+        cfg.hidden_activation = "gelu_pytorch_tanh"  # Gemma's GeGLU (set after: the typed signature omits it)
         cls = GemmaForCausalLM
     elif family == "gemma2":
         cfg = Gemma2Config(
