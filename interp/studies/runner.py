@@ -15,7 +15,6 @@ runner that finds Snakemake's lock left by a killed one (no flock held) unlocks 
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import re
 import shutil
@@ -290,7 +289,3 @@ def job_table(planned: PlannedStudy, study_dir: Path | None = None) -> Iterator[
     for job in planned.graph.jobs.values():
         yield {"job": job.name, "hash": job.hash[:10], "model": job.alias or "-",
                "done": "yes" if manifest_path(study_dir, job.key).exists() else "no", "after": len(job.deps())}
-
-
-def dump_plan(planned: PlannedStudy) -> str:
-    return json.dumps(planned.graph.plan(), indent=1)

@@ -21,7 +21,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any, get_args
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -139,5 +139,3 @@ def load_study(path: Path) -> Study:
                         f"{', '.join(kind.ROLES)})")
     return Study(spec, recipe, kind, path.resolve())
 
-
-DTYPES = get_args(Dtype)
