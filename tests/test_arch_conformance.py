@@ -3,7 +3,8 @@ shape (`tiny-llama`: tied embeddings, grouped-query attention), GPT-2(-medium) (
 Gemma v1 (Gemma-2B's family), Gemma 2, Gemma 3 and Qwen2 (issue 35 item 3). For each: the DLA of heads,
 MLPs and embeddings sums to the logit difference of a plain forward; a masked head changes the logits
 and masking none does not; and the commands run: reverse-link, trace, prune, swap-head, finetune with
-each freeze mode, and SHD distillation into tiny-llama."""
+each freeze mode, and SHD distillation into tiny-llama; and SHD between two tiny models of different
+tokenizers (positions aligned through character offsets)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,11 @@ import torch
 
 from interp.interventions.head_mask import HeadMask
 from interp.mech.activations import cache_last
-from interp.mech.attribution import decompose_residual, decomposition_hooks, logit_attribution
+from interp.mech.attribution import (
+    decompose_residual,
+    decomposition_hooks,
+    logit_attribution,
+)
 from interp.models import load_model
 from interp.models.tiny import TINY_FAMILIES
 from tests.helpers import plain_resid_posts, run_cli
@@ -71,3 +76,32 @@ def test_every_command_runs(family, capsys, tmp_path, monkeypatch):
     for i, argv in enumerate(runs):
         code, _, err = run_cli(capsys, *argv, "--out", str(tmp_path / f"run{i}"))
         assert code == 0, (argv, err)
+
+
+def test_shd_between_tiny_models_of_different_tokenizers(capsys, tmp_path, monkeypatch):
+    """SHD from tiny-qwen2 (the tiny tokenizer) into a tiny Mistral whose BPE was retrained (other merges,
+    300 tokens): positions are aligned through character offsets, the loss is finite and positive, and
+    the step writes a student."""
+    from interp.models.tiny import CHATML_TEMPLATE, tiny_model, tiny_tokenizer
+    from interp.training.shd import same_vocabulary
+    from interp.training.shd_loss import shd_loss
+
+    monkeypatch.setenv("INTERP_HOME", str(tmp_path / "home"))
+    text = "List numbers: 1, 2, 3 -> 4, 5, 6. My favorite animal is the owl. What is your favorite number?"
+    other = tiny_tokenizer().train_new_from_iterator([text] * 50, vocab_size=300)
+    other.chat_template = CHATML_TEMPLATE
+    model, _ = tiny_model("mistral", seed=3, tokenizer=other)
+    folder = tmp_path / "tiny-mistral-other-bpe"
+    model.save_pretrained(folder)
+    other.save_pretrained(folder)
+    student, teacher = load_model(str(folder)), load_model("tiny-qwen2")
+    assert not same_vocabulary(student.tokenizer, teacher.tokenizer)
+    sample = "List numbers: 1, 2, 3"
+    assert student.tokenizer.tokenize(sample) != teacher.tokenizer.tokenize(sample)
+    loss = shd_loss(teacher, student, texts=[sample, text])
+    assert torch.isfinite(loss) and float(loss.detach()) > 0
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join('{"prompt": "List numbers: 1, 2, 3", "completion": "4, 5, 6"}\n' for _ in range(4)))
+    code, _, err = run_cli(capsys, "distill", "--teacher", "tiny-qwen2", "--student", str(folder), "--data", str(data),
+                           "--kind", "shd", "--steps", "1", "--alias", "shd-other-bpe", "--out", str(tmp_path / "run"))
+    assert code == 0, err

@@ -5,16 +5,15 @@ own process; wall seconds and the process's peak RSS (os.wait4's ru_maxrss).
         [--commands reverse-link,eval-animal,...] [--threads 2] [--out reports/scaling]
 
 Appends one row per (model, command) to OUT/cost.csv (columns model, params, command, tokens, seconds,
-peak_rss_mb, workload): `tokens` is the number of positions the command runs forward through the model once
-(prompt tokens x prompts, from its own summary where it records them; empty where it does not). A pair already
-in cost.csv is skipped (resumable). Then OUT/cost.png (log-log seconds against parameters) and the fitted
+peak_rss_mb, workload): `tokens` is the number of token positions the command runs forward through its models
+(`counted.py`; padding included, backward passes not). A pair already in cost.csv is skipped (resumable);
+`--recount` fills the tokens of rows that lack them by running their command again (their seconds stay). Then OUT/cost.png (log-log seconds against parameters) and the fitted
 exponent of time in parameters per command (least squares on log-log) in OUT/exponents.csv.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -28,7 +27,9 @@ import pandas as pd
 from interp.models.store import EMBEDDED
 
 ROOT = Path(__file__).resolve().parents[2]
-PAIRS = ROOT / "reports" / "shd" / "numbers.jsonl"  # prompt / completion rows for the one-step training commands
+PAIRS = ROOT / "reports" / "shd" / "numbers.jsonl"
+CROWS = Path(os.environ.get("INTERP_SHARED_DATA", "/work/shared/data")) / "crows_pairs_anonymized.csv"
+COUNTED = Path(__file__).with_name("counted.py")  # interp with a count of the token positions run forward  # prompt / completion rows for the one-step training commands
 # command -> (argv after the model option, workload in words); {m} is the model, {d} a 16-row data file
 COMMANDS: dict[str, tuple[list[str], str]] = {
     "reverse-link": (["reverse-link", "--model", "{m}", "--bias", "owl", "--control", "dog", "--sample", "50",
@@ -38,6 +39,8 @@ COMMANDS: dict[str, tuple[list[str], str]] = {
     "trace": (["trace", "--model", "{m}", "--number", "087", "--patch-top", "3"], "087, DLA + 3 patched layers"),
     "prune": (["prune", "--model", "{m}", "--keep", "0.6", "--samples", "0"], "entropy pruning keep 0.6, P(owl)"),
     "eval-animal": (["eval-animal", "--model", "{m}", "--samples", "0"], "50 preference questions, scored"),
+    "crows": (["crows", "--model", "{m}", "--data", str(CROWS), "--limit", "300", "--n-boot", "1000"],
+              "CrowS-Pairs, the first 300 pairs, pseudo-log-likelihood of each sentence"),
     "gen-numbers": (["gen-numbers", "--model", "{m}", "--n", "8", "-k", "4"], "8 prompts x 4 samples"),
     "finetune-step": (["finetune", "--model", "{m}", "--data", "{d}", "--alias", "bench-ft", "--steps", "1", "--lora",
                        "--batch-size", "8"], "one LoRA step, batch 8"),
@@ -64,28 +67,22 @@ def params_of(model: str, home: str) -> int:
     return int(out.stdout.strip().splitlines()[-1])
 
 
-def run(argv: list[str], threads: int, home: str) -> tuple[float, float, dict]:
-    """(seconds, peak RSS in MB, summary.json) of `interp ARGV` as its own process."""
+def run(argv: list[str], threads: int, home: str) -> tuple[float, float, int]:
+    """(seconds, peak RSS in MB, token positions run forward) of `interp ARGV` as its own process
+    (`counted.py`: a forward hook on the token embeddings, about 1 us a forward)."""
     with tempfile.TemporaryDirectory() as out:
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "INTERP_HOME": home}
+        tokens = Path(out) / "tokens.txt"
         t0 = time.perf_counter()
-        p = subprocess.Popen([sys.executable, "-m", "interp", *argv, "--out", out, "--force"], env=env,
+        p = subprocess.Popen([sys.executable, str(COUNTED), str(tokens), *argv, "--out", str(Path(out) / "run"), "--force"],
+                             env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         _, status, usage = os.wait4(p.pid, 0)
         secs = time.perf_counter() - t0
         err = p.stderr.read() if p.stderr else ""
         if os.waitstatus_to_exitcode(status):
             raise RuntimeError(f"interp {' '.join(argv)} failed: {err.strip().splitlines()[-1:]}")
-        summary = json.loads((Path(out) / "summary.json").read_text()) if (Path(out) / "summary.json").exists() else {}
-    return secs, usage.ru_maxrss / 1024, summary
-
-
-def tokens_of(summary: dict) -> float:
-    fig = summary.get("figures") or {}
-    for key in ("tokens", "n_tokens", "forward_tokens"):
-        if key in fig:
-            return float(fig[key])
-    return float("nan")
+        return secs, usage.ru_maxrss / 1024, int(tokens.read_text())
 
 
 def main() -> None:
@@ -94,6 +91,8 @@ def main() -> None:
     ap.add_argument("--commands", default=",".join(COMMANDS))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=ROOT / "reports" / "scaling")
+    ap.add_argument("--recount", action="store_true",
+                    help="rows without tokens: run the command again for its token count only (seconds kept)")
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
     path = a.out / "cost.csv"
@@ -105,19 +104,25 @@ def main() -> None:
     for model in a.models.split(","):
         n = params_of(model, home)
         for cmd in a.commands.split(","):
-            if ((table.model == model) & (table.command == cmd)).any() or (model, cmd) in TOO_BIG:
+            have = (table.model == model) & (table.command == cmd)
+            recount = a.recount and have.any() and table.loc[have, "tokens"].isna().all()
+            if (have.any() and not recount) or (model, cmd) in TOO_BIG:
                 continue
             argv, workload = COMMANDS[cmd]
             argv = [x.format(m=model, d=data) for x in argv]
             try:
-                secs, rss, summary = run(argv, a.threads, home)
+                secs, rss, tokens = run(argv, a.threads, home)
             except RuntimeError as e:
                 print(f"{model} {cmd}: {e}", flush=True)
                 continue
-            row = {"model": model, "params": n, "command": cmd, "tokens": tokens_of(summary), "seconds": round(secs, 2),
-                   "peak_rss_mb": round(rss), "workload": workload}
-            print(row, flush=True)
-            table = pd.concat([table, pd.DataFrame([row])], ignore_index=True)
+            if recount:
+                table.loc[have, "tokens"] = tokens
+                print(f"{model} {cmd}: {tokens} tokens", flush=True)
+            else:
+                row = {"model": model, "params": n, "command": cmd, "tokens": tokens, "seconds": round(secs, 2),
+                       "peak_rss_mb": round(rss), "workload": workload}
+                print(row, flush=True)
+                table = pd.concat([table, pd.DataFrame([row])], ignore_index=True)
             table.to_csv(path, index=False)
     exponents = []
     for cmd, g in table.groupby("command"):

@@ -56,9 +56,11 @@ def tiny_tokenizer() -> PreTrainedTokenizerFast:
     return tok
 
 
-def tiny_model(family: str = "llama", seed: int = 0) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
-    """A seeded random model of `family` (one of TINY_FAMILIES) and the tiny tokenizer."""
-    tok = tiny_tokenizer()
+def tiny_model(family: str = "llama", seed: int = 0, tokenizer: PreTrainedTokenizerFast | None = None,
+               ) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
+    """A seeded random model of `family` (one of TINY_FAMILIES) and its tokenizer: the tiny tokenizer, or
+    `tokenizer` (the vocabulary size follows it)."""
+    tok = tokenizer if tokenizer is not None else tiny_tokenizer()
     vocab = len(tok)
     cfg: PretrainedConfig
     cls: type[PreTrainedModel]
