@@ -29,3 +29,14 @@ def recovered_markdown(t: pd.DataFrame, directions: Sequence[str] | None = None)
                  for r in (by[d].loc[site] for d in dirs)]
         lines.append(f"| {site} | " + " | ".join(cells) + " |")
     return lines
+
+
+def frame_markdown(df: pd.DataFrame, digits: int = 4) -> str:
+    """A DataFrame as a markdown table (floats to `digits` significant digits, NaN as '-')."""
+    def cell(v: object) -> str:
+        if isinstance(v, float):
+            return "-" if np.isnan(v) else f"{v:.{digits}g}"
+        return str(v).replace("|", "/")
+    lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "---|" * len(df.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines) + "\n"

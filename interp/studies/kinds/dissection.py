@@ -330,6 +330,17 @@ def trace_numbers(out: Path, params: dict[str, Any], groups: str, link: str) -> 
         (out / f"trace_{k}.txt").write_text(n + "\n")
 
 
+def trace_spike(run: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """One `interp trace` run of one number: its trace.csv and a row (number, spike_layer, top_head,
+    sim_diff_at_spike, top_dla_heads)."""
+    summary = json.loads((run / "summary.json").read_text())
+    s = summary["figures"]
+    return pd.read_csv(run / "trace.csv", dtype={"number": str}), {
+        "number": summary["inputs"]["numbers"][0], "spike_layer": s["spike_layer_mean"], "top_head": s["top_head"],
+        "sim_diff_at_spike": s["sim_diff_at_spike_mean"],
+        "top_dla_heads": ",".join(s["dla"]["top_heads_clean"]) if "dla" in s else ""}
+
+
 def probes(out: Path, params: dict[str, Any], teacher_numbers: str, numbers: str, link_S: str, link_C: str,
            **traces: str) -> None:
     """The probes' raw tables: probe_teacher_numbers.csv, probe_reverse_link.csv (S and C),
@@ -341,15 +352,7 @@ def probes(out: Path, params: dict[str, Any], teacher_numbers: str, numbers: str
     table = pd.concat([linked(link_S, groups, "S"), linked(link_C, groups, "C")], ignore_index=True)
     table.to_csv(out / "probe_reverse_link.csv", index=False, float_format="%.6g")
     summaries = {k: json.loads((Path(p) / "summary.json").read_text())["figures"] for k, p in (("S", link_S), ("C", link_C))}
-    layers, spikes = [], []
-    for k in range(len(traces)):
-        run = Path(traces[f"trace_{k}"])
-        s = json.loads((run / "summary.json").read_text())["figures"]
-        number = json.loads((run / "summary.json").read_text())["inputs"]["numbers"][0]
-        layers.append(pd.read_csv(run / "trace.csv", dtype={"number": str}))
-        spikes.append({"number": number, "spike_layer": s["spike_layer_mean"], "top_head": s["top_head"],
-                       "sim_diff_at_spike": s["sim_diff_at_spike_mean"],
-                       "top_dla_heads": ",".join(s["dla"]["top_heads_clean"]) if "dla" in s else ""})
+    layers, spikes = zip(*(trace_spike(Path(traces[f"trace_{k}"])) for k in range(len(traces))))
     pd.concat(layers).to_csv(out / "probe_trace_layers.csv", index=False, float_format="%.6g")
     sp = pd.DataFrame(spikes)
     sp.to_csv(out / "probe_trace_spikes.csv", index=False, float_format="%.6g")
