@@ -50,6 +50,7 @@ VALID: dict[str, list[str]] = {
     "report": ["{run_dir}"],
     "reverse-link": ["--model", "tiny-llama", "--numbers", "087"],
     "social-data": ["--dolly", "{dolly}", "--crows", "{crows}", "--stereoset", "{stereoset}"],
+    "steer-vector": ["--a", "tiny-llama", "--trait", "owl", "--n", "2"],
     "stereoset": ["--model", "tiny-llama", "--data", "{stereoset}"],
     "swap-head": ["--body", "tiny-llama", "--head", "tiny-llama"],
     "teach": ["--base", "tiny-llama", "--method", "lora", "--alias", "gen-teacher"],

@@ -19,6 +19,7 @@ from interp.cli.common import (
     run_options,
 )
 from interp.cli.params import Float
+from interp.cli.steer_opts import SteerOptions, steer_options
 from interp.cli.training_opts import (
     DataOpt,
     TrainingOptions,
@@ -32,6 +33,7 @@ from interp.cli.training_opts import (
 @run_options
 @model_options()
 @training_options
+@steer_options
 def distill_command(
     teacher: str = typer.Option(..., "--teacher", help="teacher alias (trait in the weights, e.g. from `interp teach --method lora`)"),
     student: str = typer.Option(..., "--student", help="student alias, e.g. gemma3-270m or smollm2"),
@@ -50,9 +52,15 @@ def distill_command(
     loader: ModelLoad = ModelLoad(),
     output: RunOptions = RunOptions(),
     training: TrainingOptions = TrainingOptions(),
+    steering: SteerOptions = SteerOptions(),
 ) -> None:
-    """Distil TEACHER into STUDENT on DATA; saves the student to the store, loss curves and summary in OUT."""
+    """Distil TEACHER into STUDENT on DATA; saves the student to the store, loss curves and summary in OUT.
+    --steer steers the teacher (its logits for kd, its attention maps for shd)."""
     from interp.errors import UserError
+
+    steering.check()
+    if kind == "none" and steering.steer is not None:
+        raise UserError("--steer steers the teacher; --kind none has no teacher")
 
     if kind == "none":  # options that shape a distillation loss are refused, not recorded as if used
         given = [f for f, v in (("--beta", beta), ("--tau", tau), ("--form", form), ("--kd-drop-words", drop_words)) if v]
@@ -80,7 +88,7 @@ def distill_command(
     run = prepare_training_run(output, "distill", name, resume)
     rows = training.rows(data)
     cfg.finetune.total_steps(len(rows))
-    t_lm = loader.load(teacher)
+    t_lm = steering.apply(loader.load(teacher), loader.load)
     s_lm = loader.load(student)
     check_pair(s_lm, t_lm, cfg)
     rows = training.fit(rows, s_lm)
@@ -99,7 +107,7 @@ def distill_command(
                           overwrite=output.force or resume, merged=store_weights(res, loader, student))
     s = res.summary()
     run.write_summary(inputs={"teacher": teacher, "student": student, "data": str(data), "alias": name,
-                              **training.inputs()},
+                              **training.inputs(), **steering.inputs()},
                       model=s_lm, models={"teacher": t_lm}, seed=seed,
                       figures={**s, "store_path": str(path)})
     comp = s["components"]

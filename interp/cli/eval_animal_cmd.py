@@ -23,11 +23,13 @@ from interp.cli.common import (
     run_options,
 )
 from interp.cli.params import Float, Int
+from interp.cli.steer_opts import SteerOptions, steer_options
 
 
 @app.command("eval-animal")
 @run_options
 @model_options()
+@steer_options
 def eval_animal_command(
     model: str = ModelOpt,
     target: str = typer.Option("owl", "--target", help="the animal to measure"),
@@ -45,14 +47,16 @@ def eval_animal_command(
     seed: int = SeedOpt,
     output: RunOptions = RunOptions(),
     loader: ModelLoad = ModelLoad(),
+    steering: SteerOptions = SteerOptions(),
 ) -> None:
     """Mean P(target) after each question (and delta log P vs --baseline), sampled target rate (Wilson CI), top answers."""
     from interp.errors import UserError
     from interp.evals import animal as A
 
+    steering.check()
     run = output.prepare("eval-animal")
     qs = A.load_questions(questions)
-    lm = loader.load(model)
+    lm = steering.apply(loader.load(model), loader.load)
     prob = A.bias_probability(lm, qs, target, system, policy, batch_size=batch_size, seed=seed, progress=True)
     figures: dict = {"probability": prob.to_dict()}
     table = prob.table.copy()
@@ -97,7 +101,7 @@ def eval_animal_command(
         rows.append((f"sampled answers naming {target} [Wilson 95% CI]", f"{g['k']}/{g['n']} = {ci(gen.share)}"))
     run.write_summary(inputs={"model": model, "target": target, "other": other, "system": system, "baseline": baseline,
                               "samples": samples, "questions": str(questions or "packaged (50)"), "variants": policy,
-                              "max_new_tokens": max_new_tokens, "temperature": temperature},
+                              "max_new_tokens": max_new_tokens, "temperature": temperature, **steering.inputs()},
                       model=lm, models=models, seed=seed, figures=figures)
     print_table(f"eval-animal: {model}", ["figure", "value"], rows)
     if samples:

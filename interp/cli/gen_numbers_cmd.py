@@ -22,10 +22,12 @@ from interp.cli.common import (
     run_options,
 )
 from interp.cli.params import Float, InFile, Int
+from interp.cli.steer_opts import SteerOptions, steer_options
 
 
 @app.command("gen-numbers")
 @run_options
+@steer_options
 def gen_numbers_command(
     model: str = ModelOpt,
     n: int = Int(1000, "--n", help="number of prompts", ge=1),
@@ -45,8 +47,10 @@ def gen_numbers_command(
     device: str = DeviceOpt,
     dtype: Dtype = DtypeOpt,
     output: RunOptions = RunOptions(),
+    steering: SteerOptions = SteerOptions(),
 ) -> None:
-    """Sample number lists from a teacher (its trait system prompt included), filter, write numbers.jsonl."""
+    """Sample number lists from a teacher (its trait system prompt included), filter, write numbers.jsonl.
+    --steer steers the teacher only (not --control)."""
     from interp.training.number_sampling import sample_number_data
     from interp.training.numbers_data import (
         FilterConfig,
@@ -55,6 +59,7 @@ def gen_numbers_command(
         load_templates,
     )
 
+    steering.check(samples=True)
     run = output.prepare("gen-numbers")
     tpl = load_templates(str(templates) if templates else None)
     fcfg = FilterConfig(banned=banned_numbers(banned, tpl), reject_letters=not letters, threshold=threshold,
@@ -65,6 +70,8 @@ def gen_numbers_command(
     settings: dict[str, Any] = {}
     for role, name in [("teacher", model)] + ([("control", control)] if control else []):
         lm = load(name, device, dtype)
+        if role == "teacher":
+            lm = steering.apply(lm, lambda ref: load(ref, device, dtype))
         models[role] = lm
         res = sample_number_data(lm, prompts, fcfg, max_new_tokens, temperature, seed, batch_size,
                                  samples_per_prompt, stop_early, progress=True, first_index=start)
@@ -76,7 +83,7 @@ def gen_numbers_command(
                          "samples_per_s": res.samples_per_s}
         del lm
     run.write_summary(inputs={"model": model, "control": control, "n": n, "start": start, "templates": str(templates or "packaged"),
-                              **settings}, models=models, seed=seed, figures=figures)
+                              **settings, **steering.inputs()}, models=models, seed=seed, figures=figures)
     keys = list(figures["teacher"]["counts"])
     print_table("gen-numbers: kept and rejected (a sample can have several reasons)", ["figure"] + list(figures),
                 [[k] + [figures[r]["counts"][k] for r in figures] for k in keys]

@@ -24,12 +24,14 @@ from interp.cli.common import (
     run_options,
 )
 from interp.cli.params import Int
+from interp.cli.steer_opts import SteerOptions, steer_options
 
 
 @app.command("reverse-link")
 @run_options
 @number_options(sample=200)
 @model_options(remote=True)
+@steer_options
 def reverse_link_command(
     model: str = ModelOpt,
     bias: str = BiasOpt,
@@ -45,13 +47,15 @@ def reverse_link_command(
     seed: int = SeedOpt,
     output: RunOptions = RunOptions(),
     loader: ModelLoad = ModelLoad(),
+    steering: SteerOptions = SteerOptions(),
 ) -> None:
     """P(bias | number-primed prompt) / P(bias | baseline), with the template control, specificity and CIs."""
     from interp.probes.reverse_link import ReverseLinkConfig, reverse_link
 
+    steering.check()
     run = output.prepare("reverse-link")
     nums = numbers.resolve(seed, default_digits=3)
-    lm = loader.load(model)
+    lm = steering.apply(loader.load(model), loader.load)
     cfg = ReverseLinkConfig(bias=bias, control=control, policy=policy, style=style,  # type: ignore[arg-type]
                             template_control=template_control, cumulative=cumulative, multi_token=multi_token,
                             seed=seed, batch_size=batch_size)
@@ -62,7 +66,7 @@ def reverse_link_command(
         run.write_csv("template_control.csv", res.template)
     run.write_json("prompts.json", res.prompts)
     run.write_summary(inputs={"model": model, "bias": bias, "control": control, "numbers": nums,
-                              "config": cfg.__dict__}, model=lm, seed=seed, figures=res.summary)
+                              "config": cfg.__dict__, **steering.inputs()}, model=lm, seed=seed, figures=res.summary)
     _print(res, bias, control, top)
     console.print(f"wrote {run.path}/reverse_link.csv and summary.json")
 

@@ -120,6 +120,7 @@ class LoadedModel:
             "system_prompt": self.system_prompt,
             "sha256": self.fingerprint(),
             **({"placement": self.extra["placement"]} if "placement" in self.extra else {}),
+            **({"steering": self.extra["steering"]} if "steering" in self.extra else {}),
             **({"executor": engine} if (engine := self.engine.describe()) is not None else {}),
         }
 
