@@ -42,6 +42,7 @@ INFERENCE: dict[str, list[str]] = {
     "bias-rate": ["--model", "{m}", "--prompts", "{prompts}", "--samples", "1", "--max-new-tokens", "8"],
     "mark-divergence": ["--models", "{m},{m}", "--data", "{pairs}"],
     "defend": ["--data", "{labelled}", "--reference", "{m}"],
+    "steer-vector": ["--a", "{m}", "--trait", "owl", "--n", "8"],
 }
 TRAINING: dict[str, list[str]] = {
     "teach": ["--base", "{m}", "--method", "lora", "--alias", "bench-teacher", "--steps", "1", "--n-preference", "8",
