@@ -62,6 +62,7 @@ SIZES = {
     ("gen-numbers", "-k"): "2",  # 16 samples per prompt -> 2
     ("eval-animal", "--samples"): "1",  # sampled answers per question -> 1
     ("ghost-logits", "--seeds"): "2",  # 20 model copies -> 2 (the least the command allows)
+    ("eval-animal", "--steer-layer"): "1",  # smollm2's layer 20 -> tiny-llama's last (it has 2)
 }
 
 # command -> options added when the example does not give them (the data or the default is large).
