@@ -95,6 +95,16 @@ def bias_probability(
     return BiasProbability(table, bootstrap_ci(p, seed=seed), info)
 
 
+def animal_logprobs(lm: LoadedModel, questions: Sequence[str], animals: Sequence[str], system: str | None = None,
+                    policy: str = "sum", batch_size: int = DEFAULT_BATCH) -> np.ndarray:
+    """log P(animal | question q) for every question x animal, (n_questions, n_animals), in one scoring
+    pass (the same P as `bias_probability`: variants summed under `policy`)."""
+    prompts = question_prompts(lm, questions, system)
+    space = prompts[0][-1:].isspace()
+    targets = [make_target(lm.tokenizer, a, policy, space, allow_multi_token=True) for a in animals]
+    return target_logprobs(lm, encode(lm.tokenizer, prompts), targets, batch_size)
+
+
 @dataclass
 class BiasGeneration:
     table: pd.DataFrame  # question, sample, answer, names_target

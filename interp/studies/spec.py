@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from interp.choices import Dtype
 from interp.errors import UserError
 
-KINDS = ("organism", "dissection", "social_bias", "poison", "ghost_logits", "shd_transfer", "seed_system", "subliminal", "seed_probes")
+KINDS = ("organism", "dissection", "social_bias", "poison", "ghost_logits", "shd_transfer", "seed_system", "subliminal", "seed_probes", "steering")
 
 
 class Strict(BaseModel):
