@@ -4,8 +4,9 @@ unless `--inference-only`.
 
     python experiments/bench/every_command.py --model qwen2.5-coder-0.5b [--inference-only] [--out reports/scaling]
 
-Appends one row per command to OUT/commands.csv (model, command, kind, rc, seconds, peak_rss_mb, argv, error:
-the last line of stderr when rc != 0); a (model, command) already there with rc 0 is skipped (resumable).
+Appends one row per command to OUT/commands.csv (model, dtype, command, kind, rc, seconds, peak_rss_mb, argv,
+error: the last line of stderr when rc != 0); a (model, dtype, command) already there with rc 0 is skipped
+(resumable). `--dtype bf16` passes --dtype to every command that takes it.
 Each command is its own process (`scaling.run`'s wait4 peak RSS).
 """
 
@@ -53,6 +54,7 @@ TRAINING: dict[str, list[str]] = {
 }
 # commands that load no model
 NO_MODEL = ("models", "report", "ghost-logits", "poison-data", "social-data", "study")
+NO_DTYPE = ("defend", "mark-divergence")  # they take no --dtype / --device yet: always fp32 on the CPU
 
 
 def inputs(d: Path) -> dict[str, str]:
@@ -90,12 +92,15 @@ def main() -> None:
     ap.add_argument("--model", required=True)
     ap.add_argument("--inference-only", action="store_true")
     ap.add_argument("--commands", default="", help="comma-separated subset")
+    ap.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=ROOT / "reports" / "scaling")
     a = ap.parse_args()
     path = a.out / "commands.csv"
     table = pd.read_csv(path) if path.exists() else pd.DataFrame(
-        columns=["model", "command", "kind", "rc", "seconds", "peak_rss_mb", "argv", "error"])
+        columns=["model", "dtype", "command", "kind", "rc", "seconds", "peak_rss_mb", "argv", "error"])
+    if "dtype" not in table:  # rows of the first version, all fp32
+        table.insert(1, "dtype", "fp32")
     home = os.environ.get("INTERP_HOME", str(Path.home() / ".cache" / "interp"))
     todo = {**{c: ("inference", v) for c, v in INFERENCE.items()},
             **({} if a.inference_only else {c: ("training", v) for c, v in TRAINING.items()})}
@@ -103,12 +108,13 @@ def main() -> None:
         todo = {c: todo[c] for c in a.commands.split(",")}
     files = inputs(Path(tempfile.mkdtemp()))
     for cmd, (kind, args) in todo.items():
-        done = (table.model == a.model) & (table.command == cmd)
+        dtype = "fp32" if cmd in NO_DTYPE else a.dtype
+        done = (table.model == a.model) & (table.command == cmd) & (table.dtype == dtype)
         if (table[done].rc == 0).any():
             continue
-        argv = [cmd, *(x.format(m=a.model, **files) for x in args)]
+        argv = [cmd, *(x.format(m=a.model, **files) for x in args), *(["--dtype", dtype] if dtype != "fp32" else [])]
         rc, secs, rss, err = run(argv, home, a.threads)
-        row = {"model": a.model, "command": cmd, "kind": kind, "rc": rc, "seconds": round(secs, 1),
+        row = {"model": a.model, "dtype": dtype, "command": cmd, "kind": kind, "rc": rc, "seconds": round(secs, 1),
                "peak_rss_mb": round(rss), "argv": "interp " + " ".join(argv), "error": err}
         print(row, flush=True)
         table = pd.concat([table[~done], pd.DataFrame([row])], ignore_index=True)

@@ -9,10 +9,10 @@ import typer
 from interp.cli.app import app
 from interp.cli.common import (
     BatchOpt,
-    DeviceOpt,
+    ModelLoad,
     RunOptions,
     console,
-    load,
+    model_options,
     print_table,
     run_options,
 )
@@ -21,12 +21,13 @@ from interp.cli.training_opts import DataOpt
 
 @app.command("mark-divergence")
 @run_options
+@model_options()
 def mark_divergence_command(
     models: str = typer.Option(..., "--models", help="comma-separated teachers, e.g. smollm2-owl,smollm2-dog"),
     data: Path = DataOpt,
     batch_size: int = BatchOpt,
-    device: str = DeviceOpt,
     output: RunOptions = RunOptions(),
+    loader: ModelLoad = ModelLoad(),
 ) -> None:
     """Completion tokens where the MODELS' argmax next tokens differ; writes OUT/marked.jsonl."""
     import json
@@ -40,7 +41,7 @@ def mark_divergence_command(
         raise UserError("--models needs at least two different aliases, e.g. smollm2-owl,smollm2-dog")
     run = output.prepare("mark-divergence")
     rows = read_jsonl(data)
-    lms = [load(n, device) for n in names]
+    lms = [loader.load(n) for n in names]
     marks = divergence_marks(lms, rows, batch_size=batch_size, progress=True)
     marked = mark_rows(rows, marks, names)
     run.write_text("marked.jsonl", "".join(json.dumps(r) + "\n" for r in marked))

@@ -10,7 +10,6 @@ import typer
 
 from interp.cli.app import app
 from interp.cli.common import (
-    DeviceOpt,
     ModelLoad,
     ModelOpt,
     RunOptions,
@@ -113,6 +112,7 @@ def bias_rate_command(
 
 @app.command("defend")
 @run_options
+@model_options()
 def defend_command(
     data: Path = InFile(..., "--data", help="samples to screen: JSONL with prompt, completion (and 'poisoned' to score)"),
     reference: Optional[str] = typer.Option(DEFAULT_MODEL, "--reference", help="model of the perplexity filter ('' to skip)"),
@@ -121,14 +121,13 @@ def defend_command(
     calibrate: Optional[Path] = InFile(None, "--calibrate", help="scores.csv of a labelled run: flag --data at its "
                                              "thresholds for 1% / 5% FPR and count what is removed"),
     marker: Optional[str] = MarkerOpt,
-    device: str = DeviceOpt,
     output: RunOptions = RunOptions(),
+    loader: ModelLoad = ModelLoad(),
 ) -> None:
     """Score every sample with the perplexity filter, a marker-agnostic heuristic and the LLS; AUROC and
     TPR at 1% / 5% FPR when the samples are labelled."""
     import pandas as pd
 
-    from interp.cli.common import load
     from interp.errors import UserError
     from interp.evals import detectors as D
     from interp.evals.bias_rate import has_marker
@@ -147,8 +146,8 @@ def defend_command(
     labelled = [r for r in rows if "poisoned" in r]
     if labelled and len(labelled) < len(rows):
         raise UserError(f"--data {data}: {len(labelled)} of {len(rows)} rows say 'poisoned'; label every row or none")
-    ref = load(reference, device) if reference else None
-    pt, ct = (load(poisoned_teacher, device), load(clean_teacher, device)) if poisoned_teacher else (None, None)
+    ref = loader.load(reference) if reference else None
+    pt, ct = (loader.load(poisoned_teacher), loader.load(clean_teacher)) if poisoned_teacher else (None, None)
     scores = D.detector_scores(rows, ref, pt, ct, progress=True)
     scores["marker"] = has_marker([r["completion"] for r in rows], marker or MARKER)
     run.write_csv("scores.csv", scores)
