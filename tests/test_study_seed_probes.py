@@ -121,7 +121,7 @@ def test_verdicts_when_it_is_not(tmp_path):
     assert v["C1"] == "supported (no special entanglement)"
     assert v["C2"].startswith("not supported")
     assert v["C3"] == "contradicted (no re-used head); named heads absent"
-    assert v["C4"] == "contradicted, and not a fair test (the pruned model is broken)"
+    assert v["C4"] == "contradicted, and not a fair test (pruning multiplies the perplexity by 185)"
     raw = raw_tables(tmp_path / "b", inc_shift=0.0, one_digit=0.0, top_heads=["L1H0"], kept=0.9, full_lift=-0.5)
     assert verdicts(raw, Recipe()).set_index("claim").verdict["C4"].startswith("not tested")
 

@@ -254,7 +254,7 @@ def c4(raw: Path, recipe: Recipe) -> dict[str, Any]:
     if _ci(lift["full"])[1] <= 0:
         verdict = "not tested: the full model shows no trait lift to retain"
     elif broken:
-        verdict += ", and not a fair test (the pruned model is broken)"
+        verdict += f", and not a fair test (pruning multiplies the perplexity by {ppl['entropy'] / ppl['full']:.0f})"
     return {"claim": "C4", "text": f"the bias survives pruning {1 - recipe.keep:.0%} of heads", "verdict": verdict,
             "number": f"trait lift full {lift['full'].mean():+.3f} nats; entropy-pruned keeps {ent.estimate:.3f} "
                       f"[{ent.lo:.3f}, {ent.hi:.3f}] of it (perplexity {ppl['full']:.1f} -> {ppl['entropy']:.1f}); "
