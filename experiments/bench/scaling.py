@@ -40,7 +40,7 @@ COMMANDS: dict[str, tuple[list[str], str]] = {
     "prune": (["prune", "--model", "{m}", "--keep", "0.6", "--samples", "0"], "entropy pruning keep 0.6, P(owl)"),
     "eval-animal": (["eval-animal", "--model", "{m}", "--samples", "0"], "50 preference questions, scored"),
     "crows": (["crows", "--model", "{m}", "--data", str(CROWS), "--limit", "300", "--n-boot", "1000"],
-              "CrowS-Pairs, the first 300 pairs, pseudo-log-likelihood of each sentence"),
+              "CrowS-Pairs, the first 300 pairs, the log-likelihood of both sentences of each"),
     "gen-numbers": (["gen-numbers", "--model", "{m}", "--n", "8", "-k", "4"], "8 prompts x 4 samples"),
     "finetune-step": (["finetune", "--model", "{m}", "--data", "{d}", "--alias", "bench-ft", "--steps", "1", "--lora",
                        "--batch-size", "8"], "one LoRA step, batch 8"),
@@ -83,6 +83,27 @@ def run(argv: list[str], threads: int, home: str) -> tuple[float, float, int]:
         if os.waitstatus_to_exitcode(status):
             raise RuntimeError(f"interp {' '.join(argv)} failed: {err.strip().splitlines()[-1:]}")
         return secs, usage.ru_maxrss / 1024, int(tokens.read_text())
+
+
+def cost_markdown(table: pd.DataFrame, exponents: pd.DataFrame) -> str:
+    """cost.csv as one markdown row per command: per model (by size) 'seconds, peak RSS GiB, tokens', and the
+    exponent; '-' where a pair was not run."""
+    models = table.drop_duplicates("model").sort_values("params")
+    expo = dict(zip(exponents.command, exponents.time_exponent)) if len(exponents) else {}
+    head = ["command", "workload", *(f"{m} ({p / 1e6:.0f}M)" for m, p in zip(models.model, models.params)), "exponent"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for cmd in dict.fromkeys(table.command):
+        rows = table[table.command == cmd].set_index("model")
+        cells = []
+        for m in models.model:
+            if m not in rows.index:
+                cells.append("-")
+                continue
+            r = rows.loc[m]
+            tok = "" if pd.isna(r.tokens) else f", {int(r.tokens):,} tok"
+            cells.append(f"{r.seconds:.1f} s, {r.peak_rss_mb / 1024:.1f} GiB{tok}")
+        lines.append(f"| {cmd} | {rows.workload.iloc[0]} | " + " | ".join(cells) + f" | {expo.get(cmd, '-')} |")
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -130,6 +151,7 @@ def main() -> None:
             slope = np.polyfit(np.log(g.params.astype(float)), np.log(g.seconds.astype(float)), 1)[0]
             exponents.append({"command": cmd, "models": len(g), "time_exponent": round(float(slope), 2)})
     pd.DataFrame(exponents).to_csv(a.out / "exponents.csv", index=False)
+    (a.out / "cost_table.md").write_text(cost_markdown(table, pd.DataFrame(exponents)))
     import matplotlib
 
     matplotlib.use("Agg")
