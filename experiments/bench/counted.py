@@ -1,6 +1,6 @@
 """`interp ARGS` with a count of the token positions its models run forward (for experiments/bench/scaling.py).
 
-    python experiments/bench/counted.py TOKENS_FILE reverse-link --model smollm2 ...
+    python experiments/bench/counted.py TOKENS_FILE reverse-link --model MODEL ...
 
 Counts, over every forward of every model the command loads, the ids entering a vocabulary embedding
 (an `nn.Embedding` with at least 1,000 rows: the token embedding, never a position embedding): prompt
