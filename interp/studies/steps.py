@@ -19,3 +19,12 @@ def draw_subset(out: Path, params: dict[str, Any], pool: str) -> None:
         raise UserError(f"{pool} has {len(rows)} rows, fewer than the {n} examples asked for")
     keep = np.sort(np.random.default_rng([seed, n]).choice(len(rows), n, replace=False))
     (out / "subset.jsonl").write_text("".join(rows[i] + "\n" for i in keep))
+
+
+def copy_files(src: Path | str, out: Path) -> None:
+    """Every file directly in `src` into `out` (a report job publishes its raw tables beside its report)."""
+    import shutil
+
+    for f in sorted(Path(src).iterdir()):
+        if f.is_file():
+            shutil.copyfile(f, out / f.name)

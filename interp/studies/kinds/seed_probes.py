@@ -154,9 +154,9 @@ def collect(out: Path, params: dict[str, Any], groups: str, link: str, vocab: st
 
 def report_step(out: Path, params: dict[str, Any], raw: str) -> None:
     """The raw tables (copied) and the report on them."""
-    for f in sorted(Path(raw).iterdir()):
-        if f.is_file():
-            shutil.copyfile(f, out / f.name)
+    from interp.studies.steps import copy_files
+
+    copy_files(raw, out)
     report(Path(raw), out, Recipe(**params))
 
 

@@ -26,7 +26,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from pydantic import Field
 
@@ -95,11 +94,10 @@ def collect(out: Path, params: dict[str, Any], **sweeps: str) -> None:
 
 
 def report_step(out: Path, params: dict[str, Any], raw: str) -> None:
-    import shutil
+    """The raw tables (copied) and the report on them."""
+    from interp.studies.steps import copy_files
 
-    for f in sorted(Path(raw).iterdir()):
-        if f.is_file():
-            shutil.copyfile(f, out / f.name)
+    copy_files(raw, out)
     report(Path(raw), out, Recipe(**params))
 
 
