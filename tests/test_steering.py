@@ -97,6 +97,27 @@ def test_project_removes_exactly_the_component_and_replace_puts_the_reference_s(
     torch.testing.assert_close(hr - (hr @ u)[:, None] * u, h - (h @ u)[:, None] * u, atol=1e-5, rtol=0)
 
 
+def test_tiled_steering_at_every_layer():
+    """The reference's tiling: one vector on every block. replace puts the reference's (unsteered) component
+    at each layer; replacing a model by itself changes nothing; add on [0, 1] = add on 0 then add on 1."""
+    a, b = load_model("tiny-llama"), perturbed()
+    layers = list(range(b.spec.n_layers))
+    v = torch.randn(a.spec.d_model, generator=torch.Generator().manual_seed(4))
+    u = v / v.norm()
+    with Steering(b, v, layers, mode="replace", reference=b):
+        torch.testing.assert_close(logits(b, PROMPT), logits_plain := logits(perturbed(), PROMPT), atol=1e-5, rtol=0)
+    with Steering(b, v, layers, mode="replace", reference=a):
+        for layer in layers:
+            torch.testing.assert_close(resid(b, PROMPT, layer) @ u, resid(a, PROMPT, layer) @ u, atol=1e-5, rtol=0)
+        assert (logits(b, PROMPT) - logits_plain).abs().max() > 1e-3
+    with Steering(b, v, [0, 1], alpha=2.0):
+        both = logits(b, PROMPT)
+    with Steering(b, v, 0, alpha=2.0), Steering(b, v, 1, alpha=2.0):
+        torch.testing.assert_close(logits(b, PROMPT), both, atol=1e-6, rtol=0)
+    with pytest.raises(UserError, match="layers 0.."):
+        Steering(b, v, [0, b.spec.n_layers])
+
+
 @pytest.mark.parametrize("kwarg", ["past_key_values", "cache"])
 def test_replace_refuses_a_kv_cache(kwarg):
     a, b = load_model("tiny-llama"), perturbed()
@@ -194,3 +215,33 @@ def test_distill_kd_from_a_steered_teacher(capsys, tmp_path, monkeypatch):
     code, _, err = run_cli(capsys, "distill", "--teacher", "tiny-llama", "--student", "tiny-llama", "--data", str(data),
                            "--kind", "none", "--steps", "1", "--steer", str(tmp_path / "v.pt"), "--steer-layer", "0")
     assert code == 2 and "no teacher" in err
+
+
+def test_eval_animal_with_a_tiled_vector(capsys, tmp_path, monkeypatch):
+    """--steer-tile: v[L] on every block. Replacing a model's component by its own (reference = itself)
+    scores exactly as no steering; a tiled add does not, and summary.json records the tiling."""
+    monkeypatch.setenv("INTERP_HOME", str(tmp_path / "home"))
+    vec = SteeringVector(torch.randn(2, 64, generator=torch.Generator().manual_seed(0)), torch.ones(2),
+                         {"model_b": "tiny-llama"})
+    vec.save(tmp_path / "v.pt")
+    questions = tmp_path / "q.txt"
+    questions.write_text("Name your favourite animal.\nWhich animal do you like?\n")
+
+    def scores(tag: str, *steer: str) -> list[float]:
+        code, _, err = run_cli(capsys, "eval-animal", "--model", "tiny-llama", "--samples", "0", "--questions",
+                               str(questions), "--other", "dog", *steer, "--out", str(tmp_path / tag))
+        assert code == 0, err
+        import pandas as pd
+
+        return pd.read_csv(tmp_path / tag / "probability.csv")[["p_target", "p_other"]].to_numpy().ravel().tolist()
+
+    plain = scores("plain")
+    same = scores("replace", "--steer", str(tmp_path / "v.pt"), "--steer-layer", "1", "--steer-tile", "--steer-mode", "replace")
+    assert same == pytest.approx(plain, rel=1e-4)
+    added = scores("add", "--steer", str(tmp_path / "v.pt"), "--steer-layer", "1", "--steer-tile", "--steer-alpha", "2")
+    assert max(abs(x / y - 1) for x, y in zip(added, plain)) > 1e-2
+    summary = json.loads((tmp_path / "add" / "summary.json").read_text())
+    assert summary["models"]["model"]["steering"]["layer"] == [0, 1]
+    assert summary["models"]["model"]["steering"]["tiled_from"] == 1
+    code, _, err = run_cli(capsys, "eval-animal", "--model", "tiny-llama", "--samples", "0", "--steer-tile")
+    assert code == 2 and "needs --steer" in err

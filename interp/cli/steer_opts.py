@@ -1,4 +1,4 @@
-"""--steer / --steer-layer / --steer-alpha / --steer-mode / --steer-reference, declared once
+"""--steer / --steer-layer / --steer-alpha / --steer-mode / --steer-reference / --steer-tile, declared once
 (`steer_options`), for the commands that score or sample with a model (eval-animal, reverse-link,
 gen-numbers) and for the teacher of `distill --kind kd`."""
 
@@ -30,14 +30,15 @@ class SteerOptions:
     alpha: float = 1.0
     mode: SteerMode = "add"
     reference: Optional[str] = None
+    tile: bool = False
 
     def check(self, samples: bool = False) -> None:
         """One line, before any model loads, for what cannot work (`samples`: the command samples with a
         KV cache, which `replace` cannot follow)."""
         if self.steer is None:
             given = [f for f, v in (("--steer-layer", self.layer), ("--steer-reference", self.reference)) if v is not None]
-            if given or self.alpha != 1.0 or self.mode != "add":
-                raise UserError(f"{(given or ['--steer-alpha / --steer-mode'])[0]} needs --steer FILE (a vector.pt of "
+            if given or self.alpha != 1.0 or self.mode != "add" or self.tile:
+                raise UserError(f"{(given or ['--steer-alpha / --steer-mode / --steer-tile'])[0]} needs --steer FILE (a vector.pt of "
                                 "`interp steer-vector`)")
             return
         if self.layer is None:
@@ -68,8 +69,9 @@ class SteerOptions:
             if not name:
                 raise UserError("--steer-mode replace: give --steer-reference MODEL (the vector records no model_b)")
             ref = load(name)
-        steering = Steering(lm, vec.at(self.layer), self.layer, self.alpha, self.mode, ref).attach()
-        lm.extra["steering"] = {**steering.describe(), "file": str(self.steer),
+        layers = list(range(lm.spec.n_layers)) if self.tile else self.layer
+        steering = Steering(lm, vec.at(self.layer), layers, self.alpha, self.mode, ref).attach()
+        lm.extra["steering"] = {**steering.describe(), "tiled_from": self.layer if self.tile else None, "file": str(self.steer),
                                 "sha256": hashlib.sha256(self.steer.read_bytes()).hexdigest(),
                                 "vector": {k: vec.meta.get(k) for k in ("model_a", "model_b", "system_a", "system_b",
                                                                          "positions", "n_prompts", "prompts")}}
@@ -79,7 +81,7 @@ class SteerOptions:
         """For summary.json's inputs."""
         return {} if self.steer is None else {"steer": str(self.steer), "steer_layer": self.layer,
                                               "steer_alpha": self.alpha, "steer_mode": self.mode,
-                                              "steer_reference": self.reference}
+                                              "steer_reference": self.reference, "steer_tile": self.tile}
 
 
 _STEER_PARAMS: dict[str, tuple[Any, Any]] = {
@@ -92,6 +94,8 @@ _STEER_PARAMS: dict[str, tuple[Any, Any]] = {
     "reference": (Optional[str], typer.Option(None, "--steer-reference",
                                               help="replace: the model whose component along v is put back "
                                                    "(default: the vector's model B)")),
+    "tile": (bool, typer.Option(False, "--steer-tile", help="steer every block with v[--steer-layer] (the reference's "
+                                                           "tiled vector) instead of that block alone")),
 }
 
 steer_options = bundle_options("steering", _STEER_PARAMS, SteerOptions)

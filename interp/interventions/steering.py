@@ -11,15 +11,16 @@ before the final norm). Positions T(p): `last` (the last prompt token: where the
 reference's v_teacher) or `all` (every prompt token, padding excluded; the reference's v_student). The
 reference indexes hidden_states, whose slot 0 is the embedding: its layer L is our layer L - 1.
 
-Steering (`Steering`, a forward hook on block `layer`, every position, every forward), h = resid_post[l]:
+Steering (`Steering`, a forward hook on block `layer`, or the same vector on each block of a list of
+layers: the reference's "tiled" vector, v[L] at every block; every position, every forward), h = resid_post[l]:
 
     add       h <- h + alpha v                                  (v: (d,), or (pos, d) for one prompt)
     project   h <- h - alpha (h . u) u,  u = v / |v|            (alpha 1: the component along v removed)
     replace   h <- h - (h . u) u + (h_ref . u) u                (the component along v is the reference
                                                                  model's on the same input)
 
-`replace` runs the reference model on each forward's inputs; it cannot follow a KV cache (sampling), and
-refuses one.
+`replace` runs the reference model once on each forward's inputs (its residuals at every steered layer,
+unsteered); it cannot follow a KV cache (sampling), and refuses one.
 """
 
 from __future__ import annotations
@@ -178,27 +179,36 @@ def steer_hidden(h: torch.Tensor, v: torch.Tensor, mode: Mode, alpha: float = 1.
 
 
 class Steering:
-    """Steer `lm` at `layer` while attached (`with Steering(...)`, or `attach()` for the rest of the
-    process: what the CLI's --steer does). `reference`: the model whose residual `replace` uses."""
+    """Steer `lm` at `layer` (one block, or a list: the same vector at each) while attached (`with
+    Steering(...)`, or `attach()` for the rest of the process: what the CLI's --steer does). `reference`:
+    the model whose residual `replace` uses."""
 
-    def __init__(self, lm: LoadedModel, vector: torch.Tensor, layer: int, alpha: float = 1.0, mode: Mode = "add",
-                 reference: LoadedModel | None = None):
+    def __init__(self, lm: LoadedModel, vector: torch.Tensor, layer: int | Sequence[int], alpha: float = 1.0,
+                 mode: Mode = "add", reference: LoadedModel | None = None):
         if mode not in MODES:
             raise UserError(f"--steer-mode must be one of {', '.join(MODES)}, got {mode!r}")
-        if not 0 <= layer < lm.spec.n_layers:
-            raise UserError(f"--steer-layer {layer}: {lm.name} has layers 0..{lm.spec.n_layers - 1}")
+        layers = [layer] if isinstance(layer, int) else list(layer)
+        if not layers:
+            raise UserError("steering needs at least one layer")
+        for i in layers:
+            if not 0 <= i < lm.spec.n_layers:
+                raise UserError(f"--steer-layer {i}: {lm.name} has layers 0..{lm.spec.n_layers - 1}")
         if vector.shape[-1] != lm.spec.d_model:
             raise UserError(f"the steering vector has width {vector.shape[-1]}, {lm.name} has d_model {lm.spec.d_model}")
         if mode == "replace" and reference is None:
             raise UserError("--steer-mode replace needs a reference model (--steer-reference)")
         if mode == "project" and float(vector.norm()) == 0:
             raise UserError("cannot project out a zero vector")
-        self.lm, self.vector, self.layer, self.alpha, self.mode, self.reference = lm, vector, layer, alpha, mode, reference
+        self.lm, self.vector, self.layers, self.alpha, self.mode, self.reference = lm, vector, layers, alpha, mode, reference
         self._handles: list[Any] = []
-        self._ref_h: torch.Tensor | None = None
+        self._ref_h: dict[int, torch.Tensor] = {}
+        self._in_reference = False
 
     def _pre(self, _module: Any, args: tuple, kwargs: dict[str, Any]) -> None:
-        """replace: run the reference on this forward's inputs and keep its residual at `layer`."""
+        """replace: run the reference on this forward's inputs and keep its residual at each steered layer
+        (the reference may be `lm` itself: its pass runs unsteered)."""
+        if self._in_reference:
+            return
         cache = kwargs.get("past_key_values", kwargs.get("cache"))  # transformers 5.x renames it `cache`
         if cache is not None and hasattr(cache, "get_seq_length") and cache.get_seq_length() > 0:
             raise UserError("--steer-mode replace follows full forwards only: it cannot sample with a KV cache "
@@ -209,26 +219,33 @@ class Steering:
         if ids is None:
             raise UserError("--steer-mode replace needs token ids (a forward given embeddings cannot be rerun on the reference)")
         keep = {k: kwargs[k] for k in ("attention_mask", "position_ids") if kwargs.get(k) is not None}
-        out: dict[str, torch.Tensor] = {}
-        hook = ref.spec.layers(ref.model)[self.layer].register_forward_hook(
-            lambda _m, _a, o: out.__setitem__("h", _block_outputs(o).detach()))
+        out: dict[int, torch.Tensor] = {}
+        blocks = ref.spec.layers(ref.model)
+        hooks = [blocks[i].register_forward_hook(lambda _m, _a, o, i=i: out.__setitem__(i, _block_outputs(o).detach()))
+                 for i in self.layers]
+        self._in_reference = True
         try:
             with torch.no_grad():
                 ref.model(input_ids=ids.to(ref.device), **{k: v.to(ref.device) for k, v in keep.items()}, use_cache=False)
         finally:
-            hook.remove()
-        self._ref_h = out["h"]
+            self._in_reference = False
+            for hook in hooks:
+                hook.remove()
+        self._ref_h = out
 
-    def _post(self, _module: Any, _args: Any, output: Any) -> Any:
+    def _post(self, layer: int, output: Any) -> Any:
+        if self._in_reference:
+            return output
         h = _block_outputs(output)
-        new = steer_hidden(h, self.vector, self.mode, self.alpha, self._ref_h)
+        new = steer_hidden(h, self.vector, self.mode, self.alpha, self._ref_h.get(layer))
         return (new, *output[1:]) if isinstance(output, tuple) else new
 
     def attach(self) -> Steering:
         if not self._handles:
             if self.mode == "replace":
                 self._handles.append(self.lm.model.register_forward_pre_hook(self._pre, with_kwargs=True))
-            self._handles.append(self.lm.spec.layers(self.lm.model)[self.layer].register_forward_hook(self._post))
+            blocks = self.lm.spec.layers(self.lm.model)
+            self._handles += [blocks[i].register_forward_hook(lambda _m, _a, o, i=i: self._post(i, o)) for i in self.layers]
             self.lm.extra["steering"] = self.describe()
         return self
 
@@ -236,10 +253,12 @@ class Steering:
         for h in self._handles:
             h.remove()
         self._handles = []
+        self._ref_h = {}
         self.lm.extra.pop("steering", None)
 
     def describe(self) -> dict[str, Any]:
-        return {"layer": self.layer, "alpha": self.alpha, "mode": self.mode, "vector_norm": float(self.vector.norm()),
+        return {"layer": self.layers[0] if len(self.layers) == 1 else self.layers, "alpha": self.alpha,
+                "mode": self.mode, "vector_norm": float(self.vector.norm()),
                 "reference": self.reference.name if self.reference is not None else None}
 
     def __enter__(self) -> Steering:
