@@ -3,34 +3,48 @@ the teacher's trait system prompt is well approximated by one steering vector.
 
 Crossover pair (A, B) = `recipe.pair` (owl, dog). For each trait T of the pair:
 
-    vector-T   interp steer-vector --a BASE --trait T --prompts `prompts` --n `n_prompts` --positions last:
-               v_T[l] = mean resid_post[l] with the T system prompt - without (the reference's v_teacher)
-    random-T   random directions with |v_T[l]|'s norm per layer (`SteeringVector.random_like`, seed s)
-    sweep-T    base unsteered, base with the T prompt, and base steered at each layer of `layers` by
-               alpha v_T (each of `alphas`) and by each random vector: log P(A), log P(B) per question
-    collect    per_question.csv (model, trait, condition, vector, layer, alpha, seed, question, logp_owl,
-               logp_other: log P(A), log P(B), whatever T is)
-    report     claim1.csv, claim1.png, tables.md
+    vector-T        interp steer-vector --a BASE --trait T --prompts `prompts` --n `n_prompts` --positions last:
+                    v_T[l] = mean resid_post[l] with the T system prompt - without (the reference's v_teacher)
+    random-T-s      random directions with |v_T[l]|'s norm per layer (`SteeringVector.random_like`, seed s)
+    anchor-T        base unsteered and base with the T prompt: log P(A), log P(B) per question
+    sweep-T-V       base steered at each layer of `layers` by alpha V (each of `alphas`), V = v_T or random-T-s
+                    (one job per vector: a new random seed adds jobs, it redoes none)
+    collect         per_question.csv (model, trait, condition, vector, layer, alpha, seed, question, logp_owl,
+                    logp_other: log P(A), log P(B), whatever T is)
+    report          claim1.csv, crossover.csv, verdict.json, claim1.png, tables.md
 
-Statistic, per (T, layer, alpha, vector), with m_T(q) = log P(T | q) - log P(other | q):
+Statistics, with M(q) = log P(A | q) - log P(B | q) (the crossover margin) and m_T = +-M (T's own margin):
 
-    recovered = mean_q [m_T(steered) - m_T(base)] / mean_q [m_T(prompted) - m_T(base)]
+    recovered_T = mean_q [m_T(steered) - m_T(base)] / mean_q [m_T(prompted) - m_T(base)]      (per trait)
+    crossover   = mean_q [M(+alpha v_A) - M(+alpha v_B)] / mean_q [M(A prompt) - M(B prompt)]
 
-with a paired bootstrap 95% CI over questions (`ratio_of_means_ci`). 1 = the vector moves the margin as
-far as the prompt does; the random vector of the same norm is the control.
+with paired bootstrap 95% CIs over questions (`ratio_of_means_ci`). 1 = the vectors move the margin as far
+as the prompts do. The random pair (random-A-s, random-B-s) gives the crossover of two vectors of the same
+norms and no meaning: any push of a steered model towards one animal whatever the vector is (on smollm2 a
+random vector at alpha 4 lowers log P(owl) more than log P(dog) at most layers) cancels in the crossover.
+
+Verdict (`claim1_verdict`; the layer is chosen on one half of the questions and measured on the other, so
+the choice does not inflate it): (layer, alpha) = argmax of v_teacher's crossover on the even questions;
+on the odd ones, its crossover c [lo, hi], and the same for each random pair (its own argmax on the even
+questions: the same selection). supported: lo >= 0.5 and c above every random pair's; contradicted:
+hi < 0.25, or a random pair's crossover >= c; inconclusive otherwise.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 from pydantic import Field
 
 from interp.studies.graph import Graph
 from interp.studies.spec import Strict, Study
+
+if TYPE_CHECKING:
+    from interp.models.loaded import LoadedModel
 
 ROLES = ("base",)
 STEP = "interp.studies.kinds.steering:"
@@ -55,41 +69,54 @@ def random_vector(out: Path, params: dict[str, Any], vector: str) -> None:
     SteeringVector.load(vector).random_like(params["seed"]).save(out / "vector.pt")
 
 
-def sweep(out: Path, params: dict[str, Any], vector: str, **randoms: str) -> None:
-    """per_question.csv of one trait: base, prompted, and steered (layer x alpha x vector) rows."""
-    from interp.evals.animal import animal_logprobs, load_questions
-    from interp.interventions.steering import Steering, SteeringVector
+def _load_and_questions(params: dict[str, Any]) -> tuple[LoadedModel, list[str]]:
+    from interp.evals.animal import load_questions
     from interp.models import load_model
+
+    return load_model(params["model"], device=params["device"], dtype=params["dtype"]), load_questions()
+
+
+def _rows(params: dict[str, Any], lp: np.ndarray, condition: str, vector: str, layer: int, alpha: float, seed: int) -> pd.DataFrame:
+    return pd.DataFrame({"model": params["model"], "trait": params["trait"], "condition": condition, "vector": vector,
+                         "layer": layer, "alpha": alpha, "seed": seed, "question": range(len(lp)),
+                         "logp_owl": lp[:, 0], "logp_other": lp[:, 1]})
+
+
+def anchor(out: Path, params: dict[str, Any]) -> None:
+    """per_question.csv: the base unsteered and with the trait's system prompt."""
+    from interp.evals.animal import animal_logprobs
     from interp.training.teacher import trait_system_prompt
 
-    lm = load_model(params["model"], device=params["device"], dtype=params["dtype"])
-    qs, pair, trait = load_questions(), params["pair"], params["trait"]
-    vectors = [("v_teacher", SteeringVector.load(vector), -1)]
-    vectors += [("random", SteeringVector.load(Path(p) / "vector.pt"), int(k.split("_s")[-1])) for k, p in randoms.items()]
-    layers = params["layers"] if params["layers"] is not None else list(range(lm.spec.n_layers))
-    rows: list[pd.DataFrame] = []
-
-    def score(condition: str, vector_kind: str, layer: int, alpha: float, seed: int, system: str | None = None) -> None:
-        lp = animal_logprobs(lm, qs, pair, system)
-        rows.append(pd.DataFrame({"model": params["model"], "trait": trait, "condition": condition, "vector": vector_kind,
-                                  "layer": layer, "alpha": alpha, "seed": seed, "question": range(len(qs)),
-                                  "logp_owl": lp[:, 0], "logp_other": lp[:, 1]}))
-
-    score("base", "", -1, 0.0, -1)
-    score("prompted", "", -1, 0.0, -1, trait_system_prompt(trait))
-    for layer in layers:
-        for alpha in params["alphas"]:
-            for kind, vec, seed in vectors:
-                with Steering(lm, vec.at(layer), layer, alpha, "add"):
-                    score("steered", kind, layer, alpha, seed)
-        print(f"  layer {layer} done", flush=True)
+    lm, qs = _load_and_questions(params)
+    rows = [_rows(params, animal_logprobs(lm, qs, params["pair"]), "base", "", -1, 0.0, -1),
+            _rows(params, animal_logprobs(lm, qs, params["pair"], trait_system_prompt(params["trait"])),
+                  "prompted", "", -1, 0.0, -1)]
     pd.concat(rows, ignore_index=True).to_csv(out / "per_question.csv", index=False, float_format="%.6f")
 
 
-def collect(out: Path, params: dict[str, Any], **sweeps: str) -> None:
-    parts = [pd.read_csv(Path(sweeps[f"sweep_{t}"]) / "per_question.csv") for t in params["pair"]]
-    pd.concat(parts, ignore_index=True).to_csv(out / "per_question.csv", index=False, float_format="%.6f")
-    (out / "vectors.json").write_text(json.dumps({t: json.loads((Path(sweeps[f"vector_{t}"]) / "vector.json").read_text())
+def sweep(out: Path, params: dict[str, Any], vector: str) -> None:
+    """per_question.csv: the base steered by one vector (`params.vector`, `params.seed`) at each layer x alpha."""
+    from interp.evals.animal import animal_logprobs
+    from interp.interventions.steering import Steering, SteeringVector
+
+    lm, qs = _load_and_questions(params)
+    vec = SteeringVector.load(vector)
+    layers = params["layers"] if params["layers"] is not None else list(range(lm.spec.n_layers))
+    rows: list[pd.DataFrame] = []
+    for layer in layers:
+        for alpha in params["alphas"]:
+            with Steering(lm, vec.at(layer), layer, alpha, "add"):
+                lp = animal_logprobs(lm, qs, params["pair"])
+            rows.append(_rows(params, lp, "steered", params["vector"], layer, alpha, params["seed"]))
+        print(f"  {params['trait']} {params['vector']} s{params['seed']}: layer {layer} done", flush=True)
+    pd.concat(rows, ignore_index=True).to_csv(out / "per_question.csv", index=False, float_format="%.6f")
+
+
+def collect(out: Path, params: dict[str, Any], **parts: str) -> None:
+    """per_question.csv of every anchor and sweep job; vectors.json (each v_teacher's provenance)."""
+    tables = [pd.read_csv(Path(p) / "per_question.csv") for k, p in sorted(parts.items()) if not k.startswith("vector_")]
+    pd.concat(tables, ignore_index=True).to_csv(out / "per_question.csv", index=False, float_format="%.6f")
+    (out / "vectors.json").write_text(json.dumps({t: json.loads((Path(parts[f"vector_{t}"]) / "vector.json").read_text())
                                                   for t in params["pair"]}, indent=1) + "\n")
 
 
@@ -128,8 +155,63 @@ def claim1(pq: pd.DataFrame, pair: tuple[str, str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def crossover(pq: pd.DataFrame, pair: tuple[str, str], questions: np.ndarray | None = None) -> pd.DataFrame:
+    """crossover per (vector, seed, layer, alpha) (module docstring), on `questions` (default all): the A
+    vector's steered M minus the B vector's of the same kind and seed, over the two prompts' difference."""
+    from interp.evals.stats import ratio_of_means_ci
+
+    if questions is not None:
+        pq = pq[pq.question.isin(questions)]
+    pq = pq.assign(M=pq.logp_owl - pq.logp_other)
+
+    def per_q(g: pd.DataFrame) -> np.ndarray:
+        return g.sort_values("question").M.to_numpy()
+
+    a, b = pair
+    gap = per_q(pq[(pq.trait == a) & (pq.condition == "prompted")]) - per_q(pq[(pq.trait == b) & (pq.condition == "prompted")])
+    st = pq[pq.condition == "steered"]
+    rows = []
+    for (vec, seed, layer, alpha), g in st[st.trait == a].groupby(["vector", "seed", "layer", "alpha"]):
+        h = st[(st.trait == b) & (st.vector == vec) & (st.seed == seed) & (st.layer == layer) & (st.alpha == alpha)]
+        if h.empty:
+            continue
+        d = per_q(g) - per_q(h)
+        r = ratio_of_means_ci(d, gap)
+        rows.append({"vector": vec, "seed": seed, "layer": layer, "alpha": alpha, "prompt_crossover": float(gap.mean()),
+                     "steered_crossover": float(d.mean()), "crossover": r.estimate, "crossover_lo": r.lo,
+                     "crossover_hi": r.hi, "n_questions": int(d.size)})
+    return pd.DataFrame(rows)
+
+
+def claim1_verdict(pq: pd.DataFrame, pair: tuple[str, str]) -> dict[str, Any]:
+    """supported / contradicted / inconclusive (module docstring), with the numbers it rests on."""
+    qs = np.sort(pq.question.unique())
+    even, odd = crossover(pq, pair, qs[0::2]), crossover(pq, pair, qs[1::2])
+    key = ["vector", "seed", "layer", "alpha"]
+
+    def chosen(vec: str, seed: int) -> dict[str, Any]:
+        e = even[(even.vector == vec) & (even.seed == seed)]
+        top = e.loc[e.crossover.idxmax()]
+        row = odd.set_index(key).loc[(vec, seed, top.layer, top.alpha)]
+        return {"vector": vec, "seed": int(seed), "layer": int(top.layer), "alpha": float(top.alpha),
+                "crossover": float(row.crossover), "lo": float(row.crossover_lo), "hi": float(row.crossover_hi)}
+
+    v = chosen("v_teacher", -1)
+    randoms = [chosen("random", s) for s in sorted(even[even.vector == "random"].seed.unique())]
+    null = max((r["crossover"] for r in randoms), default=float("-inf"))
+    if v["lo"] >= 0.5 and v["crossover"] > null:
+        verdict = "supported"
+    elif v["hi"] < 0.25 or null >= v["crossover"]:
+        verdict = "contradicted"
+    else:
+        verdict = "inconclusive"
+    return {"claim": "1: the trait's system prompt is one steering vector (v_teacher)", "verdict": verdict,
+            "v_teacher": v, "random_pairs": randoms, "rule": "chosen on the even questions, measured on the odd "
+            "ones; supported: lo >= 0.5 and above every random pair; contradicted: hi < 0.25 or a random pair as high"}
+
+
 def report(raw: Path, out: Path, recipe: Recipe) -> None:
-    """claim1.csv, claim1.png, tables.md from per_question.csv."""
+    """claim1.csv, crossover.csv, verdict.json, claim1.png, tables.md from per_question.csv."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -138,25 +220,39 @@ def report(raw: Path, out: Path, recipe: Recipe) -> None:
     from interp.plots import figure_png
     from interp.report.tables import frame_markdown
 
-    t = claim1(pd.read_csv(raw / "per_question.csv"), recipe.pair)
+    pq = pd.read_csv(raw / "per_question.csv")
+    t, x = claim1(pq, recipe.pair), crossover(pq, recipe.pair)
+    verdict = claim1_verdict(pq, recipe.pair)
     t.to_csv(out / "claim1.csv", index=False, float_format="%.5g")
-    fig, axes = plt.subplots(1, len(recipe.pair), figsize=(6 * len(recipe.pair), 3.8), squeeze=False)
-    for ax, trait in zip(axes[0], recipe.pair):
-        for (vec, alpha), g in t[t.trait == trait].groupby(["vector", "alpha"]):
-            g = g.groupby("layer", as_index=False)[["recovered", "recovered_lo", "recovered_hi"]].mean()
-            ax.plot(g.layer, g.recovered, "o-" if vec == "v_teacher" else "x--", label=f"{vec}, alpha {alpha:g}")
-            ax.fill_between(g.layer, g.recovered_lo, g.recovered_hi, alpha=0.15)
+    x.to_csv(out / "crossover.csv", index=False, float_format="%.5g")
+    (out / "verdict.json").write_text(json.dumps(verdict, indent=1) + "\n")
+    panels = [*recipe.pair, "crossover"]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 3.8), squeeze=False)
+    for ax, panel in zip(axes[0], panels):
+        tab, col = (x, "crossover") if panel == "crossover" else (t[t.trait == panel], "recovered")
+        for (vec, alpha), g in tab.groupby(["vector", "alpha"]):
+            for seed, h in g.groupby("seed"):
+                label = f"{vec}, alpha {alpha:g}" if seed == g.seed.min() else None
+                style = "o-" if vec == "v_teacher" else "x--"
+                ax.plot(h.layer, h[col], style, label=label, color="C0" if vec == "v_teacher" else "C1",
+                        alpha=1.0 if alpha == max(recipe.alphas) else 0.45)
+                ax.fill_between(h.layer, h[f"{col}_lo"], h[f"{col}_hi"], alpha=0.1,
+                                color="C0" if vec == "v_teacher" else "C1")
         ax.axhline(0, color="grey", lw=0.8)
         ax.axhline(1, color="grey", lw=0.8, ls=":")
-        ax.set_title(f"{trait}: steering the base vs its prompt")
+        ax.set_title(f"{panel}: steering the base vs its prompt" if panel != "crossover" else
+                     f"crossover: (+v_{recipe.pair[0]}) - (+v_{recipe.pair[1]}) vs the prompts'")
         ax.set_xlabel("layer")
-        ax.set_ylabel("recovered share of the prompt's margin shift")
+        ax.set_ylabel("share of the prompt's margin shift")
         ax.legend(fontsize=7)
     (out / "claim1.png").write_bytes(figure_png(fig))
-    best = t[t.vector == "v_teacher"].sort_values("recovered", ascending=False).groupby("trait").head(3)
+    best = x.sort_values("crossover", ascending=False).groupby("vector").head(3)
     (out / "tables.md").write_text("\n".join([
         "# Claim 1: the prompt as a steering vector\n", f"Recipe: {json.dumps(recipe.model_dump(mode='json'))}\n",
-        "## Best layers (v_teacher)\n", frame_markdown(best), "## Every layer\n", frame_markdown(t)]))
+        f"## Verdict: {verdict['verdict']}\n", "```json", json.dumps(verdict, indent=1), "```\n",
+        "## Crossover, best configurations per vector kind\n", frame_markdown(best),
+        "## Crossover, every configuration\n", frame_markdown(x),
+        "## Per trait (T's own margin; non-specific pushes do not cancel here)\n", frame_markdown(t)]))
 
 
 # ---- the graph ---------------------------------------------------------------------------------------
@@ -165,17 +261,24 @@ def report(raw: Path, out: Path, recipe: Recipe) -> None:
 def build(study: Study, g: Graph) -> str:
     r: Recipe = study.recipe
     base, load = study.model("base"), study.loading()
+    common = {"model": base, "device": study.spec.device, "dtype": study.spec.dtype, "pair": list(r.pair)}
+    sweep_params = {**common, "layers": r.layers, "alphas": r.alphas}
     inputs: dict[str, Any] = {}
     for trait in r.pair:
         vec = g.command(f"vector-{trait}", ["steer-vector", "--a", base, "--trait", trait, "--prompts", r.prompts,
                                             "--n", str(r.n_prompts), "--positions", "last", "--seed", str(r.seed), *load],
                         **study.resources("steer-vector"))
-        rand = {f"random_s{s}": g.out(g.step(f"random-{trait}-s{s}", STEP + "random_vector", {"seed": s},
-                                             {"vector": g.out(vec, "vector.pt")})) for s in r.random_seeds}
-        sw = g.step(f"sweep-{trait}", STEP + "sweep",
-                    {"model": base, "device": study.spec.device, "dtype": study.spec.dtype, "trait": trait,
-                     "pair": list(r.pair), "layers": r.layers, "alphas": r.alphas},
-                    {"vector": g.out(vec, "vector.pt"), **rand}, **study.resources("sweep"))
-        inputs |= {f"sweep_{trait}": g.out(sw), f"vector_{trait}": g.out(vec)}
+        inputs[f"vector_{trait}"] = g.out(vec)
+        inputs[f"anchor_{trait}"] = g.out(g.step(f"anchor-{trait}", STEP + "anchor", {**common, "trait": trait},
+                                                 **study.resources("sweep")))
+        vectors = {"v_teacher": (-1, g.out(vec, "vector.pt"))}
+        for s in r.random_seeds:
+            rand = g.step(f"random-{trait}-s{s}", STEP + "random_vector", {"seed": s}, {"vector": g.out(vec, "vector.pt")})
+            vectors[f"random-s{s}"] = (s, g.out(rand, "vector.pt"))
+        for name, (seed, ref) in vectors.items():
+            sw = g.step(f"sweep-{trait}-{name}", STEP + "sweep",
+                        {**sweep_params, "trait": trait, "vector": name.split("-s")[0], "seed": seed}, {"vector": ref},
+                        **study.resources("sweep"))
+            inputs[f"sweep_{trait}_{name}"] = g.out(sw)
     col = g.step("collect", STEP + "collect", {"pair": list(r.pair)}, inputs)
     return g.step("report", STEP + "report_step", r.model_dump(mode="json"), {"raw": g.out(col)}).name
