@@ -5,7 +5,8 @@ Crossover pair (A, B) = `recipe.pair` (owl, dog). For each trait T of the pair:
 
     vector-T        interp steer-vector --a BASE --trait T --prompts `prompts` --n `n_prompts` --positions last:
                     v_T[l] = mean resid_post[l] with the T system prompt - without (the reference's v_teacher)
-    random-T-s      random directions with |v_T[l]|'s norm per layer (`SteeringVector.random_like`, seed s)
+    random-T-s      random directions with |v_T[l]|'s norm per layer (`SteeringVector.random_like`, seed s; the
+                    A and B vectors of one seed drawn independently)
     anchor-T        base unsteered and base with the T prompt: log P(A), log P(B) per question
     sweep-T-V       base steered at each layer of `layers` by alpha V (each of `alphas`), V = v_T or random-T-s
                     (one job per vector: a new random seed adds jobs, it redoes none)
@@ -64,9 +65,12 @@ class Recipe(Strict):
 
 
 def random_vector(out: Path, params: dict[str, Any], vector: str) -> None:
+    """Random directions with `vector`'s norms, drawn with seed 1000 x (the trait's index in the pair) + seed:
+    the random A and B vectors of one seed point in independent directions (one draw for both would make
+    them parallel, and their crossover cancel by construction)."""
     from interp.interventions.steering import SteeringVector
 
-    SteeringVector.load(vector).random_like(params["seed"]).save(out / "vector.pt")
+    SteeringVector.load(vector).random_like(1000 * params["trait_index"] + params["seed"]).save(out / "vector.pt")
 
 
 def _load_and_questions(params: dict[str, Any]) -> tuple[LoadedModel, list[str]]:
@@ -273,7 +277,8 @@ def build(study: Study, g: Graph) -> str:
                                                  **study.resources("sweep")))
         vectors = {"v_teacher": (-1, g.out(vec, "vector.pt"))}
         for s in r.random_seeds:
-            rand = g.step(f"random-{trait}-s{s}", STEP + "random_vector", {"seed": s}, {"vector": g.out(vec, "vector.pt")})
+            rand = g.step(f"random-{trait}-s{s}", STEP + "random_vector", {"seed": s, "trait_index": r.pair.index(trait)},
+                          {"vector": g.out(vec, "vector.pt")})
             vectors[f"random-s{s}"] = (s, g.out(rand, "vector.pt"))
         for name, (seed, ref) in vectors.items():
             sw = g.step(f"sweep-{trait}-{name}", STEP + "sweep",
