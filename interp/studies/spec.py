@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -28,7 +29,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from interp.choices import Dtype
 from interp.errors import UserError
 
-KINDS = ("organism", "dissection", "social_bias", "poison", "ghost_logits", "shd_transfer", "seed_system", "subliminal", "seed_probes", "steering")
+KINDS = ("organism", "dissection", "social_bias", "poison", "ghost_logits", "shd_transfer", "seed_system", "subliminal", "seed_probes", "steering",
+         "steering_students")
 
 
 class Strict(BaseModel):
@@ -133,9 +135,10 @@ def load_study(path: Path) -> Study:
     if missing:
         raise UserError(f"{path}: missing key 'models.{missing[0]}' (kind {spec.kind} needs models: "
                         f"{', '.join(kind.ROLES)})")
-    extra = [r for r in spec.models if r not in kind.ROLES]
+    pattern = getattr(kind, "ROLE_PATTERN", None)  # a kind may take any number of roles of one form
+    extra = [r for r in spec.models if r not in kind.ROLES and not (pattern and re.fullmatch(pattern, r))]
     if extra:
         raise UserError(f"{path}: unknown key 'models.{extra[0]}' (kind {spec.kind} takes models: "
-                        f"{', '.join(kind.ROLES)})")
+                        f"{', '.join(kind.ROLES)}" + (f" and roles matching {pattern}" if pattern else "") + ")")
     return Study(spec, recipe, kind, path.resolve())
 

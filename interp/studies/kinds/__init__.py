@@ -1,6 +1,8 @@
 """One module per kind of study. Each defines:
 
     ROLES: tuple[str, ...]                  # the keys of the spec's `models:` it needs ("base", ...)
+    ROLE_PATTERN: str                       # optional: a regex for any number of further roles
+                                            # (e.g. student-<trait>-s<seed>)
     class Recipe(Strict): ...               # the spec's `recipe:` block (unknown keys refused)
     def build(study: Study, g: Graph) -> str
         # add the jobs (g.command / g.step, in dependency order); return the name of the report job

@@ -27,8 +27,8 @@ random vector at alpha 4 lowers log P(owl) more than log P(dog) at most layers) 
 Verdict (`claim1_verdict`; the layer is chosen on one half of the questions and measured on the other, so
 the choice does not inflate it): (layer, alpha) = argmax of v_teacher's crossover on the even questions;
 on the odd ones, its crossover c [lo, hi], and the same for each random pair (its own argmax on the even
-questions: the same selection). supported: lo >= 0.5 and c above every random pair's; contradicted:
-hi < 0.25, or a random pair's crossover >= c; inconclusive otherwise.
+questions: the same selection). supported: lo >= 0.5 and c exceeds the highest random pair's by >= 0.5;
+contradicted: hi < 0.25, or c exceeds it by < 0.25 (a random pair does nearly as much); else inconclusive.
 """
 
 from __future__ import annotations
@@ -203,15 +203,15 @@ def claim1_verdict(pq: pd.DataFrame, pair: tuple[str, str]) -> dict[str, Any]:
     v = chosen("v_teacher", -1)
     randoms = [chosen("random", s) for s in sorted(even[even.vector == "random"].seed.unique())]
     null = max((r["crossover"] for r in randoms), default=float("-inf"))
-    if v["lo"] >= 0.5 and v["crossover"] > null:
+    if v["lo"] >= 0.5 and v["crossover"] - null >= 0.5:
         verdict = "supported"
-    elif v["hi"] < 0.25 or null >= v["crossover"]:
+    elif v["hi"] < 0.25 or v["crossover"] - null < 0.25:
         verdict = "contradicted"
     else:
         verdict = "inconclusive"
     return {"claim": "1: the trait's system prompt is one steering vector (v_teacher)", "verdict": verdict,
             "v_teacher": v, "random_pairs": randoms, "rule": "chosen on the even questions, measured on the odd "
-            "ones; supported: lo >= 0.5 and above every random pair; contradicted: hi < 0.25 or a random pair as high"}
+            "ones; supported: lo >= 0.5 and >= 0.5 above the best random pair; contradicted: hi < 0.25 or < 0.25 above it"}
 
 
 def report(raw: Path, out: Path, recipe: Recipe) -> None:
