@@ -21,6 +21,7 @@ DistillKind = Literal["shd", "kd", "none"]  # attention maps, logits, or no teac
 LossForm = Literal["sum", "convex"]  # L_LM + beta L, or (1 - beta) L_LM + beta L
 FreezeMode = Literal["none", "mlp", "attention"]
 LossMask = Literal["all", "divergent", "non-divergent"]
+OptimizerName = Literal["adamw", "sgd", "signsgd"]
 TrainMethod = Literal["lora", "qlora", "full"]
 TeachMethod = Literal["prompt", "lora", "qlora", "full"]
 Dtype = Literal["fp32", "bf16", "fp16"]

@@ -128,3 +128,37 @@ def test_bad_settings():
     with pytest.raises(UserError, match="--freeze"):
         tc.FinetuneConfig(freeze="embed", steps=1).validate()
     assert tc.FinetuneConfig(epochs=2, batch_size=4).total_steps(10) == 5
+
+
+def test_signsgd_steps_every_coordinate_by_exactly_lr_and_sgd_follows_the_gradient():
+    """One full fine-tuning step (no warm-up: the LR factor of step 0 is 1): signsgd moves each coordinate
+    with a gradient by exactly lr; sgd (momentum 0.9, first step: no history) by lr x the clipped gradient;
+    adamw's first step is lr x g / (|g| + eps) ~ lr sign(g) too, so compare sgd with a manual gradient."""
+    lr = 1e-3
+    lm = fresh()
+    before = {n: p.detach().clone() for n, p in lm.model.named_parameters()}
+    ft.finetune(lm, ROWS, tc.FinetuneConfig(method="full", steps=1, batch_size=4, lr=lr, optimizer="signsgd"))
+    deltas = torch.cat([(p.detach() - before[n]).abs().flatten() for n, p in lm.model.named_parameters()])
+    moved = deltas[deltas > 0]
+    assert moved.numel() > 0.5 * deltas.numel()
+    torch.testing.assert_close(moved, torch.full_like(moved, lr), atol=1e-7, rtol=0)
+
+    lm, ref = fresh(), fresh()
+    cfg = tc.FinetuneConfig(method="full", steps=1, batch_size=4, lr=lr, optimizer="sgd", grad_clip=1e9)
+    data = ex.tokenize_examples(ref, ROWS, max_len=cfg.max_len)
+    batch = ex.collate(data, ex.batch_indices(len(ROWS), 4, 0, seed=cfg.seed), ref.tokenizer.pad_token_id)
+    ft.completion_loss(ref.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits,
+                       batch["labels"]).backward()
+    ft.finetune(lm, ROWS, cfg)
+    for (n, p), (_, q) in zip(lm.model.named_parameters(), ref.model.named_parameters()):
+        torch.testing.assert_close(p.detach(), q.detach() - lr * q.grad, atol=1e-6, rtol=1e-4, msg=n)
+
+
+def test_resume_refuses_another_optimizer(tmp_path):
+    lm = fresh()
+    ck_dir = tmp_path / "ck"
+    cfg = tc.FinetuneConfig(method="full", steps=2, batch_size=4, lr=1e-3)
+    ft.finetune(lm, ROWS, cfg, checkpoint_dir=ck_dir, checkpoint_every=1, stop_after=1)
+    with pytest.raises(UserError, match="optimizer"):
+        ft.finetune(fresh(), ROWS, tc.FinetuneConfig(method="full", steps=2, batch_size=4, lr=1e-3, optimizer="sgd"),
+                    checkpoint_dir=ck_dir, checkpoint_every=1, resume=True)

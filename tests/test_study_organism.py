@@ -109,6 +109,8 @@ def test_another_base_gives_other_aliases_and_never_reuses_a_model(spec_copy):
     (lambda s: s["recipe"]["doses"][0]["arms"].append("sfft"), "recipe.doses.0.arms: unknown arm 'sfft'"),
     (lambda s: s["recipe"]["training"].update(lr=-1), "recipe.training.lr: Input should be greater than 0"),
     (lambda s: s.update(dtype="fp8"), "dtype: Input should be 'fp32', 'bf16' or 'fp16'"),
+    (lambda s: s["recipe"]["arms"]["sft"].update(options={"lr": 1}), "'lr' is set by the recipe"),
+    (lambda s: s["recipe"]["arms"]["sft"].update(options={"optimizer": "adam"}), "--optimizer"),
 ])
 def test_a_bad_spec_is_refused_before_any_job_with_one_line_naming_the_key(spec_copy, change, message):
     with pytest.raises(UserError) as e:
@@ -190,3 +192,18 @@ def test_model_names_live_only_in_specs():
     bad = [h for h in hits if not any(s in h.split(":", 2)[0] + ":" for s in spec_files)
            and not spec_paths.search(h.split(":", 2)[2])]
     assert not bad, bad
+
+
+def test_an_arm_s_own_learning_rate_and_optimizer(spec_copy):
+    """Claim 4's arms: the optimizer as a trainer option, the learning rate as the arm's `lr` (replacing
+    training.lr in the command and in the student's record); the other arms are untouched."""
+    def sgd(spec):
+        spec["recipe"]["arms"]["kd-sgd"] = {**spec["recipe"]["arms"]["kd-unbiased-data-lora"], "lr": 0.5,
+                                            "options": {"kind": "kd", "form": "convex", "beta": 1, "tau": 1, "optimizer": "sgd"}}
+        spec["recipe"]["doses"][0]["arms"].append("kd-sgd")
+
+    before, after = plan(SPEC).graph.jobs, plan(spec_copy(sgd)).graph.jobs
+    argv = after["train-kd-sgd-owl-n256-e1-s0"].argv
+    assert argv[argv.index("--lr") + 1] == "0.5" and argv[argv.index("--optimizer") + 1] == "sgd"
+    same = after["train-kd-unbiased-data-lora-owl-n256-e1-s0"]
+    assert same.hash == before["train-kd-unbiased-data-lora-owl-n256-e1-s0"].hash

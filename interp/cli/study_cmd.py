@@ -28,18 +28,31 @@ WORKDIR = typer.Option(None, "--workdir", help="study folder (default $INTERP_HO
 
 
 def check_argv(argv: list[str]) -> str | None:
-    """Why `interp ARGV` would be refused for its option names, or None: an unknown command or an
-    option the command does not take. (Values are checked when the job runs; files made by earlier
-    jobs do not exist yet.)"""
+    """Why `interp ARGV` would be refused for its option names or a choice's value, or None: an unknown
+    command, an option the command does not take, a value outside an option's choices. (Other values are
+    checked when the job runs; files made by earlier jobs do not exist yet.)"""
     cmd = _commands().get(argv[0])
     if cmd is None or hasattr(cmd, "commands"):
         return f"'{argv[0]}' is not an interp command"
-    known = {o for p in cmd.params for o in (*p.opts, *p.secondary_opts)}
-    for a in argv[1:]:
+    known = {o: p for p in cmd.params for o in (*p.opts, *p.secondary_opts)}
+    for a, value in zip(argv[1:], [*argv[2:], None]):
         name = a.split("=", 1)[0]
         if name.startswith("-") and not _is_number(name) and name not in known:
             return f"`interp {argv[0]}` does not take the option {name}"
+        allowed = _choices(known[name]) if name in known else None
+        if allowed and isinstance(value, str) and value not in allowed:
+            return f"`interp {argv[0]}` {name}: {value!r} is not one of {', '.join(allowed)}"
     return None
+
+
+def _choices(param: Any) -> tuple[str, ...] | None:
+    """The values a Literal-typed option takes (Optional[Literal[...]] too), else None."""
+    from typing import Literal, Union, get_args, get_origin
+
+    ann = getattr(getattr(param, "type_descriptor", None), "annotation", None)
+    if get_origin(ann) is Union:
+        ann = next((a for a in get_args(ann) if a is not type(None)), None)
+    return tuple(str(a) for a in get_args(ann)) if get_origin(ann) is Literal else None
 
 
 @functools.lru_cache(maxsize=1)

@@ -65,7 +65,7 @@ class Histories:
 
 
 _RESUME_KEYS = ("method", "freeze", "batch_size", "lr", "warmup_steps", "weight_decay", "grad_clip", "max_len",
-                "lora_r", "lora_alpha", "seed", "steps", "epochs", "loss_mask")
+                "lora_r", "lora_alpha", "seed", "steps", "epochs", "loss_mask", "optimizer")
 
 
 def _trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:

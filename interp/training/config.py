@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from interp.choices import FreezeMode, LossMask, TrainMethod, choices
+from interp.choices import FreezeMode, LossMask, OptimizerName, TrainMethod, choices
 from interp.errors import UserError
 from interp.fields import option
 
@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # torch only for the types of a result: the CLI reads the con
 FREEZE_MODES = choices(FreezeMode)
 METHODS = choices(TrainMethod)
 LOSS_MASKS = choices(LossMask)
+OPTIMIZERS = choices(OptimizerName)
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,8 @@ class FinetuneConfig:
     batch_size: int = option(8, "--batch-size", "examples per step", ge=1)
     lr: float | None = option(None, "--lr", "learning rate (default 2e-4 LoRA, 2e-5 full)", gt=0)
     warmup_steps: int = option(0, "--warmup", "linear warm-up steps (then linear decay to 0)", ge=0)
+    optimizer: OptimizerName = option("adamw", "--optimizer", "adamw | sgd (momentum 0.9) | signsgd (p -= lr sign(g)): "
+                                      "the reference's optimizer ablation; give each its own --lr")
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     # tokens per example (prompt + completion + EOS); longer completions are cut
@@ -75,6 +78,8 @@ class FinetuneConfig:
             raise UserError(f"--warmup must be >= 0, got {self.warmup_steps}")
         if self.lora_r < 1 or self.lora_alpha <= 0:
             raise UserError(f"--lora-r must be >= 1, got {self.lora_r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise UserError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}")
         if self.loss_mask not in LOSS_MASKS:
             raise UserError(f"--loss-mask must be one of {', '.join(LOSS_MASKS)}")
         if not (self.weight_decay >= 0 and self.grad_clip > 0):

@@ -55,6 +55,7 @@ from interp.training.checkpoints import Checkpointer, Histories
 from interp.training.config import FinetuneConfig, FinetuneResult
 from interp.training.distributed import Distributed
 from interp.training.examples import IGNORE, Tokenized, batch_indices, collate, tokenize_examples
+from interp.training.optimizers import make_optimizer
 
 def completion_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy of the labelled tokens: logits (batch, pos, vocab), labels (batch, pos)."""
@@ -211,15 +212,16 @@ def train_loop(model: nn.Module, config: FinetuneConfig, n_examples: int, total:
 
         idx = shard(batch_indices(n_examples, B, s, seed))      # this rank's part of the global batch
         loss, parts = batch_loss(model, make_batch(idx))           # forward + objective (local mean)
-        backward(loss * n_r W / N); clip; AdamW step; LR step      # N = completion tokens of all ranks
+        backward(loss * n_r W / N); clip; optimizer step; LR step  # N = completion tokens of all ranks
         histories: losses += global mean, components[k] += global mean
 
-    AdamW over the parameters with requires_grad, linear warm-up then linear decay to 0 over `total`
+    The optimizer (`interp.training.optimizers`: AdamW, SGD with momentum, SignSGD) over the parameters with
+    requires_grad, linear warm-up then linear decay to 0 over `total`
     steps. `checkpoints` (the saver, a callback: `interp.training.checkpoints.Checkpointer`) writes
     them every N steps on the main process and restores the newest with `resume`."""
     dist = dist or Distributed.create(next(model.parameters()).device.type)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=config.learning_rate(), weight_decay=config.weight_decay)
+    opt = make_optimizer(params, config)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(config.warmup_steps, total))
     hist = Histories([], {})
     start, resumed = 0, None

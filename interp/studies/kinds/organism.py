@@ -21,7 +21,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from interp.errors import UserError
 from interp.studies.graph import SELF, Arg, Graph, Job, Joined
@@ -56,7 +56,16 @@ class Arm(Strict):
     trainer: Literal["finetune", "distill"]
     pool: Literal["unbiased", "own", "own-marked"]
     teacher: Literal["prompt", "lora"] = "prompt"
-    options: dict[str, str | int | float] = {}  # extra options of the trainer: {tau: 2, freeze: mlp, loss-mask: ...}
+    options: dict[str, str | int | float] = {}  # extra options of the trainer: {tau: 2, freeze: mlp, optimizer: sgd}
+    lr: float | None = Field(None, gt=0)  # this arm's learning rate (default: training.lr), e.g. per optimizer
+
+    @field_validator("options")
+    @classmethod
+    def _not_the_recipe_s(cls, v: dict[str, str | int | float]) -> dict[str, str | int | float]:
+        taken = sorted(set(v) & {"lr", "seed", "epochs", "steps", "batch-size", "max-len", "data", "alias", "full"})
+        if taken:
+            raise ValueError(f"'{taken[0]}' is set by the recipe (an arm's learning rate: its `lr` key)")
+        return v
 
 
 class Dose(Strict):
@@ -188,7 +197,7 @@ def build(study: Study, g: Graph) -> str:
                                      {"n": dose.examples, "seed": seed}, {"pool": pools[source]})
                         subsets[key] = g.out(job, "subset.jsonl")
                     common = ["--data", subsets[key], "--alias", SELF, "--full", "--epochs", f"{dose.epochs:g}",
-                              "--batch-size", str(t.batch_size), "--lr", f"{t.lr:g}", "--max-len", str(t.max_len),
+                              "--batch-size", str(t.batch_size), "--lr", f"{arm.lr or t.lr:g}", "--max-len", str(t.max_len),
                               "--seed", str(seed), *load]
                     if arm.trainer == "distill":
                         argv = ["distill", "--teacher", teacher_model(teacher, arm.teacher), "--student", base,
@@ -200,7 +209,7 @@ def build(study: Study, g: Graph) -> str:
                                     **study.resources(arm.trainer))
                     students.append((job, {"command": "interp " + " ".join(g.resolved(a, job) for a in argv),
                                            "arm": arm_name, "channel": arm.channel, "teacher": teacher, "seed": seed,
-                                           "examples": dose.examples, "epochs": dose.epochs, "lr": t.lr,
+                                           "examples": dose.examples, "epochs": dose.epochs, "lr": arm.lr or t.lr,
                                            "batch_size": t.batch_size, "teacher_build": arm.teacher}))
 
     # evaluations: base, teachers, students (label, model, role columns, training job)
