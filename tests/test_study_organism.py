@@ -9,6 +9,7 @@ import textwrap
 from collections import Counter
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -207,3 +208,65 @@ def test_an_arm_s_own_learning_rate_and_optimizer(spec_copy):
     assert argv[argv.index("--lr") + 1] == "0.5" and argv[argv.index("--optimizer") + 1] == "sgd"
     same = after["train-kd-unbiased-data-lora-owl-n256-e1-s0"]
     assert same.hash == before["train-kd-unbiased-data-lora-owl-n256-e1-s0"].hash
+
+
+def steering_arms(spec):
+    """Claim 3 of issue 36 on the organism: teachers made by steering, through SFT on their own numbers and
+    KD on the unbiased numbers."""
+    spec["recipe"]["teachers"]["steering"] = {"layer": 20, "alpha": 4, "project_layer": 21}
+    kd = {"kind": "kd", "form": "convex", "beta": 1, "tau": 1}
+    spec["recipe"]["arms"] = {"sft-steered": {"channel": "a", "trainer": "finetune", "pool": "own", "teacher": "steered"},
+                              "kd-projected": {"channel": "c", "trainer": "distill", "pool": "unbiased",
+                                               "teacher": "projected", "options": kd},
+                              "kd-random": {"channel": "c", "trainer": "distill", "pool": "unbiased", "teacher": "random",
+                                            "options": kd}}
+    spec["recipe"]["doses"] = [{"arms": ["sft-steered", "kd-projected", "kd-random"], "examples": 256}]
+
+
+def test_teachers_made_by_steering(spec_copy):
+    jobs = plan(spec_copy(steering_arms)).graph.jobs
+    pool = jobs["pool-owl-steered"].argv
+    assert pool[pool.index("--model") + 1] == "smollm2"
+    assert pool[pool.index("--steer") + 1].job == "vector-owl" and pool[pool.index("--steer-layer") + 1] == "20"
+    assert pool[pool.index("--steer-alpha") + 1] == "4"
+    sft = jobs["train-sft-steered-owl-n256-e1-s0"].argv
+    assert sft[0] == "finetune" and sft[sft.index("--data") + 1].job == "subset-owl-steered-n256-s0"
+    kd = jobs["train-kd-projected-dog-n256-e1-s1"].argv
+    assert kd[kd.index("--teacher") + 1].job == "teacher-dog" and "--steer-tile" in kd
+    assert kd[kd.index("--steer-mode") + 1] == "project" and kd[kd.index("--steer-layer") + 1] == "21"
+    rnd = jobs["train-kd-random-owl-n256-e1-s2"].argv
+    assert rnd[rnd.index("--steer") + 1].job == "vector-owl-random" and rnd[rnd.index("--teacher") + 1] == "smollm2"
+    assert jobs["vector-dog-random"].params == {"seed": 0, "trait_index": 1}
+    ev = jobs["eval-teacher-owl-steered"].argv
+    assert ev[ev.index("--model") + 1] == "smollm2" and ev[ev.index("--steer") + 1].job == "vector-owl"
+    names = {m.get("name") for m in jobs["collect"].params["models"]}
+    assert {"teacher-owl-steered", "teacher-dog-projected", "teacher-owl-random"} <= names
+    assert "pool-owl" not in jobs  # no arm trains on the prompt teacher's own numbers
+
+
+def test_a_steering_arm_needs_the_steering_teachers(spec_copy):
+    def without(spec):
+        steering_arms(spec)
+        del spec["recipe"]["teachers"]["steering"]
+
+    with pytest.raises(UserError, match="teacher: projected but recipe.teachers.steering is not set"):
+        plan(spec_copy(without))
+
+
+def test_teachers_made_by_steering_end_to_end_on_a_tiny_model(tmp_path, monkeypatch):
+    """Vectors, steered / projected / random teachers (evaluated under their steering), KD students, report:
+    the interaction table has a row per steering arm, the teachers table one per steered teacher."""
+    from interp.studies.runner import run_study
+
+    monkeypatch.setenv("INTERP_HOME", str(tmp_path / "home"))
+    planned = plan(REPO / "studies" / "steering" / "tiny-distillation.yaml")
+    run = run_study(planned, cores=1, study_dir=tmp_path / "study")
+    assert run.returncode == 0, run.failed
+    out = next((tmp_path / "study" / "jobs").glob("report-*")) / "out"
+    roles = json.loads((out / "roles.json").read_text())
+    assert {"teacher-owl-steered", "teacher-dog-projected", "teacher-owl-random"} <= set(roles)
+    steered = pd.read_csv(out / "evals" / "teacher-owl-steered.csv")
+    plain = pd.read_csv(out / "evals" / "tiny-llama.csv")
+    assert (steered.p_target - plain.p_target).abs().max() > 1e-6  # the teacher was evaluated under its steering
+    summary = pd.read_csv(out / "arms.csv")
+    assert {"kd-steered", "kd-projected", "kd-random"} <= set(summary.arm)

@@ -1,8 +1,10 @@
 """The model organism of subliminal learning (DESIGN.md §2.7; reports/organism/README.md).
 
 Teachers: prompt teachers (the base + the trait's system prompt) and, when `teachers.lora` is set,
-LoRA teachers (`interp teach --method lora`). Number pools: each teacher (and the unbiased base)
-answers prompts 0..P-1 of `generate_prompts(P', seed)`, k samples each (`interp gen-numbers`);
+LoRA teachers (`interp teach --method lora`); when `teachers.steering` is set, teachers made by
+steering (`SteeringTeachers`: steered / projected / random). Number pools: the unbiased base and
+each teacher an arm with `pool: own` uses (prompt: pool-<trait>; another build: pool-<trait>-<build>)
+answer prompts 0..P-1 of `generate_prompts(P', seed)`, k samples each (`interp gen-numbers`);
 `extended_prompts` extends the unbiased pool (`--start`) for doses larger than it; the owl / dog
 pools marked where the two prompt teachers' argmax differ (`interp mark-divergence`).
 Students: per dose (examples N, epochs E, seeds) and arm, the owl- and dog-teacher students are
@@ -38,8 +40,23 @@ class LoraTeachers(Strict):
     data: dict[str, str] = {}  # trait -> trait data JSONL (teach --data), relative to the spec; else generated
 
 
+class SteeringTeachers(Strict):
+    """Teachers made by steering (issue 36, claim 3; the reference's v_teacher sufficiency / necessity), with
+    v_T = `interp steer-vector --a BASE --trait T --prompts numbers --positions last` (claim 1's vector):
+    steered = the base + alpha v_T[layer] on block `layer`, no prompt; projected = the prompt teacher with
+    v_T[project_layer] projected out of every block (the reference: tiled from its layer 20, alpha 1);
+    random = the base + alpha r_T[layer], r_T a random direction of v_T's norms (independent per trait)."""
+
+    layer: int = Field(..., ge=0)
+    alpha: float = Field(4.0, ge=-100, le=100)
+    project_layer: int | None = Field(None, ge=0)  # default: `layer`
+    n_prompts: int = Field(256, ge=1)
+    random_seed: int = Field(0, ge=0)
+
+
 class Teachers(Strict):
     lora: LoraTeachers | None = None
+    steering: SteeringTeachers | None = None
 
 
 class Numbers(Strict):
@@ -55,7 +72,7 @@ class Arm(Strict):
     channel: Literal["a", "b", "c"]
     trainer: Literal["finetune", "distill"]
     pool: Literal["unbiased", "own", "own-marked"]
-    teacher: Literal["prompt", "lora"] = "prompt"
+    teacher: Literal["prompt", "lora", "steered", "projected", "random"] = "prompt"
     options: dict[str, str | int | float] = {}  # extra options of the trainer: {tau: 2, freeze: mlp, optimizer: sgd}
     lr: float | None = Field(None, gt=0)  # this arm's learning rate (default: training.lr), e.g. per optimizer
 
@@ -128,9 +145,17 @@ def build(study: Study, g: Graph) -> str:
             raise UserError(f"{study.path}: recipe.doses.{name}.arms: unknown arm '{unknown[0]}' "
                             f"(the spec's arms: {', '.join(r.arms)})")
     used = {r.arms[a].pool for d in r.doses for a in d.arms}
-    lora_used = any(r.arms[a].teacher == "lora" for d in r.doses for a in d.arms)
-    if lora_used and r.teachers.lora is None:
+    builds = {r.arms[a].teacher for d in r.doses for a in d.arms}
+    if "lora" in builds and r.teachers.lora is None:
         raise UserError(f"{study.path}: an arm uses teacher: lora but recipe.teachers.lora is not set")
+    steering_builds = builds & {"steered", "projected", "random"}
+    if steering_builds and r.teachers.steering is None:
+        raise UserError(f"{study.path}: an arm uses teacher: {sorted(steering_builds)[0]} but recipe.teachers.steering "
+                        "is not set")
+    marked_builds = {r.arms[a].teacher for d in r.doses for a in d.arms if r.arms[a].pool == "own-marked"}
+    if marked_builds - {"prompt"}:
+        raise UserError(f"{study.path}: pool own-marked is marked between the prompt teachers; an arm with it "
+                        f"cannot use teacher: {sorted(marked_builds - {'prompt'})[0]}")
 
     # teachers: role -> (job or None for the base), and the model each names
     prompt_t = {t: g.command(f"teacher-{t}", ["teach", "--method", "prompt", "--trait", t, "--base", base,
@@ -145,21 +170,52 @@ def build(study: Study, g: Graph) -> str:
                 "--batch-size", str(lt.batch_size), "--seed", str(lt.seed), *data, "--alias", SELF, *load],
                 model=f"teacher-{t}-lora", **study.resources("teach"))
 
+    vectors: dict[str, Arg] = {}
+    if r.teachers.steering is not None and steering_builds:
+        st = r.teachers.steering
+        for i, t in enumerate(r.traits):
+            vec = g.command(f"vector-{t}", ["steer-vector", "--a", base, "--trait", t, "--prompts", "numbers", "--n",
+                                            str(st.n_prompts), "--positions", "last", "--seed", str(n.seed), *load],
+                            **study.resources("steer-vector"))
+            vectors[t] = g.out(vec, "vector.pt")
+            rand = g.step(f"vector-{t}-random", "interp.studies.kinds.steering:random_vector",
+                          {"seed": st.random_seed, "trait_index": i}, {"vector": vectors[t]})
+            vectors[f"{t}-random"] = g.out(rand, "vector.pt")
+
     def teacher_model(t: str, kind: str = "prompt") -> Arg:
-        if t == "unbiased":
+        if t == "unbiased" or kind in ("steered", "random"):
             return base
         return g.model(lora_t[t] if kind == "lora" else prompt_t[t])
+
+    def teacher_flags(t: str, kind: str = "prompt") -> list[Arg]:
+        """The steering options that make a steered / projected / random teacher of the model above."""
+        st = r.teachers.steering
+        if t == "unbiased" or kind not in ("steered", "projected", "random") or st is None:
+            return []
+        if kind == "projected":
+            return ["--steer", vectors[t], "--steer-layer", str(st.project_layer if st.project_layer is not None
+                                                                 else st.layer), "--steer-tile", "--steer-mode", "project"]
+        return ["--steer", vectors[t if kind == "steered" else f"{t}-random"], "--steer-layer", str(st.layer),
+                "--steer-alpha", f"{st.alpha:g}"]
+
+    def own_pool(t: str, kind: str) -> str:
+        return t if kind == "prompt" else f"{t}-{kind}"
 
     # number pools
     pools: dict[str, Arg] = {}
     gen_numbers = ["gen-numbers", "-k", str(n.samples), "--seed", str(n.seed), "--temperature", f"{n.temperature:g}"]
-    needed = (["unbiased"] if "unbiased" in used else []) + (list(r.traits) if used & {"own", "own-marked"} else [])
-    for pool in needed:
+    own_builds = {r.arms[a].teacher for d in r.doses for a in d.arms if r.arms[a].pool == "own"}
+    if "own-marked" in used:
+        own_builds.add("prompt")
+    needed = [("unbiased", "prompt")] if "unbiased" in used else []
+    needed += [(t, kind) for kind in sorted(own_builds, key=lambda k: k != "prompt") for t in r.traits]
+    for t, kind in needed:
+        pool = own_pool(t, kind)
         if pool in n.pool_files:
             pools[pool] = g.file(study.data(n.pool_files[pool]))
         else:
-            job = g.command(f"pool-{pool}", [*gen_numbers, "--model", teacher_model(pool), "--n", str(n.prompts),
-                                             *load], **study.resources("gen-numbers"))
+            job = g.command(f"pool-{pool}", [*gen_numbers, "--model", teacher_model(t, kind), *teacher_flags(t, kind),
+                                             "--n", str(n.prompts), *load], **study.resources("gen-numbers"))
             pools[pool] = g.out(job, "numbers.jsonl")
     if "own-marked" in used:
         for t in r.traits:
@@ -185,7 +241,8 @@ def build(study: Study, g: Graph) -> str:
                 arm = r.arms[arm_name]
                 teachers = list(r.traits) + (["unbiased"] if dose.unbiased and arm.trainer == "finetune" else [])
                 for teacher in teachers:
-                    source = {"unbiased": "unbiased", "own": teacher, "own-marked": f"{teacher}-marked"}[arm.pool]
+                    source = {"unbiased": "unbiased", "own": own_pool(teacher, arm.teacher),
+                              "own-marked": f"{teacher}-marked"}[arm.pool]
                     if source == "unbiased" and dose.extended:
                         if "unbiased-extended" not in pools:
                             raise UserError(f"{study.path}: a dose with extended: true needs "
@@ -200,8 +257,8 @@ def build(study: Study, g: Graph) -> str:
                               "--batch-size", str(t.batch_size), "--lr", f"{arm.lr or t.lr:g}", "--max-len", str(t.max_len),
                               "--seed", str(seed), *load]
                     if arm.trainer == "distill":
-                        argv = ["distill", "--teacher", teacher_model(teacher, arm.teacher), "--student", base,
-                                *options(arm.options), *common]
+                        argv = ["distill", "--teacher", teacher_model(teacher, arm.teacher),
+                                *teacher_flags(teacher, arm.teacher), "--student", base, *options(arm.options), *common]
                     else:
                         argv = ["finetune", "--model", base, *options(arm.options), *common]
                     job = g.command(student_role(arm_name, teacher, dose, seed).replace("student-", "train-", 1), argv,
@@ -219,11 +276,15 @@ def build(study: Study, g: Graph) -> str:
                   for tr, j in prompt_t.items()]
     evaluated += [(j.model, g.model(j), {"teacher": tr, "channel": "teacher (lora)", "arm": "teacher"}, None)
                   for tr, j in lora_t.items()]
+    for kind in sorted(steering_builds):  # a steered teacher is a model and its steering: named by its role
+        evaluated += [(f"teacher-{tr}-{kind}", teacher_model(tr, kind), {"teacher": tr, "channel": f"teacher ({kind})",
+                       "arm": "teacher", "name": f"teacher-{tr}-{kind}"}, None) for tr in r.traits]
     evaluated += [(j.model, g.model(j), meta, j) for j, meta in students]
     inputs: dict[str, Arg] = {}
     described = []
     for i, (label, model, meta, train) in enumerate(evaluated):
-        ev = g.command(f"eval-{label}", ["eval-animal", "--model", model, "--target", target, "--other", other,
+        flags = teacher_flags(meta["teacher"], meta["channel"][9:-1]) if meta.get("name") else []
+        ev = g.command(f"eval-{label}", ["eval-animal", "--model", model, *flags, "--target", target, "--other", other,
                                          "--samples", "0", *load], **study.resources("eval-animal"))
         inputs[f"eval{i}"], inputs[f"model{i}"] = g.out(ev, "probability.csv"), model
         if train is not None:
@@ -333,7 +394,7 @@ def collect(out: Path, params: dict[str, Any], **inputs: str) -> None:
     (out / "runs").mkdir()
     roles = {}
     for m in params["models"]:
-        i, alias = m["i"], inputs[f"model{m['i']}"]
+        i, alias = m["i"], m.get("name") or inputs[f"model{m['i']}"]  # a steered teacher: its role, not the base's alias
         shutil.copyfile(inputs[f"eval{i}"], out / "evals" / f"{alias}.csv")
         if f"train{i}" not in inputs:
             roles[alias] = {k: m[k] for k in ("teacher", "channel", "arm")}

@@ -21,7 +21,7 @@ Statistics, with M(q) = log P(A | q) - log P(B | q) (the crossover margin) and m
 
 with paired bootstrap 95% CIs over questions (`ratio_of_means_ci`). 1 = the vectors move the margin as far
 as the prompts do. The random pair (random-A-s, random-B-s) gives the crossover of two vectors of the same
-norms and no meaning: any push of a steered model towards one animal whatever the vector is (on smollm2 a
+norms and no meaning: any push of a steered model towards one animal whatever the vector is (on the 135M base a
 random vector at alpha 4 lowers log P(owl) more than log P(dog) at most layers) cancels in the crossover.
 
 Verdict (`claim1_verdict`; the layer is chosen on one half of the questions and measured on the other, so
