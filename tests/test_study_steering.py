@@ -3,6 +3,7 @@ recovered-share and crossover statistics and each branch of the verdict on hand-
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -148,3 +149,23 @@ def test_the_whole_graph_on_a_tiny_model(tmp_path):
     before, after = planned.graph.jobs, more.graph.jobs
     changed = {n for n in after if n not in before or before[n].hash != after[n].hash}
     assert changed == {"random-owl-s1", "random-dog-s1", "sweep-owl-random-s1", "sweep-dog-random-s1", "collect", "report"}
+
+
+@pytest.mark.parametrize("name", ["smollm2-distillation.yaml", "smollm2-optimizers.yaml"])
+def test_the_claim_3_and_4_specs_plan(name):
+    """Claim 3: 8 arms x 2 traits x 3 seeds students (+ their evals); claim 4: every optimizer's command
+    carries its own --lr and --optimizer, and its teachers and pool are the organism's own jobs."""
+    g = plan_study(load_study(REPO / "studies" / "steering" / name), check_argv).graph.jobs
+    students = [j for n, j in g.items() if n.startswith("train-")]
+    if name.startswith("smollm2-distillation"):
+        assert len(students) == 48
+        assert {n for n in g if n.startswith("pool-")} == {f"pool-{t}{b}" for t in ("owl", "dog")
+                                                           for b in ("", "-steered", "-projected", "-random")}
+    else:
+        organism = plan_study(load_study(REPO / "studies" / "organism" / "smollm2.yaml"), check_argv).graph.jobs
+        assert g["teacher-owl-lora"].hash == organism["teacher-owl-lora"].hash
+        assert g["pool-unbiased"].hash == organism["pool-unbiased"].hash
+        for j in students:
+            opt, lr = re.fullmatch(r"train-kd-([a-z]+)-lr([0-9.e-]+)-(owl|dog)-n256-e1-s0", j.name).group(1, 2)
+            assert j.argv[j.argv.index("--optimizer") + 1] == opt
+            assert float(j.argv[j.argv.index("--lr") + 1]) == float(lr)
