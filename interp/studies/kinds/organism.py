@@ -403,6 +403,7 @@ def collect(out: Path, params: dict[str, Any], **inputs: str) -> None:
         fig = summary["figures"]
         run = {"alias": alias, **{k: m[k] for k in ("arm", "channel", "teacher", "seed", "examples", "epochs", "lr",
                                                      "batch_size", "teacher_build")},
+               "optimizer": (fig.get("config") or {}).get("optimizer", "adamw"),  # runs before --optimizer: AdamW
                "steps": fig["steps"], "command": m["command"], "seconds": summary.get("elapsed_s"),
                "losses": fig.get("components") or {"lm": {k: fig[k] for k in ("first_loss", "mean_loss_last_10")}},
                "teacher_sha256": (summary.get("models") or {}).get("teacher", {}).get("sha256")}

@@ -69,7 +69,7 @@ def base_of(roles: dict[str, dict[str, str]]) -> str:
 
 def load_tables(raw: Path, roles: dict[str, dict[str, str]], traits: Traits) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     """(per-question rows of every evaluated model, the students' run records). Columns of the rows:
-    alias, teacher, channel, arm, seed, examples, epochs, steps, lr, batch_size, question, question_text,
+    alias, teacher, channel, arm, seed, examples, epochs, steps, lr, optimizer, batch_size, question, question_text,
     logp_<A>, logp_other; base and teachers have seed -1, examples 0, epochs 0 and no steps / lr / batch."""
     runs = [json.loads(p.read_text()) for p in sorted((raw / "runs").glob("*.json"))]
     by_alias = {r["alias"]: r for r in runs}
@@ -82,9 +82,9 @@ def load_tables(raw: Path, roles: dict[str, dict[str, str]], traits: Traits) -> 
         t = pd.read_csv(p)
         meta = ({"teacher": r["teacher"], "channel": r["channel"], "arm": r["arm"], "seed": r["seed"],
                  "examples": r["examples"], "epochs": float(r.get("epochs", 1.0)), "steps": r.get("steps"),
-                 "lr": r.get("lr"), "batch_size": r.get("batch_size")} if r else
+                 "lr": r.get("lr"), "optimizer": r.get("optimizer", "adamw"), "batch_size": r.get("batch_size")} if r else
                 {**{k: roles[alias][k] for k in ("teacher", "channel", "arm")}, "seed": -1, "examples": 0,
-                 "epochs": 0.0, "steps": None, "lr": None, "batch_size": None})
+                 "epochs": 0.0, "steps": None, "lr": None, "optimizer": None, "batch_size": None})
         for q, (_, row) in enumerate(t.iterrows()):
             rows.append({"alias": alias, **meta, "question": q, "question_text": row.question,
                          f"logp_{traits[0]}": float(np.log(row.p_target)), "logp_other": float(np.log(row.p_other))})
@@ -389,7 +389,7 @@ def report(raw: Path, out: Path, recipe: Any) -> None:
     out.mkdir(parents=True, exist_ok=True)
     # every parameter that tells two students' recipes apart is a column (the arm names the objective,
     # data and variant; examples, epochs, steps, lr, batch size come from the run record), not only the alias
-    cols = ["alias", "teacher", "channel", "arm", "seed", "examples", "epochs", "steps", "lr", "batch_size", "question",
+    cols = ["alias", "teacher", "channel", "arm", "seed", "examples", "epochs", "steps", "lr", "optimizer", "batch_size", "question",
             f"logp_{traits[0]}", "logp_other"]
     pq = pq.astype({"steps": "Int64", "batch_size": "Int64"})  # integers, empty for the base and the teachers
     pq[cols].to_csv(out / "per_question.csv", index=False, float_format="%.6f")
@@ -409,6 +409,10 @@ def report(raw: Path, out: Path, recipe: Any) -> None:
     (out / "tables.md").write_text(markdown_tables(
         teachers, per_seed, summary, runs, traits, default_dose, base, int(pq.question.nunique()), contrasts,
         json.loads(timings.read_text()) if timings.exists() else None))
+    if hasattr(recipe, "arms"):  # claims 3 and 4 of issue 36: teachers made by steering, optimizers
+        from interp.studies.kinds.steering_report import steering_outputs
+
+        steering_outputs(out, summary, per_seed, teachers, roles, runs, recipe)
     kr = keep_rate_tables(raw, (*traits, UNBIASED), recipe.numbers.prompts, recipe.numbers.samples,
                           recipe.numbers.seed)
     if kr is not None:

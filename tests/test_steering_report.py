@@ -1,0 +1,85 @@
+"""Claims 3 and 4 of issue 36 read off organism tables (interp/studies/kinds/steering_report.py): each
+verdict branch on hand-made arms / per-seed tables, the teachers' crossover from roles, the learning-rate
+pick on the training objective."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from interp.studies.kinds.steering_report import (
+    claim3_verdict,
+    claim4_table,
+    claim4_verdict,
+    learning_rate_picks,
+    teacher_crossovers,
+)
+
+BUILDS = {f"{ch}-{b}": {"build": b, "optimizer": "adamw", "lr": 5e-5}
+          for ch in ("kd", "sft") for b in ("prompt", "steered", "projected", "random")}
+
+
+def arm(name: str, mean: float, half: float = 0.3) -> dict:
+    return {"arm": name, "channel": "c" if name.startswith("kd") else "a", "mean": mean, "lo": mean - half,
+            "hi": mean + half, "p": 0.01, "mde_80": 0.5}
+
+
+@pytest.mark.parametrize("prompt, steered, projected, verdict", [
+    (3.0, 2.0, 0.1, "supported"),
+    (3.0, 0.5, 0.1, "contradicted"),     # the vector alone carries under half of what the prompt does
+    (3.0, 2.0, 2.5, "contradicted"),     # projecting the vector out leaves most of the transfer
+    (3.0, 2.0, 1.4, "inconclusive"),     # projected: under half, but its CI reaches over it
+])
+def test_claim3_verdict_branches(prompt, steered, projected, verdict):
+    arms = pd.DataFrame([arm("kd-prompt", prompt), arm("kd-steered", steered), arm("kd-projected", projected),
+                         arm("kd-random", 0.0), arm("sft-prompt", 0.1), arm("sft-steered", 0.1), arm("sft-projected", 0.0)])
+    v = claim3_verdict(arms, {"prompt": 5.0, "steered": 4.0, "random": -0.5}, BUILDS)
+    assert v["channels"]["c"]["verdict"] == verdict
+    assert v["channels"]["a"]["verdict"].startswith("inconclusive (no positive reference")  # SFT carries nothing
+    assert v["verdict"] == verdict  # channel a, untestable, does not count
+    assert v["channels"]["c"]["transmission"]["steered"]["ratio"] == pytest.approx(steered / 4.0)
+
+
+def test_teacher_crossovers_from_roles():
+    teachers = pd.DataFrame({"teacher": ["t-owl", "t-dog", "teacher-owl-steered", "teacher-dog-steered"],
+                             "margin_shift": [3.0, -2.0, 1.0, -0.5]})
+    roles = {"base": {"teacher": "unbiased", "channel": "base", "arm": "base"},
+             "t-owl": {"teacher": "owl", "channel": "teacher (prompt)", "arm": "teacher"},
+             "t-dog": {"teacher": "dog", "channel": "teacher (prompt)", "arm": "teacher"},
+             "teacher-owl-steered": {"teacher": "owl", "channel": "teacher (steered)", "arm": "teacher"},
+             "teacher-dog-steered": {"teacher": "dog", "channel": "teacher (steered)", "arm": "teacher"}}
+    assert teacher_crossovers(teachers, roles, ("owl", "dog")) == {"prompt": 5.0, "steered": 1.5}
+
+
+def test_learning_rate_picks_the_lowest_training_loss_and_never_a_diverged_run():
+    def run(arm, opt, lr, loss):
+        return {"arm": arm, "optimizer": opt, "lr": lr, "losses": {"kd": {"mean_loss_last_10": loss}, "lm": {"mean_loss_last_10": 0}}}
+    builds = {a: {"build": "lora", "optimizer": o, "lr": lr}
+              for a, o, lr in [("a1", "adamw", 1e-5), ("a2", "adamw", 5e-5), ("s1", "sgd", 0.01), ("s2", "sgd", 0.1)]}
+    runs = [run("a1", "adamw", 1e-5, 0.05), run("a1", "adamw", 1e-5, 0.07), run("a2", "adamw", 5e-5, 0.03),
+            run("s1", "sgd", 0.01, 0.08), run("s2", "sgd", 0.1, float("nan"))]
+    t = learning_rate_picks(runs, builds).set_index("arm")
+    assert t.loc["a1", "loss_last_10"] == pytest.approx(0.06)
+    assert t[t.chosen].index.tolist() == ["a2", "s1"]
+    assert (t.objective == "kd").all()
+
+
+def per_seed(adamw: list[float], sgd: list[float]) -> pd.DataFrame:
+    return pd.DataFrame([{"arm": "kd-adamw", "seed": s, "interaction": v} for s, v in enumerate(adamw)]
+                        + [{"arm": "kd-sgd", "seed": s, "interaction": v} for s, v in enumerate(sgd)])
+
+
+@pytest.mark.parametrize("adamw, sgd, verdict", [
+    ([3.0, 3.2, 2.9], [0.1, -0.1, 0.05], "supported"),
+    ([3.0, 3.2, 2.9], [2.8, 3.1, 3.0], "contradicted"),
+    ([3.0, 3.2, 2.9], [0.5, 2.5, 1.0], "inconclusive"),
+    ([3.0], [0.0], "inconclusive"),  # one seed: no interval
+])
+def test_claim4_verdict_branches(adamw, sgd, verdict):
+    builds = {"kd-adamw": {"build": "lora", "optimizer": "adamw", "lr": 5e-5},
+              "kd-sgd": {"build": "lora", "optimizer": "sgd", "lr": 0.01}}
+    t = claim4_table(per_seed(adamw, sgd), builds)
+    row = t.set_index("arm").loc["kd-sgd"]
+    assert row.adamw_minus == pytest.approx(np.mean(adamw) - np.mean(sgd))
+    assert claim4_verdict(t)["verdict"] == verdict
