@@ -83,3 +83,39 @@ def test_claim4_verdict_branches(adamw, sgd, verdict):
     row = t.set_index("arm").loc["kd-sgd"]
     assert row.adamw_minus == pytest.approx(np.mean(adamw) - np.mean(sgd))
     assert claim4_verdict(t)["verdict"] == verdict
+
+
+def test_the_union_of_the_claims_tables(tmp_path):
+    from interp.studies.kinds.steering_report import UNION_COLUMNS, per_question_union
+
+    (tmp_path / "claim1").mkdir()
+    (tmp_path / "claim3").mkdir()
+    pd.DataFrame({"model": "m", "trait": "owl", "condition": "steered", "vector": "v_teacher", "layer": 5, "alpha": 4.0,
+                  "seed": -1, "question": range(3), "logp_owl": -1.0, "logp_other": -2.0}).to_csv(
+        tmp_path / "claim1" / "per_question.csv", index=False)
+    pd.DataFrame({"alias": "s", "teacher": "dog", "channel": "c", "arm": "kd-steered", "seed": 1, "examples": 256,
+                  "lr": 5e-5, "optimizer": "adamw", "question": range(2), "logp_owl": -3.0, "logp_other": -1.0}).to_csv(
+        tmp_path / "claim3" / "per_question.csv", index=False)
+    u = per_question_union(tmp_path)
+    assert list(u.columns) == UNION_COLUMNS and len(u) == 5
+    three = u[u.claim == 3].iloc[0]
+    assert (three.model, three.trait, three.condition, three.channel, three.layer) == ("s", "dog", "kd-steered", "c", -1)
+    assert u[u.claim == 1].layer.tolist() == [5, 5, 5]
+
+
+def test_the_union_script_on_the_committed_reports(tmp_path):
+    """experiments/steering/per_question.py over a copy of reports/steering: one row per committed row."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    shutil.copytree(repo / "reports" / "steering", tmp_path / "steering")
+    (tmp_path / "steering" / "per_question.csv").unlink(missing_ok=True)
+    done = subprocess.run([sys.executable, str(repo / "experiments" / "steering" / "per_question.py"),
+                           str(tmp_path / "steering")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    u = pd.read_csv(tmp_path / "steering" / "per_question.csv")
+    n = sum(len(pd.read_csv(f)) for f in (tmp_path / "steering").glob("claim*/per_question.csv"))
+    assert len(u) == n > 0

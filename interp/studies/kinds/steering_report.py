@@ -165,3 +165,29 @@ def steering_outputs(out: Path, summary: pd.DataFrame, per_seed: pd.DataFrame, t
         table = claim4_table(per_seed, builds)
         table.to_csv(out / "optimizers.csv", index=False, float_format="%.5g")
         (out / "claim4_verdict.json").write_text(json.dumps(claim4_verdict(table), indent=1, default=float) + "\n")
+
+
+# ---- one table for the four claims -----------------------------------------------------------------
+
+UNION_COLUMNS = ["claim", "model", "trait", "condition", "vector", "layer", "alpha", "seed", "question", "logp_owl",
+                 "logp_other", "channel", "optimizer", "lr"]
+
+
+def per_question_union(root: Path) -> pd.DataFrame:
+    """reports/steering/per_question.csv: the per-question rows of every claim's report folder under `root`
+    (claim1 .. claim4, those present) in the issue's columns (model, condition, layer, alpha, seed, question,
+    logp_owl, logp_other) plus claim, trait, vector and, for the trained students of claims 3 and 4, channel,
+    optimizer and lr (their arm is the condition; layer -1 and alpha NaN: the steering is the teacher's,
+    in the claim's spec). Claims 1 and 2: logp_other is log P(dog); claims 3 and 4 the same (the organism's
+    `--other`)."""
+    parts = []
+    for claim in ("claim1", "claim2", "claim3", "claim4"):
+        f = root / claim / "per_question.csv"
+        if not f.exists():
+            continue
+        t = pd.read_csv(f)
+        if "alias" in t:  # an organism report: trained students, base and teachers
+            t = t.rename(columns={"alias": "model", "teacher": "trait", "arm": "condition"}).assign(
+                vector="", layer=-1, alpha=np.nan)
+        parts.append(t.assign(claim=int(claim[-1])).reindex(columns=UNION_COLUMNS))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=UNION_COLUMNS)
