@@ -217,6 +217,120 @@ def trie_logprobs(
     return lm.engine.trie_logprobs(plan, max_nodes, progress, description)
 
 
+def forest_logprobs(
+    lm: LoadedModel, plans: Sequence[TreePlan], progress: bool = False, description: str = "trie forest",
+    max_tokens: int | None = None,
+) -> list[list[np.ndarray]]:
+    """Teacher-forced log P(c_i | context, c_<i) for every continuation of every plan (per plan, one
+    (len(continuation),) float64 array per continuation): several small tries per forward, each
+    cache-free and right-padded, so every token position of every trie (its context and its nodes) is
+    computed once per forward batch:
+
+        row = context[:-1] + nodes;  the context causal, a node sees the context and its ancestors (and
+        itself), padding sees itself only; positions = the plan's `pos_all` (0 for padding)
+
+    E.g. the two sentences of a CrowS pair share their prefix: one trie computes it once. At most
+    `max_tokens` padded positions per forward (default `trie_node_budget`: the float32 log-softmax of the
+    forward's logits stays within its budget); tries sorted by size to bound padding; logits only from
+    the first position that predicts a continuation token."""
+    from interp.models.tree import model_masks
+
+    if not plans:
+        return []
+    model = lm.model
+    dtype = next(model.parameters()).dtype
+    seqs = [p.ctx[:-1] + p.trie.token for p in plans]
+    lengths = [len(x) for x in seqs]
+    order = sorted(range(len(plans)), key=lengths.__getitem__)
+    budget = max(max(lengths), max_tokens or trie_node_budget(int(model.config.vocab_size)))
+    out: list[list[np.ndarray]] = [[] for _ in plans]
+    pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
+    with progress_bar(len(order), description, progress) as advance:
+
+        def one(idx: list[int]) -> None:
+            width = max(lengths[i] for i in idx)
+            first = min(plans[i].n_ctx for i in idx)  # the first position whose logits are read
+            ids = torch.full((len(idx), width), pad, dtype=torch.long)
+            pos = torch.zeros((len(idx), width), dtype=torch.long)
+            masks = []
+            for r, i in enumerate(idx):
+                p, n = plans[i], lengths[i]
+                ids[r, :n] = torch.tensor(seqs[i], dtype=torch.long)
+                pos[r, :n] = p.pos_all
+                vis = torch.eye(width, dtype=torch.bool)
+                vis[:p.n_ctx, :p.n_ctx] = torch.ones((p.n_ctx, p.n_ctx), dtype=torch.bool).tril()
+                vis[p.n_ctx:n, :p.n_ctx] = True
+                vis[p.n_ctx:n].scatter_(1, p.anc, True)
+                masks.append(model_masks(model, vis, pos[r], pos[r], dtype))
+            mask = ({k: torch.cat([m[k] for m in masks]) for k in masks[0]} if isinstance(masks[0], dict)
+                    else torch.cat(masks))
+            dev = _input_device(lm)
+            batch = {"input_ids": ids.to(dev), "position_ids": pos.to(dev),
+                     "attention_mask": {k: v.to(dev) for k, v in mask.items()} if isinstance(mask, dict) else mask.to(dev)}
+            lp = _last_logprobs(lm, batch, width - first)  # (batch, width - first, vocab)
+            for r, i in enumerate(idx):
+                p = plans[i]
+                at = p.n_ctx - first
+                out[i] = [lp[r, [at + node for node, _ in path], [tok for _, tok in path]].double().numpy()
+                          for path in p.trie.leaf_path]
+            advance(len(idx))
+
+        run_with_backoff(order, len(order), one, length_plan(lengths, budget), what=description)
+    return out
+
+
+TRIE_GROUP = 8  # most continuations per trie in `shared_prefix_logprobs`
+
+
+def prefix_groups(pairs: Sequence[tuple[tuple[int, ...], tuple[int, ...]]], group: int = TRIE_GROUP
+                  ) -> list[tuple[tuple[int, ...], list[int]]]:
+    """(context, indices of its continuations) per trie: the continuations of each context in token
+    order, a run of neighbours that share their first token going into one trie (at most `group`);
+    a continuation that shares nothing with its neighbour starts a new trie (a trie of one is a plain
+    causal row, so unrelated sequences never widen each other's attention)."""
+    by_ctx: dict[tuple[int, ...], list[int]] = {}
+    for i, (ctx, _) in enumerate(pairs):
+        by_ctx.setdefault(ctx, []).append(i)
+    out: list[tuple[tuple[int, ...], list[int]]] = []
+    for ctx, members in by_ctx.items():
+        cur: list[int] = []
+        for i in sorted(members, key=lambda j: pairs[j][1]):
+            if cur and (len(cur) >= group or pairs[cur[-1]][1][:1] != pairs[i][1][:1]):
+                out.append((ctx, cur))
+                cur = []
+            cur.append(i)
+        out.append((ctx, cur))
+    return out
+
+
+def shared_prefix_logprobs(
+    lm: LoadedModel, pairs: Sequence[tuple[Sequence[int], Sequence[int]]], batch_size: int = DEFAULT_BATCH,
+    progress: bool = False, description: str = "continuation log-probs",
+) -> list[np.ndarray]:
+    """`continuation_logprobs` (one (len(continuation),) float64 array per pair) with every distinct
+    token position computed once: identical pairs are scored once, and the continuations of one context
+    that share a start go into one trie (`prefix_groups`, `forest_logprobs`): the two sentences of a
+    CrowS pair, StereoSet's candidates, several responses to one prompt. Equal to the plain path within
+    fp32 summation order (1e-4 on a sentence's sum in the tests). A hosted model (remote / served engine)
+    takes the plain path, with `batch_size`; the tries are batched by a token budget."""
+    if any(len(c) == 0 or len(x) == 0 for c, x in pairs):
+        raise ValueError("shared_prefix_logprobs needs a non-empty context and continuation for every pair")
+    keys = [(tuple(int(t) for t in c), tuple(int(t) for t in x)) for c, x in pairs]
+    unique = list(dict.fromkeys(keys))
+    if lm.engine.describe() is not None:
+        got = continuation_logprobs(lm, [(list(c), list(x)) for c, x in unique], batch_size, progress, description)
+    else:
+        groups = prefix_groups(unique)
+        scored = forest_logprobs(lm, [TreePlan.build(list(ctx), [list(unique[i][1]) for i in members])
+                                      for ctx, members in groups], progress=progress, description=description)
+        got = [np.zeros(0)] * len(unique)
+        for (_, members), arrays in zip(groups, scored):
+            for i, a in zip(members, arrays):
+                got[i] = a
+    where = {k: i for i, k in enumerate(unique)}
+    return [got[where[k]] for k in keys]
+
+
 def split_continuations(tokenizer: PreTrainedTokenizerBase, prompt: str, suffixes: Sequence[str]
                         ) -> tuple[list[int], list[list[int]]]:
     """Canonical tokenisation of prompt + suffix for every suffix, split into a shared context and

@@ -84,3 +84,49 @@ def test_batches_respect_token_budget():
     order = sorted(range(5), key=lambda i: lengths[i])
     assert _batches(order, 16, lengths, max_tokens=1500) == [[0, 1, 2, 3], [4]]
     assert _batches(order, 2, lengths, max_tokens=10**6) == [[0, 1], [2, 3], [4]]
+
+
+def test_forest_logprobs_equals_one_forward_per_sequence(tiny):
+    """Several tries per forward (right-padded, 4D tree masks): every sequence's log-likelihood equals a
+    plain full forward of context + continuation within 1e-4 (fp32 summation order), whatever the
+    token budget cuts the forest into, duplicates and a continuation that is a prefix of another
+    included."""
+    from interp.models.tree import TreePlan
+    from interp.scoring import forest_logprobs
+
+    ctxs = encode(tiny.tokenizer, _prompts(tiny)[:3])
+    conts = [[[40, 41, 42], [40, 41, 43], [40, 44], [40, 41]],
+             [[50], [51, 52, 53, 54], [51, 52, 55, 56]],
+             [[60, 61], [60, 61]]]
+    plans = [TreePlan.build(c, x) for c, x in zip(ctxs, conts)]
+    for budget in (None, 1):  # one forward for the forest; one trie per forward
+        got = forest_logprobs(tiny, plans, max_tokens=budget)
+        for c, xs, g in zip(ctxs, conts, got):
+            assert [a.shape for a in g] == [(len(x),) for x in xs]
+            want = [plain_sequence_logprob(tiny, c, x) for x in xs]
+            np.testing.assert_allclose([a.sum() for a in g], want, atol=1e-4)
+    per_token = continuation_logprobs(tiny, [(c, x) for c, xs in zip(ctxs, conts) for x in xs], batch_size=4)
+    np.testing.assert_allclose(np.concatenate([a for g in got for a in g]), np.concatenate(per_token), atol=1e-4)
+
+
+def test_prefix_groups_share_a_start_and_stay_small():
+    from interp.scoring import prefix_groups
+
+    pairs = [((1,), (5, 6)), ((1,), (7,)), ((2,), (5, 6)), ((1,), (5, 8)), ((1,), (5, 9)), ((1,), (5, 10))]
+    assert prefix_groups(pairs, group=2) == [((1,), [0, 3]), ((1,), [4, 5]), ((1,), [1]), ((2,), [2])]
+
+
+def test_score_sentences_trie_path_equals_plain_path(tiny):
+    """The sentence scorer's tries (sentences sharing a start, duplicates, several tries) give the plain
+    scorer's per-sentence sums within 1e-4 and the same token counts."""
+    from interp.evals.sentence import score_sentences, sentence_pairs
+    from interp.scoring import TRIE_GROUP
+
+    base = ["The nurse said she was tired.", "The nurse said he was tired.", "A man walked in.",
+            "A woman walked in.", "The nurse said she was tired."]
+    sentences = base + [f"The nurse said {k} things." for k in range(TRIE_GROUP + 2)]
+    got = score_sentences(tiny, sentences)
+    pairs = sentence_pairs(tiny.tokenizer, sentences, None)
+    want = continuation_logprobs(tiny, [(list(c), list(x)) for c, x in pairs], batch_size=4)
+    np.testing.assert_allclose(got.total, [w.sum() for w in want], atol=1e-4)
+    assert list(got.n_tokens) == [len(x) for _, x in pairs]

@@ -29,7 +29,7 @@ import pandas as pd
 
 from interp.errors import UserError
 from interp.models.loaded import LoadedModel
-from interp.scoring import continuation_logprobs
+from interp.scoring import shared_prefix_logprobs
 from interp.sampling import chat_prompt_ids
 
 _URL = re.compile(r"https?://\S+|\bwww\.\S+|\b[a-z0-9-]+\.(?:com|net|org|io|ai|co)\b", re.IGNORECASE)
@@ -58,7 +58,7 @@ def response_logprobs(lm: LoadedModel, rows: Sequence[dict[str, Any]], batch_siz
     prompts = chat_prompt_ids(lm, [r["prompt"] for r in rows])
     pairs = [(p, lm.tokenizer.encode(str(r["completion"]), add_special_tokens=False)) for p, r in zip(prompts, rows)]
     pairs = [(p, c if c else [lm.tokenizer.eos_token_id]) for p, c in pairs]
-    return continuation_logprobs(lm, pairs, batch_size, progress, description="response log-probs")
+    return shared_prefix_logprobs(lm, pairs, batch_size, progress, description="response log-probs")
 
 
 def mean_nll(lps: Sequence[np.ndarray]) -> np.ndarray:

@@ -27,7 +27,7 @@ import numpy as np
 
 from interp.errors import UserError
 from interp.models.loaded import LoadedModel
-from interp.scoring import adds_bos, continuation_logprobs
+from interp.scoring import adds_bos, shared_prefix_logprobs
 from interp.textfiles import read_text
 
 DEFAULT_WINDOW = 256
@@ -75,7 +75,7 @@ def perplexity(lm: LoadedModel, text: str | None = None, window: int = DEFAULT_W
     """Perplexity of `lm` on `text` (default: the packaged held-out text); module docstring.
     `description` labels the progress line (e.g. which condition is being measured)."""
     pairs = window_pairs(lm.tokenizer, load_heldout() if text is None else text, window)
-    lps = continuation_logprobs(lm, pairs, batch_size, progress, description=description)
+    lps = shared_prefix_logprobs(lm, pairs, batch_size, progress, description=description)
     allp = np.concatenate(lps)
     nll = float(-allp.mean())
     return Perplexity(math.exp(nll), nll, int(allp.size), len(pairs), window)

@@ -102,21 +102,17 @@ def score_sentences(lm: LoadedModel, sentences: Sequence[str], contexts: Optiona
                     description: str = "sentence log-likelihoods") -> SentenceScores:
     """Teacher-forced log-likelihood of each sentence (given its context, if any) with `lm`.
 
-    Identical (context, sentence) token sequences are scored once. `batch_size` None: scoring's default.
+    Each distinct token position is computed once (`interp.scoring.shared_prefix_logprobs`: identical
+    sequences once, sentences sharing a start in one trie, e.g. the common start of a CrowS pair).
+    `batch_size` None: scoring's default (used by a hosted model's plain path; tries go by a token budget).
     """
-    from interp.scoring import DEFAULT_BATCH, continuation_logprobs
+    from interp.scoring import DEFAULT_BATCH, shared_prefix_logprobs
 
     pairs = sentence_pairs(lm.tokenizer, sentences, contexts)
-    keys = [(tuple(c), tuple(x)) for c, x in pairs]
-    unique = list(dict.fromkeys(keys))
-    where = {k: i for i, k in enumerate(unique)}
-    lps = continuation_logprobs(lm, [(list(c), list(x)) for c, x in unique],
-                                batch_size=DEFAULT_BATCH if batch_size is None else batch_size,
-                                progress=progress, description=description)
-    tot = np.array([lp.sum() for lp in lps], dtype=np.float64)
-    n = np.array([len(lp) for lp in lps], dtype=np.int64)
-    idx = np.array([where[k] for k in keys], dtype=np.int64)
-    return SentenceScores(tot[idx], n[idx])
+    lps = shared_prefix_logprobs(lm, [(list(c), list(x)) for c, x in pairs],
+                                 DEFAULT_BATCH if batch_size is None else batch_size, progress, description)
+    return SentenceScores(np.array([lp.sum() for lp in lps], dtype=np.float64),
+                          np.array([len(lp) for lp in lps], dtype=np.int64))
 
 
 def lm_scorer(lm: LoadedModel, batch_size: Optional[int] = None, progress: bool = False,
