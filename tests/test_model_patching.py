@@ -246,3 +246,29 @@ def test_patching_agrees_with_transformerlens_hooks(tiny_llama):
             src = acts[name]
             lg, _ = run_cached(tiny_llama, tokens, [], backend="bridge", hooks=[(name, lambda act, hook: src.to(act.dtype))])
             assert float(score(lg)[0]) == pytest.approx(ours[(site, i)], abs=1e-5), (site, i)
+
+
+def test_batching_and_site_stacking_do_not_change_the_table(tiny):
+    """Right-padded batches with several site copies per forward (the default) against one row and one
+    site per forward (max_tokens=1: nothing padded, nothing stacked): equal up to fp32 summation order
+    under a different batch shape. Tolerance: 1e-5 nats on margins of O(1) fp32 logits (a few hundred
+    float32 ulps), far below any effect the tables report."""
+    def edit(m, g):
+        for p in tiny.spec.module(m, "mlp", tiny.spec.n_layers - 1).parameters():
+            bump(p, g)
+    s = variant(tiny, "S", edit)
+    sites = [*every_site(tiny.spec), "L0resid+L1mlp"]
+    for score in (margin_score(*SCORE_IDS), MULTI):
+        stacked = patch_between(s, tiny, prompts(tiny), sites, score)
+        alone = patch_between(s, tiny, prompts(tiny), sites, score, max_tokens=1)
+        assert list(stacked.site) == list(alone.site) and list(stacked.prompt) == list(alone.prompt)
+        for col in ("m_source", "m_target", "m_patched"):
+            np.testing.assert_allclose(stacked[col], alone[col], atol=1e-5, rtol=0)
+
+
+def test_patching_a_model_object_into_itself_leaves_no_hook(tiny_llama):
+    """Source and target the same object: delta 0, and every hook is removed afterwards."""
+    df = patch_between(tiny_llama, tiny_llama, prompts(tiny_llama), ["L0resid", "L1mlp"], margin_score(*SCORE_IDS))
+    assert np.allclose(df.m_patched, df.m_target, atol=1e-5, rtol=0)
+    modules = list(tiny_llama.model.modules())
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in modules)

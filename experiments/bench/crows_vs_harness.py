@@ -14,7 +14,11 @@ Prints and writes (OUT/crows_vs_harness.json, OUT/crows_vs_harness_pairs.csv):
   harness's pct_stereotype (= 1 if ll(sent_more) > ll(sent_less));
 - pct_stereotype of each;
 - wall and CPU seconds of the scoring (model loading excluded, reported apart) and the ratio
-  harness / interp.
+  harness / interp;
+- the floor: the distinct token positions of all sentences (the prefixes of BOS + sentence, each
+  counted once: nothing less computes every log-likelihood), the positions interp's tries compute and
+  the harness's (every sentence in full), and a floor time: plain causal forwards (no tree mask) over
+  interp's trie rows, scaled by distinct / computed positions; interp / floor is the ratio to it.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from clock import (
     Clock,  # experiments/bench/clock.py (the script's folder is on sys.path)
 )
 
+from interp.models.loaded import LoadedModel
 from interp.models.store import DEFAULT_MODEL
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "crows_pairs_anonymized.csv"
@@ -48,8 +53,34 @@ def run_interp(model: str, csv: Path, limit: int | None, batch: int) -> tuple[pd
     items = load_crows(csv, limit=limit)
     with Clock() as score:
         res = run_crows(items, lm_scorer(lm, batch_size=batch), n_boot=1000)
+    fl = floor(lm, items)
     return res.table, {"load_s": load.wall, "score_wall_s": score.wall, "score_cpu_s": score.cpu,
-                       "pct_stereotype": res.summary["pct_stereotype"]["estimate"]}, Path(lm.path)
+                       "pct_stereotype": res.summary["pct_stereotype"]["estimate"], **fl}, Path(lm.path)
+
+
+def floor(lm: LoadedModel, items: pd.DataFrame) -> dict:
+    """Distinct positions, the positions each scorer computes, and the floor time (module docstring)."""
+    from interp.evals.sentence import sentence_pairs
+    from interp.models.tree import TreePlan
+    from interp.scoring import _last_logprobs, left_pad, length_plan, prefix_groups, trie_node_budget
+
+    sents = [s for pair in zip(items.sent_more, items.sent_less) for s in pair]
+    pairs = [(tuple(c), tuple(x)) for c, x in sentence_pairs(lm.tokenizer, sents, None)]
+    seqs = [c + x for c, x in pairs]
+    distinct = len({q[:k] for q in set(seqs) for k in range(1, len(q))})  # positions that predict a token
+    unique = list(dict.fromkeys(pairs))
+    groups = prefix_groups(unique)
+    rows = [list(ctx[:-1]) + TreePlan.build(list(ctx), [list(unique[i][1]) for i in m]).trie.token for ctx, m in groups]
+    computed = sum(len(r) for r in rows)
+    budget = trie_node_budget(int(lm.model.config.vocab_size))
+    lengths = [len(r) for r in rows]
+    order = sorted(range(len(rows)), key=lengths.__getitem__)
+    with Clock() as c, torch.no_grad():
+        for idx in length_plan(lengths, budget)(order, len(order)):
+            _last_logprobs(lm, left_pad([rows[i] for i in idx], lm.tokenizer.pad_token_id), max(lengths[i] for i in idx))
+    return {"distinct_positions": distinct, "interp_positions": computed,
+            "harness_positions": sum(len(q) - 1 for q in seqs),
+            "floor_wall_s": c.wall * distinct / computed, "rows_plain_wall_s": c.wall}
 
 
 def run_harness(folder: Path, csv: Path, limit: int | None, batch: int) -> tuple[list[dict], dict]:
@@ -118,6 +149,9 @@ def main() -> None:
     print(f"scoring wall s: interp {ti['score_wall_s']:.1f}, harness {th['score_wall_s']:.1f} "
           f"(harness / interp = {res['ratio_harness_over_interp_wall']:.2f}); CPU s ratio "
           f"{res['ratio_harness_over_interp_cpu']:.2f}; model load s: interp {ti['load_s']:.1f}, harness {th['load_s']:.1f}")
+    print(f"floor: {ti['distinct_positions']} distinct positions; interp computes {ti['interp_positions']}, "
+          f"the harness {ti['harness_positions']}; floor {ti['floor_wall_s']:.1f} s wall, "
+          f"interp / floor = {ti['score_wall_s'] / ti['floor_wall_s']:.2f}")
     print(f"wrote {out}/crows_vs_harness.json and crows_vs_harness_pairs.csv")
 
 

@@ -39,13 +39,15 @@ its blocks recovers exactly 1. With S and C fine-tuned as a whole, the embedding
 in SmolLM2) differ too, so `L{L-1}resid` recovers what the body carries and 1 - it is the head's share.
 
 Plain PyTorch forward hooks on the Hugging Face modules (`ArchSpec` paths), not TransformerLens: the
-bridge patches within one model, and a head's term needs each model's own W_O. Prompts of equal length
-share a forward and nothing is padded, so batching cannot change a value.
+bridge patches within one model, and a head's term needs each model's own W_O. Prompts go right-padded
+(a real position never attends to the padding after it) with several sites per forward, each a copy of
+the batch (`patch_between`); values equal unpadded one-prompt forwards up to fp32 summation order.
 """
 
 from __future__ import annotations
 
 import re
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -56,7 +58,6 @@ import torch.nn as nn
 
 from interp.errors import UserError
 from interp.evals.stats import bootstrap_ci, ratio_of_means_ci
-from interp.mech.activations import length_groups
 from interp.models.lineage import check_lineage
 from interp.models.loaded import LoadedModel
 from interp.progress import progress_bar
@@ -228,55 +229,152 @@ def _local(lm: LoadedModel) -> None:
         raise UserError(f"patching between models needs both models' weights in this process; {lm.name} runs on a server")
 
 
+PATCH_TOKENS = 8192  # padded tokens per forward (site copies x rows x width)
+
+
+class _LastPositions:
+    """A pre-hook on the LM head that feeds it only each row's last real position: hidden (n, T, d) ->
+    (n, 1, d) at `index` (n,), so a forward's logits are (n, 1, vocab) whatever the padding, and what
+    the model does after its head (e.g. Gemma 2's soft-capping) still applies."""
+
+    def __init__(self, lm: LoadedModel) -> None:
+        self.head, self.index, self.handle = lm.spec.module(lm.model, "lm_head"), torch.zeros(0, dtype=torch.long), None
+
+    def __enter__(self) -> "_LastPositions":
+        def fn(mod: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
+            h = args[0]
+            return (h[torch.arange(h.shape[0], device=h.device), self.index.to(h.device)][:, None], *args[1:])
+        self.handle = self.head.register_forward_pre_hook(fn)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.handle is not None:
+            self.handle.remove()
+
+
+class _CopyPatcher:
+    """Forward hooks for a batch stacked as copies (copy k = rows k*n .. (k+1)*n - 1): each site in
+    `plan` writes its recorded activation (n, T, d) from another model into the copies that name it."""
+
+    def __init__(self, lm: LoadedModel, plan: dict[Site, tuple[torch.Tensor, list[int]]], n: int) -> None:
+        self.lm, self.plan, self.n, self.handles = lm, plan, n, []
+
+    def __enter__(self) -> "_CopyPatcher":
+        n = self.n
+        for site, (value, copies) in self.plan.items():
+            def fn(mod: nn.Module, args: tuple[Any, ...], out: Any, site: Site = site, value: torch.Tensor = value,
+                   copies: list[int] = copies) -> Any:
+                new = _first(out).clone()
+                for k in copies:
+                    rows = slice(k * n, (k + 1) * n)
+                    if site.kind == "head":
+                        new[rows] += value.to(new) - _head_term(self.lm, site.layer, site.head, args[0][rows])
+                    else:
+                        new[rows] = value.to(new)
+                return _replace_first(out, new)
+            self.handles.append(_module(self.lm, site).register_forward_hook(fn))
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for h in self.handles:
+            h.remove()
+
+
+def _right_padded(seqs: Sequence[Sequence[int]], pad: int, device: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """(tokens (n, width) right-padded with `pad`, index of each row's last real token (n,)). Under the
+    causal mask a real position never sees the padding after it, so its activations are the unpadded
+    ones (up to the summation order of a different batch shape)."""
+    width = max(len(x) for x in seqs)
+    tokens = torch.full((len(seqs), width), pad, dtype=torch.long)
+    for r, x in enumerate(seqs):
+        tokens[r, :len(x)] = torch.tensor(list(x), dtype=torch.long)
+    return tokens.to(device), torch.tensor([len(x) - 1 for x in seqs], dtype=torch.long)
+
+
 @torch.inference_mode()
 def patch_between(
     source: LoadedModel, target: LoadedModel, prompt_ids: Sequence[Sequence[int]], sites: Sequence[str],
-    score: Score | SequenceMargin, progress: bool = False,
+    score: Score | SequenceMargin, progress: bool = False, max_tokens: int = PATCH_TOKENS,
 ) -> pd.DataFrame:
     """One row per (prompt, site): m_source, m_target, m_patched (module docstring); in the order given.
 
     `sites` are names like "L3resid", "L3attn", "L3mlp", "L3H5", "embed" or "L0resid+L1resid" (together).
     `score` maps last-position logits to the margin (`margin_score`: single tokens, one forward per prompt),
-    or is a `SequenceMargin` (multi-token words: one forward per prompt and prefix).
+    or is a `SequenceMargin` (multi-token words: one row per prompt and prefix).
+
+    Batching: the rows (prompt + prefix) go right-padded, sorted by length, at most `max_tokens` padded
+    tokens per forward; per batch of rows, S runs once (recording every site), C once, and the patched
+    runs of C stack as many site copies of the batch per forward as the budget holds (each copy patched
+    at its own site). Only each row's last position reaches the LM head. Values equal one unpadded
+    forward per prompt up to fp32 summation order (tests/test_model_patching.py states the tolerance).
     """
+    from interp.scoring import length_plan
+
     check_lineage(source, target)
     _local(source)
     _local(target)
     spec = target.spec
     parsed = {s: [parse_site(p, spec.n_layers, spec.n_heads) for p in s.split("+")] for s in sites}
+    names = list(parsed)
     every = sorted({x for parts in parsed.values() for x in parts}, key=lambda x: (x.layer or -1, x.kind, x.head or 0))
-    # one forward per prefix; what each keeps of its last-position logits, and how the kept parts make m
+    # one row per prompt and prefix; what each keeps of its last-position logits, and how the kept parts make m
     if isinstance(score, SequenceMargin):
         prefixes, last, finish = score.prefixes, score.step, score.combine
     else:
         prefixes, last, finish = [()], (lambda _p, logits: score(logits)), (lambda kept: kept[()])
-    rows: list[dict[str, Any]] = []
-    groups = length_groups(prompt_ids)
-    with progress_bar(len(prompt_ids) * len(prefixes) * (2 + len(sites)), f"patching {len(sites)} sites", progress) as advance:
-        for idx in groups:
-            src: dict[tuple[int, ...], torch.Tensor] = {}
-            tgt: dict[tuple[int, ...], torch.Tensor] = {}
-            pat: dict[str, dict[tuple[int, ...], torch.Tensor]] = {name: {} for name in parsed}
-            for prefix in prefixes:
-                tokens = torch.tensor([list(prompt_ids[i]) + list(prefix) for i in idx], device=target.device)
-                with _Recorder(source, every) as rec:
-                    src[prefix] = last(prefix, source.model(input_ids=tokens.to(source.device), use_cache=False).logits[:, -1]).cpu()
-                tgt[prefix] = last(prefix, target.model(input_ids=tokens, use_cache=False).logits[:, -1]).cpu()
-                advance(2 * len(idx))
-                for name, parts in parsed.items():
-                    with _Patcher(target, {x: rec.acts[x].to(target.device) for x in parts}):
-                        pat[name][prefix] = last(prefix, target.model(input_ids=tokens, use_cache=False).logits[:, -1]).cpu()
-                    advance(len(idx))
-            m_src, m_tgt = finish(src), finish(tgt)
-            for name in parsed:
-                m_pat = finish(pat[name])
-                for j, i in enumerate(idx):
-                    rows.append({"prompt": i, "site": name, "m_source": float(m_src[j]), "m_target": float(m_tgt[j]),
-                                 "m_patched": float(m_pat[j])})
-    df = pd.DataFrame(rows)
-    order = {s: k for k, s in enumerate(sites)}
-    df = df.sort_values(["site", "prompt"], key=lambda c: c.map(order) if c.name == "site" else c, kind="stable")
-    return df.reset_index(drop=True)
+    rows = [(i, p) for i in range(len(prompt_ids)) for p in prefixes]
+    seqs = [list(prompt_ids[i]) + list(p) for i, p in rows]
+    lengths = [len(x) for x in seqs]
+    pad = target.tokenizer.pad_token_id if target.tokenizer.pad_token_id is not None else 0
+    kept: dict[str, dict[tuple[int, ...], dict[int, torch.Tensor]]] = {
+        k: {p: {} for p in prefixes} for k in ["\0source", "\0target", *names]}
+
+    def keep(into: str, batch: list[int], logits: torch.Tensor) -> None:
+        """logits (len(batch), vocab) of rows `batch` -> `last` per prefix, kept by prompt."""
+        for p in prefixes:
+            sel = [j for j, r in enumerate(batch) if rows[r][1] == p]
+            if sel:
+                got = last(p, logits[sel].cpu())
+                for j, v in zip(sel, got):
+                    kept[into][p][rows[batch[j]][0]] = v
+
+    order = sorted(range(len(rows)), key=lengths.__getitem__)
+    batches = length_plan(lengths, max_tokens)(order, len(order))
+    with progress_bar(len(rows) * (2 + len(names)), f"patching {len(names)} sites", progress) as advance, \
+            ExitStack() as stack:
+        t_last = stack.enter_context(_LastPositions(target))
+        s_last = t_last if source.model is target.model else stack.enter_context(_LastPositions(source))
+        for batch in batches:
+            tokens, index = _right_padded([seqs[r] for r in batch], pad, target.device)
+            s_last.index = t_last.index = index
+            with _Recorder(source, every) as rec:
+                keep("\0source", batch, source.model(input_ids=tokens.to(source.device), use_cache=False).logits[:, -1])
+            keep("\0target", batch, target.model(input_ids=tokens, use_cache=False).logits[:, -1])
+            advance(2 * len(batch))
+            acts = {x: a.to(target.device) for x, a in rec.acts.items()}
+            per_forward = max(1, max_tokens // tokens.numel())
+            for k0 in range(0, len(names), per_forward):
+                chunk = names[k0:k0 + per_forward]
+                plan = {x: (acts[x], [k for k, name in enumerate(chunk) if x in parsed[name]])
+                        for x in dict.fromkeys(x for name in chunk for x in parsed[name])}
+                t_last.index = index.repeat(len(chunk))
+                with _CopyPatcher(target, plan, len(batch)):
+                    logits = target.model(input_ids=tokens.repeat(len(chunk), 1), use_cache=False).logits[:, -1]
+                for k, name in enumerate(chunk):
+                    keep(name, batch, logits[k * len(batch):(k + 1) * len(batch)])
+                advance(len(chunk) * len(batch))
+            t_last.index = index
+
+    def margins(into: str) -> torch.Tensor:
+        return finish({p: torch.stack([kept[into][p][i] for i in range(len(prompt_ids))]) for p in prefixes})
+
+    m_src, m_tgt = margins("\0source"), margins("\0target")
+    out = []
+    for name in names:
+        m_pat = margins(name)
+        out += [{"prompt": i, "site": name, "m_source": float(m_src[i]), "m_target": float(m_tgt[i]),
+                 "m_patched": float(m_pat[i])} for i in range(len(prompt_ids))]
+    return pd.DataFrame(out)
 
 
 def recovered_table(df: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
