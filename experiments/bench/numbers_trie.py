@@ -9,7 +9,12 @@ On one prompt ("What is your favorite number?" / "My favorite number is "), prin
 - the floor: one batched forward of the same number of new tokens (1,111 for L = 4) through the
   model body on top of the prompt's cache (plain causal attention, no LM head), and the same with
   the LM head and log-softmax;
-- the ratios naive / trie at L = 4 and trie / floor, and max |trie - naive| over all L = 3 numbers.
+- the ratios naive / trie at L = 4 and trie / floor, and max |trie - naive| over all L = 3 numbers;
+- the whole command, `interp numbers --method ar --digits 4` (both prompts: neutral and biased), run
+  `--repeats` times as a subprocess, with start-up measured apart as the same command at --digits 1
+  (imports, model load, both prompts, tables: everything but the 4-digit tries); its work
+  (median digits-4 wall - median digits-1 wall) against the floor of both prompts (body + LM head +
+  log-softmax of each prompt's trie nodes on its cache): command / floor.
 
 Every time is given as wall seconds and as this process's CPU seconds (time.process_time); on a
 shared, oversubscribed machine the wall times carry the other jobs' load, so the ratios use CPU time
@@ -19,6 +24,12 @@ shared, oversubscribed machine the wall times carry the other jobs' load, so the
 from __future__ import annotations
 
 import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
 from typing import Callable
 
 import numpy as np
@@ -32,6 +43,7 @@ from interp.cli.common import quiet_transformers
 from interp.models import load_model
 from interp.models.compat import cache_kwargs
 from interp.models.store import DEFAULT_MODEL
+from interp.probes.numbers import NumbersConfig, number_prompt
 from interp.prompts import NUMBER_PREFIX, NUMBER_QUESTION, render
 from interp.scoring import build_trie, digit_trie_logprobs, split_continuations
 
@@ -72,6 +84,8 @@ def main() -> None:
     ap.add_argument("--model", default=DEFAULT_MODEL)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default); on a shared, "
                     "oversubscribed machine 1 avoids OpenMP spin-wait collapse")
+    ap.add_argument("--repeats", type=int, default=3, help="runs of the whole command per digit count")
+    ap.add_argument("--command-only", action="store_true", help="skip the naive loop (the whole command and its floor only)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -89,6 +103,9 @@ def main() -> None:
             _, lps[L] = digit_trie_logprobs(lm, prompt, L)
         print(f"trie L={L}: {times[L]} for {10**L} numbers")
 
+    if args.command_only:
+        whole_command(lm, args)
+        return
     nums3 = [str(i).zfill(3) for i in range(1000)]
     ctx, conts = split_continuations(lm.tokenizer, prompt, nums3)
     naive3, n_fw, naive = naive_prefix_loop(lm, ctx, conts)
@@ -108,6 +125,34 @@ def main() -> None:
         print(f"ratios ({k}): naive/trie L=3 {getattr(naive, k) / t3:.1f}x, naive/trie L=4 "
               f"{per_fw(k) * n_nodes4 / t4:.1f}x, trie/floor(body) L=4 {t4 / getattr(f_body, k):.2f}x, "
               f"trie/floor(body+head) L=4 {t4 / getattr(f_head, k):.2f}x")
+    whole_command(lm, args)
+
+
+def command_wall(model: str, digits: int, threads: int) -> float:
+    """Wall seconds of one `interp numbers --method ar --digits D` run in a fresh process."""
+    env = dict(os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {}))
+    with tempfile.TemporaryDirectory() as out:
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "interp", "numbers", "--model", model, "--method", "ar", "--digits",
+                        str(digits), "--bias", "owl", "--out", out, "--force"], check=True, env=env,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return time.perf_counter() - t
+
+
+def whole_command(lm, args) -> None:
+    """The whole command's work at 4 digits against the floor of both prompts (module docstring)."""
+    floors = []
+    for bias in (None, "owl"):
+        ctx, conts = split_continuations(lm.tokenizer, number_prompt(lm, bias, NumbersConfig()),
+                                         [str(i).zfill(4) for i in range(10**4)])
+        n_nodes = build_trie(ctx[-1], conts).n_nodes
+        floor(lm, ctx, n_nodes, with_head=True)  # warm-up
+        floors.append(statistics.median(floor(lm, ctx, n_nodes, with_head=True).wall for _ in range(args.repeats)))
+    walls = {d: [command_wall(args.model, d, args.threads) for _ in range(args.repeats)] for d in (1, 4)}
+    w1, w4 = statistics.median(walls[1]), statistics.median(walls[4])
+    print(f"whole command (wall, median of {args.repeats}): --digits 4 {w4:.2f} s, --digits 1 (start-up) {w1:.2f} s, "
+          f"work {w4 - w1:.2f} s; floor of both prompts {floors[0]:.2f} + {floors[1]:.2f} s; "
+          f"command / floor = {(w4 - w1) / sum(floors):.2f}")
 
 if __name__ == "__main__":
     main()

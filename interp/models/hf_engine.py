@@ -69,11 +69,14 @@ class HFEngine(Engine):
                 vis.scatter_(1, plan.anc[a:b], True)
                 logits = tree_forward(model, cache, trie.token[a:b], pos_all[n_ctx + a:n_ctx + b], vis,
                                       pos_all[:n_ctx + b], keep_all=True)
-                lp = torch.log_softmax(logits.float(), dim=-1).double().cpu()
                 rows, seqs, toks = plan.gather(a, b)
-                vals = lp[torch.tensor(rows, dtype=torch.long), torch.tensor(toks, dtype=torch.long)].numpy()
+                r = torch.tensor(rows, dtype=torch.long, device=logits.device)
+                logits = logits.float()
+                # log-softmax at the wanted (node, token) pairs only: logit - logsumexp over the vocabulary
+                vals = (logits[r, torch.tensor(toks, dtype=torch.long, device=logits.device)]
+                        - torch.logsumexp(logits, dim=-1)[r]).double().cpu().numpy()
                 plan.add_to(sums, seqs, vals)
-                del logits, lp
+                del logits
                 advance(b - a)
 
             run_with_backoff(list(range(trie.n_nodes)), budget, chunk, what=description)
