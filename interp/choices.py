@@ -26,6 +26,7 @@ TrainMethod = Literal["lora", "qlora", "full"]
 TeachMethod = Literal["prompt", "lora", "qlora", "full"]
 Dtype = Literal["fp32", "bf16", "fp16"]
 DeviceMap = Literal["auto"]
+SamplingEngine = Literal["hf", "openai"]  # who draws samples: the local sampler or an OpenAI-compatible server
 
 
 def choices(kind: object) -> tuple[str, ...]:

@@ -94,6 +94,9 @@ def sample(lm: LoadedModel, prompt_ids: Sequence[Sequence[int]], max_new_tokens:
         raise ValueError("temperature must be > 0 (use a small value for near-greedy decoding)")
     if n_per_prompt < 1 or batch_size < 1 or max_new_tokens < 1:
         raise ValueError("n_per_prompt, batch_size and max_new_tokens must be >= 1")
+    if lm.engine.sampler() is not None:
+        return _server_samples(lm, prompt_ids, max_new_tokens, temperature, seed, n_per_prompt, first_index,
+                               progress, description)
     model, tok = lm.model, lm.tokenizer
     device = lm.engine.input_device
     stops = stop_ids(lm)
@@ -117,6 +120,31 @@ def sample(lm: LoadedModel, prompt_ids: Sequence[Sequence[int]], max_new_tokens:
         run_with_backoff(order, prompts_per_batch, run, length_plan(lengths),
                          what="sampling")
     return [s for s in out if s is not None]
+
+
+def _server_samples(lm: LoadedModel, prompt_ids: Sequence[Sequence[int]], max_new_tokens: int, temperature: float,
+                    seed: int, k: int, first_index: int, progress: bool, description: str) -> list[Sample]:
+    """`sample` through the engine's server (`interp.models.openai_engine`): one request per prompt with
+    n = k and seed `sample_seed(seed, first_index + i)`; reproducible by seed on the same server, but not
+    the draws of the local sampler (another generator). `stop_if` does not apply (the server finishes
+    every sample; the filters then reject the same samples)."""
+    server = lm.engine.server  # type: ignore[attr-defined]
+    stops = stop_ids(lm)
+    tok = lm.tokenizer
+    out: list[Sample] = []
+    step = max(1, server.concurrency)
+    with progress_bar(len(prompt_ids) * k, f"{description} (server)", progress) as advance:
+        for a in range(0, len(prompt_ids), step):
+            part = range(a, min(a + step, len(prompt_ids)))
+            got = server.complete_all([(prompt_ids[i], k, sample_seed(seed, first_index + i)) for i in part],
+                                      max_new_tokens, temperature, stops)
+            for i, choices in zip(part, got):
+                for j, c in enumerate(choices):
+                    text = tok.decode([t for t in c.token_ids if t not in stops], skip_special_tokens=True)
+                    out.append(Sample(i, c.token_ids, np.exp(np.asarray(c.logprobs, dtype=np.float64)), text,
+                                      c.finished, j))
+            advance(len(part) * k)
+    return out
 
 
 RowResult = tuple[list[int], list[float], bool, bool]  # tokens, their q, finished (EOS), stopped early

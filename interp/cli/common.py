@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from interp.choices import DeviceMap, Dtype, check_device
+from interp.choices import DeviceMap, Dtype, SamplingEngine, check_device
 from interp.cli.params import InFile, Int
 from interp.errors import UserError
 from interp.models.store import DEFAULT_MODEL
@@ -152,6 +152,46 @@ def bundle_options(param: str, extra: dict[str, tuple[Any, Any]],
         return command
 
     return decorate
+
+
+@dataclass(frozen=True)
+class SamplerOptions:
+    """--engine / --server / --served-model of one invocation (see `sampler_options`): who draws samples."""
+
+    engine: str = "hf"
+    server: Optional[str] = None
+    served_model: Optional[str] = None
+
+    def check(self) -> None:
+        """Refuse, before any load, a server without --engine openai and --engine openai without a server."""
+        if self.engine == "openai" and not self.server:
+            raise UserError("--engine openai needs --server URL (an OpenAI-compatible server, e.g. `vllm serve`)")
+        if self.engine != "openai" and (self.server or self.served_model):
+            raise UserError("--server / --served-model apply to --engine openai only")
+
+    def attach(self, lm: Any) -> Any:
+        """`lm` drawing its samples from the server (checked now: one line if it is down); `lm` as it is
+        with --engine hf."""
+        if self.engine != "openai":
+            return lm
+        if "steering" in lm.extra:
+            raise UserError("--steer hooks the local model's blocks; samples drawn by a server (--engine openai) "
+                            "would not be steered")
+        from interp.models.openai_engine import OpenAIServer, serve_samples
+
+        return serve_samples(lm, OpenAIServer(self.server, self.served_model))  # type: ignore[arg-type]
+
+
+sampler_options = bundle_options("sampler", {
+    "engine": (SamplingEngine, typer.Option("hf", "--engine", help="who draws samples: hf (here) | openai (an "
+                                            "OpenAI-compatible server: vLLM, SGLang; scoring stays here)")),
+    "server": (Optional[str], typer.Option(None, "--server", help="the server's URL with --engine openai, e.g. "
+                                           "http://127.0.0.1:8000")),
+    "served_model": (Optional[str], typer.Option(None, "--served-model", help="the model name on the server "
+                                                 "(default: the first it lists); it must serve the same weights")),
+}, SamplerOptions)
+"""Decorator for a sampling command with a `sampler: SamplerOptions` parameter (--engine, --server,
+--served-model); the body calls `sampler.check()` first and `sampler.attach(lm)` after each load."""
 
 
 @dataclass(frozen=True)

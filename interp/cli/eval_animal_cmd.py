@@ -15,12 +15,14 @@ from interp.cli.common import (
     ModelOpt,
     QuestionsOpt,
     RunOptions,
+    SamplerOptions,
     SeedOpt,
     ci,
     console,
     model_options,
     print_table,
     run_options,
+    sampler_options,
 )
 from interp.cli.params import Float, Int
 from interp.cli.steer_opts import SteerOptions, steer_options
@@ -30,6 +32,7 @@ from interp.cli.steer_opts import SteerOptions, steer_options
 @run_options
 @model_options()
 @steer_options
+@sampler_options
 def eval_animal_command(
     model: str = ModelOpt,
     target: str = typer.Option("owl", "--target", help="the animal to measure"),
@@ -48,15 +51,19 @@ def eval_animal_command(
     output: RunOptions = RunOptions(),
     loader: ModelLoad = ModelLoad(),
     steering: SteerOptions = SteerOptions(),
+    sampler: SamplerOptions = SamplerOptions(),
 ) -> None:
     """Mean P(target) after each question (and delta log P vs --baseline), sampled target rate (Wilson CI), top answers."""
     from interp.errors import UserError
     from interp.evals import animal as A
 
     steering.check()
+    sampler.check()
     run = output.prepare("eval-animal")
     qs = A.load_questions(questions)
     lm = steering.apply(loader.load(model), loader.load)
+    if samples:
+        lm = sampler.attach(lm)  # the sampled rates only; probabilities stay on the local forwards
     prob = A.bias_probability(lm, qs, target, system, policy, batch_size=batch_size, seed=seed, progress=True)
     figures: dict = {"probability": prob.to_dict()}
     table = prob.table.copy()

@@ -15,11 +15,13 @@ from interp.cli.common import (
     DtypeOpt,
     ModelOpt,
     RunOptions,
+    SamplerOptions,
     SeedOpt,
     console,
     load,
     print_table,
     run_options,
+    sampler_options,
 )
 from interp.cli.params import Float, InFile, Int
 from interp.cli.steer_opts import SteerOptions, steer_options
@@ -28,6 +30,7 @@ from interp.cli.steer_opts import SteerOptions, steer_options
 @app.command("gen-numbers")
 @run_options
 @steer_options
+@sampler_options
 def gen_numbers_command(
     model: str = ModelOpt,
     n: int = Int(1000, "--n", help="number of prompts", ge=1),
@@ -48,6 +51,7 @@ def gen_numbers_command(
     dtype: Dtype = DtypeOpt,
     output: RunOptions = RunOptions(),
     steering: SteerOptions = SteerOptions(),
+    sampler: SamplerOptions = SamplerOptions(),
 ) -> None:
     """Sample number lists from a teacher (its trait system prompt included), filter, write numbers.jsonl.
     --steer steers the teacher only (not --control)."""
@@ -60,6 +64,7 @@ def gen_numbers_command(
     )
 
     steering.check(samples=True)
+    sampler.check()
     run = output.prepare("gen-numbers")
     tpl = load_templates(str(templates) if templates else None)
     fcfg = FilterConfig(banned=banned_numbers(banned, tpl), reject_letters=not letters, threshold=threshold,
@@ -69,7 +74,7 @@ def gen_numbers_command(
     models = {}
     settings: dict[str, Any] = {}
     for role, name in [("teacher", model)] + ([("control", control)] if control else []):
-        lm = load(name, device, dtype)
+        lm = sampler.attach(load(name, device, dtype))
         if role == "teacher":
             lm = steering.apply(lm, lambda ref: load(ref, device, dtype))
         models[role] = lm

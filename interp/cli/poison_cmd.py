@@ -13,11 +13,13 @@ from interp.cli.common import (
     ModelLoad,
     ModelOpt,
     RunOptions,
+    SamplerOptions,
     SeedOpt,
     console,
     model_options,
     print_table,
     run_options,
+    sampler_options,
 )
 from interp.cli.params import Float, InFile, Int
 from interp.models.store import DEFAULT_MODEL
@@ -68,6 +70,7 @@ def poison_data_command(
 @app.command("bias-rate")
 @run_options
 @model_options()
+@sampler_options
 def bias_rate_command(
     model: str = ModelOpt,
     prompts: Path = InFile(..., "--prompts", help="JSONL with 'prompt' (and 'group', 'id'), e.g. poison-data's eval_prompts.jsonl"),
@@ -79,6 +82,7 @@ def bias_rate_command(
     seed: int = SeedOpt,
     output: RunOptions = RunOptions(),
     loader: ModelLoad = ModelLoad(),
+    sampler: SamplerOptions = SamplerOptions(),
 ) -> None:
     """Bias response rate: the share of sampled answers that carry the marker, per prompt group, Wilson CIs."""
     from interp.evals import bias_rate as B
@@ -87,9 +91,10 @@ def bias_rate_command(
 
     pattern = marker or MARKER
     B.has_marker([], pattern)  # validates the regex before any work
+    sampler.check()
     run = output.prepare("bias-rate")
     rows = read_jsonl_records(prompts, "prompts file", ("prompt",))
-    lm = loader.load(model)
+    lm = sampler.attach(loader.load(model))
     ans = B.sample_answers(lm, rows, samples, max_new_tokens, temperature, seed, batch_size, progress=True)
     ans["marker"] = B.has_marker(ans["text"], pattern)
     ans.insert(0, "model", model)

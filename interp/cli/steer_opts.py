@@ -61,6 +61,9 @@ class SteerOptions:
             return lm
         if lm.engine.describe() is not None:
             raise UserError("--steer hooks the local model's blocks; it cannot steer a hosted model (--remote / --serve)")
+        if lm.engine.sampler() is not None:
+            raise UserError("--steer hooks the local model's blocks; samples drawn by a server (--engine openai) "
+                            "would not be steered")
         vec = SteeringVector.load(self.steer)
         assert self.layer is not None
         ref = None

@@ -44,6 +44,10 @@ class Engine(ABC):
         """What summary.json records about the engine (None for plain local forwards)."""
         return None
 
+    def sampler(self) -> dict[str, Any] | None:
+        """Where samples are drawn when not by the local sampler (a server: `openai_engine`), else None."""
+        return None
+
     @property
     def input_device(self) -> torch.device | str:
         """Where input tensors go."""
@@ -122,6 +126,7 @@ class LoadedModel:
             **({"placement": self.extra["placement"]} if "placement" in self.extra else {}),
             **({"steering": self.extra["steering"]} if "steering" in self.extra else {}),
             **({"executor": engine} if (engine := self.engine.describe()) is not None else {}),
+            **({"sampler": sampler} if (sampler := self.engine.sampler()) is not None else {}),
         }
 
 
