@@ -8,7 +8,9 @@ One request per prompt: `prompt` = the prompt's token ids (so the server sees ex
 local engine would), `n` = samples of that prompt, `seed` = the sampler's per-prompt seed,
 `logprobs` = 0 and `return_tokens_as_token_ids` (vLLM, SGLang) so each choice gives its token ids and
 their log-probabilities, `stop_token_ids` = the model's EOS ids, `skip_special_tokens` false. Several
-requests are in flight at once (the server batches them). Token probabilities are what the server
+requests are in flight at once (the server batches them). A temperature below 1e-5 is greedy decoding
+(the server gets 0; the local sampler's inverse CDF is then the argmax too); one in [1e-5, 0.01) is
+refused, since vLLM would silently raise it to 0.01. Token probabilities are what the server
 reports: the model's at T = 1; at another temperature vLLM reports q = softmax(logits / T) only when
 started with `--logprobs-mode processed_logprobs` (the docs' command does).
 
@@ -30,6 +32,8 @@ from interp.errors import UserError
 from interp.models.hf_engine import HFEngine
 from interp.models.loaded import LoadedModel
 
+GREEDY_BELOW = 1e-5  # a temperature below this is greedy decoding: the server gets temperature 0
+SERVER_MIN_TEMPERATURE = 1e-2  # vLLM raises 0 < T < 0.01 to 0.01 (SamplingParams' _MAX_TEMP), silently for the client
 TOKEN_PREFIX = "token_id:"  # vLLM / SGLang spell a token as "token_id:<id>" with return_tokens_as_token_ids
 
 
@@ -85,7 +89,7 @@ class OpenAIServer:
                  stop_token_ids: Sequence[int]) -> list[Completion]:
         """`n` sampled completions of one tokenised prompt (module docstring)."""
         body = {"model": self.model, "prompt": [int(t) for t in prompt_ids], "n": n, "max_tokens": max_tokens,
-                "temperature": temperature, "seed": seed, "logprobs": 0, "return_tokens_as_token_ids": True,
+                "temperature": server_temperature(temperature), "seed": seed, "logprobs": 0, "return_tokens_as_token_ids": True,
                 "stop_token_ids": sorted(int(t) for t in stop_token_ids), "skip_special_tokens": False}
         got = self._call("/v1/completions", body)
         try:
@@ -105,6 +109,19 @@ class OpenAIServer:
         with ThreadPoolExecutor(self.concurrency) as pool:
             return list(pool.map(lambda r: self.complete(r[0], r[1], max_tokens, temperature, r[2], stop_token_ids),
                                  requests))
+
+
+def server_temperature(temperature: float) -> float:
+    """What the server is asked for: 0 (greedy) below `GREEDY_BELOW`, where the local sampler's inverse CDF
+    is the argmax too; a temperature the server would silently raise (below `SERVER_MIN_TEMPERATURE`) is
+    refused."""
+    if temperature < GREEDY_BELOW:
+        return 0.0
+    if temperature < SERVER_MIN_TEMPERATURE:
+        raise UserError(f"temperature {temperature:g}: an OpenAI-compatible server (vLLM) raises temperatures below "
+                        f"{SERVER_MIN_TEMPERATURE:g} to {SERVER_MIN_TEMPERATURE:g}; use >= {SERVER_MIN_TEMPERATURE:g}, "
+                        f"or < {GREEDY_BELOW:g} for greedy decoding")
+    return float(temperature)
 
 
 def _completion(choice: dict[str, Any]) -> Completion:
