@@ -173,13 +173,21 @@ def target_logprobs(
     """log P(target | prompt) for every prompt x target: (n_prompts, n_targets), float64.
 
     A target's probability is the sum over its variants of each variant's joint (teacher-forced)
-    probability. Single-token variants come from one next-token pass per prompt; multi-token
-    variants add one pass per (prompt, variant).
+    probability. With local weights and a multi-token variant, each prompt and all its variants are
+    one trie (`shared_prefix_logprobs`: the prompt computed once); otherwise (single tokens only, or a
+    hosted engine) single-token variants come from one next-token pass per prompt (only their columns
+    leave the engine) and multi-token variants add one pass per (prompt, variant).
     """
     single = sorted({t[0] for tg in targets for t in tg.token_ids if len(t) == 1})
     multi = sorted({t for tg in targets for t in tg.token_ids if len(t) > 1})
     logp: dict[tuple[int, ...], np.ndarray] = {}
     n = len(prompt_ids)
+    if multi and lm.engine.describe() is None:  # local weights: every variant of a prompt in one trie
+        variants = [(t,) for t in single] + multi
+        res = shared_prefix_logprobs(lm, [(p, v) for p in prompt_ids for v in variants], batch_size, progress, description)
+        for k, v in enumerate(variants):
+            logp[v] = np.array([res[i * len(variants) + k].sum() for i in range(n)])
+        single, multi = [], []
     if single:
         mat = next_token_logprobs(lm, prompt_ids, batch_size, progress, description, columns=single).double().numpy()
         for j, t in enumerate(single):
@@ -229,10 +237,12 @@ def forest_logprobs(
         row = context[:-1] + nodes;  the context causal, a node sees the context and its ancestors (and
         itself), padding sees itself only; positions = the plan's `pos_all` (0 for padding)
 
-    E.g. the two sentences of a CrowS pair share their prefix: one trie computes it once. At most
-    `max_tokens` padded positions per forward (default `trie_node_budget`: the float32 log-softmax of the
-    forward's logits stays within its budget); tries sorted by size to bound padding; logits only from
-    the first position that predicts a continuation token."""
+    Only the nodes reach the LM head (`HeadPositions`: no padding or context position), and a log-prob is
+    logit - logsumexp(logits) at the wanted token (no vocabulary-sized log-softmax kept). E.g. the two
+    sentences of a CrowS pair share their prefix: one trie computes it once. At most `max_tokens` padded
+    positions per forward (default `trie_node_budget`: the float32 logits of a forward's nodes stay within
+    its budget); tries sorted by size to bound padding. Local weights only (`lm.engine.forward`)."""
+    from interp.models.head_positions import HeadPositions
     from interp.models.tree import model_masks
 
     if not plans:
@@ -245,14 +255,13 @@ def forest_logprobs(
     budget = max(max(lengths), max_tokens or trie_node_budget(int(model.config.vocab_size)))
     out: list[list[np.ndarray]] = [[] for _ in plans]
     pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
-    with progress_bar(len(order), description, progress) as advance:
+    with progress_bar(len(order), description, progress) as advance, torch.no_grad(), HeadPositions(lm) as head:
 
         def one(idx: list[int]) -> None:
             width = max(lengths[i] for i in idx)
-            first = min(plans[i].n_ctx for i in idx)  # the first position whose logits are read
             ids = torch.full((len(idx), width), pad, dtype=torch.long)
             pos = torch.zeros((len(idx), width), dtype=torch.long)
-            masks = []
+            masks, rows, cols, offset = [], [], [], []
             for r, i in enumerate(idx):
                 p, n = plans[i], lengths[i]
                 ids[r, :n] = torch.tensor(seqs[i], dtype=torch.long)
@@ -262,40 +271,53 @@ def forest_logprobs(
                 vis[p.n_ctx:n, :p.n_ctx] = True
                 vis[p.n_ctx:n].scatter_(1, p.anc, True)
                 masks.append(model_masks(model, vis, pos[r], pos[r], dtype))
+                offset.append(len(cols))
+                rows += [r] * p.trie.n_nodes
+                cols += range(p.n_ctx, n)
             mask = ({k: torch.cat([m[k] for m in masks]) for k in masks[0]} if isinstance(masks[0], dict)
                     else torch.cat(masks))
             dev = _input_device(lm)
-            batch = {"input_ids": ids.to(dev), "position_ids": pos.to(dev),
-                     "attention_mask": {k: v.to(dev) for k, v in mask.items()} if isinstance(mask, dict) else mask.to(dev)}
-            lp = _last_logprobs(lm, batch, width - first)  # (batch, width - first, vocab)
+            head.select(torch.tensor(rows), torch.tensor(cols))
+            logits = lm.engine.forward(
+                input_ids=ids.to(dev), position_ids=pos.to(dev), use_cache=False,
+                attention_mask={k: v.to(dev) for k, v in mask.items()} if isinstance(mask, dict) else mask.to(dev),
+            ).logits[0].float()  # (nodes of the batch, vocab)
+            lse = torch.logsumexp(logits, dim=-1)
             for r, i in enumerate(idx):
-                p = plans[i]
-                at = p.n_ctx - first
-                out[i] = [lp[r, [at + node for node, _ in path], [tok for _, tok in path]].double().numpy()
-                          for path in p.trie.leaf_path]
+                at = [[offset[r] + node for node, _ in path] for path in plans[i].trie.leaf_path]
+                flat = torch.tensor([a for path in at for a in path], dtype=torch.long, device=logits.device)
+                toks = torch.tensor([t for path in plans[i].trie.leaf_path for _, t in path], dtype=torch.long,
+                                    device=logits.device)
+                vals = (logits[flat, toks] - lse[flat]).double().cpu().numpy()
+                cuts = np.cumsum([len(path) for path in at])[:-1]
+                out[i] = list(np.split(vals, cuts))
             advance(len(idx))
 
         run_with_backoff(order, len(order), one, length_plan(lengths, budget), what=description)
     return out
 
 
-TRIE_GROUP = 8  # most continuations per trie in `shared_prefix_logprobs`
+TRIE_GROUP = 8  # most continuations per trie in `shared_prefix_logprobs` when they share only a first token
+TRIE_GROUP_LONG = 64  # ... and when they share a context of two or more tokens (a prompt)
 
 
-def prefix_groups(pairs: Sequence[tuple[tuple[int, ...], tuple[int, ...]]], group: int = TRIE_GROUP
-                  ) -> list[tuple[tuple[int, ...], list[int]]]:
+def prefix_groups(pairs: Sequence[tuple[tuple[int, ...], tuple[int, ...]]], group: int = TRIE_GROUP,
+                  group_long: int = TRIE_GROUP_LONG) -> list[tuple[tuple[int, ...], list[int]]]:
     """(context, indices of its continuations) per trie: the continuations of each context in token
-    order, a run of neighbours that share their first token going into one trie (at most `group`);
-    a continuation that shares nothing with its neighbour starts a new trie (a trie of one is a plain
-    causal row, so unrelated sequences never widen each other's attention)."""
+    order. With a context of two or more tokens (a prompt) they all share it: up to `group_long` go
+    into one trie. With a one-token context (BOS) a run of neighbours that share their first token
+    goes into one trie (at most `group`), and a continuation that shares nothing with its neighbour
+    starts a new one (a trie of one is a plain causal row, so unrelated sentences never widen each
+    other's attention)."""
     by_ctx: dict[tuple[int, ...], list[int]] = {}
     for i, (ctx, _) in enumerate(pairs):
         by_ctx.setdefault(ctx, []).append(i)
     out: list[tuple[tuple[int, ...], list[int]]] = []
     for ctx, members in by_ctx.items():
+        cap = group_long if len(ctx) > 1 else group
         cur: list[int] = []
         for i in sorted(members, key=lambda j: pairs[j][1]):
-            if cur and (len(cur) >= group or pairs[cur[-1]][1][:1] != pairs[i][1][:1]):
+            if cur and (len(cur) >= cap or (len(ctx) <= 1 and pairs[cur[-1]][1][:1] != pairs[i][1][:1])):
                 out.append((ctx, cur))
                 cur = []
             cur.append(i)
@@ -336,12 +358,19 @@ def split_continuations(tokenizer: PreTrainedTokenizerBase, prompt: str, suffixe
     """Canonical tokenisation of prompt + suffix for every suffix, split into a shared context and
     per-suffix continuations: context = the longest common prefix of encode(prompt) and every
     encode(prompt + suffix) (BOS rule of `encode`), continuation = the rest. When the prompt's own
-    tokens are a prefix of every full encoding (digits after "is "), the context is encode(prompt)."""
+    tokens are a prefix of every full encoding (digits after "is "), the context is encode(prompt).
+
+    Speed: a tokenizer splits its text at special tokens before anything else, so with a chat prompt
+    only the text after its last special token (e.g. "My favorite number is ") is tokenised again with
+    each suffix: encode(prompt + s) = encode(head) + encode(tail + s). The identity is checked on the
+    prompt and on 16 suffixes spread over the list, each against a full encoding; if one differs, every
+    suffix is tokenised in full."""
     ctx = encode(tokenizer, [prompt])[0]
-    full = encode(tokenizer, [prompt + s for s in suffixes])
+    fast = _fast_full(tokenizer, prompt, suffixes, ctx)
+    full, start = (encode(tokenizer, [prompt + s for s in suffixes]), 0) if fast is None else fast
     k = len(ctx)
-    for f in full:
-        m = 0
+    for f in full:  # the first `start` tokens (the head) are shared by construction
+        m = start
         while m < min(k, len(f)) and f[m] == ctx[m]:
             m += 1
         k = m
@@ -351,6 +380,27 @@ def split_continuations(tokenizer: PreTrainedTokenizerBase, prompt: str, suffixe
     if any(len(c) == 0 for c in conts):
         raise ValueError("a suffix adds no tokens to the prompt")
     return ctx[:k], conts
+
+
+def _fast_full(tokenizer: PreTrainedTokenizerBase, prompt: str, suffixes: Sequence[str], ctx: list[int]
+               ) -> tuple[list[list[int]], int] | None:
+    """(encode(prompt + s) for every suffix as encode(head) + encode(tail + s), len(encode(head))), split
+    after the prompt's last special token (`split_continuations`); None when the prompt has none or a
+    check fails."""
+    specials = [t for t in tokenizer.all_special_tokens if t]
+    cut = max((prompt.rfind(t) + len(t) for t in specials if t in prompt), default=-1)
+    if cut <= 0 or cut >= len(prompt) or len(suffixes) < 32:
+        return None
+    head, tail = prompt[:cut], prompt[cut:]
+    head_ids = encode(tokenizer, [head])[0]
+    tails = tokenizer([tail] + [tail + s for s in suffixes], add_special_tokens=False)["input_ids"]
+    if head_ids + list(tails[0]) != ctx:
+        return None
+    full = [head_ids + list(t) for t in tails[1:]]
+    probe = sorted({round(i * (len(suffixes) - 1) / 15) for i in range(16)})
+    if encode(tokenizer, [prompt + suffixes[i] for i in probe]) != [full[i] for i in probe]:
+        return None
+    return full, len(head_ids)
 
 
 def digit_trie_logprobs(

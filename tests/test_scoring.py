@@ -114,6 +114,8 @@ def test_prefix_groups_share_a_start_and_stay_small():
 
     pairs = [((1,), (5, 6)), ((1,), (7,)), ((2,), (5, 6)), ((1,), (5, 8)), ((1,), (5, 9)), ((1,), (5, 10))]
     assert prefix_groups(pairs, group=2) == [((1,), [0, 3]), ((1,), [4, 5]), ((1,), [1]), ((2,), [2])]
+    prompt = [((1, 2, 3), (5,)), ((1, 2, 3), (7, 8)), ((1, 2, 3), (9,)), ((4,), (6,))]  # a prompt is shared whole
+    assert prefix_groups(prompt, group_long=2) == [((1, 2, 3), [0, 1]), ((1, 2, 3), [2]), ((4,), [3])]
 
 
 def test_score_sentences_trie_path_equals_plain_path(tiny):

@@ -42,6 +42,11 @@ POSITIONS: tuple[str, ...] = ("last", "all")
 MODES: tuple[str, ...] = ("add", "project", "replace")
 
 
+def _to(value: Any, device: Any) -> Any:
+    """A tensor, or a {layer type: mask} dict of them (Gemma 3's tree masks), on `device`."""
+    return {k: v.to(device) for k, v in value.items()} if isinstance(value, dict) else value.to(device)
+
+
 @dataclass
 class SteeringVector:
     """v (n_layers, d_model) float32, the mean residual norm under B at the same positions (n_layers,),
@@ -226,7 +231,7 @@ class Steering:
         self._in_reference = True
         try:
             with torch.no_grad():
-                ref.model(input_ids=ids.to(ref.device), **{k: v.to(ref.device) for k, v in keep.items()}, use_cache=False)
+                ref.model(input_ids=ids.to(ref.device), **{k: _to(v, ref.device) for k, v in keep.items()}, use_cache=False)
         finally:
             self._in_reference = False
             for hook in hooks:

@@ -58,6 +58,7 @@ import torch.nn as nn
 
 from interp.errors import UserError
 from interp.evals.stats import bootstrap_ci, ratio_of_means_ci
+from interp.models.head_positions import HeadPositions
 from interp.models.lineage import check_lineage
 from interp.models.loaded import LoadedModel
 from interp.progress import progress_bar
@@ -232,26 +233,6 @@ def _local(lm: LoadedModel) -> None:
 PATCH_TOKENS = 8192  # padded tokens per forward (site copies x rows x width)
 
 
-class _LastPositions:
-    """A pre-hook on the LM head that feeds it only each row's last real position: hidden (n, T, d) ->
-    (n, 1, d) at `index` (n,), so a forward's logits are (n, 1, vocab) whatever the padding, and what
-    the model does after its head (e.g. Gemma 2's soft-capping) still applies."""
-
-    def __init__(self, lm: LoadedModel) -> None:
-        self.head, self.index, self.handle = lm.spec.module(lm.model, "lm_head"), torch.zeros(0, dtype=torch.long), None
-
-    def __enter__(self) -> "_LastPositions":
-        def fn(mod: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
-            h = args[0]
-            return (h[torch.arange(h.shape[0], device=h.device), self.index.to(h.device)][:, None], *args[1:])
-        self.handle = self.head.register_forward_pre_hook(fn)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.handle is not None:
-            self.handle.remove()
-
-
 class _CopyPatcher:
     """Forward hooks for a batch stacked as copies (copy k = rows k*n .. (k+1)*n - 1): each site in
     `plan` writes its recorded activation (n, T, d) from another model into the copies that name it."""
@@ -305,7 +286,7 @@ def patch_between(
     Batching: the rows (prompt + prefix) go right-padded, sorted by length, at most `max_tokens` padded
     tokens per forward; per batch of rows, S runs once (recording every site), C once, and the patched
     runs of C stack as many site copies of the batch per forward as the budget holds (each copy patched
-    at its own site). Only each row's last position reaches the LM head. Values equal one unpadded
+    at its own site). Only each row's last position reaches the LM head (`HeadPositions`). Values equal one unpadded
     forward per prompt up to fp32 summation order (tests/test_model_patching.py states the tolerance).
     """
     from interp.scoring import length_plan
@@ -342,14 +323,15 @@ def patch_between(
     batches = length_plan(lengths, max_tokens)(order, len(order))
     with progress_bar(len(rows) * (2 + len(names)), f"patching {len(names)} sites", progress) as advance, \
             ExitStack() as stack:
-        t_last = stack.enter_context(_LastPositions(target))
-        s_last = t_last if source.model is target.model else stack.enter_context(_LastPositions(source))
+        t_last = stack.enter_context(HeadPositions(target))
+        s_last = t_last if source.model is target.model else stack.enter_context(HeadPositions(source))
         for batch in batches:
             tokens, index = _right_padded([seqs[r] for r in batch], pad, target.device)
-            s_last.index = t_last.index = index
+            s_last.select(torch.arange(len(batch)), index)
+            t_last.select(torch.arange(len(batch)), index)
             with _Recorder(source, every) as rec:
-                keep("\0source", batch, source.model(input_ids=tokens.to(source.device), use_cache=False).logits[:, -1])
-            keep("\0target", batch, target.model(input_ids=tokens, use_cache=False).logits[:, -1])
+                keep("\0source", batch, source.model(input_ids=tokens.to(source.device), use_cache=False).logits[0])
+            keep("\0target", batch, target.model(input_ids=tokens, use_cache=False).logits[0])
             advance(2 * len(batch))
             acts = {x: a.to(target.device) for x, a in rec.acts.items()}
             per_forward = max(1, max_tokens // tokens.numel())
@@ -357,13 +339,12 @@ def patch_between(
                 chunk = names[k0:k0 + per_forward]
                 plan = {x: (acts[x], [k for k, name in enumerate(chunk) if x in parsed[name]])
                         for x in dict.fromkeys(x for name in chunk for x in parsed[name])}
-                t_last.index = index.repeat(len(chunk))
+                t_last.select(torch.arange(len(chunk) * len(batch)), index.repeat(len(chunk)))
                 with _CopyPatcher(target, plan, len(batch)):
-                    logits = target.model(input_ids=tokens.repeat(len(chunk), 1), use_cache=False).logits[:, -1]
+                    logits = target.model(input_ids=tokens.repeat(len(chunk), 1), use_cache=False).logits[0]
                 for k, name in enumerate(chunk):
                     keep(name, batch, logits[k * len(batch):(k + 1) * len(batch)])
                 advance(len(chunk) * len(batch))
-            t_last.index = index
 
     def margins(into: str) -> torch.Tensor:
         return finish({p: torch.stack([kept[into][p][i] for i in range(len(prompt_ids))]) for p in prefixes})
