@@ -18,7 +18,7 @@ weights are; the trie scorer hands the engine the whole trie (`interp.models.tre
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -261,7 +261,10 @@ def forest_logprobs(
             width = max(lengths[i] for i in idx)
             ids = torch.full((len(idx), width), pad, dtype=torch.long)
             pos = torch.zeros((len(idx), width), dtype=torch.long)
-            masks, rows, cols, offset = [], [], [], []
+            masks: list[Any] = []
+            rows: list[int] = []
+            cols: list[int] = []
+            offset: list[int] = []
             for r, i in enumerate(idx):
                 p, n = plans[i], lengths[i]
                 ids[r, :n] = torch.tensor(seqs[i], dtype=torch.long)
