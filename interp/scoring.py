@@ -396,7 +396,10 @@ def _fast_full(tokenizer: PreTrainedTokenizerBase, prompt: str, suffixes: Sequen
         return None
     head, tail = prompt[:cut], prompt[cut:]
     head_ids = encode(tokenizer, [head])[0]
-    tails = tokenizer([tail] + [tail + s for s in suffixes], add_special_tokens=False)["input_ids"]
+    texts = [tail] + [tail + s for s in suffixes]
+    backend = getattr(tokenizer, "backend_tokenizer", None)  # the Rust tokenizer: no per-text Python wrapper
+    tails = ([e.ids for e in backend.encode_batch(texts, add_special_tokens=False)] if backend is not None
+             else tokenizer(texts, add_special_tokens=False)["input_ids"])
     if head_ids + list(tails[0]) != ctx:
         return None
     full = [head_ids + list(t) for t in tails[1:]]
