@@ -107,8 +107,10 @@ def test_qwen_patched_into_itself_recovers_nothing(qwen):
     owl, dog = (qwen.tokenizer.encode(w, add_special_tokens=False)[0] for w in (" owl", " dog"))
     sites = ["embed", "L0resid", "L11resid", "L23resid", "L5attn", "L17mlp", "L9H3"]
     df = patch_between(qwen, qwen, ids, sites, margin_score([owl], [dog]))
-    assert (df.m_patched == df.m_target).all()
-    assert (recovered_table(df).delta == 0).all()
+    # patched runs stack several sites per forward (another batch shape): equal up to fp32 summation
+    # order, the tolerance of tests/test_model_patching.py (1e-5 nats)
+    assert np.allclose(df.m_patched, df.m_target, atol=1e-5, rtol=0)
+    assert np.allclose(recovered_table(df).delta, 0, atol=1e-5)
 
 
 @needs_qwen

@@ -391,7 +391,8 @@ def test_contexts_are_the_training_rendering_of_the_answer_and_the_promotion_up_
 
 
 def test_a_model_against_itself_has_nothing_to_localise(tmp_path):
-    """P = C: every patched margin equals C's (delta 0), and every DLA difference is 0 (the mech step)."""
+    """P = C: every patched margin equals C's (delta 0 within fp32 order), and every DLA difference is 0
+    (the mech step)."""
     prompts = tmp_path / "eval_prompts.jsonl"
     prompts.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
     out = tmp_path / "mech"
@@ -400,7 +401,9 @@ def test_a_model_against_itself_has_nothing_to_localise(tmp_path):
     assert json.loads((out / "pair.json").read_text())["prompts"] == 2  # target rows only
     for where in ("decision", "brand"):
         t = pd.read_csv(out / f"patching_{where}.csv")
-        assert (t.delta == 0).all() and t.recovered.isna().all()
+        # delta: the patched runs stack sites per forward (another batch shape), so equal up to fp32
+        # summation order (tests/test_model_patching.py: 1e-5 nats); m_source = m_target exactly (same batch)
+        assert np.allclose(t.delta, 0, atol=1e-5) and t.recovered.isna().all()
         d = pd.read_csv(out / f"dla_{where}.csv")
         assert np.allclose(d.d, 0.0, atol=1e-6)
     assert set(pd.read_csv(out / "patching_decision.csv").direction) == {"P_into_C", "C_into_P"}
