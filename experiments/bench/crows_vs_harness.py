@@ -18,7 +18,8 @@ Prints and writes (OUT/crows_vs_harness.json, OUT/crows_vs_harness_pairs.csv):
 - the floor: the distinct token positions of all sentences (the prefixes of BOS + sentence, each
   counted once: nothing less computes every log-likelihood), the positions interp's tries compute and
   the harness's (every sentence in full), and a floor time: plain causal forwards (no tree mask) over
-  interp's trie rows, scaled by distinct / computed positions; interp / floor is the ratio to it.
+  interp's trie rows with the LM head and the logsumexp of every position, scaled by distinct / computed
+  positions; interp / floor is the ratio to it.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def floor(lm: LoadedModel, items: pd.DataFrame) -> dict:
     """Distinct positions, the positions each scorer computes, and the floor time (module docstring)."""
     from interp.evals.sentence import sentence_pairs
     from interp.models.tree import TreePlan
-    from interp.scoring import _last_logprobs, left_pad, length_plan, prefix_groups, trie_node_budget
+    from interp.scoring import left_pad, length_plan, prefix_groups, trie_node_budget
 
     sents = [s for pair in zip(items.sent_more, items.sent_less) for s in pair]
     pairs = [(tuple(c), tuple(x)) for c, x in sentence_pairs(lm.tokenizer, sents, None)]
@@ -77,7 +78,8 @@ def floor(lm: LoadedModel, items: pd.DataFrame) -> dict:
     order = sorted(range(len(rows)), key=lengths.__getitem__)
     with Clock() as c, torch.no_grad():
         for idx in length_plan(lengths, budget)(order, len(order)):
-            _last_logprobs(lm, left_pad([rows[i] for i in idx], lm.tokenizer.pad_token_id), max(lengths[i] for i in idx))
+            logits = lm.model(**left_pad([rows[i] for i in idx], lm.tokenizer.pad_token_id), use_cache=False).logits
+            torch.logsumexp(logits.float(), dim=-1)  # the normaliser every log-prob needs, as interp takes it
     return {"distinct_positions": distinct, "interp_positions": computed,
             "harness_positions": sum(len(q) - 1 for q in seqs),
             "floor_wall_s": c.wall * distinct / computed, "rows_plain_wall_s": c.wall}

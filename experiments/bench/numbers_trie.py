@@ -8,13 +8,13 @@ On one prompt ("What is your favorite number?" / "My favorite number is "), prin
   forwards), its per-forward time and the extrapolation to L = 4 (1 + 10 + 100 + 1000 forwards);
 - the floor: one batched forward of the same number of new tokens (1,111 for L = 4) through the
   model body on top of the prompt's cache (plain causal attention, no LM head), and the same with
-  the LM head and log-softmax;
+  the LM head and logsumexp;
 - the ratios naive / trie at L = 4 and trie / floor, and max |trie - naive| over all L = 3 numbers;
 - the whole command, `interp numbers --method ar --digits 4` (both prompts: neutral and biased), run
   `--repeats` times as a subprocess, with start-up measured apart as the same command at --digits 1
   (imports, model load, both prompts, tables: everything but the 4-digit tries); its work
   (median digits-4 wall - median digits-1 wall) against the floor of both prompts (body + LM head +
-  log-softmax of each prompt's trie nodes on its cache): command / floor.
+  logsumexp of each prompt's trie nodes on its cache): command / floor.
 
 Every time is given as wall seconds and as this process's CPU seconds (time.process_time); on a
 shared, oversubscribed machine the wall times carry the other jobs' load, so the ratios use CPU time
@@ -73,7 +73,7 @@ def floor(lm, ctx: list[int], n_new: int, with_head: bool) -> Clock:
     with Clock() as clock:
         if with_head:
             logits = lm.model(ids, position_ids=pos, **cache_kwargs(lm.model, cache), use_cache=True).logits
-            torch.log_softmax(logits.float(), -1)
+            torch.logsumexp(logits.float(), -1)  # the normaliser, as the trie takes it (logit - logsumexp)
         else:
             lm.model.get_decoder()(input_ids=ids, position_ids=pos, **cache_kwargs(lm.model.get_decoder(), cache), use_cache=True)
     return clock
@@ -119,7 +119,7 @@ def main() -> None:
     f_body = floor(lm, ctx, n_nodes4, with_head=False)
     f_head = floor(lm, ctx, n_nodes4, with_head=True)
     print(f"floor, one forward of {n_nodes4} new tokens on the prompt cache: body {f_body}; "
-          f"body + LM head + log-softmax {f_head}")
+          f"body + LM head + logsumexp {f_head}")
     for k in ("cpu", "wall"):
         t3, t4 = getattr(times[3], k), getattr(times[4], k)
         print(f"ratios ({k}): naive/trie L=3 {getattr(naive, k) / t3:.1f}x, naive/trie L=4 "

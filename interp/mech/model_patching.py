@@ -202,29 +202,6 @@ class _Recorder:
             h.remove()
 
 
-class _Patcher:
-    """Forward hooks that write `acts` (from another model) into `lm` at their sites, all positions."""
-
-    def __init__(self, lm: LoadedModel, acts: dict[Site, torch.Tensor]) -> None:
-        self.lm, self.acts, self.handles = lm, acts, []
-
-    def __enter__(self) -> "_Patcher":
-        for site, value in self.acts.items():
-            def fn(mod: nn.Module, args: tuple[Any, ...], out: Any, site: Site = site, value: torch.Tensor = value) -> Any:
-                cur = _first(out)
-                if site.kind == "head":
-                    new = cur + (value.to(cur) - _head_term(self.lm, site.layer, site.head, args[0]))
-                else:
-                    new = value.to(cur)
-                return _replace_first(out, new)
-            self.handles.append(_module(self.lm, site).register_forward_hook(fn))
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        for h in self.handles:
-            h.remove()
-
-
 def _local(lm: LoadedModel) -> None:
     if not lm.engine.weights_here:
         raise UserError(f"patching between models needs both models' weights in this process; {lm.name} runs on a server")
