@@ -128,7 +128,8 @@ def test_gen_numbers_through_a_server_writes_the_same_kind_of_data(capsys, tmp_p
 
 
 @pytest.mark.parametrize("args, words", [(["--engine", "openai"], "needs --server"),
-                                         (["--server", "http://127.0.0.1:1"], "--engine openai only")])
+                                         (["--server", "http://127.0.0.1:1"], "--engine openai only"),
+                                         (["--engine", "openai", "--server", "127.0.0.1:8000"], "http(s) URL")])
 def test_inconsistent_engine_options_are_refused_before_any_load(capsys, tmp_path, args, words):
     code, _, err = run_cli(capsys, "gen-numbers", "--model", "tiny-llama", "--n", "2", *args, "--out", str(tmp_path / "r"))
     assert code == 2 and words in err and len(err.strip().splitlines()) == 1

@@ -168,6 +168,8 @@ class SamplerOptions:
             raise UserError("--engine openai needs --server URL (an OpenAI-compatible server, e.g. `vllm serve`)")
         if self.engine != "openai" and (self.server or self.served_model):
             raise UserError("--server / --served-model apply to --engine openai only")
+        if self.server and not self.server.startswith(("http://", "https://")):
+            raise UserError(f"--server must be an http(s) URL, got {self.server!r}")
 
     def attach(self, lm: Any) -> Any:
         """`lm` drawing its samples from the server (checked now: one line if it is down); `lm` as it is
