@@ -166,3 +166,12 @@ def test_a_server_failing_mid_run_publishes_nothing(capsys, tmp_path, tiny_llama
     errors = [line for line in err.splitlines() if not line.startswith("sampling ")]  # progress lines aside
     assert code == 2 and "not JSON" in err and len(errors) == 1 and "Traceback" not in err
     assert not (tmp_path / "r").exists()
+
+
+def test_temperatures_the_server_cannot_honour():
+    """Below 1e-5: greedy (0 to the server); [1e-5, 0.01): vLLM would raise it to 0.01, so refused."""
+    from interp.models.openai_engine import server_temperature
+
+    assert server_temperature(1e-6) == 0.0 and server_temperature(0.7) == 0.7 and server_temperature(0.01) == 0.01
+    with pytest.raises(UserError, match="raises temperatures below 0.01"):
+        server_temperature(1e-3)
