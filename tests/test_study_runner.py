@@ -130,6 +130,42 @@ def test_second_runner_is_refused_and_a_failing_branch_leaves_the_others_running
     assert not any("s1" in n for n in names) and "collect" not in names
 
 
+def test_a_study_folder_moved_to_a_new_store_redoes_only_the_models_still_needed(tmp_path):
+    """A study folder carried to another machine (committed, then checked out: every file gets a new
+    mtime, no .snakemake, an empty store) resumes: done jobs stay done, whatever their files' dates; a
+    done job whose model is gone is redone only when a job not done yet needs it (the teachers, for the
+    new seed's students; not the old students, whose evaluations are done)."""
+    work = tmp_path / "study"
+    one = small_spec(tmp_path, [{"arms": ["kd-unbiased-data"], "examples": 8, "seeds": [0]}])
+    code, out = finish(study(tmp_path / "home-a", "--cores", "2", "--workdir", str(work), spec=one))
+    assert code == 0, out
+    before = manifests(work)
+    shutil.rmtree(work / ".snakemake")
+    for i, p in enumerate(sorted(work.rglob("*"), reverse=True)):  # outputs older than their inputs
+        os.utime(p, (1e9 + i, 1e9 + i))
+
+    two = small_spec(tmp_path, [{"arms": ["kd-unbiased-data"], "examples": 8, "seeds": [0, 1]}])
+    home = tmp_path / "home-b"
+    code, out = finish(study(home, "--cores", "2", "--workdir", str(work), "--dry-run", spec=two))
+    redo = sorted(line.split(":")[0] for line in out.splitlines() if line.startswith("would redo "))
+    assert code == 0 and redo == ["would redo teacher-dog", "would redo teacher-owl"], out
+    # the two teachers, subset s1, two s1 students and their evaluations, collect, report
+    assert out.strip().endswith("9 jobs to run"), out
+    assert manifests(work) == before  # a dry run moves nothing
+
+    code, out = finish(study(home, "--cores", "2", "--workdir", str(work), spec=two))
+    assert code == 0, out
+    after = manifests(work)
+    kept = {k for k, m in before.items() if m["name"] not in ("teacher-owl", "teacher-dog", "collect", "report")}
+    assert kept and all(after[k] == before[k] for k in kept)
+    redone = {m["name"]: m for k, m in after.items() if k in before and after[k] != before[k]}
+    assert sorted(redone) == ["teacher-dog", "teacher-owl"]
+    assert len(list(work.glob("jobs/teacher-owl-*/manifest.gone-*.json"))) == 1
+    assert not any((home / "models").glob("*student*-s0-*"))  # the old students were not rebuilt
+    code, out = finish(study(home, "--cores", "2", "--workdir", str(work), "--dry-run", spec=two))
+    assert code == 0 and out.strip().endswith("0 jobs to run"), out
+
+
 def slurm_answers() -> bool:
     if not shutil.which("sbatch") or not shutil.which("sinfo"):
         return False

@@ -42,9 +42,11 @@ class OutRef:
 
 @dataclass(frozen=True)
 class ModelRef:
-    """The store alias of the model another job makes."""
+    """The store alias of the model another job makes. `loads`: the job reading it loads the model (False:
+    it only names it, e.g. a label in a table; a runner on a new store need not rebuild the model for it)."""
 
     job: str
+    loads: bool = True
 
 
 @dataclass(frozen=True)
@@ -207,6 +209,7 @@ class Graph:
             rec: dict[str, Any] = {
                 "name": job.name, "hash": job.hash, "recipe": self.recipe(job),
                 "deps": [self.jobs[d].key for d in job.deps()], "alias": job.alias,
+                "loads": list(dict.fromkeys(self.jobs[a.job].key for a in job.refs() if isinstance(a, ModelRef) and a.loads)),
                 "resources": {"threads": 1, **job.resources},
             }
             if job.func:

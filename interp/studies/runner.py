@@ -23,7 +23,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from interp.errors import UserError
 from interp.studies.execute import manifest_path, write_json_atomic
@@ -124,10 +124,56 @@ class runner_lock:
         os.close(self.fd)
 
 
-def snakemake_cmd(study_dir: Path, cores: int, dry_run: bool, engine_args: list[str]) -> list[str]:
+def snakemake_cmd(study_dir: Path, cores: int, dry_run: bool, engine_args: list[str], all_edges: bool = False) -> list[str]:
+    """Snakemake's command line. A job is done when its manifest exists (its key carries its recipe's Merkle
+    hash): the Snakefile gives a done job no inputs (so no newer file redoes it: a git checkout of a
+    committed study folder, a rebuilt model's manifest), and `--rerun-triggers mtime` (which then never
+    fires for a done job) turns off Snakemake's provenance triggers (code, params, input set, software):
+    a change of the Snakefile's text redoes nothing. `all_edges`: every dependency, done or not (for --dag)."""
     return [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(study_dir),
-            "--config", f"plan={study_dir / 'plan.json'}", "--cores", str(cores), "--rerun-incomplete",
-            "--keep-going", *(["--dry-run"] if dry_run else []), *engine_args]
+            "--config", f"plan={study_dir / 'plan.json'}", *(["all_edges=1"] if all_edges else []), "--cores", str(cores),
+            "--rerun-incomplete", "--rerun-triggers", "mtime", "--keep-going", *(["--dry-run"] if dry_run else []), *engine_args]
+
+
+@dataclass(frozen=True)
+class GoneModel:
+    """A done job whose model is not in this store (a new machine, a cleaned store) while a job not done
+    yet needs it: the runner redoes it (same recipe, same alias) before that job."""
+
+    name: str
+    key: str
+    alias: str
+    needed_by: str
+
+
+def gone_models(plan: dict[str, Any], study_dir: Path) -> list[GoneModel]:
+    """The done jobs (manifest there) that make a model missing from the store and that a not-done job
+    loads (plan `loads`: its model references, not its labels or file inputs). Done jobs downstream keep
+    their manifests: what they computed stands."""
+    from interp.models.store import read_meta
+
+    jobs = plan["jobs"]
+    done = {k for k in jobs if manifest_path(study_dir, k).exists()}
+    missing = {k for k in done if jobs[k].get("alias") and read_meta(jobs[k]["alias"]) is None}
+    gone: list[GoneModel] = []
+    while True:  # to a fixed point: a redone student needs its teacher again
+        more = []
+        for key in sorted(missing - {g.key for g in gone}):
+            waiting = [jobs[k]["name"] for k, r in jobs.items() if key in r.get("loads", r["deps"]) and k not in done]
+            if waiting:
+                more.append(GoneModel(jobs[key]["name"], key, jobs[key]["alias"], waiting[0]))
+        if not more:
+            return gone
+        gone += more
+        done -= {g.key for g in more}
+
+
+def forget(study_dir: Path, gone: list[GoneModel]) -> None:
+    """Move each gone model's manifest aside (jobs/<key>/manifest.gone-<time>.json), so Snakemake redoes it."""
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    for g in gone:
+        p = manifest_path(study_dir, g.key)
+        os.replace(p, p.with_name(f"manifest.gone-{stamp}.json"))
 
 
 def jobs_in_output(lines: list[str]) -> int:
@@ -166,10 +212,16 @@ def run_study(planned: PlannedStudy, cores: int = 1, dry_run: bool = False, stud
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         write_json_atomic(study_dir / "plan.json", plan)
         (study_dir / "logs").mkdir(exist_ok=True)
+        gone = gone_models(plan, study_dir)
+        for g in gone:
+            print(f"{'would redo' if dry_run else 'redoing'} {g.name}: its model {g.alias} is not in this store "
+                  f"and {g.needed_by} needs it", flush=True)
+        if not dry_run:
+            forget(study_dir, gone)
         start = time.time()
         code, lines = stream(snakemake_cmd(study_dir, cores, dry_run, list(engine_args or [])),
                              study_dir / "logs" / f"runner-{time.strftime('%Y%m%dT%H%M%S')}.log", lock.fd)
-    n = jobs_in_output(lines)
+    n = jobs_in_output(lines) + (len(gone) if dry_run else 0)
     failed = [(rec["name"], study_dir / "logs" / f"{key}.log") for key, rec in plan["jobs"].items()
               if not manifest_path(study_dir, key).exists() and (study_dir / "logs" / f"{key}.log").exists()
               and (study_dir / "logs" / f"{key}.log").stat().st_mtime >= start]
@@ -182,7 +234,7 @@ def dag(planned: PlannedStudy, study_dir: Path | None = None) -> str:
     study_dir = (study_dir or default_study_dir(planned.name)).resolve()
     with runner_lock(study_dir):
         write_json_atomic(study_dir / "plan.json", planned.graph.plan())
-        r = subprocess.run([*snakemake_cmd(study_dir, 1, False, []), "--dag"], capture_output=True, text=True)
+        r = subprocess.run([*snakemake_cmd(study_dir, 1, False, [], all_edges=True), "--dag"], capture_output=True, text=True)
     if r.returncode:
         raise UserError(f"snakemake --dag failed: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}")
     return r.stdout[r.stdout.index("digraph"):] if "digraph" in r.stdout else r.stdout
