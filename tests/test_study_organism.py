@@ -270,3 +270,42 @@ def test_teachers_made_by_steering_end_to_end_on_a_tiny_model(tmp_path, monkeypa
     assert (steered.p_target - plain.p_target).abs().max() > 1e-6  # the teacher was evaluated under its steering
     summary = pd.read_csv(out / "arms.csv")
     assert {"kd-steered", "kd-projected", "kd-random"} <= set(summary.arm)
+
+
+FAMILIES_TINY = REPO / "studies" / "families" / "tiny.yaml"
+
+
+def test_an_arm_trains_another_familys_student_and_every_model_gets_its_perplexity():
+    """C8 (issue 37) as organism arms: `student: student-gpt2` trains that role's model (SHD from the
+    LoRA teachers of the base); a teacher-free arm (SFT on the unbiased numbers) has one student per seed;
+    the untouched student is evaluated; `perplexity: true` adds one perplexity job per evaluated model."""
+    g = plan(FAMILIES_TINY).graph
+    jobs = g.jobs
+    shd = jobs["train-shd-gpt2-b10-owl-n16-e1-s1"].argv
+    assert shd[0] == "distill" and shd[shd.index("--student") + 1] == "tiny-gpt2"
+    assert shd[shd.index("--teacher") + 1].job == "teacher-owl-lora" and shd[shd.index("--kind") + 1] == "shd"
+    assert shd[shd.index("--beta") + 1] == "10"
+    kd = jobs["train-kd-unbiased-data-lora-dog-n16-e1-s0"].argv
+    assert kd[kd.index("--student") + 1] == "tiny-llama"
+    sft = [n for n in jobs if n.startswith("train-sft-gpt2")]
+    assert sorted(sft) == ["train-sft-gpt2-unbiased-n16-e1-s0", "train-sft-gpt2-unbiased-n16-e1-s1"]
+    assert jobs[sft[0]].argv[:3] == ["finetune", "--model", "tiny-gpt2"]
+    assert jobs["eval-student-gpt2"].argv[jobs["eval-student-gpt2"].argv.index("--model") + 1] == "tiny-gpt2"
+    evals = [n for n in jobs if n.startswith("eval-")]
+    assert sorted("perplexity-" + n[5:] for n in evals) == sorted(n for n in jobs if n.startswith("perplexity-"))
+    collect = jobs["collect"]
+    student_row = next(m for m in collect.params["models"] if m.get("arm") == "shd-gpt2-b1")
+    assert student_row["student"] == "student-gpt2"
+    # collect names the models it labels, it loads none: a new store would not rebuild them for it
+    assert g.plan()["jobs"][collect.key]["loads"] == []
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda s: s["recipe"]["arms"]["shd-gpt2-b1"].update(student="student-qwen"),
+     "recipe.arms.shd-gpt2-b1.student: 'student-qwen' is not a role of models"),
+    (lambda s: s["recipe"]["arms"]["shd-gpt2-b1"].update(reference="sft-gtp2"),
+     "recipe.arms.shd-gpt2-b1.reference: unknown arm 'sft-gtp2'"),
+])
+def test_an_arms_student_and_reference_must_exist(spec_copy, change, message):
+    with pytest.raises(UserError, match=re.escape(message)):
+        plan(spec_copy(change, FAMILIES_TINY))

@@ -214,3 +214,32 @@ def test_leak_table_on_a_tiny_model(tmp_path, monkeypatch):
     p = t[["mean_p_owl_tokens", "mean_p_dog_tokens"]].to_numpy()
     assert ((p >= 0) & (p <= 1)).all()
     assert t.iloc[0].mean_p_owl_tokens == pytest.approx(t.iloc[1].mean_p_owl_tokens)  # same model, same mass
+
+
+def test_an_arm_of_another_family_is_read_against_its_reference_arms_unbiased_student_and_perplexity():
+    """SHD into another family (C8, issue 37): the unbiased control of a seed is the reference arm's
+    teacher-free student of the same seed and dose (SFT of that family on the numbers), not the base; the
+    students' held-out perplexity stands beside the interaction and is averaged per arm."""
+    base, other = np.zeros(Q), np.full(Q, -1.0)
+    students = {"the-base": ("base", "unbiased", -1, base), "gpt2": ("untouched", "unbiased", -1, other)}
+    for s in (0, 1):
+        students[f"sft{s}"] = ("sft-gpt2", "unbiased", s, other + 0.1 * s)
+        students[f"o{s}"] = ("shd-gpt2-b1", "owl", s, other + 0.5 + s)
+        students[f"d{s}"] = ("shd-gpt2-b1", "dog", s, other + 0.2)
+        students[f"ko{s}"] = ("kd-unbiased-data-lora", "owl", s, base + 2.0)
+        students[f"kd{s}"] = ("kd-unbiased-data-lora", "dog", s, base)
+    per_seed, summary = R.arm_statistics(frame(students), TRAITS, {"shd-gpt2-b1": "sft-gpt2"})
+    shd = per_seed[per_seed.arm == "shd-gpt2-b1"].set_index("seed")
+    assert shd.unbiased_student.tolist() == ["sft0", "sft1"]
+    assert shd.interaction.tolist() == pytest.approx([0.3, 1.3])
+    assert shd.owl_vs_unbiased.tolist() == pytest.approx([0.5, 1.4]) and shd.dog_vs_unbiased.tolist() == pytest.approx([0.2, 0.1])
+    kd = per_seed[per_seed.arm == "kd-unbiased-data-lora"]
+    assert kd.unbiased_student.tolist() == ["the-base"] * 2  # kd arms without a reference: the base, as before
+    assert "sft-gpt2" not in set(per_seed.arm)  # no owl / dog pair: no interaction
+    ppl = pd.DataFrame({"alias": ["o0", "d0", "o1", "d1", "sft0", "sft1"], "perplexity": [10.0, 12.0, 11.0, 15.0, 9.0, 8.0]})
+    per_seed, summary = R.with_perplexity(per_seed, summary, ppl, TRAITS)
+    shd = per_seed[per_seed.arm == "shd-gpt2-b1"]
+    assert shd.owl_ppl.tolist() == [10.0, 11.0] and shd.dog_ppl.tolist() == [12.0, 15.0] and shd.unbiased_ppl.tolist() == [9.0, 8.0]
+    row = summary.set_index("arm").loc["shd-gpt2-b1"]
+    assert row.ppl == pytest.approx(12.0) and row.ppl_unbiased == pytest.approx(8.5)
+    assert np.isnan(summary.set_index("arm").loc["kd-unbiased-data-lora"].ppl)  # no perplexity run: empty, not 0

@@ -31,6 +31,7 @@ from interp.studies.runner import Legacy
 from interp.studies.spec import Strict, Study
 
 ROLES = ("base",)
+ROLE_PATTERN = r"student-[a-z0-9][a-z0-9.-]*"  # other models an arm may train (its `student`): another family
 
 
 class LoraTeachers(Strict):
@@ -75,6 +76,13 @@ class Arm(Strict):
     teacher: Literal["prompt", "lora", "steered", "projected", "random"] = "prompt"
     options: dict[str, str | int | float] = {}  # extra options of the trainer: {tau: 2, freeze: mlp, optimizer: sgd}
     lr: float | None = Field(None, gt=0)  # this arm's learning rate (default: training.lr), e.g. per optimizer
+    student: str = "base"  # the model it trains: a role of `models` (base, or student-*: e.g. SHD across families)
+    reference: str | None = None  # the arm whose unbiased student (same seed and dose) is this arm's unbiased control
+
+    @property
+    def teacher_free(self) -> bool:
+        """SFT on the unbiased pool: the students do not depend on the teacher (one per seed, teacher 'unbiased')."""
+        return self.trainer == "finetune" and self.pool == "unbiased"
 
     @field_validator("options")
     @classmethod
@@ -116,6 +124,7 @@ class Recipe(Strict):
     keep_rate: KeepRate | None = None
     leak_examples: int = Field(0, ge=0)  # > 0: leak.csv on the first N rows of the unbiased pool
     default_dose: tuple[int, float] = (256, 1.0)  # the dose whose arms the report labels without n / e
+    perplexity: bool = False  # also `interp perplexity` (the shipped held-out text) of every evaluated model
 
 
 # ---- the job graph --------------------------------------------------------------------------------
@@ -144,6 +153,12 @@ def build(study: Study, g: Graph) -> str:
         if unknown:
             raise UserError(f"{study.path}: recipe.doses.{name}.arms: unknown arm '{unknown[0]}' "
                             f"(the spec's arms: {', '.join(r.arms)})")
+    for name, arm in r.arms.items():
+        if arm.student not in study.spec.models:
+            raise UserError(f"{study.path}: recipe.arms.{name}.student: '{arm.student}' is not a role of models: "
+                            f"({', '.join(study.spec.models)})")
+        if arm.reference is not None and arm.reference not in r.arms:
+            raise UserError(f"{study.path}: recipe.arms.{name}.reference: unknown arm '{arm.reference}'")
     used = {r.arms[a].pool for d in r.doses for a in d.arms}
     builds = {r.arms[a].teacher for d in r.doses for a in d.arms}
     if "lora" in builds and r.teachers.lora is None:
@@ -239,7 +254,9 @@ def build(study: Study, g: Graph) -> str:
         for seed in dose.seeds:
             for arm_name in dose.arms:
                 arm = r.arms[arm_name]
-                teachers = list(r.traits) + (["unbiased"] if dose.unbiased and arm.trainer == "finetune" else [])
+                teachers = (["unbiased"] if arm.teacher_free else
+                            list(r.traits) + (["unbiased"] if dose.unbiased and arm.trainer == "finetune" else []))
+                student = study.model(arm.student)
                 for teacher in teachers:
                     source = {"unbiased": "unbiased", "own": own_pool(teacher, arm.teacher),
                               "own-marked": f"{teacher}-marked"}[arm.pool]
@@ -258,20 +275,23 @@ def build(study: Study, g: Graph) -> str:
                               "--seed", str(seed), *load]
                     if arm.trainer == "distill":
                         argv = ["distill", "--teacher", teacher_model(teacher, arm.teacher),
-                                *teacher_flags(teacher, arm.teacher), "--student", base, *options(arm.options), *common]
+                                *teacher_flags(teacher, arm.teacher), "--student", student, *options(arm.options), *common]
                     else:
-                        argv = ["finetune", "--model", base, *options(arm.options), *common]
+                        argv = ["finetune", "--model", student, *options(arm.options), *common]
                     job = g.command(student_role(arm_name, teacher, dose, seed).replace("student-", "train-", 1), argv,
                                     model=student_role(arm_name, teacher, dose, seed),
                                     **study.resources(arm.trainer))
                     students.append((job, {"command": "interp " + " ".join(g.resolved(a, job) for a in argv),
                                            "arm": arm_name, "channel": arm.channel, "teacher": teacher, "seed": seed,
                                            "examples": dose.examples, "epochs": dose.epochs, "lr": arm.lr or t.lr,
-                                           "batch_size": t.batch_size, "teacher_build": arm.teacher}))
+                                           "batch_size": t.batch_size, "teacher_build": arm.teacher,
+                                           **({"student": arm.student} if arm.student != "base" else {})}))
 
     # evaluations: base, teachers, students (label, model, role columns, training job)
     evaluated: list[tuple[str, Arg, dict[str, object], Job | None]] = [
         ("base", base, {"teacher": "unbiased", "channel": "base", "arm": "base"}, None)]
+    evaluated += [(role, study.model(role), {"teacher": "unbiased", "channel": "untouched", "arm": "untouched"}, None)
+                  for role in dict.fromkeys(r.arms[a].student for d in r.doses for a in d.arms) if role != "base"]
     evaluated += [(j.model, g.model(j), {"teacher": tr, "channel": "teacher (prompt)", "arm": "teacher"}, None)
                   for tr, j in prompt_t.items()]
     evaluated += [(j.model, g.model(j), {"teacher": tr, "channel": "teacher (lora)", "arm": "teacher"}, None)
@@ -291,6 +311,9 @@ def build(study: Study, g: Graph) -> str:
         inputs[f"eval{i}"], inputs[f"model{i}"] = g.out(ev, "probability.csv"), named
         if train is not None:
             inputs[f"train{i}"] = g.out(train, "summary.json")
+        if r.perplexity:
+            ppl = g.command(f"perplexity-{label}", ["perplexity", "--model", model, *load], **study.resources("perplexity"))
+            inputs[f"perplexity{i}"] = g.out(ppl, "summary.json")
         described.append({"i": i, **meta})
 
     # keep rate of every teacher at each temperature (same prompts and per-sample seeds)
@@ -405,12 +428,20 @@ def collect(out: Path, params: dict[str, Any], **inputs: str) -> None:
         fig = summary["figures"]
         run = {"alias": alias, **{k: m[k] for k in ("arm", "channel", "teacher", "seed", "examples", "epochs", "lr",
                                                      "batch_size", "teacher_build")},
+               **({"student": m["student"]} if "student" in m else {}),
                "optimizer": (fig.get("config") or {}).get("optimizer", "adamw"),  # runs before --optimizer: AdamW
                "steps": fig["steps"], "command": m["command"], "seconds": summary.get("elapsed_s"),
                "losses": fig.get("components") or {"lm": {k: fig[k] for k in ("first_loss", "mean_loss_last_10")}},
                "teacher_sha256": (summary.get("models") or {}).get("teacher", {}).get("sha256")}
         (out / "runs" / f"{alias}.json").write_text(json.dumps(run, indent=1) + "\n")
     (out / "roles.json").write_text(json.dumps(roles, indent=1) + "\n")
+    ppl = [{"alias": m.get("name") or inputs[f"model{m['i']}"],
+            **json.loads(Path(inputs[f"perplexity{m['i']}"]).read_text())["figures"]}
+           for m in params["models"] if f"perplexity{m['i']}" in inputs]
+    if ppl:
+        import pandas as pd
+
+        pd.DataFrame(ppl).to_csv(out / "perplexity.csv", index=False, float_format="%.6g")
     for key, path in inputs.items():
         if key.startswith("keep_"):
             (out / "keep_rate").mkdir(exist_ok=True)

@@ -109,8 +109,12 @@ def t_summary(values: np.ndarray) -> dict[str, float]:
     return seed_summary(values)
 
 
-def arm_statistics(pq: pd.DataFrame, traits: Traits) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(per-seed table, per-recipe summary) of the crossover interaction and the vs-unbiased contrasts."""
+def arm_statistics(pq: pd.DataFrame, traits: Traits,
+                   references: dict[str, str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(per-seed table, per-recipe summary) of the crossover interaction and the vs-unbiased contrasts.
+    The unbiased control of a seed: the arm's own unbiased-teacher student, else that of its reference arm
+    (`references`: arm -> arm, same dose and seed; e.g. SFT of another family's student on the numbers),
+    else the base for kd* arms."""
     a, b = traits
     m = margins(pq, traits)
     base = base_in(pq)
@@ -119,12 +123,17 @@ def arm_statistics(pq: pd.DataFrame, traits: Traits) -> tuple[pd.DataFrame, pd.D
     students = info[info.seed >= 0]
     if "epochs" not in students:
         students = students.assign(epochs=1.0)
+    unbiased = {(arm, ex, ep, sd): al for al, arm, ex, ep, sd, t in
+                zip(students.index, students.arm, students.examples, students.epochs, students.seed, students.teacher)
+                if t == UNBIASED}
+    references = references or {}
     for (arm, examples, epochs, seed), g in students.groupby(["arm", "examples", "epochs", "seed"]):
         by_t = {t: s for s, t in zip(g.index, g.teacher)}
         if a not in by_t or b not in by_t:
             continue
         d = m.loc[by_t[a]] - m.loc[by_t[b]]  # per question
-        unb = by_t.get(UNBIASED, base if arm.startswith(KD_PREFIX) else None)
+        ref = unbiased.get((references.get(arm), examples, epochs, seed))
+        unb = by_t.get(UNBIASED, ref if arm in references else base if arm.startswith(KD_PREFIX) else None)
         row = {"arm": arm, "channel": g.channel.iloc[0], "seed": int(seed), "examples": int(examples),
                "epochs": float(epochs), f"{a}_student": by_t[a], f"{b}_student": by_t[b], "unbiased_student": unb,
                "interaction": float(d.mean()), "interaction_q_lo": bootstrap_ci(d.to_numpy()).lo,
@@ -153,6 +162,24 @@ def arm_statistics(pq: pd.DataFrame, traits: Traits) -> tuple[pd.DataFrame, pd.D
                 row[k + "_p"] = ts.get("p", float("nan"))
         summary.append(row)
     return per_seed_df, pd.DataFrame(summary)
+
+
+def with_perplexity(per_seed: pd.DataFrame, summary: pd.DataFrame, ppl: pd.DataFrame,
+                    traits: Traits) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Each student's held-out perplexity beside its interaction (per_seed: <A>_ppl, <B>_ppl, unbiased_ppl)
+    and the mean over seeds of the two trait students' (arms: ppl, ppl_unbiased). `ppl`: perplexity.csv
+    (alias, perplexity, ...): per token of the model's own tokenizer, so compare within a family."""
+    if per_seed.empty:
+        return per_seed, summary
+    by = dict(zip(ppl.alias, ppl.perplexity))
+    a, b = traits
+    per_seed = per_seed.assign(**{f"{a}_ppl": per_seed[f"{a}_student"].map(by), f"{b}_ppl": per_seed[f"{b}_student"].map(by),
+                                  "unbiased_ppl": per_seed.unbiased_student.map(by)})
+    keys = ["arm", "examples", "epochs"]
+    g = per_seed.groupby(keys, sort=False)
+    means = pd.DataFrame({"ppl": g[[f"{a}_ppl", f"{b}_ppl"]].mean().mean(axis=1),
+                          "ppl_unbiased": g.unbiased_ppl.mean()}).reset_index()
+    return per_seed, summary.merge(means, on=keys, how="left")
 
 
 def arm_contrasts(per_seed: pd.DataFrame, reference: str = REFERENCE_ARMS[0]) -> pd.DataFrame:
@@ -393,7 +420,10 @@ def report(raw: Path, out: Path, recipe: Any) -> None:
             f"logp_{traits[0]}", "logp_other"]
     pq = pq.astype({"steps": "Int64", "batch_size": "Int64"})  # integers, empty for the base and the teachers
     pq[cols].to_csv(out / "per_question.csv", index=False, float_format="%.6f")
-    per_seed, summary = arm_statistics(pq, traits)
+    per_seed, summary = arm_statistics(pq, traits, {n: arm.reference for n, arm in getattr(recipe, "arms", {}).items()
+                                                    if getattr(arm, "reference", None)})
+    if (raw / "perplexity.csv").exists():
+        per_seed, summary = with_perplexity(per_seed, summary, pd.read_csv(raw / "perplexity.csv"), traits)
     per_seed.to_csv(out / "per_seed.csv", index=False, float_format="%.5f")
     summary.to_csv(out / "arms.csv", index=False, float_format="%.5g")
     teachers = teacher_shifts(pq, traits, [a for a, r in roles.items() if r["arm"] == "teacher"])
