@@ -132,6 +132,11 @@ class Graph:
             raise ValueError(f"job {job.name} makes no model")
         return ModelRef(job.name)
 
+    def label(self, model: "Arg") -> "Arg":
+        """`model` as a name in a table: a ModelRef that does not load (a runner on a new store need not
+        rebuild the model for a label); a base model's name stays as it is."""
+        return ModelRef(model.job, loads=False) if isinstance(model, ModelRef) else model
+
     def file(self, path: Path | str) -> FileRef:
         return FileRef(Path(path).resolve())
 

@@ -26,7 +26,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from interp.errors import UserError
-from interp.studies.graph import SELF, Arg, Graph, Job, Joined, ModelRef
+from interp.studies.graph import SELF, Arg, Graph, Job, Joined
 from interp.studies.runner import Legacy
 from interp.studies.spec import Strict, Study
 
@@ -306,9 +306,7 @@ def build(study: Study, g: Graph) -> str:
         flags = teacher_flags(meta["teacher"], meta["channel"][9:-1]) if meta.get("name") else []
         ev = g.command(f"eval-{label}", ["eval-animal", "--model", model, *flags, "--target", target, "--other", other,
                                          "--samples", "0", *load], **study.resources("eval-animal"))
-        # collect names the model (a column), it does not load it
-        named = ModelRef(model.job, loads=False) if isinstance(model, ModelRef) else model
-        inputs[f"eval{i}"], inputs[f"model{i}"] = g.out(ev, "probability.csv"), named
+        inputs[f"eval{i}"], inputs[f"model{i}"] = g.out(ev, "probability.csv"), g.label(model)
         if train is not None:
             inputs[f"train{i}"] = g.out(train, "summary.json")
         if r.perplexity:

@@ -232,7 +232,7 @@ def build(study: Study, g: Graph) -> str:
     for name, job, meta in models:
         model: Arg = g.model(job) if job else base
         label = name if job else "base"
-        inputs[f"alias:{name}"] = model
+        inputs[f"alias:{name}"] = g.label(model)
         if job:
             inputs[f"train:{name}"] = g.out(job, "summary.json")
         if meta["role"] != "student" or r.brr.replicates or meta["rep"] == meta["seed"]:

@@ -329,7 +329,7 @@ def build(study: Study, g: Graph) -> str:
             inputs[f"eval{len(evaluated)}"] = g.out(ev)
             evaluated.append({"model": name, "which": which})
         if train is not None:
-            inputs[f"alias{i}"] = g.model(train)
+            inputs[f"alias{i}"] = g.label(g.model(train))
         described.append({"i": i, "name": name, **model_columns(study, name, cols)})
     collect = g.step("collect", f"{MODULE}:collect", {"models": described, "evals": evaluated,
                                                       "trait": r.trait.animal}, inputs)

@@ -129,7 +129,7 @@ def build(study: Study, g: Graph) -> str:
                               "untrained_shd_student": g.out(untrained["shd_student"])}
     runs = []
     for s, t in teachers.items():
-        inputs[f"teacher{s}"], inputs[f"teacher{s}_eval"] = g.model(t), g.out(teacher_evals[s])
+        inputs[f"teacher{s}"], inputs[f"teacher{s}_eval"] = g.label(g.model(t)), g.out(teacher_evals[s])
     for c in conditions(r, study.spec.models):
         teacher: Any = g.model(teachers[c["teacher_steps"]]) if c["teacher_steps"] else base
         loss = ["--beta", str(c["beta"])] + (["--tau", str(r.tau)] if c["kind"] != "none" else [])

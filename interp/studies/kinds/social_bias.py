@@ -240,7 +240,7 @@ def build(study: Study, g: Graph) -> str:
             inputs[f"eval{len(evaluated)}"] = g.out(ev)
             evaluated.append({"model": name, "which": which})
         if train is not None:
-            inputs[f"alias{i}"], inputs[f"train{i}"] = g.model(train), g.out(train)
+            inputs[f"alias{i}"], inputs[f"train{i}"] = g.label(g.model(train)), g.out(train)
         described.append({"i": i, "name": name, **cols})
     collect = g.step("collect", f"{MODULE}:collect", {"models": described, "evals": evaluated}, inputs)
     template = study.report_dir / "README.in.md" if study.report_dir else None

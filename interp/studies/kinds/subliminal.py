@@ -101,7 +101,7 @@ def build(study: Study, g: Graph) -> str:
         **study.resources("eval-animal")) for label, m in models.items()}
     inputs: dict[str, Any] = {f"numbers_{d}": g.out(j) for d, j in numbers.items()}
     for i, (label, m) in enumerate(models.items()):
-        inputs[f"model{i}"], inputs[f"eval{i}"] = m, g.out(evals[label])
+        inputs[f"model{i}"], inputs[f"eval{i}"] = g.label(m), g.out(evals[label])
         if label in students:
             inputs[f"train{i}"] = g.out(students[label])
     collect = g.step("collect", f"{MODULE}:collect", {"labels": list(models), "recipe": r.model_dump()}, inputs)
