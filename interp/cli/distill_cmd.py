@@ -42,7 +42,7 @@ def distill_command(
                                   "fine-tuning, the control)", ge=0),
     tau: Optional[float] = Float(None, "--tau", help="teacher temperature, default 1 (SHD: maps^(1/tau); KD: logits / tau)",
                                  gt=0),
-    kind: DistillKind = typer.Option("shd", "--kind", help="shd (attention maps, any tokenizers) | kd (logits, same tokenizer) | none (no teacher: plain fine-tuning, the beta = 0 control)"),
+    kind: DistillKind = typer.Option("shd", "--kind", help="shd (attention maps, any tokenizers) | kd (logits, same tokenizer) | kd-shared (logits over the vocabulary both tokenizers share, at the positions both cut alike) | none (no teacher: plain fine-tuning, the beta = 0 control)"),
     form: Optional[LossForm] = typer.Option(None, "--form", help="sum (default): L_LM + beta L | convex: (1 - beta) L_LM + beta L"),
     drop_words: str = typer.Option("", "--kd-drop-words", help="kd: comma-separated words (e.g. owl,dog) whose tokens "
                                    "leave the teacher's and student's distributions, both renormalised (a control: "

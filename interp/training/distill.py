@@ -35,12 +35,16 @@ student's template + completion + EOS, right-padded, labels only on the completi
   renormalised over the rest of the vocabulary, p'_v = p_v / sum_{u kept} p_u. The target then holds
   no mass on the words, and the dropped logits of the student get no gradient from L_aux: whatever
   the student learns about the words comes through its hidden states, not from being shown them.
+- kind "kd-shared" (any tokenizers): kind "kd" over the vocabulary both tokenizers share, at the
+  completion positions where both cut the text at the same character (`interp.training.kd_shared`:
+  the teacher reads its own prompt rendering and its own tokenisation of the completion text). With
+  identical tokenizers it is "kd" with the ids that decode to no unique whole string dropped.
 - kind "none", or beta = 0: L = L_LM exactly; the teacher is not run, and training is `finetune`'s
   (same batches, same updates, bit-identical weights).
 
 The teacher is frozen: eval mode, forward under torch.no_grad, its parameters never reach the
 optimizer. Checkpoints / resume are `finetune`'s; a resume must also match kind, beta, tau, form and
-the teacher's identity. Histories: total loss and components "lm" and "shd" / "kd".
+the teacher's identity. Histories: total loss and components "lm" and "shd" / "kd" / "kd-shared".
 """
 
 from __future__ import annotations
@@ -63,19 +67,20 @@ from interp.training.examples import collate, IGNORE, tokenize_examples, Tokeniz
 from interp.training.finetune import completion_loss, forward_completion, lm_batch_loss, train
 from interp.training.saving import loss_curve_png, save_finetuned
 from interp.training.examples import prompt_ids
-from interp.training.shd import same_vocabulary
+from interp.training.kd_shared import SharedKdTeacherInputs, shared_vocabulary
+from interp.training.shd import same_vocabulary, token_offsets
 from interp.training.shd_loss import shd_loss
 
 KINDS = choices(DistillKind)
 FORMS = choices(LossForm)
 YLABELS = {"lm": "completion loss (nats/token)", "shd": "SHD loss: KL per attention row (nats)",
-           "kd": "KD loss: tau^2 KL per token (nats)"}
+           "kd": "KD loss: tau^2 KL per token (nats)", "kd-shared": "KD loss over the shared vocabulary: tau^2 KL per aligned token (nats)"}
 
 
 @dataclass(frozen=True)
 class DistillConfig:
     finetune: FinetuneConfig
-    kind: str = "shd"  # shd | kd | none
+    kind: str = "shd"  # shd | kd | kd-shared | none
     beta: float = 1.0
     tau: float = 1.0
     form: str = "sum"  # sum: L_LM + beta L_aux; convex: (1 - beta) L_LM + beta L_aux
@@ -152,7 +157,7 @@ def check_pair(student: Any, teacher: Any, config: DistillConfig) -> None:
     if config.active == "kd":
         if not same_tokenizer(student, teacher):
             raise UserError(f"--kind kd needs identical tokenizers; '{teacher.name}' and '{student.name}' differ "
-                            "(use --kind shd across tokenizers)")
+                            "(use --kind kd-shared or --kind shd across tokenizers)")
         if teacher.model.config.vocab_size != student.model.config.vocab_size:
             raise UserError(f"--kind kd needs equal logit sizes: {teacher.model.config.vocab_size} vs "
                             f"{student.model.config.vocab_size}")
@@ -218,21 +223,6 @@ class KdTeacherInputs:
         return out.logits[rows.to(device), (t_col - start).to(device)]
 
 
-def token_offsets(tokenizer: Any, ids: Sequence[int]) -> tuple[str, list[tuple[int, int]]]:
-    """(text, char span of each token) for `ids`: text = decode(ids) with special tokens written out;
-    token k spans decode(ids[:k]) .. decode(ids[:k+1]) (where a prefix's text changes, e.g. inside a
-    multi-byte character, the span starts at the common prefix)."""
-    spans, prev = [], ""
-    for k in range(1, len(ids) + 1):
-        cur = tokenizer.decode(list(ids[:k]), skip_special_tokens=False, clean_up_tokenization_spaces=False)
-        start = len(prev)
-        if not cur.startswith(prev):
-            start = next((i for i, (a, b) in enumerate(zip(prev, cur)) if a != b), min(len(prev), len(cur)))
-        spans.append((start, len(cur)))
-        prev = cur
-    return prev, spans
-
-
 class ShdBatches:
     """Per-example student offsets and teacher tokenisations (computed once per example, cached)."""
 
@@ -287,8 +277,11 @@ def dropped_tokens(student: Any, drop_words: Sequence[str]) -> list[str]:
 
 
 def make_objective(student: Any, teacher: Any, config: DistillConfig, data: Tokenized,
-                   rows: Sequence[dict[str, Any]] | None = None) -> Callable[[nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, dict[str, float]]]:
-    """The per-batch loss of `config` (module docstring): (total, {"lm": ..., "shd" | "kd": ...})."""
+                   rows: Sequence[dict[str, Any]] | None = None, record: dict[str, Any] | None = None,
+                   ) -> Callable[[nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, dict[str, float]]]:
+    """The per-batch loss of `config` (module docstring): (total, {"lm": ..., "shd" | "kd" | "kd-shared": ...}).
+    `record`, where given, receives what the run should keep (kd-shared: the shared vocabulary's size and
+    the share of completion tokens aligned)."""
     if config.active == "none":
         return lm_batch_loss
     if config.active == "kd":
@@ -304,6 +297,26 @@ def make_objective(student: Any, teacher: Any, config: DistillConfig, data: Toke
             kd = kd_kl(out.logits[:, :-1][labels[:, 1:] != IGNORE], t_z.to(out.logits.device), config.tau, keep)
             return config.combine(lm, kd), {"lm": float(lm.detach()), "kd": float(kd.detach())}
         return kd_objective
+
+    if config.active == "kd-shared":
+        if rows is None:
+            raise ValueError("kind kd-shared needs the rows (the teacher renders their prompts)")
+        shared = shared_vocabulary(student.tokenizer, teacher.tokenizer)
+        if len(shared) == 0:
+            raise UserError(f"--kind kd-shared: '{teacher.name}' and '{student.name}' share no token string")
+        s_ids, t_ids = shared.s_ids.to(student.device), shared.t_ids.to(teacher.device)
+        x_inputs = SharedKdTeacherInputs(teacher, student, rows, data)
+        if record is not None:
+            record.update(shared_vocabulary=len(shared), aligned_fraction=round(x_inputs.aligned_fraction(), 6))
+
+        def kd_shared_objective(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+            out, labels = forward_completion(model, batch)
+            aligned, t_z = x_inputs.logits(batch["example_index"].tolist(), batch["labels"])
+            lm = completion_loss(out.logits, labels)
+            s_z = out.logits[:, :-1][labels[:, 1:] != IGNORE][aligned.to(out.logits.device)]
+            kd = kd_kl(s_z[:, s_ids], t_z[:, t_ids].to(out.logits.device), config.tau)
+            return config.combine(lm, kd), {"lm": float(lm.detach()), "kd-shared": float(kd.detach())}
+        return kd_shared_objective
 
     cache = ShdBatches(student, teacher, data)
 
@@ -328,7 +341,8 @@ def distill(student: Any, teacher: Any, rows: Sequence[dict[str, Any]], config: 
     check_pair(student, teacher, config)
     data = tokenize_examples(student, rows, config.finetune.max_len, config.finetune.loss_mask)
     teacher.model.eval()
-    objective = make_objective(student, teacher, config, data, rows)
+    record: dict[str, Any] = {}
+    objective = make_objective(student, teacher, config, data, rows, record)
     pad = student.tokenizer.pad_token_id
 
     def make_batch(idx: list[int]) -> dict[str, torch.Tensor]:
@@ -343,7 +357,7 @@ def distill(student: Any, teacher: Any, rows: Sequence[dict[str, Any]], config: 
                     description=f"distilling ({config.active})" if config.active != "none" else "fine-tuning")
     dropped = {"dropped_tokens": dropped_tokens(student, config.drop_words)} if config.drop_words else {}
     return DistillResult(**{f: getattr(res, f) for f in FinetuneResult.__dataclass_fields__},
-                         distill={**config.settings(), "teacher": teacher.name, **dropped})
+                         distill={**config.settings(), "teacher": teacher.name, **dropped, **record})
 
 
 def save_distilled(alias: str, student: Any, teacher: Any, result: DistillResult, meta: dict[str, Any],

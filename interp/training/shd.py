@@ -21,7 +21,7 @@ A teacher with k heads is distilled into a student with m < k heads through atte
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -165,6 +165,21 @@ def same_vocabulary(a: Any, b: Any) -> bool:
     """Whether two tokenizers have identical vocabularies (every id means the same string): then the
     same text gets the same ids, and the teacher can read the student's ids as they are."""
     return a is b or a.get_vocab() == b.get_vocab()
+
+
+def token_offsets(tokenizer: Any, ids: Sequence[int]) -> tuple[str, list[tuple[int, int]]]:
+    """(text, char span of each token) for `ids`: text = decode(ids) with special tokens written out;
+    token k spans decode(ids[:k]) .. decode(ids[:k+1]) (where a prefix's text changes, e.g. inside a
+    multi-byte character, the span starts at the common prefix)."""
+    spans, prev = [], ""
+    for k in range(1, len(ids) + 1):
+        cur = tokenizer.decode(list(ids[:k]), skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        start = len(prev)
+        if not cur.startswith(prev):
+            start = next((i for i, (a, b) in enumerate(zip(prev, cur)) if a != b), min(len(prev), len(cur)))
+        spans.append((start, len(cur)))
+        prev = cur
+    return prev, spans
 
 
 def align_tokens(student_offsets: list[tuple[int, int]], teacher_offsets: list[tuple[int, int]]) -> Alignment:
