@@ -157,4 +157,5 @@ def test_kd_names_kd_shared_across_tokenizers_and_kd_shared_trains(other_teacher
     assert code == 0, err
     d = json.loads((tmp_path / "run" / "summary.json").read_text())["figures"]["distill"]
     assert d["kind"] == "kd-shared" and d["aligned_fraction"] == pytest.approx(res.distill["aligned_fraction"])
+    assert f"{d['shared_vocabulary']} / {d['aligned_fraction']:.1%}" in stdout
     assert (tmp_path / "run" / "loss_kd-shared.png").read_bytes()[:4] == b"\x89PNG"

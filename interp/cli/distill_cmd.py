@@ -118,6 +118,9 @@ def distill_command(
         table.append((f"{k} loss: first -> mean last 10", f"{v['first_loss']:.4f} -> {v['mean_loss_last_10']:.4f}"))
     if words:
         table.append(("dropped from the KD target", ", ".join(repr(t) for t in s["distill"]["dropped_tokens"])))
+    if "aligned_fraction" in s["distill"]:
+        table.append(("shared vocabulary / tokens aligned", f"{s['distill']['shared_vocabulary']} / "
+                                                            f"{s['distill']['aligned_fraction']:.1%}"))
     table += [("resumed from step", s["resumed_from"]), ("seconds", s["elapsed_s"])]
     print_table("distill", ["figure", "value"], table)
     curves = ", ".join(f"loss_{k}.png" for k in res.components)
