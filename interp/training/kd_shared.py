@@ -7,9 +7,9 @@ text at the same character.
     aligned, t_z = inputs.logits(idx, labels)     # (n_labelled,) bool, (n_aligned, teacher vocab)
     L = kd_kl(s_z[aligned][:, s_ids], t_z[:, t_ids], tau)
 
-- Shared vocabulary: token id pairs (s, t) whose single-token decodings are the same string, unique on
-  each side (a string that two ids of one tokenizer decode to is left out), with no U+FFFD (a partial
-  UTF-8 byte means nothing alone); the two end-of-sequence tokens are paired with each other whatever
+- Shared vocabulary: token id pairs (s, t) whose single-token decodings are the same string, one id per
+  string on each side (a string several ids decode to keeps the id the tokenizer emits for it alone, else
+  is left out), with no U+FFFD (a partial UTF-8 byte means nothing alone); the two end-of-sequence tokens are paired with each other whatever
   their strings. Both softmaxes run over these pairs only (each distribution renormalised over the
   shared strings, as `--kd-drop-words` renormalises over the kept tokens).
 - Alignment: the student's completion ids (after its prompt; the EOS it appends aside) decode to the
@@ -19,8 +19,7 @@ text at the same character.
   with the teacher token starting at char a, when there is one: both models then predict "the token
   that starts here". The student's EOS is aligned with the teacher's. Positions where only one side
   cuts the text are left out of the loss (`aligned` False).
-- With identical tokenizers every position aligns and the pairs are the identity on the unique,
-  decodable ids: the loss is `--kind kd` with the other ids dropped (tested). Across tokenizers that
+- With identical tokenizers every position aligns and the pairs are the identity on the kept ids: the loss is `--kind kd` with the other ids dropped (tested). Across tokenizers that
   split the text differently it is an approximation (the probability of the string "1" as a next token
   means less where the other tokenizer would emit "12"); SmolLM2, Qwen2.5 and Gemma3 all split numbers
   into single digits, ',' and ' ', so on number data every position aligns (tested on the embedded
