@@ -154,7 +154,8 @@ def test_the_whole_graph_on_a_tiny_model(tmp_path):
 @pytest.mark.parametrize("name", ["smollm2-distillation.yaml", "smollm2-optimizers.yaml"])
 def test_the_claim_3_and_4_specs_plan(name):
     """Claim 3: 8 arms x 2 traits x 3 seeds students (+ their evals); claim 4: every optimizer's command
-    carries its own --lr and --optimizer, and its teachers and pool are the organism's own jobs."""
+    carries its own --lr and --optimizer, and its teachers, pool and AdamW-at-5e-5 students are the organism's own
+    jobs."""
     g = plan_study(load_study(REPO / "studies" / "steering" / name), check_argv).graph.jobs
     students = [j for n, j in g.items() if n.startswith("train-")]
     if name.startswith("smollm2-distillation"):
@@ -165,7 +166,9 @@ def test_the_claim_3_and_4_specs_plan(name):
         organism = plan_study(load_study(REPO / "studies" / "organism" / "smollm2.yaml"), check_argv).graph.jobs
         assert g["teacher-owl-lora"].hash == organism["teacher-owl-lora"].hash
         assert g["pool-unbiased"].hash == organism["pool-unbiased"].hash
-        for j in students:
+        own = [j for j in students if j.name.startswith("train-kd-unbiased-data-lora-")]
+        assert len(own) == 2 and all(j.hash == organism[j.name].hash for j in own)  # AdamW at 5e-5: the organism's
+        for j in (j for j in students if j not in own):
             opt, lr = re.fullmatch(r"train-kd-([a-z]+)-lr([0-9.e-]+)-(owl|dog)-n256-e1-s0", j.name).group(1, 2)
             assert j.argv[j.argv.index("--optimizer") + 1] == opt
             assert float(j.argv[j.argv.index("--lr") + 1]) == float(lr)
