@@ -54,13 +54,14 @@ def test_teacher_crossovers_from_roles():
 
 def test_learning_rate_picks_the_lowest_training_loss_and_never_a_diverged_run():
     def run(arm, opt, lr, loss):
-        return {"arm": arm, "optimizer": opt, "lr": lr, "losses": {"kd": {"mean_loss_last_10": loss}, "lm": {"mean_loss_last_10": 0}}}
+        return {"arm": arm, "optimizer": opt, "lr": lr,
+                "losses": {"kd": {"first_loss": 0.5 + loss, "mean_loss_last_10": loss}, "lm": {"mean_loss_last_10": 0}}}
     builds = {a: {"build": "lora", "optimizer": o, "lr": lr}
               for a, o, lr in [("a1", "adamw", 1e-5), ("a2", "adamw", 5e-5), ("s1", "sgd", 0.01), ("s2", "sgd", 0.1)]}
     runs = [run("a1", "adamw", 1e-5, 0.05), run("a1", "adamw", 1e-5, 0.07), run("a2", "adamw", 5e-5, 0.03),
             run("s1", "sgd", 0.01, 0.08), run("s2", "sgd", 0.1, float("nan"))]
     t = learning_rate_picks(runs, builds).set_index("arm")
-    assert t.loc["a1", "loss_last_10"] == pytest.approx(0.06)
+    assert t.loc["a1", "loss_last_10"] == pytest.approx(0.06) and t.loc["a1", "loss_first"] == pytest.approx(0.56)
     assert t[t.chosen].index.tolist() == ["a2", "s1"]
     assert (t.objective == "kd").all()
 

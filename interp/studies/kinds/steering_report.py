@@ -90,7 +90,9 @@ def claim3_verdict(arms: pd.DataFrame, crossovers: dict[str, float], builds: dic
 
 def learning_rate_picks(runs: list[dict[str, Any]], builds: dict[str, dict[str, Any]]) -> pd.DataFrame:
     """Per (optimizer, lr): the mean over runs of the active objective's loss over the last 10 steps, and
-    `chosen` at each optimizer's lowest (a diverged run, with a non-finite loss, is never chosen)."""
+    `chosen` at each optimizer's lowest (a diverged run, with a non-finite loss, is never chosen); beside it
+    the loss of the first step (`loss_first`, before any update: the same for every optimizer of a seed), so
+    how far each optimizer fitted the teacher can be read before its trait transfer."""
     rows = []
     for r in runs:
         info = builds.get(r["arm"])
@@ -99,12 +101,13 @@ def learning_rate_picks(runs: list[dict[str, Any]], builds: dict[str, dict[str, 
         losses = r.get("losses") or {}
         active = "kd" if "kd" in losses else next(iter(losses), None)
         last = float(losses[active]["mean_loss_last_10"]) if active else float("nan")
+        first = float(losses[active].get("first_loss", float("nan"))) if active else float("nan")
         rows.append({"optimizer": r.get("optimizer", info["optimizer"]), "lr": float(r["lr"]), "arm": r["arm"],
-                     "objective": active, "loss_last_10": last})
+                     "objective": active, "loss_first": first, "loss_last_10": last})
     t = pd.DataFrame(rows)
     if t.empty:
         return t
-    t = t.groupby(["optimizer", "lr", "arm", "objective"], as_index=False).loss_last_10.mean()
+    t = t.groupby(["optimizer", "lr", "arm", "objective"], as_index=False)[["loss_first", "loss_last_10"]].mean()
     finite = t[np.isfinite(t.loss_last_10)]
     best = finite.loc[finite.groupby("optimizer").loss_last_10.idxmin()]
     return t.assign(chosen=t.arm.isin(best.arm)).sort_values(["optimizer", "lr"], ignore_index=True)
