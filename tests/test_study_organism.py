@@ -287,6 +287,9 @@ def test_an_arm_trains_another_familys_student_and_every_model_gets_its_perplexi
     assert shd[shd.index("--beta") + 1] == "10"
     kd = jobs["train-kd-unbiased-data-lora-dog-n16-e1-s0"].argv
     assert kd[kd.index("--student") + 1] == "tiny-llama"
+    # each student's alias starts with the model it trains, not the study's base
+    assert jobs["train-shd-gpt2-b10-owl-n16-e1-s1"].alias.startswith("families-tiny-tiny-gpt2-student-shd-gpt2-b10-owl-")
+    assert jobs["train-kd-unbiased-data-lora-dog-n16-e1-s0"].alias.startswith("families-tiny-tiny-llama-student-kd-")
     sft = [n for n in jobs if n.startswith("train-sft-gpt2")]
     assert sorted(sft) == ["train-sft-gpt2-unbiased-n16-e1-s0", "train-sft-gpt2-unbiased-n16-e1-s1"]
     assert jobs[sft[0]].argv[:3] == ["finetune", "--model", "tiny-gpt2"]

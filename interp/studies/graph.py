@@ -77,7 +77,9 @@ Arg = Union[str, OutRef, ModelRef, FileRef, SelfAlias, Joined]
 class Job:
     """One node: an `interp` command (`argv`) or a Python step (`func`, `params`, `inputs`).
 
-    `model`: the role of the model it makes (the alias is derived from study, base, role, hash);
+    `model`: the role of the model it makes (the alias is derived from study, family, role, hash);
+    `family`: the model it trains or builds on when that is not the study's base (its slug starts the alias:
+    a gemma3-270m student of a SmolLM2 study is `<study>-gemma3-270m-student-...`);
     `resources`: Snakemake resources (threads, mem_mb, runtime in minutes, gpu)."""
 
     name: str
@@ -86,6 +88,7 @@ class Job:
     params: dict[str, Any] = field(default_factory=dict)
     inputs: dict[str, Arg] = field(default_factory=dict)
     model: str = ""
+    family: str = ""
     resources: dict[str, int] = field(default_factory=dict)
     hash: str = ""
     key: str = ""
@@ -141,8 +144,8 @@ class Graph:
         return FileRef(Path(path).resolve())
 
     # -- nodes
-    def command(self, name: str, argv: list[Arg], model: str = "", **resources: int) -> Job:
-        return self._add(Job(name, argv=list(argv), model=model, resources=resources))
+    def command(self, name: str, argv: list[Arg], model: str = "", family: str = "", **resources: int) -> Job:
+        return self._add(Job(name, argv=list(argv), model=model, family=family, resources=resources))
 
     def step(self, name: str, func: str, params: dict[str, Any] | None = None, inputs: dict[str, Arg] | None = None,
              **resources: int) -> Job:
@@ -160,7 +163,7 @@ class Graph:
         job.hash = hashlib.sha256(canonical(self.recipe(job)).encode()).hexdigest()
         job.key = f"{job.name}-{job.hash[:HASH_CHARS]}"
         if job.model:
-            job.alias = f"{self.study}-{slug(self.base)}-{job.model}-{job.hash[:8]}"
+            job.alias = f"{self.study}-{slug(job.family or self.base)}-{job.model}-{job.hash[:8]}"
         self.jobs[job.name] = job
         return job
 

@@ -280,7 +280,7 @@ def build(study: Study, g: Graph) -> str:
                         argv = ["finetune", "--model", student, *options(arm.options), *common]
                     job = g.command(student_role(arm_name, teacher, dose, seed).replace("student-", "train-", 1), argv,
                                     model=student_role(arm_name, teacher, dose, seed),
-                                    **study.resources(arm.trainer))
+                                    family="" if arm.student == "base" else student, **study.resources(arm.trainer))
                     students.append((job, {"command": "interp " + " ".join(g.resolved(a, job) for a in argv),
                                            "arm": arm_name, "channel": arm.channel, "teacher": teacher, "seed": seed,
                                            "examples": dose.examples, "epochs": dose.epochs, "lr": arm.lr or t.lr,
