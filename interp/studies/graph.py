@@ -79,7 +79,7 @@ class Job:
 
     `model`: the role of the model it makes (the alias is derived from study, family, role, hash);
     `family`: the model it trains or builds on when that is not the study's base (its slug starts the alias:
-    a gemma3-270m student of a SmolLM2 study is `<study>-gemma3-270m-student-...`);
+    `<study>-<slug of that model>-student-...`, where a student of the base has the base's slug);
     `resources`: Snakemake resources (threads, mem_mb, runtime in minutes, gpu)."""
 
     name: str
