@@ -86,6 +86,21 @@ def test_claim4_verdict_branches(adamw, sgd, verdict):
     assert claim4_verdict(t)["verdict"] == verdict
 
 
+def test_claim4_reference_is_the_chosen_adamw_arm():
+    """Two AdamW arms (the chosen rate and the organism's own): the chosen one is the reference, even with
+    fewer seeds; without picks, the one with the most seeds."""
+    builds = {"kd-adamw": {"build": "lora", "optimizer": "adamw", "lr": 5e-5},
+              "kd-adamw-low": {"build": "lora", "optimizer": "adamw", "lr": 1e-5},
+              "kd-sgd": {"build": "lora", "optimizer": "sgd", "lr": 0.01}}
+    ps = pd.concat([per_seed([3.0, 3.2, 2.9, 3.1], [1.0, 1.3, 0.8, 1.1]),
+                    pd.DataFrame([{"arm": "kd-adamw-low", "seed": s, "interaction": v} for s, v in enumerate([2.0, 2.2, 1.9])])])
+    t = claim4_table(ps, builds, {"kd-adamw-low", "kd-sgd"}).set_index("arm")
+    assert (t.reference_arm == "kd-adamw-low").all() and t.loc["kd-sgd", "chosen"] and not t.loc["kd-adamw", "chosen"]
+    assert t.loc["kd-sgd", "adamw_minus"] == pytest.approx(np.mean([2.0, 2.2, 1.9]) - np.mean([1.0, 1.3, 0.8]))  # paired: seeds 0-2
+    assert claim4_verdict(t.reset_index())["adamw"]["arm"] == "kd-adamw-low"
+    assert (claim4_table(ps, builds).reference_arm == "kd-adamw").all()
+
+
 def test_the_union_of_the_claims_tables(tmp_path):
     from interp.studies.kinds.steering_report import UNION_COLUMNS, per_question_union
 

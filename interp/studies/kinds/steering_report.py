@@ -113,23 +113,28 @@ def learning_rate_picks(runs: list[dict[str, Any]], builds: dict[str, dict[str, 
     return t.assign(chosen=t.arm.isin(best.arm)).sort_values(["optimizer", "lr"], ignore_index=True)
 
 
-def claim4_table(per_seed: pd.DataFrame, builds: dict[str, dict[str, Any]]) -> pd.DataFrame:
-    """Per arm of a distinct optimizer: I over seeds and, paired by seed, I(adamw arm) - I(arm). The AdamW
-    arm: the one with the most seeds (stage 2 has one arm per optimizer)."""
+def claim4_table(per_seed: pd.DataFrame, builds: dict[str, dict[str, Any]], chosen: set[str] | frozenset[str] = frozenset()
+                 ) -> pd.DataFrame:
+    """Per arm: I over seeds and, paired by seed, I(adamw arm) - I(arm); `chosen`: the arms at each optimizer's
+    chosen learning rate (`learning_rate_picks`). The AdamW reference: the chosen AdamW arm when there is one
+    (stage 2 may carry a second AdamW arm, e.g. the organism's own rate), else the one with the most seeds."""
     from interp.evals.stats import seed_summary
 
     ps = per_seed[per_seed.arm.isin(builds)].assign(optimizer=lambda d: d.arm.map(lambda a: builds[a]["optimizer"]),
                                                     lr=lambda d: d.arm.map(lambda a: builds[a]["lr"]))
     if ps.empty or "adamw" not in set(ps.optimizer):
         return pd.DataFrame()
-    ref_arm = ps[ps.optimizer == "adamw"].groupby("arm").seed.nunique().idxmax()
+    adamw_seeds = ps[ps.optimizer == "adamw"].groupby("arm").seed.nunique()
+    picked = [a for a in adamw_seeds.index if a in chosen]
+    ref_arm = picked[0] if picked else adamw_seeds.idxmax()
     ref = ps[ps.arm == ref_arm].set_index("seed").interaction
     rows = []
     for arm, g in ps.groupby("arm", sort=False):
         s = seed_summary(g.interaction.to_numpy())
         paired = ref.reindex(g.seed).to_numpy() - g.interaction.to_numpy()
         d = seed_summary(paired[np.isfinite(paired)])
-        rows.append({"arm": arm, "optimizer": g.optimizer.iloc[0], "lr": g.lr.iloc[0], "n_seeds": s["n_seeds"],
+        rows.append({"arm": arm, "optimizer": g.optimizer.iloc[0], "lr": g.lr.iloc[0], "chosen": arm in chosen,
+                     "n_seeds": s["n_seeds"],
                      "interaction": s["mean"], "lo": s.get("lo", np.nan), "hi": s.get("hi", np.nan), "p": s.get("p", np.nan),
                      "mde_80": s.get("mde_80", np.nan), "adamw_minus": d["mean"], "diff_lo": d.get("lo", np.nan),
                      "diff_hi": d.get("hi", np.nan), "diff_p": d.get("p", np.nan), "reference_arm": ref_arm})
@@ -141,7 +146,7 @@ def claim4_verdict(table: pd.DataFrame) -> dict[str, Any]:
     if table.empty or "sgd" not in set(table.optimizer):
         return {**out, "verdict": "inconclusive (no SGD arm beside an AdamW arm)"}
     ref = table[table.arm == table.reference_arm.iloc[0]].iloc[0]
-    sgd = table[table.optimizer == "sgd"].sort_values("n_seeds").iloc[-1]
+    sgd = table[table.optimizer == "sgd"].sort_values(["chosen", "n_seeds"]).iloc[-1]  # the chosen, else most seeds
     out |= {"adamw": ref[["arm", "lr", "interaction", "lo", "hi", "p"]].to_dict(),
             "sgd": sgd[["arm", "lr", "interaction", "lo", "hi", "p", "mde_80", "adamw_minus", "diff_lo", "diff_hi", "diff_p"]].to_dict()}
     half = ref.interaction / 2
@@ -164,8 +169,9 @@ def steering_outputs(out: Path, summary: pd.DataFrame, per_seed: pd.DataFrame, t
         v = claim3_verdict(summary, teacher_crossovers(teachers, roles, traits), builds)  # type: ignore[arg-type]
         (out / "claim3_verdict.json").write_text(json.dumps(v, indent=1) + "\n")
     if len({b["optimizer"] for b in builds.values()}) > 1:
-        learning_rate_picks(runs, builds).to_csv(out / "learning_rates.csv", index=False, float_format="%.5g")
-        table = claim4_table(per_seed, builds)
+        picks = learning_rate_picks(runs, builds)
+        picks.to_csv(out / "learning_rates.csv", index=False, float_format="%.5g")
+        table = claim4_table(per_seed, builds, set(picks.arm[picks.chosen]) if not picks.empty else set())
         table.to_csv(out / "optimizers.csv", index=False, float_format="%.5g")
         (out / "claim4_verdict.json").write_text(json.dumps(claim4_verdict(table), indent=1, default=float) + "\n")
 
