@@ -152,21 +152,22 @@ def test_the_whole_graph_on_a_tiny_model(tmp_path):
 
 
 def test_claim_4_stage_2_reuses_stage_1_and_the_organism():
-    """Stage 2 (3 seeds of each optimizer's chosen learning rate): its seed-0 students are stage 1's jobs and
-    its AdamW students the organism's (same recipe hashes), so only seeds 1-2 of SGD and SignSGD are new."""
+    """Stage 2 (3 seeds of each optimizer's chosen learning rate, beside the organism's AdamW at 5e-5): its
+    seed-0 students are stage 1's jobs and its AdamW-5e-5 students the organism's (same recipe hashes), so only
+    seeds 1-2 of the three chosen rates are new."""
     def jobs(path):
         return plan_study(load_study(path), check_argv).graph.jobs
     stage2 = jobs(REPO / "studies" / "steering" / "smollm2-optimizers-seeds.yaml")
     stage1 = jobs(REPO / "studies" / "steering" / "smollm2-optimizers.yaml")
     organism = jobs(REPO / "studies" / "organism" / "smollm2.yaml")
     students = {n: j for n, j in stage2.items() if n.startswith("train-")}
-    assert len(students) == 3 * 2 * 3
+    assert len(students) == 4 * 2 * 3
     for n, j in students.items():
         if n.endswith("-s0"):
             assert j.hash == stage1[n].hash
         if n.startswith("train-kd-unbiased-data-lora-"):
             assert j.hash == organism[n].hash
-    assert {j.argv[j.argv.index("--optimizer") + 1] for j in students.values() if "--optimizer" in j.argv} == {"sgd", "signsgd"}
+    assert {j.argv[j.argv.index("--optimizer") + 1] for j in students.values() if "--optimizer" in j.argv} == {"adamw", "sgd", "signsgd"}
 
 
 @pytest.mark.parametrize("name", ["smollm2-distillation.yaml", "smollm2-optimizers.yaml"])
