@@ -135,3 +135,28 @@ def test_the_union_script_on_the_committed_reports(tmp_path):
     u = pd.read_csv(tmp_path / "steering" / "per_question.csv")
     n = sum(len(pd.read_csv(f)) for f in (tmp_path / "steering").glob("claim*/per_question.csv"))
     assert len(u) == n > 0
+
+
+def test_displacement_summary_recomputes_from_the_committed_pairs():
+    """experiments/steering/displacement.py's summary: I / d per arm with a t-interval over seeds (hand values),
+    and the committed summary is what its committed per-pair table gives."""
+    import importlib.util
+    from pathlib import Path
+
+    from scipy import stats
+
+    repo = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("displacement", repo / "experiments" / "steering" / "displacement.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    raw = pd.DataFrame({"stage": "stage 2", "arm": "a", "optimizer": "sgd", "lr": 0.01, "seed": [0, 1, 2],
+                        "d_owl": [1.0, 1.0, 2.0], "d_dog": [1.0, 1.0, 2.0], "d_pair": 0.5,
+                        "interaction": [1.0, 2.0, 6.0]})      # I / d = 1, 2, 3
+    row = mod.summarize(raw).iloc[0]
+    half = stats.t.ppf(0.975, 2) * 1.0 / np.sqrt(3)
+    assert (row.per_d, row.n_seeds, row.d_mean) == (pytest.approx(2.0), 3, pytest.approx(4 / 3))
+    assert (row.per_d_lo, row.per_d_hi) == (pytest.approx(2 - half), pytest.approx(2 + half))
+    committed = pd.read_csv(repo / "reports" / "steering" / "claim4" / "displacement_summary.csv")
+    again = mod.summarize(pd.read_csv(repo / "reports" / "steering" / "claim4" / "displacement.csv"))
+    assert len(committed) == 13
+    np.testing.assert_allclose(again.per_d.to_numpy(), committed.per_d.to_numpy(), rtol=1e-4)
