@@ -60,6 +60,7 @@ VALID: dict[str, list[str]] = {
     "study report": ["{spec}", "--raw", "{run_dir}"],
     "study adopt": ["{spec}", "--from", "{run_dir}"],
     "study dag": ["{spec}"],
+    "study prune": ["{spec}", "--dry-run"],
 }
 
 # (command or "*", flag, value as typed): why the value is meaningful and must be accepted.

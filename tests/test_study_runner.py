@@ -184,3 +184,51 @@ def test_tiny_organism_through_slurm(tmp_path):
     assert len(ids) == 17, out
     done = manifests(home / "studies" / "organism-tiny")
     assert len(done) == 17 and all(m["slurm_job_id"] for m in done.values())
+
+
+def test_prune_deletes_only_done_models_that_nothing_still_needs(tmp_home, tmp_path):
+    """`prunable_models` on a hand-made plan and store: a student whose evaluation is done goes; a teacher
+    a not-done student still loads stays, and so do a prompt entry, a link, a model a prompt entry is built
+    on, and a job's model outside `jobs_like`; `remove_entry` frees the folder's bytes and refuses the rest."""
+    from interp.errors import UserError
+    from interp.models.store import entry_dir, read_meta, remove_entry, write_meta
+    from interp.studies.runner import prunable_models
+
+    def made(alias: str, kind: str = "made", base: str | None = None, size: int = 1000) -> None:
+        d = entry_dir(alias)
+        d.mkdir(parents=True)
+        write_meta(d, {"alias": alias, "kind": kind, "base": base})
+        if size:
+            (d / "model.safetensors").write_bytes(b"\0" * size)
+
+    made("t-lora"), made("t-prompt", kind="prompt", base="t-lora", size=0)
+    made("s0"), made("s1"), made("s-linked-target"), made("u")
+    os.symlink("s-linked-target", entry_dir("s-linked"))
+    jobs = {  # key -> the plan's record: name, alias, deps, loads
+        "teacher-lora-k": {"name": "teacher-lora", "alias": "t-lora", "deps": [], "loads": []},
+        "teacher-prompt-k": {"name": "teacher-prompt", "alias": "t-prompt", "deps": [], "loads": []},
+        "train-s0-k": {"name": "train-s0", "alias": "s0", "deps": ["teacher-lora-k"], "loads": ["teacher-lora-k"]},
+        "eval-s0-k": {"name": "eval-s0", "alias": "", "deps": ["train-s0-k"], "loads": ["train-s0-k"]},
+        "train-s1-k": {"name": "train-s1", "alias": "s1", "deps": ["teacher-lora-k"], "loads": ["teacher-lora-k"]},
+        "eval-s1-k": {"name": "eval-s1", "alias": "", "deps": ["train-s1-k"], "loads": ["train-s1-k"]},
+        "train-l-k": {"name": "train-l", "alias": "s-linked", "deps": [], "loads": []},
+        "train-u-k": {"name": "train-u", "alias": "u", "deps": [], "loads": []},
+        "collect-k": {"name": "collect", "alias": "", "deps": ["eval-s0-k", "train-s0-k"], "loads": []},
+    }
+    study = tmp_path / "study"
+    for key in set(jobs) - {"eval-s1-k", "collect-k"}:  # s1's evaluation and the collection are not done
+        (study / "jobs" / key).mkdir(parents=True)
+        (study / "jobs" / key / "manifest.json").write_text("{}")
+
+    gone, kept = prunable_models({"jobs": jobs}, study)
+    size = {a: 1000 + (entry_dir(a) / "interp_model.json").stat().st_size for a in ("s0", "u")}  # weights + meta
+    assert [(p.alias, p.size) for p in gone] == [("s0", size["s0"]), ("u", size["u"])]
+    assert dict(kept) == {"t-lora": "t-prompt needs it", "t-prompt": "a prompt entry (no weights of its own)",
+                          "s1": "eval-s1 (not done) loads it", "s-linked": "a link to another entry"}
+    assert [p.alias for p in prunable_models({"jobs": jobs}, study, "train-u*")[0]] == ["u"]
+
+    assert remove_entry("s0") == size["s0"] and read_meta("s0") is None and not entry_dir("s0").exists()
+    for alias in ("t-lora", "s-linked", "smollm2-not-there"):
+        with pytest.raises(UserError):
+            remove_entry(alias)
+    assert read_meta("t-lora") is not None and entry_dir("s-linked").is_symlink()

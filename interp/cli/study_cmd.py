@@ -1,9 +1,10 @@
-"""`interp study run|jobs|report`: run a study spec with Snakemake, list its jobs, rebuild its report.
+"""`interp study run|jobs|prune|report`: run a study spec with Snakemake, list its jobs, rebuild its report.
 
     interp study run studies/organism/tiny.yaml --cores 2 --dry-run     # ... "N jobs to run"
     interp study run studies/organism/tiny.yaml --cores 2
     interp study run SPEC --executor slurm --jobs 8                      # any other option goes to Snakemake
     interp study jobs SPEC                                               # each job, its model alias, done?
+    interp study prune SPEC --jobs 'train-*' --dry-run                   # the done students nothing needs now
     interp study report SPEC --raw reports/organism --out runs/organism-report
 """
 
@@ -111,6 +112,25 @@ def study_jobs(spec: Path = SPEC, workdir: Path | None = WORKDIR) -> None:
     rows = list(job_table(_planned(spec), workdir))
     print_table(f"{spec}: {len(rows)} jobs, {sum(r['done'] == 'yes' for r in rows)} done",
                 ["job", "hash", "model it makes", "done", "inputs from"], [tuple(str(v) for v in r.values()) for r in rows])
+
+
+@study_app.command("prune")
+def study_prune(spec: Path = SPEC, workdir: Path | None = WORKDIR,
+                jobs: str = typer.Option("*", "--jobs", help="only the models of jobs whose name matches this "
+                                         "pattern (fnmatch), e.g. 'train-*' for the students"),
+                dry_run: bool = typer.Option(False, "--dry-run", "-n", help="list what would go, delete nothing")) -> None:
+    """Free disk: delete from the store the models of done jobs that no job of the study still needs (every
+    job that loads it is done). Results stand; a job added later that loads one rebuilds it."""
+    from interp.studies.runner import prune
+
+    gone, kept = prune(_planned(spec), workdir, dry_run, jobs)
+    for p in gone:
+        console.print(f"{'would delete' if dry_run else 'deleted'} {p.alias} ({p.size / 2**30:.2f} GiB; made by {p.name})",
+                      soft_wrap=True)
+    for alias, why in kept:
+        console.print(f"kept {alias}: {why}", soft_wrap=True)
+    console.print(f"{'would free' if dry_run else 'freed'} {sum(p.size for p in gone) / 2**30:.2f} GiB "
+                  f"({len(gone)} models); {len(kept)} kept", soft_wrap=True)
 
 
 @study_app.command("dag")

@@ -269,6 +269,53 @@ def link_alias(alias: str, existing: str) -> Path:
     return link
 
 
+def dependents(alias: str) -> list[str]:
+    """The store entries that need `alias` to load: prompt entries built on it and aliases linked to it
+    (a made entry's `base` is provenance only: its weights are its own)."""
+    root, out = models_dir(), []
+    if not root.is_dir():
+        return out
+    for d in sorted(root.iterdir()):
+        if d.name.startswith(".") or d.name == alias:
+            continue
+        if d.is_symlink():
+            if os.readlink(d) == alias:
+                out.append(d.name)
+        elif d.is_dir():
+            meta = read_meta(d.name)
+            if meta is not None and meta.get("kind") == "prompt" and meta.get("base") == alias:
+                out.append(d.name)
+    return out
+
+
+def entry_bytes(alias: str) -> int:
+    """Bytes the entry's own folder holds (0 for a link to another entry)."""
+    d = entry_dir(alias)
+    if d.is_symlink() or not d.is_dir():
+        return 0
+    return sum(p.stat().st_size for p in d.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def remove_entry(alias: str) -> int:
+    """Delete a made entry's folder (renamed aside first, so a reader never sees half an entry); the bytes
+    freed. Refuses an embedded entry, a link, and an entry another one needs (`dependents`)."""
+    validate_alias(alias)
+    meta = read_meta(alias)
+    d = entry_dir(alias)
+    if meta is None:
+        raise UserError(f"store entry '{alias}' does not exist")
+    if d.is_symlink() or meta.get("kind") not in ("made", "prompt"):
+        raise UserError(f"store entry '{alias}' is {'a link' if d.is_symlink() else meta.get('kind')}: not removed")
+    needed = dependents(alias)
+    if needed:
+        raise UserError(f"store entry '{alias}' is needed by {', '.join(needed)}: not removed")
+    size = entry_bytes(alias)
+    old = d.parent / f".old-{alias}-{os.getpid()}-{time.time_ns()}"
+    d.rename(old)
+    shutil.rmtree(old)
+    return size
+
+
 def write_meta(folder: Path, meta: dict[str, Any]) -> None:
     meta = {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **meta}
     (folder / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")

@@ -168,6 +168,65 @@ def gone_models(plan: dict[str, Any], study_dir: Path) -> list[GoneModel]:
         done -= {g.key for g in more}
 
 
+@dataclass(frozen=True)
+class Prunable:
+    """A done job's model in the store that no job of the study still needs: every job that loads it is
+    done. Deleting it loses nothing the study computed; the runner rebuilds it (`gone_models`) only if a
+    job added later loads it."""
+
+    name: str
+    alias: str
+    size: int  # bytes of its store folder
+
+
+def prunable_models(plan: dict[str, Any], study_dir: Path, jobs_like: str = "*"
+                    ) -> tuple[list[Prunable], list[tuple[str, str]]]:
+    """(the models that can go, [(alias, why kept)] for the other done jobs' models still in the store), over
+    the jobs whose name matches `jobs_like` (fnmatch: "train-*" for the students only; other studies that
+    share a teacher are not consulted). Kept: a model a job not done yet loads, a link to another entry or a
+    prompt entry (deleting frees nothing), a model another store entry needs to load (`store.dependents`)."""
+    from fnmatch import fnmatchcase
+
+    from interp.models.store import dependents, entry_bytes, entry_dir, read_meta
+
+    jobs = plan["jobs"]
+    done = {k for k in jobs if manifest_path(study_dir, k).exists()}
+    out: list[Prunable] = []
+    kept: list[tuple[str, str]] = []
+    for key in sorted(done):
+        alias = jobs[key].get("alias")
+        meta = read_meta(alias) if alias and fnmatchcase(jobs[key]["name"], jobs_like) else None
+        if meta is None:
+            continue
+        waiting = [jobs[k]["name"] for k, r in jobs.items() if key in r.get("loads", r["deps"]) and k not in done]
+        needed = dependents(alias)
+        why = (f"{waiting[0]} (not done) loads it" if waiting else "a link to another entry"
+               if entry_dir(alias).is_symlink() else "a prompt entry (no weights of its own)"
+               if meta.get("kind") == "prompt" else f"{needed[0]} needs it" if needed else "")
+        if why:
+            kept.append((alias, why))
+        else:
+            out.append(Prunable(jobs[key]["name"], alias, entry_bytes(alias)))
+    return out, kept
+
+
+def prune(planned: PlannedStudy, study_dir: Path | None = None, dry_run: bool = False, jobs_like: str = "*"
+          ) -> tuple[list[Prunable], list[tuple[str, str]]]:
+    """Delete from the store the models `prunable_models` finds (none on a dry run); under the runner's lock,
+    so never while this study runs."""
+    from interp.models.store import remove_entry
+
+    study_dir = (study_dir or default_study_dir(planned.name)).resolve()
+    with runner_lock(study_dir):
+        plan = planned.graph.plan()
+        write_json_atomic(study_dir / "plan.json", plan)
+        gone, kept = prunable_models(plan, study_dir, jobs_like)
+        if not dry_run:
+            for p in gone:
+                remove_entry(p.alias)
+    return gone, kept
+
+
 def forget(study_dir: Path, gone: list[GoneModel]) -> None:
     """Move each gone model's manifest aside (jobs/<key>/manifest.gone-<time>.json), so Snakemake redoes it."""
     stamp = time.strftime("%Y%m%dT%H%M%S")
