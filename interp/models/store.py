@@ -272,7 +272,8 @@ def link_alias(alias: str, existing: str) -> Path:
 def dependents(alias: str) -> list[str]:
     """The store entries that need `alias` to load: prompt entries built on it and aliases linked to it
     (a made entry's `base` is provenance only: its weights are its own)."""
-    root, out = models_dir(), list[str]()
+    root = models_dir()
+    out: list[str] = []
     if not root.is_dir():
         return out
     for d in sorted(root.iterdir()):
