@@ -15,7 +15,7 @@ from interp.studies.spec import load_study
 
 REPO = Path(__file__).resolve().parents[1]
 # these name the organism's students by their store aliases: they plan only where those exist
-NEEDS_STORE = {"dissection/smollm2.yaml", "steering/smollm2-students.yaml"}
+NEEDS_STORE = {"dissection/smollm2.yaml", "steering/smollm2-students.yaml", "steering/qwen2.5-coder-0.5b-students.yaml"}
 SPECS = sorted(str(p.relative_to(REPO / "studies")) for p in (REPO / "studies").glob("*/*.yaml"))
 
 
