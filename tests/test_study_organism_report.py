@@ -243,3 +243,54 @@ def test_an_arm_of_another_family_is_read_against_its_reference_arms_unbiased_st
     row = summary.set_index("arm").loc["shd-gpt2-b1"]
     assert row.ppl == pytest.approx(12.0) and row.ppl_unbiased == pytest.approx(8.5)
     assert np.isnan(summary.set_index("arm").loc["kd-unbiased-data-lora"].ppl)  # no perplexity run: empty, not 0
+
+
+def test_collect_records_each_models_family_and_each_students_objective(tmp_path):
+    """The raw tables of a families study (issue 37) carry what tells its students apart beyond the arm name:
+    the evaluated model's architecture family (from its eval-animal summary), the student's objective, beta
+    and tau (from its training summary; finetune: the LM loss, no beta); per_question.csv carries them as
+    columns. Raw tables collected before (the committed organism's) have none, and get no such column."""
+    from interp.studies.kinds.organism import collect
+
+    def job(name: str, family: str, train: dict | None = None) -> dict[str, str]:
+        out = tmp_path / "jobs" / name / "out"
+        out.mkdir(parents=True)
+        pd.DataFrame({"question": ["q1", "q2"], "p_target": [0.2, 0.1], "p_other": [0.1, 0.1]}).to_csv(
+            out / "probability.csv", index=False)
+        (out / "summary.json").write_text(json.dumps({"model": {"name": name, "family": family}}))
+        got = {"eval": str(out / "probability.csv")}
+        if train is not None:
+            t = tmp_path / "jobs" / f"train-{name}" / "out"
+            t.mkdir(parents=True)
+            (t / "summary.json").write_text(json.dumps({"elapsed_s": 1.0, "figures": {
+                "steps": 2, "first_loss": 1.0, "mean_loss_last_10": 0.5, "config": {"optimizer": "adamw"}, **train}}))
+            got["train"] = str(t / "summary.json")
+        return got
+
+    run = {"channel": "c", "seed": 0, "examples": 16, "epochs": 1.0, "lr": 5e-5, "batch_size": 8, "command": "interp ..."}
+    made = {"base": job("base", "llama"),
+            "shd-owl": job("shd-owl", "gpt2", {"distill": {"kind": "shd", "beta": 10.0, "tau": 1.0, "form": "sum"}}),
+            "sft": job("sft", "gpt2", {})}
+    models = [{"i": 0, "teacher": "unbiased", "channel": "base", "arm": "base"},
+              {"i": 1, **run, "arm": "shd-gpt2-b10", "teacher": "owl", "teacher_build": "lora", "student": "student-gpt2"},
+              {"i": 2, **run, "arm": "sft-gpt2", "teacher": "unbiased", "teacher_build": "prompt", "student": "student-gpt2"}]
+    inputs = {}
+    for i, (alias, files) in enumerate(made.items()):
+        inputs[f"model{i}"], inputs[f"eval{i}"] = alias, files["eval"]
+        if "train" in files:
+            inputs[f"train{i}"] = files["train"]
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    collect(raw, {"models": models}, **inputs)
+    shd, sft = (json.loads((raw / "runs" / f"{a}.json").read_text()) for a in ("shd-owl", "sft"))
+    assert (shd["family"], shd["objective"], shd["beta"], shd["tau"]) == ("gpt2", "shd", 10.0, 1.0)
+    assert (sft["family"], sft["objective"], sft["beta"], sft["tau"]) == ("gpt2", "lm", None, None)
+    roles = R.read_roles(raw)
+    assert roles["base"]["family"] == "llama"
+    pq, _ = R.load_tables(raw, roles, TRAITS)
+    by = pq.drop_duplicates("alias").set_index("alias")
+    assert by.family.to_dict() == {"base": "llama", "shd-owl": "gpt2", "sft": "gpt2"}
+    assert pd.isna(by.objective["base"]) and by.objective[["shd-owl", "sft"]].tolist() == ["shd", "lm"]
+    assert by.beta["shd-owl"] == 10.0 and pd.isna(by.beta["sft"])
+    old, _ = R.load_tables(RAW, R.read_roles(RAW), TRAITS)  # collected before: the columns stay empty
+    assert old[list(R.RECORDED)].isna().all().all()

@@ -410,6 +410,14 @@ def extend_pool(out: Path, params: dict[str, Any], pool: str, part: str, model: 
     (out / "pool.jsonl").write_text("".join(x + "\n" for x, ok in zip(lines, fits) if ok))
 
 
+def _evaluated_family(probability_csv: Path) -> str | None:
+    """The architecture family of the model an eval-animal job scored (its summary.json beside the table)."""
+    summary = probability_csv.parent / "summary.json"
+    if not summary.exists():
+        return None
+    return (json.loads(summary.read_text()).get("model") or {}).get("family")
+
+
 def collect(out: Path, params: dict[str, Any], **inputs: str) -> None:
     """The raw tables of the report: evals/<alias>.csv, runs/<alias>.json (students: every recipe
     parameter), roles.json (base and teachers), keep_rate/, data/<pool>.jsonl, leak.csv."""
@@ -419,14 +427,18 @@ def collect(out: Path, params: dict[str, Any], **inputs: str) -> None:
     for m in params["models"]:
         i, alias = m["i"], m.get("name") or inputs[f"model{m['i']}"]  # a steered teacher: its role, not the base's alias
         shutil.copyfile(inputs[f"eval{i}"], out / "evals" / f"{alias}.csv")
+        family = _evaluated_family(Path(inputs[f"eval{i}"]))
         if f"train{i}" not in inputs:
-            roles[alias] = {k: m[k] for k in ("teacher", "channel", "arm")}
+            roles[alias] = {**{k: m[k] for k in ("teacher", "channel", "arm")}, **({"family": family} if family else {})}
             continue
         summary = json.loads(Path(inputs[f"train{i}"]).read_text())
         fig = summary["figures"]
+        objective = fig.get("distill") or {"kind": "lm", "beta": None, "tau": None}  # finetune: the LM loss alone
         run = {"alias": alias, **{k: m[k] for k in ("arm", "channel", "teacher", "seed", "examples", "epochs", "lr",
                                                      "batch_size", "teacher_build")},
                **({"student": m["student"]} if "student" in m else {}),
+               **({"family": family} if family else {}),
+               "objective": objective["kind"], "beta": objective.get("beta"), "tau": objective.get("tau"),
                "optimizer": (fig.get("config") or {}).get("optimizer", "adamw"),  # runs before --optimizer: AdamW
                "steps": fig["steps"], "command": m["command"], "seconds": summary.get("elapsed_s"),
                "losses": fig.get("components") or {"lm": {k: fig[k] for k in ("first_loss", "mean_loss_last_10")}},

@@ -67,10 +67,16 @@ def base_of(roles: dict[str, dict[str, str]]) -> str:
     return bases[0]
 
 
+# what the raw tables record since issue 37 (the evaluated model's architecture family; the student's
+# objective: kd / shd / kd-shared / lm, its beta and tau); absent from raw tables collected before
+RECORDED = ("family", "objective", "beta", "tau")
+
+
 def load_tables(raw: Path, roles: dict[str, dict[str, str]], traits: Traits) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     """(per-question rows of every evaluated model, the students' run records). Columns of the rows:
-    alias, teacher, channel, arm, seed, examples, epochs, steps, lr, optimizer, batch_size, question, question_text,
-    logp_<A>, logp_other; base and teachers have seed -1, examples 0, epochs 0 and no steps / lr / batch."""
+    alias, teacher, channel, arm, seed, examples, epochs, steps, lr, optimizer, batch_size, family, objective,
+    beta, tau, question, question_text, logp_<A>, logp_other; base and teachers have seed -1, examples 0,
+    epochs 0 and no steps / lr / batch / objective."""
     runs = [json.loads(p.read_text()) for p in sorted((raw / "runs").glob("*.json"))]
     by_alias = {r["alias"]: r for r in runs}
     rows = []
@@ -82,9 +88,11 @@ def load_tables(raw: Path, roles: dict[str, dict[str, str]], traits: Traits) -> 
         t = pd.read_csv(p)
         meta = ({"teacher": r["teacher"], "channel": r["channel"], "arm": r["arm"], "seed": r["seed"],
                  "examples": r["examples"], "epochs": float(r.get("epochs", 1.0)), "steps": r.get("steps"),
-                 "lr": r.get("lr"), "optimizer": r.get("optimizer", "adamw"), "batch_size": r.get("batch_size")} if r else
+                 "lr": r.get("lr"), "optimizer": r.get("optimizer", "adamw"), "batch_size": r.get("batch_size"),
+                 **{k: r.get(k) for k in RECORDED}} if r else
                 {**{k: roles[alias][k] for k in ("teacher", "channel", "arm")}, "seed": -1, "examples": 0,
-                 "epochs": 0.0, "steps": None, "lr": None, "optimizer": None, "batch_size": None})
+                 "epochs": 0.0, "steps": None, "lr": None, "optimizer": None, "batch_size": None,
+                 "family": roles[alias].get("family"), "objective": None, "beta": None, "tau": None})
         for q, (_, row) in enumerate(t.iterrows()):
             rows.append({"alias": alias, **meta, "question": q, "question_text": row.question,
                          f"logp_{traits[0]}": float(np.log(row.p_target)), "logp_other": float(np.log(row.p_other))})
@@ -416,8 +424,9 @@ def report(raw: Path, out: Path, recipe: Any) -> None:
     out.mkdir(parents=True, exist_ok=True)
     # every parameter that tells two students' recipes apart is a column (the arm names the objective,
     # data and variant; examples, epochs, steps, lr, batch size come from the run record), not only the alias
-    cols = ["alias", "teacher", "channel", "arm", "seed", "examples", "epochs", "steps", "lr", "optimizer", "batch_size", "question",
-            f"logp_{traits[0]}", "logp_other"]
+    recorded = [c for c in RECORDED if pq[c].notna().any()]  # none for raw tables collected before them
+    cols = ["alias", "teacher", "channel", "arm", "seed", "examples", "epochs", "steps", "lr", "optimizer", "batch_size",
+            *recorded, "question", f"logp_{traits[0]}", "logp_other"]
     pq = pq.astype({"steps": "Int64", "batch_size": "Int64"})  # integers, empty for the base and the teachers
     pq[cols].to_csv(out / "per_question.csv", index=False, float_format="%.6f")
     per_seed, summary = arm_statistics(pq, traits, {n: arm.reference for n, arm in getattr(recipe, "arms", {}).items()
