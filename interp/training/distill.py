@@ -67,7 +67,7 @@ from interp.training.examples import collate, IGNORE, tokenize_examples, Tokeniz
 from interp.training.finetune import completion_loss, forward_completion, lm_batch_loss, train
 from interp.training.saving import loss_curve_png, save_finetuned
 from interp.training.examples import prompt_ids
-from interp.training.kd_shared import SharedKdTeacherInputs, shared_vocabulary
+from interp.training.kd_shared import SharedKdTeacherInputs, shared_vocabulary, teacher_logits_at
 from interp.training.shd import same_vocabulary, token_offsets
 from interp.training.shd_loss import shd_loss
 
@@ -211,16 +211,7 @@ class KdTeacherInputs:
         rows, cols = (labels[:, 1:] != IGNORE).nonzero(as_tuple=True)  # student predicts token cols + 1
         k = cols + 1 - torch.tensor([self.data.n_prompt[i] for i in idx], device=cols.device)[rows]  # completion index
         t_col = torch.tensor([self.n_prompt[i] for i in idx], device=cols.device)[rows] + k - 1
-        pad = self.teacher.tokenizer.pad_token_id
-        batch = collate(Tokenized(self.ids, self.n_prompt), idx, pad if pad is not None else 0)  # right-padded
-        ids, mask = batch["input_ids"], batch["attention_mask"]
-        width = ids.shape[1]
-        start = int(t_col.min()) if len(t_col) else width - 1
-        device = next(self.teacher.model.parameters()).device
-        with torch.no_grad():
-            out = self.teacher.model(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False,
-                                     logits_to_keep=width - start)
-        return out.logits[rows.to(device), (t_col - start).to(device)]
+        return teacher_logits_at(self.teacher, self.ids, idx, rows, t_col)
 
 
 class ShdBatches:

@@ -103,6 +103,24 @@ def completion_alignment(student_tok: Any, teacher_tok: Any, completion: Sequenc
     return t_ids, align
 
 
+def teacher_logits_at(teacher: LoadedModel, seqs: list[list[int]], idx: Sequence[int], rows: torch.Tensor,
+                      cols: torch.Tensor) -> torch.Tensor:
+    """Teacher logits (n, vocab) at (rows[j], cols[j]) of the right-padded batch of `seqs[idx]`: its
+    next-token distribution after token cols[j] of row rows[j]. One no-grad forward that keeps the logits
+    from the first column asked for on (`logits_to_keep`); no forward when nothing is asked for."""
+    device = next(teacher.model.parameters()).device
+    if len(cols) == 0:
+        return torch.zeros((0, teacher.model.get_output_embeddings().weight.shape[0]), device=device)
+    pad = teacher.tokenizer.pad_token_id
+    batch = collate(Tokenized(seqs, [0] * len(seqs)), idx, pad if pad is not None else 0)
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    start = int(cols.min())
+    with torch.no_grad():
+        out = teacher.model(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False,
+                            logits_to_keep=ids.shape[1] - start)
+    return out.logits[rows.to(device), (cols - start).to(device)]
+
+
 class SharedKdTeacherInputs:
     """The teacher's sequence of each example (its prompt rendering + its tokenisation of the student's
     completion text + EOS) and the alignment of the student's completion tokens to it."""
@@ -131,16 +149,4 @@ class SharedKdTeacherInputs:
                               for r, c in zip(rows.tolist(), cols.tolist())], dtype=torch.long)
         aligned = t_col >= 0
         rows, t_col = rows[aligned], t_col[aligned] - 1  # the teacher predicts column t_col from t_col - 1
-        pad = self.teacher.tokenizer.pad_token_id
-        batch = collate(Tokenized(self.ids, [0] * len(self.ids)), idx, pad if pad is not None else 0)
-        device = next(self.teacher.model.parameters()).device
-        if len(t_col) == 0:
-            vocab = self.teacher.model.get_output_embeddings().weight.shape[0]
-            return aligned, torch.zeros((0, vocab), device=device)
-        ids, mask = batch["input_ids"], batch["attention_mask"]
-        width = ids.shape[1]
-        start = int(t_col.min())
-        with torch.no_grad():
-            out = self.teacher.model(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False,
-                                     logits_to_keep=width - start)
-        return aligned, out.logits[rows.to(device), (t_col - start).to(device)]
+        return aligned, teacher_logits_at(self.teacher, self.ids, idx, rows, t_col)
