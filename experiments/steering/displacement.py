@@ -59,17 +59,14 @@ def measure(table: pd.DataFrame) -> pd.DataFrame:
     if len(bases) != 1:
         raise SystemExit(f"pairs with different bases: {list(bases)}")
     base = load_model(str(bases[0]))
-    cache: dict[str, tuple[float, float]] = {}
+    cache: dict[tuple[str, str], tuple[float, float, float, float]] = {}  # a pair in both stages is measured once
     rows = []
     for r in table.itertuples(index=False):
-        models = {}
-        for role in ("owl_student", "dog_student"):
-            alias = getattr(r, role)
-            models[role] = load_model(alias)
-            if alias not in cache:
-                cache[alias] = total_norm(models[role], base)
-        d_pair, _ = total_norm(models["owl_student"], models["dog_student"])
-        (d_owl, n0), (d_dog, _) = cache[r.owl_student], cache[r.dog_student]
+        if (r.owl_student, r.dog_student) not in cache:
+            owl, dog = load_model(r.owl_student), load_model(r.dog_student)
+            (d_owl, n0), (d_dog, _) = total_norm(owl, base), total_norm(dog, base)
+            cache[(r.owl_student, r.dog_student)] = (d_owl, d_dog, n0, total_norm(owl, dog)[0])
+        d_owl, d_dog, n0, d_pair = cache[(r.owl_student, r.dog_student)]
         rows.append({**r._asdict(), "d_owl": d_owl, "d_dog": d_dog, "rel_owl": d_owl / n0,
                      "rel_dog": d_dog / n0, "d_pair": d_pair})
         print(f"{r.stage:8s} {r.arm:24s} seed {r.seed}: d_owl {d_owl:.3f} d_dog {d_dog:.3f} d_pair {d_pair:.3f} "
