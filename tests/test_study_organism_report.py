@@ -294,3 +294,45 @@ def test_collect_records_each_models_family_and_each_students_objective(tmp_path
     assert by.beta["shd-owl"] == 10.0 and pd.isna(by.beta["sft"])
     old, _ = R.load_tables(RAW, R.read_roles(RAW), TRAITS)  # collected before: the columns stay empty
     assert old[list(R.RECORDED)].isna().all().all()
+
+
+def test_family_table_sets_each_familys_students_beside_its_untouched_model():
+    """C8 (issue 37): one row per student family and recipe with the recorded objective and beta (SFT: beta 0,
+    no interaction), the arm's interaction and its students' mean perplexity, the untouched model's perplexity
+    beside every row of its family; the base's family first; no table for a one-family study."""
+    base, other = np.zeros(Q), np.full(Q, -1.0)
+    students = {"the-base": ("base", "unbiased", -1, base), "gpt2": ("untouched", "unbiased", -1, other)}
+    for s in (0, 1, 2):
+        students[f"sft{s}"] = ("sft-gpt2", "unbiased", s, other)
+        students[f"o{s}"] = ("shd-gpt2-b10", "owl", s, other + 0.5 + 0.1 * s)
+        students[f"d{s}"] = ("shd-gpt2-b10", "dog", s, other)
+        students[f"ko{s}"] = ("kd-unbiased-data-lora", "owl", s, base + 2.0 + 0.1 * s)
+        students[f"kd{s}"] = ("kd-unbiased-data-lora", "dog", s, base)
+    pq = frame(students)
+    recorded = {"the-base": ("llama", None, None), "gpt2": ("gpt2", None, None)}
+    for s in (0, 1, 2):
+        recorded |= {f"sft{s}": ("gpt2", "lm", None), f"o{s}": ("gpt2", "shd", 10.0), f"d{s}": ("gpt2", "shd", 10.0),
+                     f"ko{s}": ("llama", "kd", 1.0), f"kd{s}": ("llama", "kd", 1.0)}
+    for i, col in enumerate(("family", "objective", "beta")):
+        pq[col] = pq.alias.map({a: v[i] for a, v in recorded.items()})
+    refs = {"shd-gpt2-b10": "sft-gpt2"}
+    per_seed, summary = R.arm_statistics(pq, TRAITS, refs)
+    ppl = pd.DataFrame({"alias": ["the-base", "gpt2", "sft0", "sft1", "sft2", "o0", "o1", "o2", "d0", "d1", "d2"],
+                        "perplexity": [20.0, 40.0, 30.0, 32.0, 34.0, 50.0, 52.0, 54.0, 60.0, 60.0, 60.0]})
+    t = R.family_table(pq, summary, ppl, refs)
+    assert t.family.tolist() == ["llama", "llama", "gpt2", "gpt2", "gpt2"]
+    assert t.arm.tolist() == ["base", "kd-unbiased-data-lora", "untouched", "sft-gpt2", "shd-gpt2-b10"]
+    shd = t.set_index("arm").loc["shd-gpt2-b10"]
+    assert (shd.objective, shd.beta, shd.reference, shd.n_seeds) == ("shd", 10.0, "sft-gpt2", 3)
+    assert shd.interaction == pytest.approx(0.6) and shd.lo < 0.6 < shd.hi  # 0.5, 0.6, 0.7
+    assert shd.ppl == pytest.approx(56.0) and shd.ppl_untouched == 40.0  # owl / dog students only, gpt2's own
+    sft = t.set_index("arm").loc["sft-gpt2"]
+    assert (sft.objective, sft.beta) == ("lm", 0.0) and np.isnan(sft.interaction) and sft.ppl == pytest.approx(32.0)
+    kd = t.set_index("arm").loc["kd-unbiased-data-lora"]
+    assert kd.interaction == pytest.approx(2.1) and kd.ppl_untouched == 20.0 and np.isnan(kd.ppl)  # no ppl runs
+    md = R.markdown_tables(R.teacher_shifts(pq, TRAITS, []), per_seed, summary, [], TRAITS, DOSE, "the-base", Q,
+                           families=t)
+    assert "| gpt2 | shd-gpt2-b10 | shd | 10 | 8 | 3 | +0.600 [" in md and "| gpt2 | sft-gpt2 | lm | 0 | 8 | 3 | - |" in md
+    one = pq[pq.family == "llama"]
+    assert R.family_table(one, summary, ppl, refs).empty
+    assert R.family_table(pq.drop(columns=["family"]), summary, ppl, refs).empty

@@ -190,6 +190,51 @@ def with_perplexity(per_seed: pd.DataFrame, summary: pd.DataFrame, ppl: pd.DataF
     return per_seed, summary.merge(means, on=keys, how="left")
 
 
+def family_table(pq: pd.DataFrame, summary: pd.DataFrame, ppl: pd.DataFrame | None,
+                 references: dict[str, str]) -> pd.DataFrame:
+    """Students of several architecture families side by side (C8, issue 37): one row per family and
+    recipe (arm, examples, epochs) with the recorded objective and beta, the crossover interaction of
+    `summary` (mean, t-CI, seed-level p, MDE over seeds; empty for a teacher-free arm: SFT is beta 0) and
+    the mean held-out perplexity of the recipe's students; then the family's untouched model (arm
+    "untouched", or the base). `ppl_untouched`: that model's perplexity, beside every row of its family
+    (perplexity is per token of the family's own tokenizer: compare within a family). Empty unless the
+    rows record more than one family."""
+    if "family" not in pq or pq.family.dropna().nunique() < 2:
+        return pd.DataFrame()
+    by_ppl = dict(zip(ppl.alias, ppl.perplexity)) if ppl is not None else {}
+    models = pq.drop_duplicates("alias")
+    untouched = {f: a for a, f, arm in zip(models.alias, models.family, models.arm) if arm in ("untouched", "base")}
+    stats_of = {(r["arm"], r["examples"], r["epochs"]): r for r in summary.to_dict("records")}
+    crossed = {k[0] for k in stats_of}  # the arms with an owl / dog pair
+    rows = []
+    students = models[models.seed >= 0]
+    for (arm, examples, epochs), g in students.groupby(["arm", "examples", "epochs"], sort=False):
+        family = str(g.family.iloc[0])
+        s = stats_of.get((arm, int(examples), float(epochs)), {})
+        objective = g.objective.iloc[0]
+        beta = 0.0 if objective == "lm" else g.beta.iloc[0]
+        trait = g[g.teacher != UNBIASED] if arm in crossed else g
+        rows.append({"family": family, "arm": arm, "objective": objective, "beta": beta, "reference": references.get(arm),
+                     "examples": int(examples), "epochs": float(epochs), "n_seeds": s.get("n_seeds", g.seed.nunique()),
+                     "interaction": s.get("mean", np.nan), "lo": s.get("lo", np.nan), "hi": s.get("hi", np.nan),
+                     "p": s.get("p", np.nan), "mde_80": s.get("mde_80", np.nan),
+                     "ppl": float(np.mean([by_ppl.get(a, np.nan) for a in trait.alias])),
+                     "ppl_untouched": by_ppl.get(untouched.get(family), np.nan)})
+    for family, alias in untouched.items():
+        rows.append({"family": family, "arm": models.set_index("alias").arm[alias], "objective": None, "beta": None,
+                     "reference": None, "examples": 0, "epochs": 0.0, "n_seeds": 0, "interaction": np.nan, "lo": np.nan,
+                     "hi": np.nan, "p": np.nan, "mde_80": np.nan, "ppl": by_ppl.get(alias, np.nan),
+                     "ppl_untouched": by_ppl.get(alias, np.nan)})
+    base = base_in(pq)
+    first = models.set_index("alias").family.get(base) if base else None
+    families = sorted(models.family.dropna().unique(), key=lambda f: (f != first, f))  # the base's family first
+    order = {f: i for i, f in enumerate(families)}
+    t = pd.DataFrame(rows)
+    return (t.assign(_f=t.family.map(order), _b=t.beta.astype(float).fillna(-1.0))
+            .sort_values(["_f", "examples", "objective", "_b"], na_position="first", kind="stable")
+            .drop(columns=["_f", "_b"]).reset_index(drop=True))
+
+
 def arm_contrasts(per_seed: pd.DataFrame, reference: str = REFERENCE_ARMS[0]) -> pd.DataFrame:
     """Each variant arm `reference-*` (drop-animals, freeze-mlp, ...) against `reference`, paired by seed:
 
@@ -411,8 +456,8 @@ def interaction_png(per_seed: pd.DataFrame, summary: pd.DataFrame, traits: Trait
 
 def report(raw: Path, out: Path, recipe: Any) -> None:
     """per_question.csv, per_seed.csv, arms.csv, teachers.csv, contrasts.csv, models.json, tables.md,
-    interaction.png and, with keep-rate runs in raw, keep_rate.csv / keep_rate_by_format.csv (README by
-    hand). `recipe`: organism.Recipe (traits, default_dose, numbers.prompts / samples / seed)."""
+    interaction.png, with students of several families families.csv (`family_table`) and, with keep-rate
+    runs in raw, keep_rate.csv / keep_rate_by_format.csv (README by hand). `recipe`: organism.Recipe (traits, default_dose, numbers.prompts / samples / seed)."""
     raw, out = Path(raw), Path(out)
     traits: Traits = tuple(recipe.traits)  # type: ignore[assignment]
     default_dose = (int(recipe.default_dose[0]), float(recipe.default_dose[1]))
@@ -429,10 +474,14 @@ def report(raw: Path, out: Path, recipe: Any) -> None:
             *recorded, "question", f"logp_{traits[0]}", "logp_other"]
     pq = pq.astype({"steps": "Int64", "batch_size": "Int64"})  # integers, empty for the base and the teachers
     pq[cols].to_csv(out / "per_question.csv", index=False, float_format="%.6f")
-    per_seed, summary = arm_statistics(pq, traits, {n: arm.reference for n, arm in getattr(recipe, "arms", {}).items()
-                                                    if getattr(arm, "reference", None)})
-    if (raw / "perplexity.csv").exists():
-        per_seed, summary = with_perplexity(per_seed, summary, pd.read_csv(raw / "perplexity.csv"), traits)
+    references = {n: arm.reference for n, arm in getattr(recipe, "arms", {}).items() if getattr(arm, "reference", None)}
+    per_seed, summary = arm_statistics(pq, traits, references)
+    ppl = pd.read_csv(raw / "perplexity.csv") if (raw / "perplexity.csv").exists() else None
+    if ppl is not None:
+        per_seed, summary = with_perplexity(per_seed, summary, ppl, traits)
+    families = family_table(pq, summary, ppl, references)
+    if len(families):
+        families.to_csv(out / "families.csv", index=False, float_format="%.5g")
     per_seed.to_csv(out / "per_seed.csv", index=False, float_format="%.5f")
     summary.to_csv(out / "arms.csv", index=False, float_format="%.5g")
     teachers = teacher_shifts(pq, traits, [a for a, r in roles.items() if r["arm"] == "teacher"])
@@ -447,7 +496,7 @@ def report(raw: Path, out: Path, recipe: Any) -> None:
     timings = raw / "timings.json"
     (out / "tables.md").write_text(markdown_tables(
         teachers, per_seed, summary, runs, traits, default_dose, base, int(pq.question.nunique()), contrasts,
-        json.loads(timings.read_text()) if timings.exists() else None))
+        json.loads(timings.read_text()) if timings.exists() else None, families))
     if hasattr(recipe, "arms"):  # claims 3 and 4 of issue 36: teachers made by steering, optimizers
         from interp.studies.kinds.steering_report import steering_outputs
 
@@ -475,7 +524,7 @@ def _p(x: Any) -> str:
 def markdown_tables(teachers: pd.DataFrame, per_seed: pd.DataFrame, summary: pd.DataFrame,
                     runs: list[dict[str, Any]], traits: Traits, default_dose: tuple[int, float], base: str,
                     n_questions: int, contrasts: pd.DataFrame | None = None,
-                    timings: dict[str, float] | None = None) -> str:
+                    timings: dict[str, float] | None = None, families: pd.DataFrame | None = None) -> str:
     """The report's tables as markdown (tables.md; README.md quotes them)."""
     a, b = traits
     lines = [f"### Teachers: margin log P({a}) - log P({b}) against base {base} ({n_questions} questions)", "",
@@ -504,6 +553,18 @@ def markdown_tables(teachers: pd.DataFrame, per_seed: pd.DataFrame, summary: pd.
             lines.append(f"| {recipe_label(r, default_dose)} | {r['reference']} | {r['seeds']} | {r['variant']:+.3f} | "
                          f"{r['reference_interaction']:+.3f} | {r['difference']:+.3f} {ci} | {_p(r['p'])} | "
                          f"{_f(r['mde_80'])} | {r['retained']:.2f} |")
+    if families is not None and len(families):
+        lines += ["", "### Across families: interaction and held-out perplexity per student family and recipe", "",
+                  "| family | arm | objective | beta | examples | seeds | interaction [95% t-CI] | seed-level p | MDE 80% | "
+                  "perplexity | untouched model's perplexity |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in families.to_dict("records"):
+            ci = ("-" if np.isnan(r["interaction"]) else f"{r['interaction']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}]"
+                  if not np.isnan(r["lo"]) else f"{r['interaction']:+.3f} (one seed: no CI)")
+            beta = "-" if r["beta"] is None or pd.isna(r["beta"]) else f"{float(r['beta']):g}"
+            objective = "-" if pd.isna(r["objective"]) else r["objective"]
+            ppl, ppl0 = ("-" if pd.isna(x) else f"{x:.2f}" for x in (r["ppl"], r["ppl_untouched"]))
+            lines.append(f"| {r['family']} | {r['arm']} | {objective} | {beta} | {r['examples']} | {r['n_seeds']} | "
+                         f"{ci} | {_p(r['p'])} | {_f(r['mde_80'])} | {ppl} | {ppl0} |")
     lines += ["", "### Per seed", "",
               f"| arm | seed | interaction [95% bootstrap CI over questions] | {a}-student margin | {b}-student margin | "
               f"{a} vs unbiased | {b} vs unbiased |", "|---|---|---|---|---|---|---|"]
