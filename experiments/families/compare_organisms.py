@@ -1,0 +1,93 @@
+"""Set the organism of two model families side by side, arm by arm (issue 37: Qwen2.5 beside SmolLM2).
+
+Reads each organism report's arms.csv (crossover interaction per recipe: mean, t-CI over seeds, seed-level p,
+MDE) and teachers.csv (each teacher's margin shift against its base), and writes
+
+    <out>/organism_compare.csv   one row per recipe (arm, channel, examples, epochs) of either report, the two
+                                 families' columns suffixed _<name>; a recipe one family lacks is empty there
+    <out>/teachers_compare.csv   one row per teacher build (prompt / lora) and trait, the same way
+
+and prints both as markdown. Usage (names label the columns; defaults: SmolLM2's committed organism and the
+Qwen organism of studies/organism/qwen2.5-coder-0.5b.yaml):
+
+    python experiments/families/compare_organisms.py [--out reports/families] \
+        [smollm2=reports/organism qwen2.5=reports/families/organism-qwen2.5-coder-0.5b]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+
+RECIPE = ["arm", "channel", "examples", "epochs"]
+STATS = ["n_seeds", "mean", "lo", "hi", "p", "mde_80"]
+DEFAULT = ["smollm2=reports/organism", "qwen2.5=reports/families/organism-qwen2.5-coder-0.5b"]
+
+
+def teacher_key(teacher: str, traits: tuple[str, ...] = ("owl", "dog")) -> tuple[str, str]:
+    """(trait, build) of a teacher alias: '<...>-owl-lora-<hash>' -> ('owl', 'lora'), '<...>-dog' -> ('dog', 'prompt')."""
+    parts = teacher.split("-")
+    for i in range(len(parts) - 1, -1, -1):
+        if parts[i] in traits:
+            return parts[i], "lora" if "lora" in parts[i + 1:] else "prompt"
+    raise SystemExit(f"teacher '{teacher}' names none of the traits {traits}")
+
+
+def side_by_side(tables: dict[str, pd.DataFrame], keys: list[str], columns: list[str]) -> pd.DataFrame:
+    """Outer join of each table's `columns` on `keys`, suffixed with the table's name."""
+    out: pd.DataFrame | None = None
+    for name, t in tables.items():
+        t = t[keys + columns].rename(columns={c: f"{c}_{name}" for c in columns})
+        out = t if out is None else out.merge(t, on=keys, how="outer")
+    assert out is not None
+    return out.sort_values(keys, kind="stable").reset_index(drop=True)
+
+
+def compare(reports: dict[str, Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    arms = {n: pd.read_csv(p / "arms.csv") for n, p in reports.items()}
+    teachers = {}
+    for n, p in reports.items():
+        t = pd.read_csv(p / "teachers.csv")
+        keys = [teacher_key(a) for a in t.teacher]
+        teachers[n] = t.assign(trait=[k[0] for k in keys], build=[k[1] for k in keys])
+    return (side_by_side(arms, RECIPE, STATS),
+            side_by_side(teachers, ["build", "trait"], ["margin_shift", "lo", "hi", "p"]))
+
+
+def markdown(t: pd.DataFrame, keys: list[str], names: list[str], value: str) -> str:
+    what = "interaction [95% t-CI], seed p, MDE 80%" if value == "mean" else f"{value} [95% CI], p"
+    head = "| " + " | ".join(keys) + " | " + " | ".join(f"{n}: {what}" for n in names) + " |"
+    lines = [head, "|" + "---|" * (len(keys) + len(names))]
+    for r in t.to_dict("records"):
+        cells = []
+        for n in names:
+            v = r[f"{value}_{n}"]
+            mde = r.get(f"mde_80_{n}")
+            cells.append("-" if pd.isna(v) else f"{v:+.3f} [{r[f'lo_{n}']:+.3f}, {r[f'hi_{n}']:+.3f}], p {r[f'p_{n}']:.3g}"
+                         + ("" if mde is None or pd.isna(mde) else f", MDE {mde:.2f}"))
+        lines.append("| " + " | ".join(str(r[k]) for k in keys) + " | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("reports", nargs="*", default=DEFAULT, help="name=report folder, two or more")
+    ap.add_argument("--out", type=Path, default=Path("reports/families"))
+    a = ap.parse_args()
+    reports = dict(r.split("=", 1) for r in a.reports)
+    missing = [f"{p}/{f}" for p in reports.values() for f in ("arms.csv", "teachers.csv") if not (Path(p) / f).exists()]
+    if len(reports) < 2 or missing:
+        raise SystemExit(f"need two or more reports with arms.csv and teachers.csv; missing: {', '.join(missing)}")
+    arms, teachers = compare({n: Path(p) for n, p in reports.items()})
+    a.out.mkdir(parents=True, exist_ok=True)
+    arms.to_csv(a.out / "organism_compare.csv", index=False, float_format="%.5g")
+    teachers.to_csv(a.out / "teachers_compare.csv", index=False, float_format="%.5g")
+    names = list(reports)
+    print(markdown(teachers, ["build", "trait"], names, "margin_shift"), end="\n\n")
+    print(markdown(arms, RECIPE, names, "mean"))
+
+
+if __name__ == "__main__":
+    main()
