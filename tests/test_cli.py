@@ -16,7 +16,7 @@ def test_reverse_link_writes_results(capsys, tmp_path):
     df = pd.read_csv(out / "reverse_link.csv", dtype={"number": str})
     assert list(df.number) == ["087", "747"]
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["command"] == "reverse-link" and summary["model"]["family"] == "llama"
+    assert summary["command"] == "reverse-link" and summary["model"]["family"] == "llama" and summary["model"]["model_type"] == "llama"
     assert summary["figures"]["bias_ratio_mean"]["estimate"] == pytest.approx(df.bias_ratio.mean())
     assert "mean bias_ratio" in stdout
 

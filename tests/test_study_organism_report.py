@@ -252,12 +252,13 @@ def test_collect_records_each_models_family_and_each_students_objective(tmp_path
     columns. Raw tables collected before (the committed organism's) have none, and get no such column."""
     from interp.studies.kinds.organism import collect
 
-    def job(name: str, family: str, train: dict | None = None) -> dict[str, str]:
+    def job(name: str, family: str, train: dict | None = None, model_type: str | None = None) -> dict[str, str]:
         out = tmp_path / "jobs" / name / "out"
         out.mkdir(parents=True)
         pd.DataFrame({"question": ["q1", "q2"], "p_target": [0.2, 0.1], "p_other": [0.1, 0.1]}).to_csv(
             out / "probability.csv", index=False)
-        (out / "summary.json").write_text(json.dumps({"model": {"name": name, "family": family}}))
+        model = {"name": name, "family": family, **({"model_type": model_type} if model_type else {})}
+        (out / "summary.json").write_text(json.dumps({"model": model}))
         got = {"eval": str(out / "probability.csv")}
         if train is not None:
             t = tmp_path / "jobs" / f"train-{name}" / "out"
@@ -270,10 +271,13 @@ def test_collect_records_each_models_family_and_each_students_objective(tmp_path
     run = {"channel": "c", "seed": 0, "examples": 16, "epochs": 1.0, "lr": 5e-5, "batch_size": 8, "command": "interp ..."}
     made = {"base": job("base", "llama"),
             "shd-owl": job("shd-owl", "gpt2", {"distill": {"kind": "shd", "beta": 10.0, "tau": 1.0, "form": "sum"}}),
-            "sft": job("sft", "gpt2", {})}
+            "sft": job("sft", "gpt2", {}),
+            # Qwen2's layout family is "llama" (SmolLM2's): the recorded model_type tells them apart
+            "qwen-shd": job("qwen-shd", "llama", {"distill": {"kind": "shd", "beta": 1.0, "tau": 1.0}}, "qwen2")}
     models = [{"i": 0, "teacher": "unbiased", "channel": "base", "arm": "base"},
               {"i": 1, **run, "arm": "shd-gpt2-b10", "teacher": "owl", "teacher_build": "lora", "student": "student-gpt2"},
-              {"i": 2, **run, "arm": "sft-gpt2", "teacher": "unbiased", "teacher_build": "prompt", "student": "student-gpt2"}]
+              {"i": 2, **run, "arm": "sft-gpt2", "teacher": "unbiased", "teacher_build": "prompt", "student": "student-gpt2"},
+              {"i": 3, **run, "arm": "shd-qwen-b1", "teacher": "owl", "teacher_build": "lora", "student": "student-qwen"}]
     inputs = {}
     for i, (alias, files) in enumerate(made.items()):
         inputs[f"model{i}"], inputs[f"eval{i}"] = alias, files["eval"]
@@ -289,7 +293,7 @@ def test_collect_records_each_models_family_and_each_students_objective(tmp_path
     assert roles["base"]["family"] == "llama"
     pq, _ = R.load_tables(raw, roles, TRAITS)
     by = pq.drop_duplicates("alias").set_index("alias")
-    assert by.family.to_dict() == {"base": "llama", "shd-owl": "gpt2", "sft": "gpt2"}
+    assert by.family.to_dict() == {"base": "llama", "shd-owl": "gpt2", "sft": "gpt2", "qwen-shd": "qwen2"}
     assert pd.isna(by.objective["base"]) and by.objective[["shd-owl", "sft"]].tolist() == ["shd", "lm"]
     assert by.beta["shd-owl"] == 10.0 and pd.isna(by.beta["sft"])
     old, _ = R.load_tables(RAW, R.read_roles(RAW), TRAITS)  # collected before: the columns stay empty

@@ -118,6 +118,7 @@ class LoadedModel:
             "source": self.source,
             "path": self.path,
             "family": self.spec.family,
+            "model_type": self.spec.model_type,  # the config's: tells Qwen2 (qwen2) from SmolLM2 (llama), one layout family
             "n_layers": self.spec.n_layers,
             "n_heads": self.spec.n_heads,
             "n_params": sum(p.numel() for p in self.model.parameters()),

@@ -411,11 +411,14 @@ def extend_pool(out: Path, params: dict[str, Any], pool: str, part: str, model: 
 
 
 def _evaluated_family(probability_csv: Path) -> str | None:
-    """The architecture family of the model an eval-animal job scored (its summary.json beside the table)."""
+    """The model family an eval-animal job scored (its summary.json beside the table): the config's
+    model_type (llama, qwen2, gemma3_text, gpt2), else, in summaries written before it was recorded, the
+    ArchSpec layout family (which calls Qwen2 and Mistral "llama")."""
     summary = probability_csv.parent / "summary.json"
     if not summary.exists():
         return None
-    return (json.loads(summary.read_text()).get("model") or {}).get("family")
+    model = json.loads(summary.read_text()).get("model") or {}
+    return model.get("model_type") or model.get("family")
 
 
 def collect(out: Path, params: dict[str, Any], **inputs: str) -> None:
