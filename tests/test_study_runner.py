@@ -232,3 +232,18 @@ def test_prune_deletes_only_done_models_that_nothing_still_needs(tmp_home, tmp_p
         with pytest.raises(UserError):
             remove_entry(alias)
     assert read_meta("t-lora") is not None and entry_dir("s-linked").is_symlink()
+
+
+def test_only_runs_the_named_jobs_and_what_they_need(tmp_path):
+    """`--only PATTERN` (fnmatch on job names, repeatable) hands Snakemake those jobs as targets: a dry run
+    lists them and their inputs, nothing else; a pattern that names no job is refused before Snakemake runs."""
+    home = tmp_path / "home"
+    code, out = finish(study(home, "--cores", "1", "--dry-run", "--only", "eval-base", "--only", "perplexity-nope*"))
+    assert code != 0 and "perplexity-nope*" in out and "jobs to run" not in out, out
+    code, out = finish(study(home, "--cores", "1", "--dry-run", "--only", "eval-base"))
+    assert code == 0 and out.strip().endswith("1 jobs to run"), out
+    code, out = finish(study(home, "--cores", "1", "--dry-run", "--only", "eval-teacher-owl"))
+    assert code == 0 and out.strip().endswith("2 jobs to run"), out  # the teacher, then its evaluation
+    code, out = finish(study(home, "--cores", "1", "--dry-run"))
+    everything = int(out.strip().split()[-4])
+    assert code == 0 and everything > 10, out

@@ -3,6 +3,7 @@
     interp study run studies/organism/tiny.yaml --cores 2 --dry-run     # ... "N jobs to run"
     interp study run studies/organism/tiny.yaml --cores 2
     interp study run SPEC --executor slurm --jobs 8                      # any other option goes to Snakemake
+    interp study run SPEC --only 'teacher-*' --only 'eval-teacher-*'     # those jobs and what they need
     interp study jobs SPEC                                               # each job, its model alias, done?
     interp study prune SPEC --jobs 'train-*' --dry-run                   # the done students nothing needs now
     interp study report SPEC --raw reports/organism --out runs/organism-report
@@ -86,13 +87,15 @@ def study_run(
     cores: int = Int(1, "--cores", help="CPU cores Snakemake may use at once", ge=1),
     dry_run: bool = typer.Option(False, "--dry-run", "-n", help="list the jobs to run, run none"),
     workdir: Path | None = WORKDIR,
+    only: list[str] = typer.Option([], "--only", help="run only the jobs whose name matches this pattern (fnmatch, "
+                                   "repeatable, e.g. 'eval-student-*-n256-*') and what they need"),
 ) -> None:
     """Check the spec, then run its jobs with Snakemake (resumes: a job with its manifest is done).
     Options it does not know go to Snakemake (e.g. --executor slurm --jobs 8)."""
     from interp.studies.runner import run_study
 
     planned = _planned(spec)
-    res = run_study(planned, cores=cores, dry_run=dry_run, study_dir=workdir, engine_args=list(ctx.args))
+    res = run_study(planned, cores=cores, dry_run=dry_run, study_dir=workdir, engine_args=list(ctx.args), only=only)
     for name, log in res.failed:
         console.print(f"[red]job {name} failed[/red]; its log: {log}", soft_wrap=True)
     for p in res.published:

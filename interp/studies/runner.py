@@ -23,7 +23,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 from interp.errors import UserError
 from interp.studies.execute import manifest_path, write_json_atomic
@@ -260,10 +260,25 @@ def stream(cmd: list[str], log: Path, keep_fd: int) -> tuple[int, list[str]]:
     return code, lines
 
 
+def only_targets(plan: dict[str, Any], patterns: Sequence[str]) -> list[str]:
+    """Snakemake targets (`jobs/<key>/manifest.json`, plan order) of the jobs whose name matches one of
+    `patterns` (fnmatch: 'eval-student-*-n256-*'); Snakemake adds what they need. A pattern that matches
+    no job is an error (a typo would otherwise run nothing, or everything)."""
+    from fnmatch import fnmatchcase
+
+    unmatched = [p for p in patterns if not any(fnmatchcase(r["name"], p) for r in plan["jobs"].values())]
+    if unmatched:
+        raise UserError(f"--only {', '.join(repr(p) for p in unmatched)}: no job of the study has such a name "
+                        "(`interp study jobs SPEC` lists them)")
+    return [f"jobs/{key}/manifest.json" for key, r in plan["jobs"].items() if any(fnmatchcase(r["name"], p) for p in patterns)]
+
+
 def run_study(planned: PlannedStudy, cores: int = 1, dry_run: bool = False, study_dir: Path | None = None,
-              engine_args: list[str] | None = None) -> StudyRun:
+              engine_args: list[str] | None = None, only: Sequence[str] = ()) -> StudyRun:
+    """Run the study's jobs not done yet (`only`: the jobs named by these patterns and what they need)."""
     study_dir = (study_dir or default_study_dir(planned.name)).resolve()
     plan = planned.graph.plan()
+    engine_args = [*(engine_args or []), *only_targets(plan, only)] if only else engine_args
     with runner_lock(study_dir) as lock:
         if any((study_dir / ".snakemake" / "locks").glob("*")):
             print(f"unlocking {study_dir}: Snakemake's lock was left by a runner that is gone", flush=True)
