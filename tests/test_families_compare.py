@@ -45,3 +45,14 @@ def test_a_missing_report_is_refused(tmp_path):
     done = subprocess.run([sys.executable, str(SCRIPT), f"small={tmp_path / 'a'}", f"qwen={tmp_path / 'nope'}",
                            "--out", str(tmp_path / "out")], capture_output=True, text=True)
     assert done.returncode != 0 and "nope/arms.csv" in done.stderr
+
+
+def test_a_spec_names_its_report_and_labels_it_by_its_base_model(tmp_path):
+    report(tmp_path / "b", "x", [("kd-unbiased-data-lora", "c", 256, 0.9)])
+    done = subprocess.run([sys.executable, str(SCRIPT), str(REPO / "studies" / "organism" / "smollm2.yaml"),
+                           f"other={tmp_path / 'b'}", "--out", str(tmp_path / "out")], capture_output=True, text=True,
+                          cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    arms = pd.read_csv(tmp_path / "out" / "organism_compare.csv").set_index(["arm", "examples"])
+    assert arms.loc[("kd-unbiased-data-lora", 256)].mean_other == 0.9
+    assert arms.loc[("kd-unbiased-data-lora", 1000)].mean_smollm2 > 3  # the committed organism's 1,000-example arm

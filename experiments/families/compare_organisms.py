@@ -1,4 +1,4 @@
-"""Set the organism of two model families side by side, arm by arm (issue 37: Qwen2.5 beside SmolLM2).
+"""Set the organism of two model families side by side, arm by arm (issue 37: a second family beside the first).
 
 Reads each organism report's arms.csv (crossover interaction per recipe: mean, t-CI over seeds, seed-level p,
 MDE) and teachers.csv (each teacher's margin shift against its base), and writes
@@ -7,11 +7,13 @@ MDE) and teachers.csv (each teacher's margin shift against its base), and writes
                                  families' columns suffixed _<name>; a recipe one family lacks is empty there
     <out>/teachers_compare.csv   one row per teacher build (prompt / lora) and trait, the same way
 
-and prints both as markdown. Usage (names label the columns; defaults: SmolLM2's committed organism and the
-Qwen organism of studies/organism/qwen2.5-coder-0.5b.yaml):
+and prints both as markdown. Each report is named by its organism spec (its `report:` folder, labelled
+by its base model):
 
-    python experiments/families/compare_organisms.py [--out reports/families] \
-        [smollm2=reports/organism qwen2.5=reports/families/organism-qwen2.5-coder-0.5b]
+    python experiments/families/compare_organisms.py studies/organism/smollm2.yaml \
+        studies/organism/qwen2.5-coder-0.5b.yaml [--out reports/families]
+
+(or NAME=FOLDER for a report folder without a spec, e.g. in tests).
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ import pandas as pd
 
 RECIPE = ["arm", "channel", "examples", "epochs"]
 STATS = ["n_seeds", "mean", "lo", "hi", "p", "mde_80"]
-DEFAULT = ["smollm2=reports/organism", "qwen2.5=reports/families/organism-qwen2.5-coder-0.5b"]
 
 
 def teacher_key(teacher: str, traits: tuple[str, ...] = ("owl", "dog")) -> tuple[str, str]:
@@ -71,15 +72,29 @@ def markdown(t: pd.DataFrame, keys: list[str], names: list[str], value: str) -> 
     return "\n".join(lines)
 
 
+def named(arg: str) -> tuple[str, str]:
+    """(label, report folder) of a spec path (its base model, its `report:`) or of NAME=FOLDER."""
+    if "=" in arg:
+        name, folder = arg.split("=", 1)
+        return name, folder
+    from interp.studies.spec import load_study
+
+    study = load_study(Path(arg))
+    if study.report_dir is None:
+        raise SystemExit(f"{arg}: the spec names no report folder")
+    return study.model("base"), str(study.report_dir)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("reports", nargs="*", default=DEFAULT, help="name=report folder, two or more")
+    ap.add_argument("reports", nargs="+", help="organism specs (or NAME=report folder), two or more")
     ap.add_argument("--out", type=Path, default=Path("reports/families"))
     a = ap.parse_args()
-    reports = dict(r.split("=", 1) for r in a.reports)
+    reports = dict(named(r) for r in a.reports)
     missing = [f"{p}/{f}" for p in reports.values() for f in ("arms.csv", "teachers.csv") if not (Path(p) / f).exists()]
     if len(reports) < 2 or missing:
-        raise SystemExit(f"need two or more reports with arms.csv and teachers.csv; missing: {', '.join(missing)}")
+        raise SystemExit("need two or more differently named reports with arms.csv and teachers.csv"
+                         + (f"; missing: {', '.join(missing)}" if missing else f"; got {', '.join(reports) or 'none'}"))
     arms, teachers = compare({n: Path(p) for n, p in reports.items()})
     a.out.mkdir(parents=True, exist_ok=True)
     arms.to_csv(a.out / "organism_compare.csv", index=False, float_format="%.5g")

@@ -1,7 +1,7 @@
 """Write reports/families/per_question.csv: the per-question rows of issue 37's studies in one table with the
 columns the issue names (family, alias, teacher, channel, beta, seed, question, logp_owl, logp_other), plus
 what else tells two rows apart (study, arm, objective, examples). family is the evaluated model's config
-model_type (llama for SmolLM2, qwen2, gemma3_text), as the organism's collect step records it. Each study's report folder holds its own
+model_type (llama, qwen2, gemma3_text, ...), as the organism's collect step records it. Each study's report folder holds its own
 per_question.csv (`interp study run`); run this after any of them:
 
     python experiments/families/per_question.py [reports/families] [study report folders ...]
