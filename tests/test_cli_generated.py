@@ -57,6 +57,7 @@ VALID: dict[str, list[str]] = {
     "trace": ["--model", "tiny-llama", "--number", "087"],
     "study run": ["{spec}", "--dry-run"],
     "study jobs": ["{spec}"],
+    "study interim": ["{spec}"],
     "study report": ["{spec}", "--raw", "{run_dir}"],
     "study adopt": ["{spec}", "--from", "{run_dir}"],
     "study dag": ["{spec}"],

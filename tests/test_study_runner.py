@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -152,6 +153,12 @@ def test_a_study_folder_moved_to_a_new_store_redoes_only_the_models_still_needed
     # the two teachers, subset s1, two s1 students and their evaluations, collect, report
     assert out.strip().endswith("9 jobs to run"), out
     assert manifests(work) == before  # a dry run moves nothing
+    # a slice redoes only the models its own jobs load: the owl student of seed 1 needs the owl teacher alone
+    code, out = finish(study(home, "--cores", "2", "--workdir", str(work), "--dry-run",
+                             "--only", "eval-student-*-owl-n8-e1-s1", spec=two))
+    redo = sorted(line.split(":")[0] for line in out.splitlines() if line.startswith("would redo "))
+    assert code == 0 and redo == ["would redo teacher-owl"], out
+    assert out.strip().endswith("4 jobs to run"), out  # the teacher, subset s1, the student, its evaluation
 
     code, out = finish(study(home, "--cores", "2", "--workdir", str(work), spec=two))
     assert code == 0, out
@@ -247,3 +254,36 @@ def test_only_runs_the_named_jobs_and_what_they_need(tmp_path):
     code, out = finish(study(home, "--cores", "1", "--dry-run"))
     everything = int(out.strip().split()[-4])
     assert code == 0 and everything > 10, out
+
+
+def test_interim_report_uses_the_done_jobs_alone_and_equals_the_report_once_all_are_done(tmp_path):
+    """`interp study interim`: after a slice (seed 0's students) the report holds seed 0 alone and names the
+    missing seed-1 evaluations; once every job is done it is the report job's report, table for table."""
+    home = tmp_path / "home"
+    d = home / "studies" / "organism-tiny"
+    env = {**os.environ, "INTERP_HOME": str(home), "OMP_NUM_THREADS": "1"}
+
+    def interim(out: Path) -> str:
+        r = subprocess.run([sys.executable, "-m", "interp", "study", "interim", str(TINY), "--out", str(out)],
+                           env=env, cwd=REPO, capture_output=True, text=True)
+        assert r.returncode == 0, r.stdout + r.stderr
+        return r.stdout
+
+    r = subprocess.run([sys.executable, "-m", "interp", "study", "interim", str(TINY)], env=env, cwd=REPO,
+                       capture_output=True, text=True)
+    assert r.returncode != 0 and "nothing to report yet" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    code, out = finish(study(home, "--cores", "2", "--only", "eval-*-s0", "--only", "eval-base", "--only", "eval-teacher-*"))
+    assert code == 0, out
+    shown = interim(tmp_path / "part")
+    per_seed = pd.read_csv(tmp_path / "part" / "per_seed.csv")
+    assert sorted(per_seed["seed"].unique()) == [0], per_seed
+    assert "eval-student-kd-unbiased-data-owl-n16-e1-s1" in shown and "-s0" not in shown.split("left out:")[1], shown
+
+    code, out = finish(study(home, "--cores", "2"))
+    assert code == 0, out
+    plan = json.loads((d / "plan.json").read_text())["jobs"]
+    report = d / "jobs" / next(k for k in plan if k.startswith("report-")) / "out"
+    assert "left out" not in interim(tmp_path / "full")
+    for f in ("per_question.csv", "per_seed.csv", "arms.csv", "teachers.csv", "tables.md", "models.json"):
+        assert (tmp_path / "full" / f).read_bytes() == (report / f).read_bytes(), f
+    assert sorted(pd.read_csv(tmp_path / "full" / "per_seed.csv")["seed"].unique()) == [0, 1]

@@ -1,4 +1,4 @@
-"""`interp study run|jobs|prune|report`: run a study spec with Snakemake, list its jobs, rebuild its report.
+"""`interp study run|jobs|prune|interim|report`: run a study spec with Snakemake, list its jobs, rebuild its report.
 
     interp study run studies/organism/tiny.yaml --cores 2 --dry-run     # ... "N jobs to run"
     interp study run studies/organism/tiny.yaml --cores 2
@@ -6,6 +6,7 @@
     interp study run SPEC --only 'teacher-*' --only 'eval-teacher-*'     # those jobs and what they need
     interp study jobs SPEC                                               # each job, its model alias, done?
     interp study prune SPEC --jobs 'train-*' --dry-run                   # the done students nothing needs now
+    interp study interim SPEC --workdir FOLDER                           # the report from the done jobs alone
     interp study report SPEC --raw reports/organism --out runs/organism-report
 """
 
@@ -172,6 +173,21 @@ def study_adopt(
                   + (f" ({', '.join(f'{n} {k}' for k, n in reasons.items())})" if reasons else ""), soft_wrap=True)
     for name, why in res.left[:10]:
         console.print(f"  {name}: {why}", soft_wrap=True)
+
+
+@study_app.command("interim")
+def study_interim(spec: Path = SPEC, workdir: Path | None = WORKDIR,
+                  out: Path | None = typer.Option(None, "--out", "-o", help="folder to write the interim report "
+                                                  "into (default <study folder>/interim)")) -> None:
+    """The study's report from its done jobs alone, while others are still to run (a study run across
+    sessions): the collect and report steps on what exists, with the jobs still missing listed."""
+    from interp.studies.runner import interim_report
+
+    res = interim_report(_planned(spec), workdir, out)
+    console.print(f"interim report from {res.used} inputs of done jobs: {res.out}", soft_wrap=True)
+    if res.left:
+        shown = ", ".join(res.left[:8]) + (f", ... ({len(res.left)} in all)" if len(res.left) > 8 else "")
+        console.print(f"not yet done, left out: {shown}", soft_wrap=True)
 
 
 @study_app.command("report")

@@ -20,6 +20,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,10 +147,11 @@ class GoneModel:
     needed_by: str
 
 
-def gone_models(plan: dict[str, Any], study_dir: Path) -> list[GoneModel]:
+def gone_models(plan: dict[str, Any], study_dir: Path, within: set[str] | None = None) -> list[GoneModel]:
     """The done jobs (manifest there) that make a model missing from the store and that a not-done job
-    loads (plan `loads`: its model references, not its labels or file inputs). Done jobs downstream keep
-    their manifests: what they computed stands."""
+    loads (plan `loads`: its model references, not its labels or file inputs); `within`: only such jobs
+    among these keys count (a slice of the plan: `slice_keys`). Done jobs downstream keep their manifests:
+    what they computed stands."""
     from interp.models.store import read_meta
 
     jobs = plan["jobs"]
@@ -159,7 +161,8 @@ def gone_models(plan: dict[str, Any], study_dir: Path) -> list[GoneModel]:
     while True:  # to a fixed point: a redone student needs its teacher again
         more = []
         for key in sorted(missing - {g.key for g in gone}):
-            waiting = [jobs[k]["name"] for k, r in jobs.items() if key in r.get("loads", r["deps"]) and k not in done]
+            waiting = [jobs[k]["name"] for k, r in jobs.items() if key in r.get("loads", r["deps"]) and k not in done
+                       and (within is None or k in within)]
             if waiting:
                 more.append(GoneModel(jobs[key]["name"], key, jobs[key]["alias"], waiting[0]))
         if not more:
@@ -260,6 +263,18 @@ def stream(cmd: list[str], log: Path, keep_fd: int) -> tuple[int, list[str]]:
     return code, lines
 
 
+def slice_keys(plan: dict[str, Any], targets: Sequence[str]) -> set[str]:
+    """The keys of the target jobs (`jobs/<key>/manifest.json`) and of every job they depend on, done or not."""
+    keys = {Path(t).parent.name for t in targets}
+    todo = list(keys)
+    while todo:
+        for d in plan["jobs"][todo.pop()]["deps"]:
+            if d not in keys:
+                keys.add(d)
+                todo.append(d)
+    return keys
+
+
 def only_targets(plan: dict[str, Any], patterns: Sequence[str]) -> list[str]:
     """Snakemake targets (`jobs/<key>/manifest.json`, plan order) of the jobs whose name matches one of
     `patterns` (fnmatch: 'eval-student-*-n256-*'); Snakemake adds what they need. A pattern that matches
@@ -278,7 +293,8 @@ def run_study(planned: PlannedStudy, cores: int = 1, dry_run: bool = False, stud
     """Run the study's jobs not done yet (`only`: the jobs named by these patterns and what they need)."""
     study_dir = (study_dir or default_study_dir(planned.name)).resolve()
     plan = planned.graph.plan()
-    engine_args = [*(engine_args or []), *only_targets(plan, only)] if only else engine_args
+    targets = only_targets(plan, only) if only else []
+    engine_args = [*(engine_args or []), *targets]
     with runner_lock(study_dir) as lock:
         if any((study_dir / ".snakemake" / "locks").glob("*")):
             print(f"unlocking {study_dir}: Snakemake's lock was left by a runner that is gone", flush=True)
@@ -286,7 +302,7 @@ def run_study(planned: PlannedStudy, cores: int = 1, dry_run: bool = False, stud
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         write_json_atomic(study_dir / "plan.json", plan)
         (study_dir / "logs").mkdir(exist_ok=True)
-        gone = gone_models(plan, study_dir)
+        gone = gone_models(plan, study_dir, slice_keys(plan, targets) if only else None)
         for g in gone:
             print(f"{'would redo' if dry_run else 'redoing'} {g.name}: its model {g.alias} is not in this store "
                   f"and {g.needed_by} needs it", flush=True)
@@ -328,6 +344,57 @@ def publish_report(planned: PlannedStudy, study_dir: Path) -> list[Path]:
             shutil.copyfile(p, target)
             written.append(target)
     return written
+
+
+@dataclass
+class Interim:
+    """What `interim_report` wrote: the folder, the collect step's inputs it used, and the jobs still to
+    run whose outputs the full report would read."""
+
+    out: Path
+    used: int
+    left: list[str]
+
+
+def interim_report(planned: PlannedStudy, study_dir: Path | None = None, out: Path | None = None) -> Interim:
+    """The study's report from its done jobs alone, before the plan is complete: the collect step run on
+    the inputs that done jobs made, its params cut by the kind's `done_only(params, inputs)` (e.g. the
+    models whose evaluation exists), then the report step on that; written to `out` (default
+    <study folder>/interim), raw tables and report together. Nothing is marked done; the full report
+    is still the report job's."""
+    from interp.studies.graph import OutRef
+
+    study_dir = (study_dir or default_study_dir(planned.name)).resolve()
+    done_only = getattr(planned.study.kind, "done_only", None)
+    g = planned.graph
+    collect = g.jobs.get("collect")
+    if done_only is None or collect is None or not planned.report_job:
+        raise UserError(f"kind {planned.study.spec.kind} has no interim report (no collect step that can "
+                        "leave out what is not done)")
+    inputs, left = {}, []
+    for k, a in collect.inputs.items():
+        job = g.jobs[a.job] if isinstance(a, OutRef) else None
+        if job is None or manifest_path(study_dir, job.key).exists():
+            inputs[k] = str(study_dir / g.resolved(a, collect)) if job else g.resolved(a, collect)
+        else:
+            left.append(job.name)
+    params = done_only(collect.params, inputs)
+    out = (out or study_dir / "interim").resolve()
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    report = g.jobs[planned.report_job]
+    with tempfile.TemporaryDirectory() as tmp:
+        _step(collect.func)(out=Path(tmp), params=params, **inputs)  # inputs: absolute paths or aliases
+        _step(report.func)(out=out, params=report.params, raw=tmp)
+    return Interim(out, len(inputs), sorted(set(left)))
+
+
+def _step(func: str) -> Callable[..., None]:
+    import importlib
+
+    module, name = func.split(":")
+    return getattr(importlib.import_module(module), name)
 
 
 @dataclass(frozen=True)

@@ -469,6 +469,16 @@ def collect(out: Path, params: dict[str, Any], **inputs: str) -> None:
             shutil.copyfile(path, out / "leak.csv")
 
 
+def done_only(params: dict[str, Any], inputs: dict[str, str]) -> dict[str, Any]:
+    """The collect step's params for an interim report: the models whose evaluation is among `inputs`
+    (the base's must be: every figure is read against it)."""
+    models = [m for m in params["models"] if f"eval{m['i']}" in inputs]
+    if not any(m["arm"] == "base" for m in models):
+        raise UserError("nothing to report yet: the base model's evaluation is not done "
+                        "(`interp study run SPEC --only eval-base`)")
+    return {**params, "models": models}
+
+
 def report_step(out: Path, params: dict[str, Any], raw: str) -> None:
     """The raw tables (copied, so the published report folder holds both) and the report from them."""
     shutil.copytree(raw, out, dirs_exist_ok=True)
