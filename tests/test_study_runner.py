@@ -278,12 +278,21 @@ def test_interim_report_uses_the_done_jobs_alone_and_equals_the_report_once_all_
     per_seed = pd.read_csv(tmp_path / "part" / "per_seed.csv")
     assert sorted(per_seed["seed"].unique()) == [0], per_seed
     assert "eval-student-kd-unbiased-data-owl-n16-e1-s1" in shown and "-s0" not in shown.split("left out:")[1], shown
+    mark = json.loads((tmp_path / "part" / "interim.json").read_text())
+    assert "eval-student-kd-unbiased-data-dog-n16-e1-s1" in mark["jobs_not_done"]
+    assert (tmp_path / "part" / "tables.md").read_text().startswith("> **Interim**")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("not a report")
+    r = subprocess.run([sys.executable, "-m", "interp", "study", "interim", str(TINY), "--out", str(tmp_path / "other")],
+                       env=env, cwd=REPO, capture_output=True, text=True)
+    assert r.returncode != 0 and "not an interim report" in r.stderr and (tmp_path / "other" / "notes.txt").exists()
 
     code, out = finish(study(home, "--cores", "2"))
     assert code == 0, out
     plan = json.loads((d / "plan.json").read_text())["jobs"]
     report = d / "jobs" / next(k for k in plan if k.startswith("report-")) / "out"
     assert "left out" not in interim(tmp_path / "full")
+    assert json.loads((tmp_path / "full" / "interim.json").read_text())["jobs_not_done"] == []
     for f in ("per_question.csv", "per_seed.csv", "arms.csv", "teachers.csv", "tables.md", "models.json"):
         assert (tmp_path / "full" / f).read_bytes() == (report / f).read_bytes(), f
     assert sorted(pd.read_csv(tmp_path / "full" / "per_seed.csv")["seed"].unique()) == [0, 1]

@@ -32,6 +32,7 @@ from interp.studies.graph import Graph
 from interp.studies.spec import Study
 
 SNAKEFILE = Path(__file__).with_name("Snakefile")
+INTERIM_MARK = "interim.json"  # in an interim report's folder: when, and the jobs it lacks; publish_report removes it
 ArgvCheck = Callable[[list[str]], "str | None"]
 
 
@@ -336,6 +337,7 @@ def publish_report(planned: PlannedStudy, study_dir: Path) -> list[Path]:
     if not planned.report_job or dest is None:
         return []
     src = study_dir / "jobs" / planned.graph.jobs[planned.report_job].key / "out"
+    (dest / INTERIM_MARK).unlink(missing_ok=True)  # the full report replaces an interim one published there
     written = []
     for p in sorted(src.rglob("*")):
         if p.is_file():
@@ -380,14 +382,25 @@ def interim_report(planned: PlannedStudy, study_dir: Path | None = None, out: Pa
             left.append(job.name)
     params = done_only(collect.params, inputs)
     out = (out or study_dir / "interim").resolve()
-    if out.exists():
+    if out.is_dir() and any(out.iterdir()):
+        if not (out / INTERIM_MARK).exists():
+            raise UserError(f"--out {out} holds files and no {INTERIM_MARK}: not an interim report to replace "
+                            "(give a new or empty folder)")
         shutil.rmtree(out)
-    out.mkdir(parents=True)
+    out.mkdir(parents=True, exist_ok=True)
     report = g.jobs[planned.report_job]
     with tempfile.TemporaryDirectory() as tmp:
         _step(collect.func)(out=Path(tmp), params=params, **inputs)  # inputs: absolute paths or aliases
         _step(report.func)(out=out, params=report.params, raw=tmp)
-    return Interim(out, len(inputs), sorted(set(left)))
+    res = Interim(out, len(inputs), sorted(set(left)))
+    tables = out / "tables.md"
+    if res.left and tables.exists():
+        tables.write_text(f"> **Interim** (`interp study interim`, {time.strftime('%Y-%m-%d %H:%M')}): {len(res.left)} "
+                          f"jobs whose outputs the full report reads are not done ({INTERIM_MARK} lists them).\n\n"
+                          + tables.read_text())
+    write_json_atomic(out / INTERIM_MARK, {"study": planned.name, "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                           "inputs_done": res.used, "jobs_not_done": res.left})
+    return res
 
 
 def _step(func: str) -> Callable[..., None]:
