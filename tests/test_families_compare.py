@@ -38,6 +38,18 @@ def test_recipes_and_teachers_side_by_side(tmp_path):
     teachers = pd.read_csv(tmp_path / "out" / "teachers_compare.csv").set_index(["build", "trait"])
     assert teachers.loc[("lora", "owl")].margin_shift_small == 7.0 and teachers.loc[("prompt", "dog")].margin_shift_qwen == -2.0
     assert "MDE 0.30" in done.stdout and "| sft | a | 1000 | 1.0 | - |" in done.stdout
+    assert "interim" not in done.stdout
+
+
+def test_an_interim_report_is_named_as_such(tmp_path):
+    report(tmp_path / "a", "smollm2", [("sft", "a", 256, 0.03)])
+    report(tmp_path / "b", "qwen", [("sft", "a", 256, 0.2)])
+    (tmp_path / "b" / "interim.json").write_text('{"jobs_not_done": ["eval-x", "eval-y"]}')
+    done = subprocess.run([sys.executable, str(SCRIPT), f"small={tmp_path / 'a'}", f"qwen={tmp_path / 'b'}",
+                           "--out", str(tmp_path / "out")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "qwen: interim report" in done.stdout and "2 jobs not done yet" in done.stdout
+    assert "small: interim" not in done.stdout
 
 
 def test_a_missing_report_is_refused(tmp_path):

@@ -72,6 +72,17 @@ def markdown(t: pd.DataFrame, keys: list[str], names: list[str], value: str) -> 
     return "\n".join(lines)
 
 
+def interim_note(name: str, folder: Path) -> str:
+    """A line naming an interim report (`interp study interim`: its interim.json), else ''."""
+    mark = folder / "interim.json"
+    if not mark.exists():
+        return ""
+    import json
+
+    left = json.loads(mark.read_text())["jobs_not_done"]
+    return f"{name}: interim report ({mark}): {len(left)} jobs not done yet\n\n"
+
+
 def named(arg: str) -> tuple[str, str]:
     """(label, report folder) of a spec path (its base model, its `report:`) or of NAME=FOLDER."""
     if "=" in arg:
@@ -100,6 +111,8 @@ def main() -> None:
     arms.to_csv(a.out / "organism_compare.csv", index=False, float_format="%.5g")
     teachers.to_csv(a.out / "teachers_compare.csv", index=False, float_format="%.5g")
     names = list(reports)
+    for n, p in reports.items():
+        print(interim_note(n, Path(p)), end="")
     print(markdown(teachers, ["build", "trait"], names, "margin_shift"), end="\n\n")
     print(markdown(arms, RECIPE, names, "mean"))
 

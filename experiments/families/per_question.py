@@ -30,6 +30,8 @@ def union(folders: list[Path]) -> pd.DataFrame:
             raise SystemExit(f"{folder / 'per_question.csv'} has no column {', '.join(missing)} (collected before "
                              "the raw tables recorded them: rerun the study's collect and report)")
         frames.append(t.assign(study=folder.name)[COLUMNS])
+        if (folder / "interim.json").exists():
+            print(f"{folder}: an interim report (interim.json): its rows are those of the jobs done so far")
     if not frames:
         raise SystemExit("no report folder with a per_question.csv")
     return pd.concat(frames, ignore_index=True)
