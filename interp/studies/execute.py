@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 
 def manifest_path(study_dir: Path, key: str) -> Path:
@@ -65,6 +65,12 @@ def output_digests(out: Path) -> dict[str, str]:
     return {str(p.relative_to(out)): sha256_file(p) for p in sorted(out.rglob("*")) if p.is_file()}
 
 
+def step_function(func: str) -> Callable[..., None]:
+    """A step's function from its plan name, 'package.module:function'."""
+    module, name = func.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
 def run_job(plan: dict[str, Any], key: str, study_dir: Path) -> dict[str, Any]:
     """Run the job; its manifest (not yet written)."""
     job = plan["jobs"][key]
@@ -74,10 +80,9 @@ def run_job(plan: dict[str, Any], key: str, study_dir: Path) -> dict[str, Any]:
     out.mkdir(parents=True)
     t0 = time.perf_counter()
     if job.get("func"):
-        module, name = job["func"].split(":")
         shown = json.dumps(job["params"], sort_keys=True)
         print(f"step {job['func']} {shown if len(shown) < 300 else shown[:300] + ' ...'}", flush=True)
-        getattr(importlib.import_module(module), name)(out=out, params=job["params"], **job["inputs"])
+        step_function(job["func"])(out=out, params=job["params"], **job["inputs"])
     else:
         argv = [*job["argv"], "--out", str(out.relative_to(study_dir)), "--force"]
         print("$ interp " + " ".join(argv), flush=True)

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from interp.errors import UserError
-from interp.studies.execute import manifest_path, write_json_atomic
+from interp.studies.execute import manifest_path, step_function, write_json_atomic
 from interp.studies.graph import Graph
 from interp.studies.spec import Study
 
@@ -390,8 +390,8 @@ def interim_report(planned: PlannedStudy, study_dir: Path | None = None, out: Pa
     out.mkdir(parents=True, exist_ok=True)
     report = g.jobs[planned.report_job]
     with tempfile.TemporaryDirectory() as tmp:
-        _step(collect.func)(out=Path(tmp), params=params, **inputs)  # inputs: absolute paths or aliases
-        _step(report.func)(out=out, params=report.params, raw=tmp)
+        step_function(collect.func)(out=Path(tmp), params=params, **inputs)  # inputs: absolute paths or aliases
+        step_function(report.func)(out=out, params=report.params, raw=tmp)
     res = Interim(out, len(inputs), sorted(set(left)))
     tables = out / "tables.md"
     if res.left and tables.exists():
@@ -401,13 +401,6 @@ def interim_report(planned: PlannedStudy, study_dir: Path | None = None, out: Pa
     write_json_atomic(out / INTERIM_MARK, {"study": planned.name, "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                                            "inputs_done": res.used, "jobs_not_done": res.left})
     return res
-
-
-def _step(func: str) -> Callable[..., None]:
-    import importlib
-
-    module, name = func.split(":")
-    return getattr(importlib.import_module(module), name)
 
 
 @dataclass(frozen=True)
