@@ -296,3 +296,33 @@ def test_interim_report_uses_the_done_jobs_alone_and_equals_the_report_once_all_
     for f in ("per_question.csv", "per_seed.csv", "arms.csv", "teachers.csv", "tables.md", "models.json"):
         assert (tmp_path / "full" / f).read_bytes() == (report / f).read_bytes(), f
     assert sorted(pd.read_csv(tmp_path / "full" / "per_seed.csv")["seed"].unique()) == [0, 1]
+
+
+def test_a_slice_run_publishes_no_report_and_keeps_an_interim_mark(tmp_path, tmp_home):
+    """publish_report after a `--only` slice that left the report job out: nothing copied, the interim
+    report's mark stays (it was removed, so an interim report read as the full one); once the report job
+    is done, its tables are copied and the mark goes."""
+    from interp.cli.study_cmd import check_argv
+    from interp.studies.execute import manifest_path
+    from interp.studies.runner import INTERIM_MARK, plan_study, publish_report
+    from interp.studies.spec import load_study
+
+    spec = yaml.safe_load(TINY.read_text())
+    spec["recipe"]["numbers"]["pool_files"] = {"unbiased": str(POOL)}
+    spec["report"] = str(tmp_path / "published")
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    planned = plan_study(load_study(tmp_path / "spec.yaml"), check_argv)
+    study_dir, dest = tmp_path / "study", tmp_path / "published"
+    dest.mkdir()
+    (dest / INTERIM_MARK).write_text("{}")
+    (dest / "tables.md").write_text("> **Interim** ...")
+
+    assert publish_report(planned, study_dir) == []
+    assert (dest / INTERIM_MARK).exists() and (dest / "tables.md").read_text() == "> **Interim** ..."
+
+    key = planned.graph.jobs[planned.report_job].key
+    (study_dir / "jobs" / key / "out").mkdir(parents=True)
+    (study_dir / "jobs" / key / "out" / "tables.md").write_text("the full report")
+    manifest_path(study_dir, key).write_text("{}")
+    assert publish_report(planned, study_dir) == [dest / "tables.md"]
+    assert not (dest / INTERIM_MARK).exists() and (dest / "tables.md").read_text() == "the full report"

@@ -332,11 +332,15 @@ def dag(planned: PlannedStudy, study_dir: Path | None = None) -> str:
 
 
 def publish_report(planned: PlannedStudy, study_dir: Path) -> list[Path]:
-    """Copy the report job's outputs to the spec's `report:` folder."""
+    """Copy the report job's outputs to the spec's `report:` folder, once the report job is done (a slice
+    run with `--only` that left it out publishes nothing, and leaves an interim report's mark in place)."""
     dest = planned.study.report_dir
     if not planned.report_job or dest is None:
         return []
-    src = study_dir / "jobs" / planned.graph.jobs[planned.report_job].key / "out"
+    key = planned.graph.jobs[planned.report_job].key
+    if not manifest_path(study_dir, key).exists():
+        return []
+    src = study_dir / "jobs" / key / "out"
     (dest / INTERIM_MARK).unlink(missing_ok=True)  # the full report replaces an interim one published there
     written = []
     for p in sorted(src.rglob("*")):
