@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from interp.evals.stats import bootstrap_ci, paired_test, permutation_test, wilson_interval
+from interp.evals.stats import bootstrap_ci, holm_adjusted, paired_test, permutation_test, wilson_interval
 
 
 def test_bootstrap_constant_has_zero_width_and_covers_mean():
@@ -114,3 +114,24 @@ def test_seed_summary_proportion_uses_the_logit_interval():
     plain, prop = seed_summary([0.0, 0.05, 0.25]), seed_summary([0.0, 0.05, 0.25], proportion=True)
     assert plain["lo"] < 0 and (prop["lo"], prop["hi"]) == pytest.approx((0.0028757, 0.8106309), abs=1e-7)
     assert {k: v for k, v in prop.items() if k not in ("lo", "hi")} == {k: v for k, v in plain.items() if k not in ("lo", "hi")}
+
+
+def test_holm_adjusted_matches_statsmodels():
+    """Known answers from statsmodels 0.15.0 multipletests(p, method='holm')[1], run outside the project."""
+    np.testing.assert_allclose(holm_adjusted([0.01, 0.04, 0.03, 0.005]), [0.03, 0.06, 0.06, 0.02])
+    np.testing.assert_allclose(holm_adjusted([0.0012, 0.2, 0.03, 0.04, 0.5, 0.01, 0.9, 0.04]),
+                               [0.0096, 0.6, 0.18, 0.2, 1.0, 0.07, 1.0, 0.2])
+
+
+def test_holm_adjusted_with_tests_missing_is_an_upper_bound():
+    """Missing tests counted as p = 1 give adjusted p-values no smaller than any completion of the family."""
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        full = rng.uniform(0, 0.1, size=8) ** rng.uniform(0.5, 3)
+        part = holm_adjusted(full[:5], n_tests=8)
+        assert np.all(part >= holm_adjusted(full)[:5] - 1e-15)
+    np.testing.assert_allclose(holm_adjusted([0.01], n_tests=8), [0.08])
+    with pytest.raises(ValueError):
+        holm_adjusted([0.01, 0.02], n_tests=1)
+    with pytest.raises(ValueError):
+        holm_adjusted([0.01, float("nan")])

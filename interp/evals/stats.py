@@ -240,3 +240,24 @@ def seed_summary(values: np.ndarray | list[float], alpha: float = 0.05, proporti
                 "p": float(stats.ttest_1samp(v, 0.0).pvalue) if sd > 0 else float("nan"),
                 "mde_80": minimum_detectable_effect(sd, n, alpha) if sd > 0 else float("nan")}
     return out
+
+
+def holm_adjusted(pvalues: np.ndarray | list[float], n_tests: int | None = None) -> np.ndarray:
+    """Holm's step-down adjusted p-values (the family-wise error rate controlled at any level):
+    with p sorted ascending, p_adj_(k) = max_{j <= k} min(1, (m - j + 1) p_(j)), returned in the
+    input order; reject at level alpha where p_adj <= alpha (statsmodels' multipletests(method='holm')).
+
+    `n_tests` (m) may exceed len(pvalues) for a family of tests not all run yet: the missing ones
+    count as p = 1, the most conservative case (Holm is monotone in every p), so a test that
+    survives now survives whatever the missing p-values turn out to be."""
+    p = np.asarray(pvalues, dtype=np.float64)
+    if p.ndim != 1 or np.any(np.isnan(p)) or np.any((p < 0) | (p > 1)):
+        raise ValueError("holm_adjusted needs a 1-d array of p-values in [0, 1]")
+    m = p.size if n_tests is None else n_tests
+    if m < p.size:
+        raise ValueError(f"n_tests {m} is below the {p.size} p-values given")
+    order = np.argsort(p, kind="stable")
+    scaled = np.minimum(1.0, (m - np.arange(p.size)) * p[order])  # (m - j + 1) p_(j), j from 1
+    out = np.empty_like(p)
+    out[order] = np.maximum.accumulate(scaled)
+    return out
