@@ -18,7 +18,7 @@ resolved here: give aliases, e.g. from `interp models`).
         --pair TEACHER_OWL:TEACHER_DOG --pair TEACHER_OWL:STUDENT_OWL --pair TEACHER_DOG:STUDENT_OWL ... \
         --out reports/families/shd_signal.csv
 
-Writes one row per pair and batch (teacher, student, batch, examples, tau, max_len, batch_size, shd) and prints
+Writes one row per pair and batch (teacher, student, batch, examples, tau, max_len, batch_size, data, shd) and prints
 the mean per pair.
 """
 
@@ -32,8 +32,8 @@ import pandas as pd
 import torch
 
 from interp.models.loading import load_model
-from interp.training.config import FinetuneConfig
 from interp.models.sharing import eager_attention
+from interp.training.config import FinetuneConfig
 from interp.training.distill import DistillConfig, check_pair, make_objective
 from interp.training.examples import collate, tokenize_examples
 
