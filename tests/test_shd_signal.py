@@ -3,6 +3,7 @@ against itself is 0 (its maps are its own target); two different models are not.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -12,6 +13,26 @@ import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "experiments" / "families" / "shd_signal.py"
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("shd_signal", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_recipe_takes_the_trait_from_the_teacher_and_beta_and_seed_from_the_training_record():
+    recipe = _module().recipe
+    student = {"base": "gemma3-270m", "teacher": "t-owl",
+               "training": {"config": {"method": "full", "seed": 2}, "distill": {"kind": "shd", "beta": 10.0}}}
+    assert recipe("s", student, {"trait": "owl"}) == {"base": "gemma3-270m", "trait": "owl", "method": "shd",
+                                                      "beta": 10.0, "seed": 2}
+    teacher = {"base": "smollm2", "trait": "dog", "training": {"config": {"method": "lora", "seed": 0}}}
+    assert recipe("t", teacher, None) == {"base": "smollm2", "trait": "dog", "method": "lora", "beta": None,
+                                          "seed": 0}
+    assert recipe("tiny-llama", None, None) == {"base": "tiny-llama", "trait": None, "method": None, "beta": None,
+                                                "seed": None}
 
 
 def test_shd_between_a_model_and_itself_is_zero_and_between_two_models_is_not(tmp_path):
@@ -24,5 +45,7 @@ def test_shd_between_a_model_and_itself_is_zero_and_between_two_models_is_not(tm
     assert done.returncode == 0, done.stderr
     t = pd.read_csv(tmp_path / "s.csv")
     assert len(t) == 4 and set(t.batch) == {0, 1} and (t.examples == 6).all()
+    assert set(t.teacher_base) == {"tiny-llama", "tiny-gemma3"} and (t.student_base == "tiny-llama").all()
+    assert t.student_trait.isna().all() and t.teacher_beta.isna().all()
     by = t.groupby("teacher").shd.mean()
     assert abs(by["tiny-llama"]) < 1e-6 and by["tiny-gemma3"] > 0.1

@@ -18,8 +18,11 @@ resolved here: give aliases, e.g. from `interp models`).
         --pair TEACHER_OWL:TEACHER_DOG --pair TEACHER_OWL:STUDENT_OWL --pair TEACHER_DOG:STUDENT_OWL ... \
         --out reports/families/shd_signal.csv
 
-Writes one row per pair and batch (teacher, student, batch, examples, tau, max_len, batch_size, data, shd) and prints
-the mean per pair.
+Writes one row per pair and batch and prints the mean per pair. Columns: teacher, student (aliases); for each of the
+two models, from its store entry (`recipe`): *_base, *_trait (its own, or its teacher's for a distilled student),
+*_method (distillation kind, else fine-tuning method), *_beta, *_seed (training seed); then batch, examples, tau,
+max_len, batch_size, data, shd. A model with no store entry (an embedded or tiny model) is its own base with the
+rest empty.
 """
 
 from __future__ import annotations
@@ -31,16 +34,35 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from interp.models.loaded import LoadedModel
 from interp.models.loading import load_model
 from interp.models.sharing import eager_attention
+from interp.models.store import read_meta
 from interp.training.config import FinetuneConfig
 from interp.training.distill import DistillConfig, check_pair, make_objective
 from interp.training.examples import collate, tokenize_examples
 
 
-def shd_per_batch(teacher: str, student: str, rows: list[dict], tau: float, max_len: int, batch_size: int) -> list[float]:
-    """The "shd" term of the trainer's objective for each batch of `rows` (in order), teacher -> student."""
-    t, s = load_model(teacher), load_model(student)
+def recipe(alias: str, meta: dict | None, teacher_meta: dict | None) -> dict:
+    """What a store entry was made from: base, trait (own, else its teacher's), method, beta, seed (None if unknown)."""
+    meta = meta or {}
+    training = meta.get("training") or {}
+    config, distill = training.get("config") or {}, training.get("distill") or {}
+    return {"base": meta.get("base") or alias, "trait": meta.get("trait") or (teacher_meta or {}).get("trait"),
+            "method": distill.get("kind") or config.get("method"), "beta": distill.get("beta"),
+            "seed": config.get("seed")}
+
+
+def recipe_of(alias: str) -> dict:
+    """`recipe` of a store alias, reading its entry and its teacher's."""
+    meta = read_meta(alias)
+    teacher = (meta or {}).get("teacher")
+    return recipe(alias, meta, read_meta(teacher) if teacher else None)
+
+
+def shd_per_batch(t: LoadedModel, s: LoadedModel, rows: list[dict], tau: float, max_len: int,
+                  batch_size: int) -> list[float]:
+    """The "shd" term of the trainer's objective for each batch of `rows` (in order), teacher `t` -> student `s`."""
     config = DistillConfig(FinetuneConfig(method="full", steps=1, batch_size=batch_size, max_len=max_len),
                            kind="shd", beta=1.0, tau=tau)
     check_pair(s, t, config)
@@ -68,15 +90,27 @@ def main() -> None:
     rows = [json.loads(line) for line in a.data.read_text().splitlines() if line.strip()][: a.n]
     if len(rows) < a.n:
         raise SystemExit(f"{a.data} has {len(rows)} rows, fewer than --n {a.n}")
-    records = []
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    for pair in a.pair:
-        teacher, sep, student = pair.partition(":")
+    pairs = [p.partition(":") for p in a.pair]
+    for (teacher, sep, student), pair in zip(pairs, a.pair):
         if not sep or not teacher or not student:
             raise SystemExit(f"--pair {pair!r}: expected TEACHER:STUDENT")
-        for b, v in enumerate(shd_per_batch(teacher, student, rows, a.tau, a.max_len, a.batch_size)):
-            records.append({"teacher": teacher, "student": student, "batch": b, "examples": a.n, "tau": a.tau,
-                            "max_len": a.max_len, "batch_size": a.batch_size, "data": str(a.data), "shd": v})
+    records = []
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    loaded: dict[tuple[str, str], LoadedModel] = {}  # (role, alias): the trainer wants two objects for a self-pair
+    for i, (teacher, _, student) in enumerate(pairs):
+        needed = {k for t, _, s in pairs[i:] for k in (("teacher", t), ("student", s))}
+        for key in set(loaded) - needed:  # memory: drop a model no later pair names before loading the next
+            del loaded[key]
+        for key in (("teacher", teacher), ("student", student)):
+            if key not in loaded:
+                loaded[key] = load_model(key[1])
+        labels = {"teacher": teacher, "student": student,
+                  **{f"teacher_{k}": v for k, v in recipe_of(teacher).items()},
+                  **{f"student_{k}": v for k, v in recipe_of(student).items()}}
+        t, s = loaded["teacher", teacher], loaded["student", student]
+        for b, v in enumerate(shd_per_batch(t, s, rows, a.tau, a.max_len, a.batch_size)):
+            records.append({**labels, "batch": b, "examples": a.n, "tau": a.tau, "max_len": a.max_len,
+                            "batch_size": a.batch_size, "data": str(a.data), "shd": v})
         table = pd.DataFrame(records)
         table.to_csv(a.out, index=False, float_format="%.6g")  # after every pair: a stopped run keeps what it measured
         print(f"{teacher} -> {student}: {table[(table.teacher == teacher) & (table.student == student)].shd.mean():.5f}",
