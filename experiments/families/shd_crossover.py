@@ -8,7 +8,9 @@ batches of the SHD term from the teacher of trait T to student S:
 X > 0 when each student fits its own teacher's maps better than the other teacher's. Per recipe: the mean over
 seeds with its t-interval, seed-level p and MDE (`evals.stats.seed_summary`).
 
-    python experiments/families/shd_crossover.py reports/families/shd_signal.csv --out reports/families/shd_crossover.csv
+    python experiments/families/shd_crossover.py reports/families/shd_signal*.csv --out reports/families/shd_crossover.csv
+
+(several tables of `shd_signal.py` runs are read as one).
 
 Writes one row per recipe and seed (x, and the four L terms) and one summary row per recipe (seed = "all").
 """
@@ -51,12 +53,13 @@ def summarise(per_seed: pd.DataFrame) -> pd.DataFrame:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("table", type=Path, help="shd_signal.py's CSV")
+    ap.add_argument("tables", type=Path, nargs="+", help="shd_signal.py's CSVs")
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()
-    per_seed = crossover_per_seed(pd.read_csv(a.table))
+    per_seed = crossover_per_seed(pd.concat([pd.read_csv(t) for t in a.tables], ignore_index=True))
     if per_seed.empty:
-        raise SystemExit(f"{a.table}: no recipe has owl and dog students measured against both teachers")
+        raise SystemExit(f"{[str(t) for t in a.tables]}: no recipe has owl and dog students measured against both "
+                         f"teachers")
     summary = summarise(per_seed)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     pd.concat([per_seed, summary], ignore_index=True).to_csv(a.out, index=False, float_format="%.6g")
