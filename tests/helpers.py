@@ -1,9 +1,29 @@
 """Test helpers: independent reference computations for known-answer tests (one plain HF forward per
-prompt), and `run_cli`, the in-process CLI runner every CLI test uses."""
+prompt), `run_cli`, the in-process CLI runner every CLI test uses, and `load_script`, which imports a script
+of experiments/ or scripts/ (not a package) as a module."""
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
 import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_script(relative: str) -> ModuleType:
+    """The script at REPO / `relative` (e.g. "experiments/families/shd_crossover.py") as a module named by its stem,
+    registered in sys.modules (dataclasses look their module up while a class is made)."""
+    path = REPO / relative
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None and spec.loader is not None, path
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 @torch.no_grad()

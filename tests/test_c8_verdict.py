@@ -3,7 +3,6 @@ missing ones at p = 1, MDE against the control's effect, the 1.5x perplexity "da
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -11,12 +10,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.helpers import load_script
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "experiments" / "families" / "c8_verdict.py"
-spec = importlib.util.spec_from_file_location("c8_verdict", SCRIPT)
-c8 = importlib.util.module_from_spec(spec)
-sys.modules["c8_verdict"] = c8  # dataclasses look their module up while the class is made
-spec.loader.exec_module(c8)
+c8 = load_script("experiments/families/c8_verdict.py")
 
 DESIGN = c8.Design(tested={"shd-a": "sft-a", "shd-b": "sft-a", "kd-shared-a": "sft-a"}, shd=("shd-a", "shd-b"),
                    control="kd-within", n_seeds=3)

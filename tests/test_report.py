@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-import sys
-from pathlib import Path
 
 import pytest
 
 from interp.cli import main
 from interp.report.html import build_report, external_references
+from tests.helpers import load_script
 from tests.helpers import run_cli as run
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -71,10 +67,7 @@ def test_report_bad_dir(capsys, tmp_path):
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium not installed (apt-get install -y chromium)")
 def test_attention_view_renders_in_headless_chromium(trace_dir):
-    spec = importlib.util.spec_from_file_location("screenshot_report", ROOT / "scripts" / "screenshot_report.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["screenshot_report"] = mod
-    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    mod = load_script("scripts/screenshot_report.py")
     dom = mod.dump_dom(trace_dir / "report.html", budget_ms=5000)
     ok, detail = mod.attention_view_rendered(dom)
     assert ok, detail

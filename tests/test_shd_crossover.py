@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pandas as pd
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "families" / "shd_crossover.py"
+from tests.helpers import load_script
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("shd_crossover", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("experiments/families/shd_crossover.py")
 
 
 def _row(teacher_trait, student_trait, seed, shd, beta=10.0):

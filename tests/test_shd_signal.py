@@ -3,7 +3,6 @@ against itself is 0 (its maps are its own target); two different models are not.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -11,15 +10,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from tests.helpers import load_script
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "experiments" / "families" / "shd_signal.py"
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("shd_signal", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("experiments/families/shd_signal.py")
 
 
 def test_recipe_takes_the_trait_from_the_teacher_and_beta_and_seed_from_the_training_record():

@@ -140,15 +140,12 @@ def test_the_union_script_on_the_committed_reports(tmp_path):
 def test_displacement_summary_recomputes_from_the_committed_pairs():
     """experiments/steering/displacement.py's summary: I / d per arm with a t-interval over seeds (hand values),
     and the committed summary is what its committed per-pair table gives."""
-    import importlib.util
-    from pathlib import Path
-
     from scipy import stats
 
-    repo = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location("displacement", repo / "experiments" / "steering" / "displacement.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    from tests.helpers import REPO as repo
+    from tests.helpers import load_script
+
+    mod = load_script("experiments/steering/displacement.py")
     raw = pd.DataFrame({"stage": "stage 2", "arm": "a", "optimizer": "sgd", "lr": 0.01, "seed": [0, 1, 2],
                         "d_owl": [1.0, 1.0, 2.0], "d_dog": [1.0, 1.0, 2.0], "d_pair": 0.5,
                         "interaction": [1.0, 2.0, 6.0]})      # I / d = 1, 2, 3
