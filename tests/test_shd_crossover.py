@@ -14,7 +14,8 @@ def _module():
 
 def _row(teacher_trait, student_trait, seed, shd, beta=10.0):
     return {"teacher_trait": teacher_trait, "student_trait": student_trait, "student_seed": seed, "shd": shd,
-            "student_base": "gemma3-270m", "student_method": "shd", "student_beta": beta}
+            "student_base": "gemma3-270m", "student_method": "shd", "student_beta": beta, "student_n_train": 256,
+            "teacher_base": "smollm2", "teacher_method": "lora"}
 
 
 def test_crossover_is_own_teacher_minus_other_teacher_summed_over_both_students():

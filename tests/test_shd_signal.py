@@ -22,15 +22,15 @@ def _module():
 
 def test_recipe_takes_the_trait_from_the_teacher_and_beta_and_seed_from_the_training_record():
     recipe = _module().recipe
-    student = {"base": "gemma3-270m", "teacher": "t-owl",
+    student = {"base": "gemma3-270m", "teacher": "t-owl", "n_examples": 256,
                "training": {"config": {"method": "full", "seed": 2}, "distill": {"kind": "shd", "beta": 10.0}}}
     assert recipe("s", student, {"trait": "owl"}) == {"base": "gemma3-270m", "trait": "owl", "method": "shd",
-                                                      "beta": 10.0, "seed": 2}
+                                                      "beta": 10.0, "seed": 2, "n_train": 256}
     teacher = {"base": "smollm2", "trait": "dog", "training": {"config": {"method": "lora", "seed": 0}}}
     assert recipe("t", teacher, None) == {"base": "smollm2", "trait": "dog", "method": "lora", "beta": None,
-                                          "seed": 0}
+                                          "seed": 0, "n_train": None}
     assert recipe("tiny-llama", None, None) == {"base": "tiny-llama", "trait": None, "method": None, "beta": None,
-                                                "seed": None}
+                                                "seed": None, "n_train": None}
 
 
 def test_shd_between_a_model_and_itself_is_zero_and_between_two_models_is_not(tmp_path):

@@ -1,6 +1,7 @@
 """The crossover in SHD's space, per training seed, from `shd_signal.py`'s table.
 
-For the owl and dog students of one recipe (student base, method, beta) and seed, with L(T -> S) the mean over
+For the owl and dog students of one recipe (student base, method, beta, training examples; teachers' base and
+method) and seed, with L(T -> S) the mean over
 batches of the SHD term from the teacher of trait T to student S:
 
     X = [L(dog -> owl student) - L(owl -> owl student)] + [L(owl -> dog student) - L(dog -> dog student)]
@@ -24,7 +25,8 @@ import pandas as pd
 
 from interp.evals.stats import seed_summary
 
-RECIPE = ["student_base", "student_method", "student_beta"]
+# a recipe: the student's make-up and the teachers' kind (an owl prompt teacher is not averaged with a LoRA one)
+RECIPE = ["student_base", "student_method", "student_beta", "student_n_train", "teacher_base", "teacher_method"]
 TRAITS = ("owl", "dog")
 
 

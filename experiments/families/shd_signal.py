@@ -20,7 +20,8 @@ resolved here: give aliases, e.g. from `interp models`).
 
 Writes one row per pair and batch and prints the mean per pair. Columns: teacher, student (aliases); for each of the
 two models, from its store entry (`recipe`): *_base, *_trait (its own, or its teacher's for a distilled student),
-*_method (distillation kind, else fine-tuning method), *_beta, *_seed (training seed); then batch, examples, tau,
+*_method (distillation kind, else fine-tuning method), *_beta, *_seed (training seed), *_n_train (its training
+examples); then batch, examples (rows measured here), tau,
 max_len, batch_size, data, shd. A model with no store entry (an embedded or tiny model) is its own base with the
 rest empty.
 """
@@ -44,13 +45,14 @@ from interp.training.examples import collate, tokenize_examples
 
 
 def recipe(alias: str, meta: dict | None, teacher_meta: dict | None) -> dict:
-    """What a store entry was made from: base, trait (own, else its teacher's), method, beta, seed (None if unknown)."""
+    """What a store entry was made from: base, trait (own, else its teacher's), method, beta, seed and n_train (its
+    training examples); None where unknown."""
     meta = meta or {}
     training = meta.get("training") or {}
     config, distill = training.get("config") or {}, training.get("distill") or {}
     return {"base": meta.get("base") or alias, "trait": meta.get("trait") or (teacher_meta or {}).get("trait"),
             "method": distill.get("kind") or config.get("method"), "beta": distill.get("beta"),
-            "seed": config.get("seed")}
+            "seed": config.get("seed"), "n_train": meta.get("n_examples") or training.get("n_examples")}
 
 
 def recipe_of(alias: str) -> dict:
